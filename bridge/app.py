@@ -1,0 +1,119 @@
+"""The running bridge: builds the store, the connectors and the router from a config, serves the
+homeserver-facing HTTP listener (appservice endpoints, readiness, metrics), and stops cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bridge.config.model import Config, MatrixMode
+from bridge.connector import Connector
+from bridge.directory import RoomDirectory
+from bridge.events import Event
+from bridge.router import Router
+from bridge.store import Store
+
+log = logging.getLogger("passerelle")
+
+
+def build_connector(name: str, gateway: Gateway) -> Connector:
+    """The connector for one configured network (imported here so the core never needs them)."""
+    network = gateway.config.networks[name]
+    from connectors.matrix.appservice import AppserviceConnector
+    from connectors.matrix.relay import RelayConnector
+
+    if network.mode is MatrixMode.APPSERVICE:
+        return AppserviceConnector(network, gateway)
+    return RelayConnector(network, gateway)
+
+
+class Gateway:
+    """Implements `bridge.connector.Host` for the connectors."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.directory = RoomDirectory()
+        self.connectors: dict[str, Connector] = {
+            name: build_connector(name, self) for name in config.networks
+        }
+        self.router = Router(config, store, self.directory, self.connectors)
+        self.web = web.Application()
+        self.web.router.add_get("/_passerelle/ready", self._ready)
+        self.web.router.add_get("/metrics", self._metrics)
+        for name, connector in self.connectors.items():
+            sub = getattr(connector, "web", None)
+            if isinstance(sub, web.Application):
+                self.web.add_subapp(f"/as/{name}", sub)
+        self._runner: web.AppRunner | None = None
+
+    async def ingest(self, event: Event) -> bool:
+        return await self.router.ingest(event)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.web, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.listen.host, self.config.listen.port)
+        await site.start()
+        for connector in self.connectors.values():
+            await connector.start()
+        await self.router.outbox.start()
+        log.info(
+            "Passerelle listening on %s:%d with %d network(s) and %d link(s)",
+            self.config.listen.host,
+            self.config.listen.port,
+            len(self.connectors),
+            len(self.config.links),
+        )
+
+    async def stop(self) -> None:
+        await self.router.outbox.stop()
+        for connector in self.connectors.values():
+            await connector.stop()
+        if self._runner:
+            await self._runner.cleanup()
+
+    def is_ready(self) -> bool:
+        """Every link room that can be set up is: the bridge is passing messages."""
+        return all(
+            getattr(c, "rooms_ready", None) is None or c.rooms_ready.is_set()  # type: ignore[attr-defined]
+            for c in self.connectors.values()
+        )
+
+    async def _ready(self, _: web.Request) -> web.Response:
+        ready = self.is_ready()
+        return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def serve(config: Config) -> None:
+    store = await Store.open(config.database)
+    gateway = Gateway(config, store)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await gateway.start()
+        await stop.wait()
+        log.info("Stopping")
+    finally:
+        await gateway.stop()
+        await store.close()
+
+
+def run(config: Config) -> int:
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    asyncio.run(serve(config))
+    return 0

@@ -1,0 +1,163 @@
+"""The validated configuration: what the rest of the bridge reads.
+
+The loader (`bridge.config.load`) turns the admin's YAML into these frozen objects only after
+every check passed, so nothing downstream has to re-validate or guess at defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Flavour(StrEnum):
+    MATRIX = "matrix"
+    TCHAP = "tchap"
+
+
+class MatrixMode(StrEnum):
+    APPSERVICE = "appservice"
+    RELAY = "relay"
+
+
+@dataclass(frozen=True)
+class AppserviceSettings:
+    """The bridge registered as an application service on this network's homeserver."""
+
+    id: str
+    as_token: str
+    hs_token: str
+    bot: str
+    """Localpart of the bridge bot, e.g. ``passerelle``."""
+    ghost_prefix: str
+    """Localpart prefix of every ghost; the registration claims ``@{ghost_prefix}.*``
+    exclusively."""
+    url: str
+    """Where the homeserver reaches the bridge (registration ``url``)."""
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """Only one ordinary bot account on this network: it posts as itself with the sender's name."""
+
+    user_id: str
+    access_token: str | None
+    password: str | None
+    device_id: str | None
+    format: str
+    """How a relayed message reads; ``{name}`` and ``{message}`` are filled in, ``**…**`` is
+    bold."""
+
+
+@dataclass(frozen=True)
+class MatrixNetwork:
+    name: str
+    flavour: Flavour
+    homeserver: str
+    """Client-server API base URL, e.g. ``https://matrix.bund.example``."""
+    server_name: str
+    mode: MatrixMode
+    appservice: AppserviceSettings | None
+    relay: RelaySettings | None
+    org_label: str | None
+    """Organisation shown for this network's people when they are not in ``people``."""
+    name_suffix: str
+    """Appended to the names of this network's people where they appear as ghosts elsewhere."""
+    allowed_domains: tuple[str, ...]
+    """Homeserver domains whose users are bridged out of this network; empty means all."""
+    restricted_rooms_allow: tuple[str, ...]
+    """Tchap only: domains of other networks whose people may enter ``restricted`` rooms."""
+
+    kind: str = "matrix"
+
+    @property
+    def domain(self) -> str:
+        return self.server_name
+
+
+Network = MatrixNetwork
+
+
+@dataclass(frozen=True)
+class Person:
+    """One human, with an account on some of the networks."""
+
+    id: str
+    name: str
+    org: str | None
+    accounts: Mapping[str, str]
+    """Network name → account on it (a Matrix user ID, a JID, an email address)."""
+
+
+@dataclass(frozen=True)
+class RoomCreate:
+    """Ask the bridge to create the room itself (once; the created room ID is stored)."""
+
+    name: str
+    topic: str | None
+
+
+@dataclass(frozen=True)
+class LinkRoom:
+    network: str
+    room: str | None
+    """A room ID (``!…``) or alias (``#…``) of an existing room, or None when ``create`` is set."""
+    create: RoomCreate | None
+
+
+@dataclass(frozen=True)
+class Link:
+    """One conversation that exists once on each of several networks."""
+
+    id: str
+    rooms: Mapping[str, LinkRoom]
+    people: tuple[str, ...]
+    """Person IDs invited to the rooms the bridge creates for this link."""
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Retry policy of the outbox: attempts and exponential backoff bounds, in seconds."""
+
+    max_attempts: int = 8
+    initial_backoff: float = 1.0
+    max_backoff: float = 300.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    database: str
+    listen: Listen
+    log_level: str
+    delivery: Delivery
+    networks: Mapping[str, Network]
+    people: tuple[Person, ...]
+    links: tuple[Link, ...]
+    _by_account: dict[tuple[str, str], Person] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    _links: dict[str, Link] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for person in self.people:
+            for network, account in person.accounts.items():
+                self._by_account[(network, account)] = person
+        self._links.update((link.id, link) for link in self.links)
+
+    def person_by_account(self, network: str, account: str) -> Person | None:
+        return self._by_account.get((network, account))
+
+    def link(self, link_id: str) -> Link:
+        return self._links[link_id]
+
+    def person(self, person_id: str) -> Person | None:
+        return next((p for p in self.people if p.id == person_id), None)

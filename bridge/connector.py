@@ -1,0 +1,91 @@
+"""The interface every network connector implements, and what the core offers them.
+
+In the spirit of mautrix-go's ``bridgev2.NetworkConnector``: a small required core. The core
+calls a connector only through these methods, and a connector reaches the core only through
+`Host`; connectors never call each other.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from bridge.config.model import Config
+from bridge.events import Event
+
+if TYPE_CHECKING:
+    from bridge.directory import RoomDirectory
+    from bridge.store import Store
+
+
+class DeliveryError(Exception):
+    """A send that failed. ``permanent`` ones are not retried (the target refused the content)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One event to render on one target network, with its references already translated."""
+
+    event: Event
+    room_id: str
+    """The target room."""
+    reply_to: str | None
+    """Target-network ID of the message replied to (None if unknown or not a reply)."""
+    target: str | None
+    """Target-network ID an edit, redaction or reaction applies to."""
+    sender_is_local: bool
+    """The sender has a real account on the target network: never ghost them there."""
+
+
+class Host(Protocol):
+    """What the core offers a connector."""
+
+    config: Config
+    store: Store
+    directory: RoomDirectory
+
+    async def ingest(self, event: Event) -> bool:
+        """Store an event for delivery; returns False if it was already known.
+
+        A connector acknowledges its source only after this returned.
+        """
+        ...
+
+
+class Connector(ABC):
+    """One configured network."""
+
+    name: str
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect, join or create the link rooms and bind them in the directory, then start
+        receiving. Called once, before the outbox starts delivering to this connector. Must not
+        raise because the network is down: it retries in the background instead."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop receiving and close connections. Undelivered work stays in the outbox."""
+
+    @abstractmethod
+    async def send(self, out: Outgoing, media: bytes | None) -> str | None:
+        """Render and send one event; return its ID on this network (None if it has none).
+
+        Called by the outbox, one event at a time per link, in order. Raise `DeliveryError`
+        with ``permanent=True`` for content this network will never accept; any other exception
+        means "try again later". Must not call other connectors or the store's outbox.
+        """
+
+    @abstractmethod
+    async def fetch_media(self, ref: str) -> bytes:
+        """The bytes of an attachment this connector received (``Attachment.ref``)."""
+
+    @abstractmethod
+    async def notify(self, room_id: str, text: str) -> None:
+        """Post a notice from the bridge itself into a room of this network (delivery
+        failures, refused links)."""

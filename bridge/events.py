@@ -1,0 +1,105 @@
+"""The network-neutral event: what crosses from one network to the others.
+
+Connectors turn what they receive into an `Event`; the router stores it in the outbox as JSON and
+the target connectors render it for their network. IDs inside an event are always IDs on the
+*source* network; the outbox resolves them to the target network's IDs at delivery time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    MESSAGE = "message"
+    EDIT = "edit"
+    REDACTION = "redaction"
+    REACTION = "reaction"
+
+
+class MsgType(StrEnum):
+    TEXT = "text"
+    NOTICE = "notice"
+    EMOTE = "emote"
+
+
+class AttachmentKind(StrEnum):
+    IMAGE = "image"
+    FILE = "file"
+    VIDEO = "video"
+    AUDIO = "audio"
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who wrote it, as the targets should show them."""
+
+    network: str
+    user_id: str
+    display_name: str
+    person_id: str | None = None
+    org: str | None = None
+    """Organisation label: from the person's mapping, else the source network's default."""
+    suffix: str = ""
+    """The source network's ``name_suffix``, for targets that show it."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    kind: AttachmentKind
+    name: str
+    mimetype: str | None
+    size: int | None
+    ref: str
+    """Where the source connector can fetch the bytes (an ``mxc://`` URI on Matrix)."""
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: Kind
+    link_id: str
+    network: str
+    """Source network name."""
+    room_id: str
+    """Source room (on the source network)."""
+    remote_id: str
+    """This event's ID on the source network."""
+    sender: Sender
+    text: str = ""
+    html: str | None = None
+    """Sanitized HTML; None when the message is plain text."""
+    msgtype: MsgType = MsgType.TEXT
+    reply_to: str | None = None
+    """Source-network ID of the message this one replies to."""
+    target: str | None = None
+    """Source-network ID of the message an edit, redaction or reaction applies to."""
+    reaction: str | None = None
+    attachment: Attachment | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: str) -> Event:
+        raw = json.loads(data)
+        raw["kind"] = Kind(raw["kind"])
+        raw["msgtype"] = MsgType(raw["msgtype"])
+        raw["sender"] = Sender(**raw["sender"])
+        if raw.get("attachment"):
+            att = raw["attachment"]
+            att["kind"] = AttachmentKind(att["kind"])
+            raw["attachment"] = Attachment(**att)
+        return cls(**raw)
+
+    def summary(self, limit: int = 60) -> str:
+        """A short quote of the message for notices ("… did not reach …")."""
+        text = self.text if self.text else (self.attachment.name if self.attachment else "")
+        text = " ".join(text.split())
+        return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,22 @@
+"""Prometheus metrics the bridge exposes on ``/metrics`` (and the benchmarks read)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECEIVED = Counter(
+    "passerelle_events_received_total", "Events accepted from a network", ["network"]
+)
+DUPLICATES = Counter(
+    "passerelle_events_duplicate_total", "Events recognised as already bridged", ["network"]
+)
+DELIVERED = Counter("passerelle_events_delivered_total", "Events delivered", ["network"])
+RETRIED = Counter("passerelle_delivery_retries_total", "Delivery attempts that failed", ["network"])
+FAILED = Counter(
+    "passerelle_events_undeliverable_total", "Events given up after the last retry", ["network"]
+)
+OUTBOX = Gauge("passerelle_outbox_queues", "Link/target queues with a worker running")
+ARRIVAL_TO_SEND = Histogram(
+    "passerelle_arrival_to_send_seconds",
+    "From an event's arrival at the bridge to the outbound request being issued",
+    ["network"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

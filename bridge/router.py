@@ -1,0 +1,129 @@
+"""Fan-out and the ID map.
+
+`Router.ingest` takes an event from a connector, fills in who the sender is from the ``people``
+mapping, and stores one outbox item per other network of the link (never back to the source).
+`Router.deliver`, called by the outbox, translates the event's references (reply, edit,
+redaction and reaction targets) into the target network's IDs, fetches attachment bytes from the
+source connector, sends, and records the new ID so later follow-ups find it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+
+from bridge import metrics
+from bridge.config.model import Config
+from bridge.connector import Connector, DeliveryError, Outgoing
+from bridge.directory import RoomDirectory
+from bridge.events import Event, Kind, Sender
+from bridge.outbox import Outbox
+from bridge.store import OutboxItem, Store
+
+log = logging.getLogger(__name__)
+
+
+def known_sender(config: Config, sender: Sender) -> Sender:
+    """The sender as targets should show them: the mapped person's name and organisation, or
+    the remote profile with the source network's default organisation."""
+    network = config.networks[sender.network]
+    person = config.person_by_account(sender.network, sender.user_id)
+    return dataclasses.replace(
+        sender,
+        person_id=person.id if person else None,
+        display_name=person.name if person else sender.display_name,
+        org=(person.org if person and person.org else None) or network.org_label,
+        suffix=network.name_suffix,
+    )
+
+
+class Router:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        directory: RoomDirectory,
+        connectors: Mapping[str, Connector],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.directory = directory
+        self.connectors = connectors
+        self.outbox = Outbox(store, config.delivery, self.deliver, self.report_undeliverable)
+        self._arrival: dict[tuple[str, str], float] = {}
+
+    async def ingest(self, event: Event) -> bool:
+        link = self.config.link(event.link_id)
+        event = dataclasses.replace(event, sender=known_sender(self.config, event.sender))
+        targets = [
+            network
+            for network in link.rooms
+            if network != event.network and self.directory.disabled_reason(link.id, network) is None
+        ]
+        if not await self.store.accept(event, targets):
+            metrics.DUPLICATES.labels(event.network).inc()
+            log.debug("Already bridged: %s %s", event.network, event.remote_id)
+            return False
+        metrics.RECEIVED.labels(event.network).inc()
+        arrived = time.perf_counter()
+        for target in targets:
+            self._arrival[(event.remote_id, target)] = arrived
+            self.outbox.wake(link.id, target)
+        return True
+
+    async def deliver(self, item: OutboxItem) -> None:
+        event = item.event
+        room_id = self.directory.room_for(item.link_id, item.target)
+        if room_id is None:
+            raise DeliveryError(f"the {item.target} room of link {item.link_id} is not set up")
+        reply_to = target = None
+        if event.reply_to:
+            reply_to = await self.store.counterpart(event.network, event.reply_to, item.target)
+        if event.target:
+            target = await self.store.counterpart(event.network, event.target, item.target)
+            if target is None:
+                log.info(
+                    "Dropping %s of %s for %s: the original never reached it",
+                    event.kind,
+                    event.target,
+                    item.target,
+                )
+                await self.store.delivered(item, None, room_id)
+                return
+        media = None
+        if event.kind is Kind.MESSAGE and event.attachment is not None:
+            media = await self.connectors[event.network].fetch_media(event.attachment.ref)
+        person = self.config.person(event.sender.person_id) if event.sender.person_id else None
+        out = Outgoing(
+            event=event,
+            room_id=room_id,
+            reply_to=reply_to,
+            target=target,
+            sender_is_local=bool(person and item.target in person.accounts),
+        )
+        arrived = self._arrival.pop((event.remote_id, item.target), None)
+        if arrived is not None:
+            metrics.ARRIVAL_TO_SEND.labels(item.target).observe(time.perf_counter() - arrived)
+        remote_id = await self.connectors[item.target].send(out, media)
+        await self.store.delivered(item, remote_id, room_id)
+
+    async def report_undeliverable(self, item: OutboxItem, error: str) -> None:
+        """Tell the sender's room which message did not reach which network."""
+        event = item.event
+        what = {
+            Kind.MESSAGE: "Message",
+            Kind.EDIT: "Edit",
+            Kind.REDACTION: "Deletion",
+            Kind.REACTION: "Reaction",
+        }[event.kind]
+        quote = f" “{event.summary()}”" if event.summary() else ""
+        text = (
+            f"⚠️ {what} from {event.sender.display_name}{quote} could not be delivered to "
+            f"{item.target}: {error}"
+        )
+        try:
+            await self.connectors[event.network].notify(event.room_id, text)
+        except Exception:
+            log.exception("Could not post the delivery failure notice in %s", event.room_id)

@@ -1,0 +1,284 @@
+"""Persistent state: IDs, not content.
+
+What is kept: which event on which network is which message (so edits, replies, redactions and
+reactions find their target), appservice transactions already handled, the outbox (the only place
+that holds message content, and only until delivered), rooms the bridge created, sync positions
+and ghost profiles. SQLite by default, PostgreSQL when the URL says ``postgres://``; both through
+mautrix's ``util.async_db`` which also runs the versioned migrations below.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
+
+from bridge.events import Event
+
+upgrade_table = UpgradeTable()
+
+
+@upgrade_table.register(description="Initial schema")  # type: ignore[call-arg,arg-type]
+async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
+    serial = "BIGSERIAL" if scheme in (Scheme.POSTGRES, Scheme.COCKROACH) else "INTEGER"
+    await conn.execute(
+        """CREATE TABLE message (
+            network        TEXT NOT NULL,
+            remote_id      TEXT NOT NULL,
+            link_id        TEXT NOT NULL,
+            room_id        TEXT NOT NULL,
+            origin_network TEXT NOT NULL,
+            origin_id      TEXT NOT NULL,
+            PRIMARY KEY (network, remote_id)
+        )"""
+    )
+    await conn.execute("CREATE INDEX message_origin ON message (origin_network, origin_id)")
+    await conn.execute(
+        """CREATE TABLE handled_txn (
+            network TEXT NOT NULL,
+            txn_id  TEXT NOT NULL,
+            PRIMARY KEY (network, txn_id)
+        )"""
+    )
+    await conn.execute(
+        f"""CREATE TABLE outbox (
+            id           {serial} PRIMARY KEY,
+            link_id      TEXT NOT NULL,
+            target       TEXT NOT NULL,
+            event        TEXT NOT NULL,
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            next_attempt DOUBLE PRECISION NOT NULL DEFAULT 0,
+            last_error   TEXT
+        )"""
+    )
+    await conn.execute("CREATE INDEX outbox_queue ON outbox (link_id, target, id)")
+    await conn.execute(
+        """CREATE TABLE created_room (
+            link_id TEXT NOT NULL,
+            network TEXT NOT NULL,
+            room_id TEXT NOT NULL,
+            PRIMARY KEY (link_id, network)
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE sync_position (
+            network    TEXT PRIMARY KEY,
+            next_batch TEXT NOT NULL
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE ghost_profile (
+            network     TEXT NOT NULL,
+            user_id     TEXT NOT NULL,
+            displayname TEXT NOT NULL,
+            PRIMARY KEY (network, user_id)
+        )"""
+    )
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    link_id: str
+    target: str
+    event: Event
+    attempts: int
+    next_attempt: float
+
+
+class Store:
+    """All reads and writes of the bridge's database; nothing else issues SQL."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        db = Database.create(url, upgrade_table=upgrade_table)
+        await db.start()
+        return cls(db)
+
+    async def close(self) -> None:
+        await self.db.stop()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Connection]:
+        conn: Connection
+        async with self.db.acquire() as conn, conn.transaction():
+            yield conn
+
+    # Incoming events and the outbox
+
+    async def accept(self, event: Event, targets: list[str]) -> bool:
+        """Store an incoming event and its deliveries atomically; False if it was seen before.
+
+        This is the point after which the source may be acknowledged: the event is either fully
+        queued for every target or not at all.
+        """
+        async with self._transaction() as conn:
+            known = await conn.fetchval(
+                "SELECT 1 FROM message WHERE network=$1 AND remote_id=$2",
+                event.network,
+                event.remote_id,
+            )
+            if known:
+                return False
+            await conn.execute(
+                "INSERT INTO message (network, remote_id, link_id, room_id, origin_network,"
+                " origin_id) VALUES ($1, $2, $3, $4, $1, $2)",
+                event.network,
+                event.remote_id,
+                event.link_id,
+                event.room_id,
+            )
+            payload = event.to_json()
+            for target in targets:
+                await conn.execute(
+                    "INSERT INTO outbox (link_id, target, event) VALUES ($1, $2, $3)",
+                    event.link_id,
+                    target,
+                    payload,
+                )
+        return True
+
+    async def next_in_queue(self, link_id: str, target: str) -> OutboxItem | None:
+        row = await self.db.fetchrow(
+            "SELECT id, event, attempts, next_attempt FROM outbox"
+            " WHERE link_id=$1 AND target=$2 ORDER BY id LIMIT 1",
+            link_id,
+            target,
+        )
+        if row is None:
+            return None
+        return OutboxItem(
+            id=row["id"],
+            link_id=link_id,
+            target=target,
+            event=Event.from_json(row["event"]),
+            attempts=row["attempts"],
+            next_attempt=row["next_attempt"],
+        )
+
+    async def queues(self) -> list[tuple[str, str]]:
+        """Every (link, target) with something waiting: the work to resume after a restart."""
+        rows = await self.db.fetch("SELECT DISTINCT link_id, target FROM outbox")
+        return [(row["link_id"], row["target"]) for row in rows]
+
+    async def delivered(self, item: OutboxItem, remote_id: str | None, room_id: str) -> None:
+        """Drop the item from the outbox and remember what it became on the target."""
+        async with self._transaction() as conn:
+            if remote_id:
+                await conn.execute(
+                    "INSERT INTO message (network, remote_id, link_id, room_id, origin_network,"
+                    " origin_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    item.target,
+                    remote_id,
+                    item.link_id,
+                    room_id,
+                    item.event.network,
+                    item.event.remote_id,
+                )
+            await conn.execute("DELETE FROM outbox WHERE id=$1", item.id)
+
+    async def retry_later(self, item: OutboxItem, delay: float, error: str) -> None:
+        await self.db.execute(
+            "UPDATE outbox SET attempts=attempts+1, next_attempt=$2, last_error=$3 WHERE id=$1",
+            item.id,
+            time.time() + delay,
+            error[:500],
+        )
+
+    async def give_up(self, item: OutboxItem) -> None:
+        await self.db.execute("DELETE FROM outbox WHERE id=$1", item.id)
+
+    async def outbox_size(self) -> int:
+        return int(await self.db.fetchval("SELECT COUNT(*) FROM outbox"))
+
+    # The ID map
+
+    async def counterpart(self, network: str, remote_id: str, target: str) -> str | None:
+        """The ID on ``target`` of the message known as ``remote_id`` on ``network``."""
+        row = await self.db.fetchrow(
+            "SELECT origin_network, origin_id FROM message WHERE network=$1 AND remote_id=$2",
+            network,
+            remote_id,
+        )
+        if row is None:
+            return None
+        return await self.db.fetchval(
+            "SELECT remote_id FROM message WHERE origin_network=$1 AND origin_id=$2"
+            " AND network=$3 LIMIT 1",
+            row["origin_network"],
+            row["origin_id"],
+            target,
+        )
+
+    async def is_known(self, network: str, remote_id: str) -> bool:
+        return bool(
+            await self.db.fetchval(
+                "SELECT 1 FROM message WHERE network=$1 AND remote_id=$2", network, remote_id
+            )
+        )
+
+    # Appservice transactions
+
+    async def txn_handled(self, network: str, txn_id: str) -> bool:
+        return bool(
+            await self.db.fetchval(
+                "SELECT 1 FROM handled_txn WHERE network=$1 AND txn_id=$2", network, txn_id
+            )
+        )
+
+    async def mark_txn_handled(self, network: str, txn_id: str) -> None:
+        await self.db.execute(
+            "INSERT INTO handled_txn (network, txn_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            network,
+            txn_id,
+        )
+
+    # Rooms, sync positions, ghost profiles
+
+    async def created_room(self, link_id: str, network: str) -> str | None:
+        return await self.db.fetchval(
+            "SELECT room_id FROM created_room WHERE link_id=$1 AND network=$2", link_id, network
+        )
+
+    async def save_created_room(self, link_id: str, network: str, room_id: str) -> None:
+        await self.db.execute(
+            "INSERT INTO created_room (link_id, network, room_id) VALUES ($1, $2, $3)",
+            link_id,
+            network,
+            room_id,
+        )
+
+    async def sync_position(self, network: str) -> str | None:
+        return await self.db.fetchval(
+            "SELECT next_batch FROM sync_position WHERE network=$1", network
+        )
+
+    async def save_sync_position(self, network: str, next_batch: str) -> None:
+        await self.db.execute(
+            "INSERT INTO sync_position (network, next_batch) VALUES ($1, $2)"
+            " ON CONFLICT (network) DO UPDATE SET next_batch=excluded.next_batch",
+            network,
+            next_batch,
+        )
+
+    async def ghost_name(self, network: str, user_id: str) -> str | None:
+        return await self.db.fetchval(
+            "SELECT displayname FROM ghost_profile WHERE network=$1 AND user_id=$2",
+            network,
+            user_id,
+        )
+
+    async def save_ghost_name(self, network: str, user_id: str, displayname: str) -> None:
+        await self.db.execute(
+            "INSERT INTO ghost_profile (network, user_id, displayname) VALUES ($1, $2, $3)"
+            " ON CONFLICT (network, user_id) DO UPDATE SET displayname=excluded.displayname",
+            network,
+            user_id,
+            displayname,
+        )

@@ -1,0 +1,191 @@
+"""Matrix network where the bridge is an application service: a bot plus one ghost per person.
+
+mautrix's `AppServiceAPI`/`IntentAPI` do the client side (registering ghosts, joining, sending).
+The transaction endpoint is our own thin aiohttp handler rather than mautrix's
+`AppServiceServerMixin`, because that one answers 200 even when handling failed, keeps handled
+transaction IDs only in memory and runs handlers as background tasks, so the homeserver would be
+told "done" before the event is stored. Here a transaction is acknowledged only after every event
+in it is in the outbox, transaction IDs survive restarts, and a wrong token gets the spec's
+403 ``M_FORBIDDEN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import re
+
+import aiohttp
+from aiohttp import web
+from mautrix.appservice import AppServiceAPI, IntentAPI
+from mautrix.appservice.state_store import ASStateStore
+from mautrix.client import ClientAPI
+from mautrix.client.state_store import MemoryStateStore
+from mautrix.types import Membership, RoomID, UserID
+
+from bridge.config.model import MatrixNetwork
+from bridge.connector import Host, Outgoing
+from connectors.matrix.base import MatrixConnector
+from connectors.matrix.translate import display_name, ghost_localpart
+
+READY_TIMEOUT = 30.0
+
+
+class _StateStore(ASStateStore, MemoryStateStore):
+    """mautrix's membership/registration cache, in memory: it is rebuilt from the homeserver."""
+
+    def __init__(self) -> None:
+        ASStateStore.__init__(self)
+        MemoryStateStore.__init__(self)
+
+
+def _error(status: int, errcode: str, message: str) -> web.Response:
+    return web.json_response({"errcode": errcode, "error": message}, status=status)
+
+
+class AppserviceConnector(MatrixConnector):
+    def __init__(self, network: MatrixNetwork, host: Host) -> None:
+        super().__init__(network, host)
+        assert network.appservice is not None
+        self.settings = network.appservice
+        self._ghost_re = re.compile(
+            rf"^@{re.escape(self.settings.ghost_prefix)}.*:{re.escape(network.server_name)}$"
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._api: AppServiceAPI | None = None
+        self._state = _StateStore()
+        self.web = web.Application()
+        for prefix in ("/_matrix/app/v1", ""):
+            self.web.router.add_put(prefix + "/transactions/{txn_id}", self._transaction)
+            self.web.router.add_get(prefix + "/users/{user_id}", self._query_user)
+            self.web.router.add_get(prefix + "/rooms/{alias}", self._query_alias)
+        self.web.router.add_post("/_matrix/app/v1/ping", self._ping)
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._api = AppServiceAPI(
+            base_url=self.network.homeserver,
+            bot_mxid=UserID(f"@{self.settings.bot}:{self.network.server_name}"),
+            token=self.settings.as_token,
+            log=self.log,  # type: ignore[arg-type]
+            state_store=self._state,
+            client_session=self._session,
+        )
+        self.bot = self._api.bot_intent()
+        self._setup_task = asyncio.create_task(self._setup(), name=f"setup:{self.name}")
+
+    async def _setup(self) -> None:
+        while True:
+            try:
+                await self.bot.ensure_registered()  # type: ignore[attr-defined]
+                await self.bot.set_displayname("Passerelle")
+                # Makes the homeserver retry transactions it queued while we were down now,
+                # instead of after its exponential backoff.
+                await self.bot.appservice_ping(self.settings.id)  # type: ignore[attr-defined]
+                break
+            except Exception as e:
+                self.log.warning("Homeserver %s not reachable yet: %s", self.network.homeserver, e)
+                await asyncio.sleep(2)
+        await self.setup_rooms()
+
+    async def stop(self) -> None:
+        if self._setup_task:
+            self._setup_task.cancel()
+        if self._session:
+            await self._session.close()
+
+    def is_own(self, user_id: str) -> bool:
+        return user_id == str(self.bot.mxid) or bool(self._ghost_re.match(user_id))
+
+    async def poster(self, out: Outgoing) -> tuple[ClientAPI, str | None]:
+        if out.sender_is_local:
+            return self.bot, "**{name}**: {message}"
+        return await self._ghost(out), None
+
+    async def _ghost(self, out: Outgoing) -> IntentAPI:
+        """The sender's ghost, registered, named and joined to the target room."""
+        assert self._api is not None
+        sender = out.event.sender
+        localpart = ghost_localpart(self.settings.ghost_prefix, sender.network, sender.user_id)
+        user_id = UserID(f"@{localpart}:{self.network.server_name}")
+        intent = self._api.intent(user_id)
+        name = display_name(sender, self.network.flavour)
+        if self._names.get(("", user_id)) != name:
+            if await self.host.store.ghost_name(self.name, user_id) != name:
+                await intent.ensure_registered()
+                await intent.set_displayname(name)
+                await self.host.store.save_ghost_name(self.name, user_id, name)
+            self._names[("", user_id)] = name
+        await intent.ensure_joined(RoomID(out.room_id))
+        return intent
+
+    # The homeserver → bridge API
+
+    def _auth_error(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
+        if token is None:
+            token = request.query.get("access_token")
+        if token is None:
+            return _error(401, "M_UNAUTHORIZED", "Missing homeserver token")
+        if not hmac.compare_digest(token.encode(), self.settings.hs_token.encode()):
+            self.log.warning("Rejected a request with a wrong homeserver token")
+            return _error(403, "M_FORBIDDEN", "Invalid homeserver token")
+        return None
+
+    async def _transaction(self, request: web.Request) -> web.Response:
+        if (denied := self._auth_error(request)) is not None:
+            return denied
+        txn_id = request.match_info["txn_id"]
+        if await self.host.store.txn_handled(self.name, txn_id):
+            return web.json_response({})
+        try:
+            body = await request.json()
+            events = body["events"]
+            if not isinstance(events, list):
+                raise TypeError("events is not a list")
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            return _error(400, "M_BAD_JSON", f"Malformed transaction: {e}")
+        try:
+            await asyncio.wait_for(self.rooms_ready.wait(), READY_TIMEOUT)
+        except TimeoutError:
+            return _error(503, "M_UNKNOWN", "Bridge rooms are not set up yet")
+        for raw in events:
+            if not isinstance(raw, dict):
+                self.log.warning("Ignoring a non-object event in transaction %s", txn_id)
+                continue
+            await self._track_membership(raw)
+            await self.handle_room_event(raw)
+        await self.host.store.mark_txn_handled(self.name, txn_id)
+        return web.json_response({})
+
+    async def _track_membership(self, raw: dict[str, object]) -> None:
+        """Keep mautrix's membership cache right, so ``ensure_joined`` re-joins a kicked ghost."""
+        content = raw.get("content")
+        if raw.get("type") != "m.room.member" or not isinstance(content, dict):
+            return
+        try:
+            membership = Membership(content.get("membership"))
+        except ValueError:
+            return
+        await self._state.set_membership(
+            RoomID(str(raw.get("room_id"))), UserID(str(raw.get("state_key"))), membership
+        )
+
+    async def _query_user(self, request: web.Request) -> web.Response:
+        if (denied := self._auth_error(request)) is not None:
+            return denied
+        if self._ghost_re.match(request.match_info["user_id"]):
+            return web.json_response({})
+        return _error(404, "M_NOT_FOUND", "No such user")
+
+    async def _query_alias(self, request: web.Request) -> web.Response:
+        if (denied := self._auth_error(request)) is not None:
+            return denied
+        return _error(404, "M_NOT_FOUND", "The bridge provisions no aliases")
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        if (denied := self._auth_error(request)) is not None:
+            return denied
+        return web.json_response({})

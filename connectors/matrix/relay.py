@@ -1,0 +1,145 @@
+"""Matrix network where the bridge has only one ordinary account (Tchap's relay mode).
+
+The bot posts every bridged message itself, with the sender's name in front as the network's
+``format`` says, and receives through ``/sync``. Its sync position is stored after the events of a
+batch are, so a restart resumes exactly there; a gap the homeserver reports (``limited``) is
+filled from ``/messages`` before the batch's own events, so nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+from mautrix.api import Method, Path
+from mautrix.client import ClientAPI
+from mautrix.types import LoginType, RoomID, SyncToken, UserID
+
+from bridge.config.model import MatrixNetwork
+from bridge.connector import Host, Outgoing
+from connectors.matrix.base import MatrixConnector
+
+JSON = dict[str, Any]
+SYNC_TIMEOUT_MS = 30_000
+SYNC_FILTER = {
+    "room": {"timeline": {"limit": 100}, "state": {"lazy_load_members": True}},
+    "presence": {"types": []},
+    "account_data": {"types": []},
+}
+
+
+class RelayConnector(MatrixConnector):
+    def __init__(self, network: MatrixNetwork, host: Host) -> None:
+        super().__init__(network, host)
+        assert network.relay is not None
+        self.settings = network.relay
+        self._session: aiohttp.ClientSession | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self.bot = ClientAPI(
+            UserID(self.settings.user_id),
+            base_url=self.network.homeserver,
+            token=self.settings.access_token or "",
+            client_session=self._session,
+            log=self.log,  # type: ignore[arg-type]
+        )
+        self._sync_task = asyncio.create_task(self._run(), name=f"sync:{self.name}")
+
+    async def stop(self) -> None:
+        if self._sync_task:
+            self._sync_task.cancel()
+            await asyncio.gather(self._sync_task, return_exceptions=True)
+        if self._session:
+            await self._session.close()
+
+    def is_own(self, user_id: str) -> bool:
+        return user_id == self.settings.user_id
+
+    async def poster(self, out: Outgoing) -> tuple[ClientAPI, str | None]:
+        return self.bot, self.settings.format
+
+    async def _login(self) -> None:
+        if self.settings.access_token:
+            return
+        await self.bot.login(
+            identifier=UserID(self.settings.user_id),
+            login_type=LoginType.PASSWORD,
+            password=self.settings.password,
+            device_id=self.settings.device_id or "PASSERELLE",
+            store_access_token=True,
+        )
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._login()
+                break
+            except Exception as e:
+                self.log.warning("Cannot log in to %s yet: %s", self.network.homeserver, e)
+                await asyncio.sleep(2)
+        setup = asyncio.create_task(self.setup_rooms())
+        try:
+            await self._sync_forever()
+        finally:
+            setup.cancel()
+
+    async def _sync_forever(self) -> None:
+        stored = await self.host.store.sync_position(self.name)
+        since = SyncToken(stored) if stored else None
+        filter_id = None
+        backoff = 1.0
+        while True:
+            try:
+                if filter_id is None:
+                    filter_id = (
+                        await self.bot.api.request(
+                            Method.POST, Path.v3.user[self.bot.mxid].filter, SYNC_FILTER
+                        )
+                    )["filter_id"]
+                batch = await self.bot.sync(
+                    since=since, timeout=SYNC_TIMEOUT_MS if since else 0, filter_id=filter_id
+                )
+                await self.rooms_ready.wait()
+                if since is not None:
+                    await self._process(batch, since)
+                since = SyncToken(batch["next_batch"])
+                await self.host.store.save_sync_position(self.name, since)
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.log.warning("Sync failed, retrying in %.0fs: %s", backoff, e)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+
+    async def _process(self, batch: JSON, since: str) -> None:
+        rooms = batch.get("rooms", {})
+        for room_id in rooms.get("invite", {}):
+            await self._on_bot_invited(room_id)
+        for room_id, room in rooms.get("join", {}).items():
+            timeline = room.get("timeline", {})
+            events = list(timeline.get("events", []))
+            if timeline.get("limited") and timeline.get("prev_batch"):
+                events = await self._gap(room_id, timeline["prev_batch"], since) + events
+            for raw in events:
+                raw["room_id"] = room_id
+                await self.handle_room_event(raw)
+
+    async def _gap(self, room_id: str, prev_batch: str, since: str) -> list[JSON]:
+        """Events between the last sync position and a limited timeline, oldest first."""
+        missed: list[JSON] = []
+        token: str | None = prev_batch
+        while token:
+            page = await self.bot.api.request(
+                Method.GET,
+                Path.v3.rooms[RoomID(room_id)].messages,
+                query_params={"from": token, "to": since, "dir": "b", "limit": "100"},
+            )
+            chunk = page.get("chunk", [])
+            missed.extend(chunk)
+            token = page.get("end") if chunk else None
+        missed.reverse()
+        return missed

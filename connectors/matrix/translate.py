@@ -1,0 +1,252 @@
+"""Matrix event JSON ↔ bridge events: pure functions, tested with real payloads.
+
+Inbound works on the raw event dicts a homeserver sends (appservice transactions and ``/sync``
+both deliver them), so a malformed event is answered with `MalformedEvent` naming the field,
+never with a crash in the protocol code.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from bridge.config.model import Flavour
+from bridge.connector import Outgoing
+from bridge.events import Attachment, AttachmentKind, Event, Kind, MsgType, Sender
+from bridge.html import (
+    html_to_text,
+    sanitize,
+    strip_plain_reply_fallback,
+    strip_reply_fallback,
+)
+from connectors.matrix import tchap
+from connectors.matrix.relay_format import render_relay
+
+JSON = dict[str, Any]
+
+MAX_BODY = 64 * 1024
+
+_TEXT_TYPES = {"m.text": MsgType.TEXT, "m.notice": MsgType.NOTICE, "m.emote": MsgType.EMOTE}
+_MEDIA_TYPES = {
+    "m.image": AttachmentKind.IMAGE,
+    "m.file": AttachmentKind.FILE,
+    "m.video": AttachmentKind.VIDEO,
+    "m.audio": AttachmentKind.AUDIO,
+}
+_MSGTYPE_OF = {v: k for k, v in _TEXT_TYPES.items()}
+_MEDIA_MSGTYPE_OF = {v: k for k, v in _MEDIA_TYPES.items()}
+
+
+class MalformedEvent(ValueError):
+    """An event that cannot be bridged, with the reason (logged; the rest keeps flowing)."""
+
+
+def _str(content: JSON, key: str, *, required: bool = True) -> str | None:
+    value = content.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise MalformedEvent(f"content.{key} must be a string")
+    return value
+
+
+def _int(info: JSON, key: str) -> int | None:
+    value = info.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _relation(content: JSON) -> JSON:
+    rel = content.get("m.relates_to")
+    return rel if isinstance(rel, dict) else {}
+
+
+def _text_and_html(content: JSON, *, is_reply: bool = False) -> tuple[str, str | None]:
+    """Body and sanitized HTML; a reply's quoted fallback is dropped (targets render their own)."""
+    body = _str(content, "body") or ""
+    if len(body) > MAX_BODY:
+        raise MalformedEvent(f"body is longer than {MAX_BODY} characters")
+    html = None
+    formatted = content.get("formatted_body")
+    if content.get("format") == "org.matrix.custom.html" and isinstance(formatted, str):
+        html = sanitize(strip_reply_fallback(formatted) if is_reply else formatted)
+    if is_reply:
+        body = strip_plain_reply_fallback(body)
+    return body, html
+
+
+def _attachment(content: JSON, kind: AttachmentKind) -> Attachment:
+    url = content.get("url")
+    if not isinstance(url, str) or not url.startswith("mxc://"):
+        if "file" in content:
+            raise MalformedEvent("encrypted attachments are not supported yet")
+        raise MalformedEvent("content.url must be an mxc:// URI")
+    raw_info = content.get("info")
+    info: JSON = raw_info if isinstance(raw_info, dict) else {}
+    name = content.get("filename") if isinstance(content.get("filename"), str) else None
+    return Attachment(
+        kind=kind,
+        name=name or _str(content, "body") or "file",
+        mimetype=info.get("mimetype") if isinstance(info.get("mimetype"), str) else None,
+        size=_int(info, "size"),
+        ref=url,
+        width=_int(info, "w"),
+        height=_int(info, "h"),
+        duration_ms=_int(info, "duration"),
+    )
+
+
+def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) -> Event | None:
+    """The bridge event for one Matrix room event, or None for events that are not bridged
+    (state, receipts, unknown types). Raises `MalformedEvent` for broken content."""
+    event_id = raw.get("event_id")
+    room_id = raw.get("room_id")
+    if not isinstance(event_id, str) or not isinstance(room_id, str):
+        raise MalformedEvent("event_id and room_id must be strings")
+    if "state_key" in raw:
+        return None
+    content = raw.get("content")
+    if not isinstance(content, dict):
+        raise MalformedEvent("content must be an object")
+    make = functools.partial(
+        Event, link_id=link_id, network=network, room_id=room_id, remote_id=event_id, sender=sender
+    )
+    etype = raw.get("type")
+    if etype == "m.room.redaction":
+        redacts = raw.get("redacts") or content.get("redacts")
+        if not isinstance(redacts, str):
+            raise MalformedEvent("redaction without a redacts event ID")
+        return make(kind=Kind.REDACTION, target=redacts)
+    if etype == "m.reaction":
+        rel = _relation(content)
+        if rel.get("rel_type") != "m.annotation":
+            return None
+        key, target = rel.get("key"), rel.get("event_id")
+        if not isinstance(key, str) or not isinstance(target, str):
+            raise MalformedEvent("reaction without key or event_id")
+        return make(kind=Kind.REACTION, target=target, reaction=key)
+    if etype not in ("m.room.message", "m.sticker"):
+        return None
+    if not content:
+        return None  # a redacted message
+    rel = _relation(content)
+    if rel.get("rel_type") == "m.replace":
+        new = content.get("m.new_content")
+        target = rel.get("event_id")
+        if not isinstance(new, dict) or not isinstance(target, str):
+            raise MalformedEvent("edit without m.new_content or event_id")
+        text, html = _text_and_html(new)
+        msgtype = _TEXT_TYPES.get(new.get("msgtype", "m.text"), MsgType.TEXT)
+        return make(kind=Kind.EDIT, target=target, text=text, html=html, msgtype=msgtype)
+    in_reply = rel.get("m.in_reply_to")
+    reply_to = in_reply.get("event_id") if isinstance(in_reply, dict) else None
+    if reply_to is not None and not isinstance(reply_to, str):
+        raise MalformedEvent("m.in_reply_to.event_id must be a string")
+    msgtype_raw = "m.image" if etype == "m.sticker" else content.get("msgtype")
+    if msgtype_raw in _MEDIA_TYPES:
+        attachment = _attachment(content, _MEDIA_TYPES[msgtype_raw])
+        caption = ""
+        if isinstance(content.get("filename"), str) and content.get("body") != attachment.name:
+            caption = _str(content, "body") or ""
+        return make(kind=Kind.MESSAGE, attachment=attachment, text=caption, reply_to=reply_to)
+    text, html = _text_and_html(content, is_reply=reply_to is not None)
+    if not text and not html:
+        return None
+    return make(
+        kind=Kind.MESSAGE,
+        text=text,
+        html=html,
+        msgtype=_TEXT_TYPES.get(str(msgtype_raw), MsgType.TEXT),
+        reply_to=reply_to,
+    )
+
+
+def ghost_localpart(prefix: str, network: str, user_id: str) -> str:
+    """A stable ghost localpart for a remote user: the prefix, the source network, then the
+    remote ID with every character outside Matrix's localpart set written as ``=xx``."""
+    escaped = re.sub(r"[^a-z0-9.\-/]", lambda m: "".join(f"={b:02x}" for b in m.group().encode()),
+                     user_id.lstrip("@"))  # fmt: skip
+    return f"{prefix}{network}_{escaped}"
+
+
+def display_name(sender: Sender, flavour: Flavour) -> str:
+    """How a remote person is named on a network of this flavour.
+
+    Tchap shows ``First Last [Org]``; a plain Matrix network shows the name with the source
+    network's suffix (a Tchap user's name already carries their organisation)."""
+    if flavour is Flavour.TCHAP:
+        return tchap.display_name(sender.display_name, sender.org)
+    return f"{sender.display_name}{sender.suffix}"
+
+
+def _message_content(event: Event, *, text: str, html: str | None) -> JSON:
+    content: JSON = {"msgtype": _MSGTYPE_OF[event.msgtype], "body": text}
+    if html is not None:
+        content["format"] = "org.matrix.custom.html"
+        content["formatted_body"] = html
+    return content
+
+
+def _relay(event: Event, template: str | None, name: str) -> tuple[str, str | None]:
+    if template is None:
+        return event.text, event.html
+    return render_relay(template, name, event.text, event.html)
+
+
+def matrix_content(
+    out: Outgoing,
+    *,
+    sender_name: str,
+    relay_template: str | None = None,
+    mxc: str | None = None,
+) -> tuple[str, JSON]:
+    """The ``(event type, content)`` to send for a message, edit or reaction.
+
+    ``relay_template`` is set when the bridge bot posts on the sender's behalf (relay mode, or a
+    sender who has a real account on this network), ``mxc`` when an attachment was uploaded.
+    """
+    event = out.event
+    if event.kind is Kind.REACTION:
+        return "m.reaction", {
+            "m.relates_to": {
+                "rel_type": "m.annotation",
+                "event_id": out.target,
+                "key": event.reaction,
+            }  # fmt: skip
+        }
+    if event.kind is Kind.EDIT:
+        text, html = _relay(event, relay_template, sender_name)
+        new = _message_content(event, text=text, html=html)
+        content = {
+            **_message_content(event, text=f"* {text}", html=f"* {html}" if html else None),
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": out.target},
+        }
+        return "m.room.message", content
+    if event.attachment is not None and mxc is not None:
+        att = event.attachment
+        info: JSON = {
+            k: v
+            for k, v in {
+                "mimetype": att.mimetype,
+                "size": att.size,
+                "w": att.width,
+                "h": att.height,
+                "duration": att.duration_ms,
+            }.items()  # fmt: skip
+            if v is not None
+        }
+        content = {"msgtype": _MEDIA_MSGTYPE_OF[att.kind], "url": mxc, "info": info,
+                   "filename": att.name, "body": event.text or att.name}  # fmt: skip
+        if relay_template is not None:
+            content["body"] = render_relay(
+                relay_template, sender_name, event.text or att.name, None
+            )[0]
+    else:
+        text, html = _relay(event, relay_template, sender_name)
+        if not text and html:
+            text = html_to_text(html)
+        content = _message_content(event, text=text, html=html)
+    if out.reply_to:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": out.reply_to}}
+    return "m.room.message", content

@@ -1,0 +1,31 @@
+"""Shared pytest configuration and fixtures.
+
+Server-starting fixtures belong here so one homeserver can serve a whole session.
+``require_server`` decides whether a missing server is a skip (developer laptop) or a failure (CI);
+it lives in ``tests.harness`` so test modules can import it without importing conftest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.harness import BridgeError, HomeserverError, in_ci, require_server, synapse_available
+from tests.world import World, start_world
+
+__all__ = ["in_ci", "require_server", "synapse_available"]
+
+
+@pytest.fixture(scope="session")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    """Two real Synapse homeservers, their users and rooms, and the bridge between them."""
+    reason = synapse_available()
+    if reason:
+        require_server("synapse", reason)
+    try:
+        started = await start_world(tmp_path_factory.mktemp("world"))
+    except (HomeserverError, BridgeError) as e:
+        require_server("synapse and the bridge", str(e))
+    yield started
+    await started.stop()

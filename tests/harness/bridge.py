@@ -1,0 +1,128 @@
+"""Run the Passerelle bridge as a real subprocess (``python -m bridge run -c CONFIG``).
+
+A subprocess rather than an in-process instance so that tests cover the CLI and config loading,
+and so that crash/restart tests can SIGKILL it like an operator's process manager would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.harness.synapse import log_tail, track
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 60.0
+
+
+class BridgeError(RuntimeError):
+    """The bridge exited or never became ready."""
+
+
+class BridgeProcess:
+    """The bridge process, its log file in ``workdir`` and its readiness endpoint."""
+
+    def __init__(
+        self, config_path: Path, workdir: Path, host: str = "127.0.0.1", port: int = 29300
+    ) -> None:
+        self.config_path = Path(config_path)
+        self.workdir = Path(workdir)
+        self.host = host
+        self.port = port
+        self.log_path = self.workdir / "bridge.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ready_url(self) -> str:
+        return f"http://{self.host}:{self.port}/_passerelle/ready"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """Launch ``python -m bridge run`` from the repo root, appending to the log file."""
+        with self.log_path.open("ab") as out:
+            out.write(f"\n===== start {time.strftime('%H:%M:%S')} =====\n".encode())
+            out.flush()
+            return track(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bridge", "run", "-c", str(self.config_path)],
+                    cwd=REPO_ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+
+    async def start(self, timeout: float = START_TIMEOUT) -> None:  # noqa: ASYNC109
+        """Spawn the bridge and wait for ``/_passerelle/ready`` to answer 200."""
+        if self.running:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = self._spawn()
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                rc = self.proc.poll()
+                if rc is not None:
+                    self.proc = None
+                    raise BridgeError(
+                        f"bridge exited with {rc} during startup\n{log_tail(self.log_path)}"
+                    )
+                try:
+                    async with session.get(
+                        self.ready_url, timeout=aiohttp.ClientTimeout(total=2)
+                    ) as resp:
+                        if resp.status == 200:
+                            return
+                except (TimeoutError, aiohttp.ClientError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise BridgeError(
+                        f"bridge not ready after {timeout:.0f}s\n{log_tail(self.log_path)}"
+                    )
+                await asyncio.sleep(0.1)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Graceful stop: SIGTERM, wait ``timeout`` s, then SIGKILL. Returns the exit code."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        return proc.returncode
+
+    async def astop(self, timeout: float = 10.0) -> int | None:  # noqa: ASYNC109
+        """``stop()`` without blocking the event loop (the bridge may call back into the test)."""
+        return await asyncio.to_thread(self.stop, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL with no chance to clean up, for crash-recovery tests."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+    async def restart(self) -> None:
+        await self.astop()
+        await self.start()
+
+    def log_text(self) -> str:
+        """Everything the bridge wrote to stdout/stderr across all runs."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""

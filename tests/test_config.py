@@ -1,0 +1,295 @@
+"""Loading and validating the config: every error reported at once, at the right place."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.config import ConfigError, Flavour, MatrixMode, check_config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config.example.yaml"
+
+VALID = """\
+networks:
+  bund:
+    homeserver: http://127.0.0.1:8008
+    server_name: bund.test
+    appservice:
+      as_token: as-secret
+      hs_token: hs-secret
+  tchap:
+    flavour: tchap
+    homeserver: https://tchap.test/
+    server_name: tchap.test
+    mode: relay
+    relay:
+      user_id: "@bot:tchap.test"
+      access_token: relay-secret
+people:
+  - id: max
+    name: Max Mustermann
+    accounts: {bund: "@max:bund.test"}
+  - id: jean
+    name: Jean Dupont
+    accounts: {tchap: "@jean:tchap.test"}
+links:
+  - id: wg
+    people: [max, jean]
+    rooms:
+      bund: "!abc:bund.test"
+      tchap: {create: {name: WG}}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def errors_of(path: Path, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env or {})
+    return info.value.errors
+
+
+def test_example_config_passes_check_config(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check-config", "-c", str(EXAMPLE)])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"{EXAMPLE}: OK (2 networks, 3 people, 2 links)\n"
+
+
+def test_example_config_content() -> None:
+    config = load_config(EXAMPLE, {})
+    tchap = config.networks["tchap"]
+    assert tchap.flavour is Flavour.TCHAP and tchap.mode is MatrixMode.APPSERVICE
+    assert tchap.restricted_rooms_allow == ("bund.test",)
+    assert config.database == f"sqlite:{ROOT / 'passerelle.db'}"
+    assert config.link("cloud-wg").rooms["tchap"].create is not None
+    assert config.person_by_account("bund", "@max:bund.test").id == "max"  # type: ignore[union-attr]
+
+
+def test_valid_config_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID), {})
+    bund = config.networks["bund"]
+    assert bund.appservice is not None
+    assert bund.appservice.id == "passerelle-bund"
+    assert bund.appservice.url == "http://127.0.0.1:29340/as/bund"
+    assert (bund.appservice.bot, bund.appservice.ghost_prefix) == ("passerelle", "passerelle_")
+    tchap = config.networks["tchap"]
+    assert tchap.homeserver == "https://tchap.test"
+    assert tchap.relay is not None and tchap.relay.format == "**{name}**: {message}"
+    assert config.listen.port == 29340 and config.log_level == "INFO"
+    assert config.database == f"sqlite:{tmp_path / 'passerelle.db'}"
+    assert config.links[0].people == ("max", "jean")
+
+
+def test_database_forms(tmp_path: Path) -> None:
+    absolute = load_config(write(tmp_path, "database: sqlite:///var/db.sqlite\n" + VALID), {})
+    assert absolute.database == "sqlite:///var/db.sqlite"
+    relative = load_config(write(tmp_path, "database: sqlite:data/p.db\n" + VALID), {})
+    assert relative.database == f"sqlite:{tmp_path / 'data/p.db'}"
+
+
+def test_all_errors_reported_with_locations(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        listen: {host: 127.0.0.1, port: 0}
+        logging: {level: LOUD}
+        networks:
+          bund:
+            homeserver: http://127.0.0.1:8008
+            server_name: bund.test
+            appservice: {as_token: a, hs_token: h}
+          tchap:
+            flavour: tchap
+            homeserver: http://127.0.0.1:8009
+            server_name: tchap.test
+            appservice: {as_token: a, hs_token: h}
+        links:
+          - id: wg
+            rooms:
+              bund: "!abc:bund.test"
+              tchap: abc
+        """,
+    )
+    assert errors_of(path) == [
+        f"{path}:1:33: listen.port: must be at least 1 and at most 65535",
+        f"{path}:2:18: logging.level: must be one of: DEBUG, INFO, WARNING, ERROR",
+        f'{path}:17:14: links[0].rooms.tchap: "abc" is neither a room ID (!…) nor an alias (#…)',
+    ]
+
+
+def test_unknown_key_did_you_mean(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("server_name: bund.test", "servername: bund.test"))
+    assert errors_of(path) == [
+        f"{path}:3:5: networks.bund.server_name: is required",
+        f"{path}:4:5: networks.bund.servername: unknown key 'servername' "
+        "(did you mean 'server_name'?)",
+    ]
+
+
+def test_unknown_key_without_close_match(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID + "colour: blue\n")
+    assert errors_of(path) == [f"{path}:29:1: colour: unknown key 'colour'"]
+
+
+def test_duplicate_link_id(tmp_path: Path) -> None:
+    extra = '  - id: wg\n    rooms: {bund: "!other:bund.test", tchap: "#x:tchap.test"}\n'
+    path = write(tmp_path, VALID + extra)
+    assert errors_of(path) == [
+        f"{path}:29:9: links[1].id: duplicate link id 'wg' (first defined at line 24)"
+    ]
+
+
+def test_undefined_network_and_person_in_link(tmp_path: Path) -> None:
+    text = VALID.replace("tchap: {create: {name: WG}}", 'xmpp: "#wg:xmpp.test"')
+    text = text.replace("people: [max, jean]", "people: [max, jaen]")
+    path = write(tmp_path, text)
+    assert errors_of(path) == [
+        f"{path}:25:19: links[0].people[1]: unknown person 'jaen' (did you mean 'jean'?)",
+        f"{path}:28:7: links[0].rooms.xmpp: unknown network 'xmpp'; defined networks: bund, tchap",
+    ]
+
+
+def test_undefined_network_in_person(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace('{tchap: "@jean', '{tchp: "@jean'))
+    assert errors_of(path) == [
+        f"{path}:22:16: people[1].accounts.tchp: unknown network 'tchp' (did you mean 'tchap'?); "
+        "defined networks: bund, tchap"
+    ]
+
+
+def test_account_listed_for_two_people(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace('{tchap: "@jean:tchap.test"}', '{bund: "@max:bund.test"}'))
+    assert errors_of(path) == [
+        f'{path}:22:22: people[1].accounts.bund: "@max:bund.test" is already listed for '
+        "person 'max'"
+    ]
+
+
+def test_duplicate_person_id(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("id: jean", "id: max"))
+    errors = errors_of(path)
+    assert (
+        errors[0] == f"{path}:20:9: people[1].id: duplicate person id 'max' (first defined "
+        "at line 17)"
+    )
+
+
+def test_wrong_types(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("people: [max, jean]", "people: max") + "listen: []\n")
+    assert errors_of(path) == [
+        f"{path}:25:13: links[0].people: expected a list, got a string",
+        f"{path}:29:9: listen: expected a mapping, got a list",
+    ]
+
+
+def test_env_and_file_secrets(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "hs").write_text("from-file\n")
+    text = VALID.replace("as_token: as-secret", "as_token: {env: AS_TOKEN}")
+    text = text.replace("hs_token: hs-secret", "hs_token: {file: secrets/hs}")
+    config = load_config(write(tmp_path, text), {"AS_TOKEN": "from-env"})
+    settings = config.networks["bund"].appservice
+    assert settings is not None
+    assert (settings.as_token, settings.hs_token) == ("from-env", "from-file")
+
+
+def test_missing_secrets_are_located_and_not_leaked(tmp_path: Path) -> None:
+    text = VALID.replace("as_token: as-secret", "as_token: {env: AS_TOKEN}")
+    text = text.replace("hs_token: hs-secret", "hs_token: {file: nope}")
+    path = write(tmp_path, text)
+    assert errors_of(path, {"OTHER": "x"}) == [
+        f"{path}:6:23: networks.bund.appservice.as_token.env: "
+        "environment variable 'AS_TOKEN' is not set",
+        f"{path}:7:24: networks.bund.appservice.hs_token.file: cannot read secret file "
+        f"'{tmp_path / 'nope'}': No such file or directory",
+    ]
+
+
+def test_secret_values_never_in_errors(tmp_path: Path) -> None:
+    text = VALID.replace("hs_token: hs-secret", "hs_token: [hs-secret]")
+    text = "database: mysql://user:dbsecret@host/db\n" + text
+    errors = "\n".join(errors_of(write(tmp_path, text)))
+    assert "hs-secret" not in errors and "dbsecret" not in errors
+    assert "database: must be sqlite:PATH or postgres://" in errors
+
+
+def test_missing_tokens_hint_generate_registration(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("      hs_token: hs-secret\n", ""))
+    assert errors_of(path) == [
+        f"{path}:6:7: networks.bund.appservice.hs_token: is missing; "
+        f"run 'passerelle generate-registration -c {path}' to generate it"
+    ]
+
+
+def test_relay_requires_access_token_or_password(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("      access_token: relay-secret\n", ""))
+    assert errors_of(path) == [
+        f"{path}:14:7: networks.tchap.relay: one of access_token or password is required"
+    ]
+
+
+def test_relay_format_and_mode_blocks(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "access_token: relay-secret", 'password: pw\n      format: "{who}: {message}"'
+    )
+    text = text.replace("    mode: relay\n", "    mode: relay\n    appservice: {}\n")
+    path = write(tmp_path, text)
+    assert errors_of(path) == [
+        f"{path}:13:17: networks.tchap.appservice: only allowed when mode is appservice",
+        f"{path}:17:15: networks.tchap.relay.format: "
+        "may only use the placeholders {name} and {message}",
+    ]
+
+
+def test_restricted_rooms_allow_only_for_tchap(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "    server_name: bund.test\n",
+        "    server_name: bund.test\n    restricted_rooms_allow: [x]\n",
+    )
+    path = write(tmp_path, text)
+    assert errors_of(path) == [
+        f"{path}:5:29: networks.bund.restricted_rooms_allow: only allowed when flavour is tchap"
+    ]
+
+
+def test_link_needs_two_rooms(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("      tchap: {create: {name: WG}}\n", ""))
+    assert errors_of(path) == [
+        f"{path}:27:7: links[0].rooms: a link needs rooms on at least two networks"
+    ]
+
+
+def test_yaml_syntax_error_is_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "networks: [1\nlinks: 2\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check-config", "-c", str(path)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err == f"{path}:2:6: YAML syntax error: expected ',' or ']', but got ':'\n"
+
+
+def test_empty_and_missing_file(tmp_path: Path) -> None:
+    empty = write(tmp_path, "# nothing yet\n")
+    assert errors_of(empty) == [f"{empty}:1:1: config file is empty"]
+    missing = tmp_path / "missing.yaml"
+    assert check_config(missing, {}) == (
+        None,
+        [f"{missing}: cannot read config file: No such file or directory"],
+    )
+
+
+def test_run_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "networks: {}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "-c", str(path)])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == f"{path}:1:11: networks: define at least one network\n"

@@ -1,0 +1,362 @@
+"""End to end on two real Synapse homeservers: what a person in one linked room sees of what a
+person in the other linked room does."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+from mautrix.types import ContentURI, EventType, RoomID
+
+from tests.harness import User
+from tests.world import World
+
+pytestmark = pytest.mark.e2e
+
+Event = dict[str, Any]
+
+
+def unique(text: str) -> str:
+    return f"{text} {uuid.uuid4().hex[:6]}"
+
+
+def body_is(text: str) -> Any:
+    return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == text
+
+
+async def bodies(user: User, room_id: str) -> list[str | None]:
+    """Bodies of the room's recent messages as ``user`` sees them, oldest first."""
+    return [e["content"].get("body") for e in await user.messages(room_id)]
+
+
+async def name_of(user: User, room_id: str, user_id: str) -> str:
+    member = await user.client.get_state_event(RoomID(room_id), EventType.ROOM_MEMBER, user_id)
+    return str(member.displayname)
+
+
+async def test_text_crosses_both_ways_under_real_names(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    text = unique("Guten Tag aus Berlin")
+    await max_.send_text(world.rooms["bund:main"], text)
+    seen = await jean.wait_for(world.rooms["tchap:main"], body_is(text))
+    assert seen["sender"].startswith("@passerelle_bund_max")
+    assert seen["sender"].endswith(":tchap.test")
+    assert await name_of(jean, world.rooms["tchap:main"], seen["sender"]) == (
+        "Max Mustermann [BMI]"
+    )
+
+    text = unique("Bonjour de Paris")
+    await jean.send_text(world.rooms["tchap:main"], text)
+    seen = await max_.wait_for(world.rooms["bund:main"], body_is(text))
+    assert seen["sender"].endswith(":bund.test")
+    assert await name_of(max_, world.rooms["bund:main"], seen["sender"]) == (
+        "Jean Dupont [Intérieur] (Tchap)"
+    )
+
+
+async def test_unmapped_user_gets_profile_name_and_network_org(world: World) -> None:
+    erika, jean = world.users["erika"], world.users["jean"]
+    text = unique("Hallo von Erika")
+    await erika.send_text(world.rooms["bund:main"], text)
+    seen = await jean.wait_for(world.rooms["tchap:main"], body_is(text))
+    assert await name_of(jean, world.rooms["tchap:main"], seen["sender"]) == (
+        "Erika Musterfrau [BMI]"
+    )
+
+
+async def test_person_with_account_on_target_is_not_ghosted(world: World) -> None:
+    anna, jean = world.users["anna_bund"], world.users["jean"]
+    text = unique("Anna schreibt")
+    await anna.send_text(world.rooms["bund:main"], text)
+    seen = await jean.wait_for(
+        world.rooms["tchap:main"], lambda e: text in e.get("content", {}).get("body", "")
+    )
+    assert seen["sender"] == "@passerelle:tchap.test"
+    assert seen["content"]["body"] == f"Anna Schmidt [AA]: {text}"
+
+
+async def test_formatted_text_is_sanitized(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    text = unique("wichtig")
+    html = f"<b>{text}</b> <i>bitte</i><script>alert('pwned')</script>"
+    await max_.send_text(world.rooms["bund:main"], text, html=html)
+    seen = await jean.wait_for(world.rooms["tchap:main"], body_is(text))
+    formatted = seen["content"]["formatted_body"]
+    assert formatted == f"<b>{text}</b> <i>bitte</i>"
+    assert seen["content"]["format"] == "org.matrix.custom.html"
+
+
+async def test_reply_edit_reaction_redaction_land_on_the_right_message(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    bund_room, tchap_room = world.rooms["bund:main"], world.rooms["tchap:main"]
+    original_text = unique("Entwurf")
+    original = await max_.send_text(bund_room, original_text)
+    mirrored = (await jean.wait_for(tchap_room, body_is(original_text)))["event_id"]
+
+    reply_text = unique("Réponse")
+    await jean.send_event(tchap_room, "m.room.message", {
+        "msgtype": "m.text", "body": reply_text,
+        "m.relates_to": {"m.in_reply_to": {"event_id": mirrored}},
+    })  # fmt: skip
+    reply = await max_.wait_for(bund_room, body_is(reply_text))
+    assert reply["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == original
+
+    edited_text = unique("Endfassung")
+    await max_.send_event(bund_room, "m.room.message", {
+        "msgtype": "m.text", "body": f"* {edited_text}",
+        "m.new_content": {"msgtype": "m.text", "body": edited_text},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+    })  # fmt: skip
+    edit = await jean.wait_for(
+        tchap_room, lambda e: e["content"].get("m.new_content", {}).get("body") == edited_text
+    )
+    assert edit["content"]["m.relates_to"] == {"rel_type": "m.replace", "event_id": mirrored}
+
+    await jean.send_event(tchap_room, "m.reaction", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored, "key": "👍"},
+    })  # fmt: skip
+    reaction = await max_.wait_for(bund_room, lambda e: e.get("type") == "m.reaction")
+    assert reaction["content"]["m.relates_to"] == {
+        "rel_type": "m.annotation",
+        "event_id": original,
+        "key": "👍",
+    }
+    assert await name_of(max_, bund_room, reaction["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
+
+    await max_.client.redact(RoomID(bund_room), original)
+    redaction = await jean.wait_for(
+        tchap_room, lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == mirrored
+    )
+    assert redaction["sender"].startswith("@passerelle_bund_max")
+    gone = await jean.client.get_event(RoomID(tchap_room), mirrored)
+    assert not gone.content.serialize().get("body")
+
+
+async def _send_image(user: User, room_id: str, data: bytes, name: str) -> str:
+    mxc = await user.client.upload_media(data, mime_type="image/png", filename=name)
+    return await user.send_event(room_id, "m.room.message", {
+        "msgtype": "m.image", "body": name, "url": mxc,
+        "info": {"mimetype": "image/png", "size": len(data), "w": 1, "h": 1},
+    })  # fmt: skip
+
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8cfc0f01f0005000201a2dd0b4a0000000049454e44ae426082"
+)
+
+
+async def test_image_bytes_arrive_intact_both_ways(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    data = PNG + uuid.uuid4().bytes
+    await _send_image(max_, world.rooms["bund:main"], data, "lageplan.png")
+    seen = await jean.wait_for(
+        world.rooms["tchap:main"], lambda e: e["content"].get("msgtype") == "m.image"
+        and e["content"].get("info", {}).get("size") == len(data)
+    )  # fmt: skip
+    assert seen["content"]["body"] == "lageplan.png"
+    assert seen["content"]["url"].startswith("mxc://tchap.test/")
+    assert await jean.client.download_media(ContentURI(seen["content"]["url"])) == data
+
+    data = PNG + uuid.uuid4().bytes + b"fr"
+    await _send_image(jean, world.rooms["tchap:main"], data, "plan.png")
+    seen = await max_.wait_for(
+        world.rooms["bund:main"], lambda e: e["content"].get("msgtype") == "m.image"
+        and e["content"].get("info", {}).get("size") == len(data)
+    )  # fmt: skip
+    assert seen["content"]["url"].startswith("mxc://bund.test/")
+    assert await max_.client.download_media(ContentURI(seen["content"]["url"])) == data
+
+
+async def test_bridge_creates_room_from_config_and_invites_people(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    invited: list[str] = []
+    for _ in range(100):
+        sync = await max_.client.sync(timeout=0)
+        invited = list(sync.get("rooms", {}).get("invite", {}))
+        if invited:
+            break
+        await asyncio.sleep(0.2)
+    assert len(invited) == 1, "the bridge should have invited Max to the room it created"
+    room_id = invited[0]
+    await max_.join(room_id)
+    name = await max_.client.get_state_event(RoomID(room_id), EventType.ROOM_NAME)
+    assert name.name == "Created WG"
+
+    text = unique("Salut la nouvelle salle")
+    await jean.send_text(world.rooms["tchap:created"], text)
+    await max_.wait_for(room_id, body_is(text))
+    text = unique("Danke")
+    await max_.send_text(room_id, text)
+    await jean.wait_for(world.rooms["tchap:created"], body_is(text))
+
+
+async def test_restricted_tchap_room_is_refused(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    notice = await jean.wait_for(
+        world.rooms["tchap:restr"],
+        lambda e: (
+            e["content"].get("msgtype") == "m.notice"
+            and "not bridged" in e["content"].get("body", "")
+        ),
+    )
+    assert notice["sender"] == "@passerelle:tchap.test"
+    assert "bund.test" in notice["content"]["body"]
+
+    secret = unique("nur intern")
+    await jean.send_text(world.rooms["tchap:restr"], secret)
+    outward = unique("von außen")
+    await max_.send_text(world.rooms["bund:restr"], outward)
+    # A message through the working link proves the bridge has processed everything before it.
+    marker = unique("marker")
+    await max_.send_text(world.rooms["bund:main"], marker)
+    await jean.wait_for(world.rooms["tchap:main"], body_is(marker))
+    await asyncio.sleep(1)
+    tchap_bodies = await bodies(jean, world.rooms["tchap:restr"])
+    bund_bodies = await bodies(max_, world.rooms["bund:restr"])
+    assert outward not in tchap_bodies
+    assert not any(b and secret in b for b in bund_bodies)
+    members = await jean.client.get_joined_members(RoomID(world.rooms["tchap:restr"]))
+    assert not [m for m in members if m.startswith("@passerelle_")]
+
+
+async def test_relay_mode_posts_as_bot_with_name_and_reads_via_sync(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    text = unique("Hallo Relay")
+    await max_.send_text(world.rooms["bund:relay"], text, html=f"<em>{text}</em>")
+    seen = await jean.wait_for(
+        world.rooms["tchap:relay"], lambda e: text in e["content"].get("body", "")
+    )
+    assert seen["sender"] == "@relaybot:tchap.test"
+    assert seen["content"]["body"] == f"Max Mustermann [BMI]: {text}"
+    assert seen["content"]["formatted_body"] == (
+        f"<strong>Max Mustermann [BMI]</strong>: <em>{text}</em>"
+    )
+
+    text = unique("Salut relay")
+    await jean.send_text(world.rooms["tchap:relay"], text)
+    seen = await max_.wait_for(world.rooms["bund:relay"], body_is(text))
+    assert await name_of(max_, world.rooms["bund:relay"], seen["sender"]) == (
+        "Jean Dupont [Intérieur] (Tchap)"
+    )
+
+
+async def _put_transaction(
+    world: World, network: str, txn_id: str, events: list[Event], token: str | None
+) -> tuple[int, Event]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    url = f"{world.bridge_url}/as/{network}/_matrix/app/v1/transactions/{txn_id}"
+    async with aiohttp.ClientSession() as session:
+        async with session.put(url, json={"events": events}, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+
+def _synthetic_message(world: World, text: str) -> Event:
+    return {
+        "type": "m.room.message",
+        "event_id": f"$synthetic-{uuid.uuid4().hex}",
+        "room_id": world.rooms["bund:main"],
+        "sender": "@max:bund.test",
+        "origin_server_ts": 0,
+        "content": {"msgtype": "m.text", "body": text},
+    }
+
+
+async def test_wrong_hs_token_is_rejected_and_nothing_bridged(world: World) -> None:
+    jean = world.users["jean"]
+    text = unique("forged")
+    event = _synthetic_message(world, text)
+    status, body = await _put_transaction(world, "bund", "forged-1", [event], "wrong-token")
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    status, body = await _put_transaction(world, "bund", "forged-2", [event], None)
+    assert (status, body["errcode"]) == (401, "M_UNAUTHORIZED")
+
+    marker = unique("after forgery")
+    await world.users["max"].send_text(world.rooms["bund:main"], marker)
+    await jean.wait_for(world.rooms["tchap:main"], body_is(marker))
+    seen = await bodies(jean, world.rooms["tchap:main"])
+    assert text not in seen
+
+
+async def test_resent_transaction_is_bridged_once(world: World) -> None:
+    jean = world.users["jean"]
+    text = unique("einmal")
+    event = _synthetic_message(world, text)
+    token = world.hs_token("bund")
+    txn = f"replay-{uuid.uuid4().hex}"
+    for _ in range(2):
+        status, _body = await _put_transaction(world, "bund", txn, [event], token)
+        assert status == 200
+    # Even under a new transaction ID the same event is recognised.
+    status, _body = await _put_transaction(world, "bund", txn + "-again", [event], token)
+    assert status == 200
+
+    marker = unique("after replay")
+    await world.users["max"].send_text(world.rooms["bund:main"], marker)
+    await jean.wait_for(world.rooms["tchap:main"], body_is(marker))
+    seen = await bodies(jean, world.rooms["tchap:main"])
+    assert seen.count(text) == 1
+
+
+async def test_bridge_killed_mid_conversation_loses_and_doubles_nothing(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    world.bridge.kill()
+    german = [unique(f"während des Ausfalls {i}") for i in range(3)]
+    french = [unique(f"pendant la panne {i}") for i in range(3)]
+    relayed = [unique(f"relay pendant la panne {i}") for i in range(2)]
+    for g, f in zip(german, french, strict=True):
+        await max_.send_text(world.rooms["bund:main"], g)
+        await jean.send_text(world.rooms["tchap:main"], f)
+    for r in relayed:
+        await jean.send_text(world.rooms["tchap:relay"], r)
+    await world.bridge.start()
+
+    await jean.wait_for(world.rooms["tchap:main"], body_is(german[-1]), timeout=60)
+    await max_.wait_for(world.rooms["bund:main"], body_is(french[-1]), timeout=60)
+    await max_.wait_for(world.rooms["bund:relay"], body_is(relayed[-1]), timeout=60)
+    await asyncio.sleep(1)
+    tchap_bodies = await bodies(jean, world.rooms["tchap:main"])
+    bund_bodies = await bodies(max_, world.rooms["bund:main"])
+    relay_bodies = await bodies(max_, world.rooms["bund:relay"])
+    assert [b for b in tchap_bodies if b in german] == german
+    assert [b for b in bund_bodies if b in french] == french
+    assert [b for b in relay_bodies if b in relayed] == relayed
+
+
+async def test_target_homeserver_down_delays_delivery_in_order(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    await world.tchap.astop()
+    texts = [unique(f"Tchap ist gerade weg {i}") for i in range(3)]
+    try:
+        for text in texts:
+            await max_.send_text(world.rooms["bund:main"], text)
+        await asyncio.sleep(1.5)
+    finally:
+        await world.tchap.start()
+    await jean.wait_for(world.rooms["tchap:main"], body_is(texts[-1]), timeout=60)
+    seen = await bodies(jean, world.rooms["tchap:main"])
+    assert [b for b in seen if b in texts] == texts
+
+
+async def test_sender_is_told_when_a_message_finally_cannot_be_delivered(world: World) -> None:
+    max_ = world.users["max"]
+    await world.tchap.astop()
+    text = unique("kommt nie an")
+    try:
+        await max_.send_text(world.rooms["bund:main"], text)
+        notice = await max_.wait_for(
+            world.rooms["bund:main"],
+            lambda e: (
+                e["content"].get("msgtype") == "m.notice" and text in e["content"].get("body", "")
+            ),
+            timeout=60,
+        )
+    finally:
+        await world.tchap.start()
+    assert notice["sender"] == "@passerelle:bund.test"
+    assert notice["content"]["body"].startswith(
+        f"⚠️ Message from Max Mustermann “{text}” could not be delivered to tchap:"
+    )
