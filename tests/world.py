@@ -150,8 +150,10 @@ def generate_registration(config_path: Path) -> None:
     )
 
 
-async def start_world(root: Path) -> World:
-    """Everything up and the bridge ready; rooms exist before the bridge starts, as in real use."""
+async def start_world(root: Path, password: str | None = None) -> World:
+    """Everything up and the bridge ready; rooms exist before the bridge starts, as in real use.
+
+    ``password`` is given to every user (the sandbox prints it so people can log in)."""
     bund_port, tchap_port, bridge_port = free_port(), free_port(), free_port()
     config_path = write_config(root, bund_port, tchap_port, bridge_port)
     generate_registration(config_path)
@@ -164,15 +166,14 @@ async def start_world(root: Path) -> World:
     await asyncio.gather(bund.start(), tchap.start())
 
     u = world.users
-    u["max"] = await User.register(bund, "max", displayname="Max Mustermann")
-    u["erika"] = await User.register(bund, "erika", displayname="Erika Musterfrau")
-    u["anna_bund"] = await User.register(bund, "anna", displayname="Anna Schmidt")
-    u["jean"] = await User.register(
-        tchap, "jean.dupont-interieur.gouv.fr", displayname="Jean Dupont [Intérieur]"
-    )
-    u["anna_tchap"] = await User.register(
-        tchap, "anna.schmidt-auswaertiges-amt.de", displayname="Anna Schmidt [AA]"
-    )
+    for key, hs, localpart, name in (
+        ("max", bund, "max", "Max Mustermann"),
+        ("erika", bund, "erika", "Erika Musterfrau"),
+        ("anna_bund", bund, "anna", "Anna Schmidt"),
+        ("jean", tchap, "jean.dupont-interieur.gouv.fr", "Jean Dupont [Intérieur]"),
+        ("anna_tchap", tchap, "anna.schmidt-auswaertiges-amt.de", "Anna Schmidt [AA]"),
+    ):
+        u[key] = await User.register(hs, localpart, displayname=name, password=password)
     await tchap.register("relaybot", displayname="Passerelle", password=RELAY_PASSWORD)
 
     r = world.rooms

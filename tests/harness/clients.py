@@ -42,9 +42,12 @@ class User:
         *,
         admin: bool = False,
         displayname: str | None = None,
+        password: str | None = None,
     ) -> User:
         """Register ``localpart`` on ``hs`` via the admin API and return a client for it."""
-        user_id, token = await hs.register(localpart, admin=admin, displayname=displayname)
+        user_id, token = await hs.register(
+            localpart, admin=admin, displayname=displayname, password=password
+        )
         return cls(user_id, token, hs.url)
 
     async def close(self) -> None:
