@@ -8,6 +8,7 @@ calls a connector only through these methods, and a connector reaches the core o
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -40,6 +41,9 @@ class Outgoing:
     """Target-network ID an edit, redaction or reaction applies to."""
     sender_is_local: bool
     """The sender has a real account on the target network: never ghost them there."""
+    fetch_source_media: Callable[[str], Awaitable[bytes]]
+    """Fetches bytes the source connector knows by reference (the sender's avatar): the
+    target calls it only when it needs them, without ever talking to the source itself."""
 
 
 class Host(Protocol):

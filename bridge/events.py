@@ -45,6 +45,8 @@ class Sender:
     """Organisation label: from the person's mapping, else the source network's default."""
     suffix: str = ""
     """The source network's ``name_suffix``, for targets that show it."""
+    avatar: str | None = None
+    """The sender's avatar as the source connector can fetch it (an ``mxc://`` URI)."""
 
 
 @dataclass(frozen=True)

@@ -69,9 +69,8 @@ class Outbox:
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt."""
-        return min(
-            self._policy.initial_backoff * 2 ** max(attempts - 1, 0), self._policy.max_backoff
-        )
+        doublings = min(max(attempts - 1, 0), 32)
+        return min(self._policy.initial_backoff * 2**doublings, self._policy.max_backoff)
 
     async def _work(self, queue: Queue) -> None:
         try:

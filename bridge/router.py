@@ -75,6 +75,7 @@ class Router:
 
     async def deliver(self, item: OutboxItem) -> None:
         event = item.event
+        arrived = self._arrival.pop((event.remote_id, item.target), None)
         room_id = self.directory.room_for(item.link_id, item.target)
         if room_id is None:
             raise DeliveryError(f"the {item.target} room of link {item.link_id} is not set up")
@@ -102,8 +103,8 @@ class Router:
             reply_to=reply_to,
             target=target,
             sender_is_local=bool(person and item.target in person.accounts),
+            fetch_source_media=self.connectors[event.network].fetch_media,
         )
-        arrived = self._arrival.pop((event.remote_id, item.target), None)
         if arrived is not None:
             metrics.ARRIVAL_TO_SEND.labels(item.target).observe(time.perf_counter() - arrived)
         remote_id = await self.connectors[item.target].send(out, media)

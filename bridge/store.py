@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
 
@@ -74,6 +75,7 @@ async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
             network     TEXT NOT NULL,
             user_id     TEXT NOT NULL,
             displayname TEXT NOT NULL,
+            avatar      TEXT,
             PRIMARY KEY (network, user_id)
         )"""
     )
@@ -89,6 +91,15 @@ class OutboxItem:
     next_attempt: float
 
 
+@dataclass(frozen=True)
+class GhostProfile:
+    """What a ghost was last set to: its name, and the *source* avatar reference it shows
+    (so an unchanged avatar is not downloaded and uploaded again)."""
+
+    name: str
+    avatar: str | None
+
+
 class Store:
     """All reads and writes of the bridge's database; nothing else issues SQL."""
 
@@ -96,8 +107,9 @@ class Store:
         self.db = db
 
     @classmethod
-    async def open(cls, url: str) -> Store:
-        db = Database.create(url, upgrade_table=upgrade_table)
+    async def open(cls, url: str, db_args: dict[str, Any] | None = None) -> Store:
+        """Open (and migrate) the database at ``url``; ``db_args`` go to the driver's pool."""
+        db = Database.create(url, upgrade_table=upgrade_table, db_args=db_args)
         await db.start()
         return cls(db)
 
@@ -267,18 +279,21 @@ class Store:
             next_batch,
         )
 
-    async def ghost_name(self, network: str, user_id: str) -> str | None:
-        return await self.db.fetchval(
-            "SELECT displayname FROM ghost_profile WHERE network=$1 AND user_id=$2",
+    async def ghost_profile(self, network: str, user_id: str) -> GhostProfile | None:
+        row = await self.db.fetchrow(
+            "SELECT displayname, avatar FROM ghost_profile WHERE network=$1 AND user_id=$2",
             network,
             user_id,
         )
+        return GhostProfile(row["displayname"], row["avatar"]) if row else None
 
-    async def save_ghost_name(self, network: str, user_id: str, displayname: str) -> None:
+    async def save_ghost_profile(self, network: str, user_id: str, profile: GhostProfile) -> None:
         await self.db.execute(
-            "INSERT INTO ghost_profile (network, user_id, displayname) VALUES ($1, $2, $3)"
-            " ON CONFLICT (network, user_id) DO UPDATE SET displayname=excluded.displayname",
+            "INSERT INTO ghost_profile (network, user_id, displayname, avatar)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (network, user_id)"
+            " DO UPDATE SET displayname=excluded.displayname, avatar=excluded.avatar",
             network,
             user_id,
-            displayname,
+            profile.name,
+            profile.avatar,
         )

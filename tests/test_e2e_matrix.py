@@ -360,3 +360,22 @@ async def test_sender_is_told_when_a_message_finally_cannot_be_delivered(world: 
     assert notice["content"]["body"].startswith(
         f"⚠️ Message from Max Mustermann “{text}” could not be delivered to tchap:"
     )
+
+
+async def test_ghost_carries_the_senders_avatar(world: World) -> None:
+    erika, jean = world.users["erika"], world.users["jean"]
+    avatar = PNG + b"erika"
+    mxc = await erika.client.upload_media(avatar, mime_type="image/png", filename="erika.png")
+    await erika.client.set_avatar_url(mxc)
+    await erika.wait_for(
+        world.rooms["bund:main"],
+        lambda e: e.get("type") == "m.room.member" and e["content"].get("avatar_url") == mxc,
+    )
+    text = unique("mit Bild")
+    await erika.send_text(world.rooms["bund:main"], text)
+    seen = await jean.wait_for(world.rooms["tchap:main"], body_is(text))
+    member = await jean.client.get_state_event(
+        RoomID(world.rooms["tchap:main"]), EventType.ROOM_MEMBER, seen["sender"]
+    )
+    assert member.avatar_url and member.avatar_url.startswith("mxc://tchap.test/")
+    assert await jean.client.download_media(member.avatar_url) == avatar

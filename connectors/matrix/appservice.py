@@ -26,6 +26,7 @@ from mautrix.types import Membership, RoomID, UserID
 
 from bridge.config.model import MatrixNetwork
 from bridge.connector import Host, Outgoing
+from bridge.store import GhostProfile
 from connectors.matrix.base import MatrixConnector
 from connectors.matrix.translate import display_name, ghost_localpart
 
@@ -55,6 +56,7 @@ class AppserviceConnector(MatrixConnector):
         self._session: aiohttp.ClientSession | None = None
         self._api: AppServiceAPI | None = None
         self._state = _StateStore()
+        self._ghosts: dict[UserID, GhostProfile] = {}
         self.web = web.Application()
         for prefix in ("/_matrix/app/v1", ""):
             self.web.router.add_put(prefix + "/transactions/{txn_id}", self._transaction)
@@ -104,21 +106,34 @@ class AppserviceConnector(MatrixConnector):
         return await self._ghost(out), None
 
     async def _ghost(self, out: Outgoing) -> IntentAPI:
-        """The sender's ghost, registered, named and joined to the target room."""
+        """The sender's ghost, registered, named, with their avatar, and joined to the room."""
         assert self._api is not None
         sender = out.event.sender
         localpart = ghost_localpart(self.settings.ghost_prefix, sender.network, sender.user_id)
         user_id = UserID(f"@{localpart}:{self.network.server_name}")
         intent = self._api.intent(user_id)
-        name = display_name(sender, self.network.flavour)
-        if self._names.get(("", user_id)) != name:
-            if await self.host.store.ghost_name(self.name, user_id) != name:
+        wanted = GhostProfile(display_name(sender, self.network.flavour), sender.avatar)
+        if self._ghosts.get(user_id) != wanted:
+            current = await self.host.store.ghost_profile(self.name, user_id)
+            if current != wanted:
                 await intent.ensure_registered()
-                await intent.set_displayname(name)
-                await self.host.store.save_ghost_name(self.name, user_id, name)
-            self._names[("", user_id)] = name
+                if current is None or current.name != wanted.name:
+                    await intent.set_displayname(wanted.name)
+                if wanted.avatar and (current is None or current.avatar != wanted.avatar):
+                    await self._copy_avatar(intent, out, wanted.avatar)
+                await self.host.store.save_ghost_profile(self.name, user_id, wanted)
+            self._ghosts[user_id] = wanted
         await intent.ensure_joined(RoomID(out.room_id))
         return intent
+
+    async def _copy_avatar(self, intent: IntentAPI, out: Outgoing, ref: str) -> None:
+        """Give the ghost the sender's avatar; a failure leaves the ghost without one."""
+        try:
+            data = await out.fetch_source_media(ref)
+            mxc = await intent.upload_media(data, filename="avatar")
+            await intent.set_avatar_url(mxc)
+        except Exception as e:
+            self.log.warning("Could not copy the avatar of %s: %s", out.event.sender.user_id, e)
 
     # The homeserver → bridge API
 
@@ -176,7 +191,9 @@ class AppserviceConnector(MatrixConnector):
     async def _query_user(self, request: web.Request) -> web.Response:
         if (denied := self._auth_error(request)) is not None:
             return denied
-        if self._ghost_re.match(request.match_info["user_id"]):
+        user_id = request.match_info["user_id"]
+        if self._ghost_re.match(user_id) and self._api is not None:
+            await self._api.intent(UserID(user_id)).ensure_registered()
             return web.json_response({})
         return _error(404, "M_NOT_FOUND", "No such user")
 

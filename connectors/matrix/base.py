@@ -36,6 +36,15 @@ SETUP_RETRY_SECONDS = 5.0
 _PERMANENT_ERRCODES = {"M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON", "M_INVALID_PARAM"}
 
 
+def _profile(member: JSON, user_id: str) -> tuple[str, str | None]:
+    """Display name (the user ID when unset) and avatar of an ``m.room.member`` content."""
+    name, avatar = member.get("displayname"), member.get("avatar_url")
+    return (
+        name if isinstance(name, str) and name else user_id,
+        avatar if isinstance(avatar, str) and avatar.startswith("mxc://") else None,
+    )
+
+
 class MatrixConnector(Connector):
     bot: ClientAPI
 
@@ -44,7 +53,8 @@ class MatrixConnector(Connector):
         self.network = network
         self.host = host
         self.log = logging.getLogger(f"passerelle.{network.name}")
-        self._names: dict[tuple[str, str], str] = {}
+        self._members: dict[tuple[str, str], tuple[str, str | None]] = {}
+        """(room, user) → (display name, avatar mxc), from member events as they pass."""
         self._pending_rooms: set[str] = set()
         self._setup_task: asyncio.Task[None] | None = None
         self.rooms_ready = asyncio.Event()
@@ -177,11 +187,8 @@ class MatrixConnector(Connector):
             self.log.info("Not bridging %s: %s is not an allowed domain", raw.get("event_id"),
                           sender_id)  # fmt: skip
             return
-        sender = Sender(
-            network=self.name,
-            user_id=sender_id,
-            display_name=await self._member_name(room_id, sender_id),
-        )
+        name, avatar = await self._member(room_id, sender_id)
+        sender = Sender(network=self.name, user_id=sender_id, display_name=name, avatar=avatar)
         try:
             event = event_from_matrix(raw, link_id=link_id, network=self.name, sender=sender)
         except MalformedEvent as e:
@@ -197,8 +204,7 @@ class MatrixConnector(Connector):
         user_id = raw.get("state_key")
         if not isinstance(user_id, str):
             return
-        name = content.get("displayname")
-        self._names[(room_id, user_id)] = name if isinstance(name, str) and name else user_id
+        self._members[(room_id, user_id)] = _profile(content, user_id)
         if user_id == str(self.bot.mxid) and content.get("membership") == "invite":
             await self._on_bot_invited(room_id)
 
@@ -213,17 +219,17 @@ class MatrixConnector(Connector):
                 except Exception as e:
                     self.log.warning("Room of link %s still not ready: %s", link.id, e)
 
-    async def _member_name(self, room_id: str, user_id: str) -> str:
+    async def _member(self, room_id: str, user_id: str) -> tuple[str, str | None]:
         key = (room_id, user_id)
-        if key not in self._names:
+        if key not in self._members:
             try:
                 member = await self.bot.get_state_event(
                     RoomID(room_id), EventType.ROOM_MEMBER, user_id
                 )
-                self._names[key] = getattr(member, "displayname", None) or user_id
+                self._members[key] = _profile(member.serialize(), user_id)
             except MatrixRequestError:
-                self._names[key] = user_id
-        return self._names[key]
+                self._members[key] = (user_id, None)
+        return self._members[key]
 
     # Sending
 
@@ -255,6 +261,8 @@ class MatrixConnector(Connector):
             )
             return str(event_id)
         except MatrixRequestError as e:
+            if e.errcode == "M_DUPLICATE_ANNOTATION":
+                return None  # the same reaction is already there (relay bot reacting twice)
             permanent = e.errcode in _PERMANENT_ERRCODES or e.http_status == 413
             raise DeliveryError(f"{self.name} refused it: {e}", permanent=permanent) from e
 

@@ -8,6 +8,7 @@ never with a crash in the protocol code.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from typing import Any
 
@@ -161,12 +162,22 @@ def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) 
     )
 
 
+MAX_LOCALPART = 200
+
+
 def ghost_localpart(prefix: str, network: str, user_id: str) -> str:
     """A stable ghost localpart for a remote user: the prefix, the source network, then the
-    remote ID with every character outside Matrix's localpart set written as ``=xx``."""
+    remote ID with every character outside Matrix's localpart set written as ``=xx``.
+
+    User IDs may not exceed 255 bytes, so an overlong result keeps its start and ends in a
+    hash of the whole ID (still stable, still distinct)."""
     escaped = re.sub(r"[^a-z0-9.\-/]", lambda m: "".join(f"={b:02x}" for b in m.group().encode()),
-                     user_id.lstrip("@"))  # fmt: skip
-    return f"{prefix}{network}_{escaped}"
+                     user_id.removeprefix("@"))  # fmt: skip
+    localpart = f"{prefix}{network}_{escaped}"
+    if len(localpart) > MAX_LOCALPART:
+        digest = hashlib.sha256(localpart.encode()).hexdigest()[:32]
+        localpart = f"{localpart[: MAX_LOCALPART - 33]}-{digest}"
+    return localpart
 
 
 def display_name(sender: Sender, flavour: Flavour) -> str:
