@@ -431,9 +431,18 @@ def bridged(**fields: Any) -> Event:
     return Event(**{**base, **fields})
 
 
+async def no_media(ref: str) -> bytes:
+    raise AssertionError(f"rendering must not fetch media ({ref})")
+
+
 def outgoing(event: Event, *, reply_to: str | None = None, target: str | None = None) -> Outgoing:
     return Outgoing(
-        event=event, room_id=ROOM, reply_to=reply_to, target=target, sender_is_local=False
+        event=event,
+        room_id=ROOM,
+        reply_to=reply_to,
+        target=target,
+        sender_is_local=False,
+        fetch_source_media=no_media,
     )
 
 
