@@ -5,13 +5,14 @@ homeserver-facing HTTP listener (appservice endpoints, readiness, metrics), and 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.config.model import Config, MatrixMode
+from bridge.config.model import Config
 from bridge.connector import Connector
 from bridge.directory import RoomDirectory
 from bridge.events import Event
@@ -22,14 +23,12 @@ log = logging.getLogger("passerelle")
 
 
 def build_connector(name: str, gateway: Gateway) -> Connector:
-    """The connector for one configured network (imported here so the core never needs them)."""
+    """The connector for one configured network: ``connectors.<kind>.build`` (imported only
+    here, so the core depends on no connector)."""
     network = gateway.config.networks[name]
-    from connectors.matrix.appservice import AppserviceConnector
-    from connectors.matrix.relay import RelayConnector
-
-    if network.mode is MatrixMode.APPSERVICE:
-        return AppserviceConnector(network, gateway)
-    return RelayConnector(network, gateway)
+    package = importlib.import_module(f"connectors.{network.kind}")
+    connector: Connector = package.build(network, gateway)
+    return connector
 
 
 class Gateway:

@@ -20,4 +20,11 @@ def sender_allowed(network: Network, user_id: str) -> bool:
 def foreign_domains(config: Config, link_id: str, network: str) -> list[str]:
     """The domains whose people would appear in ``network``'s room of this link."""
     link = config.link(link_id)
-    return sorted({config.networks[other].domain for other in link.rooms if other != network})
+    return sorted(
+        {
+            domain
+            for other in link.rooms
+            if other != network
+            for domain in config.networks[other].domains
+        }  # fmt: skip
+    )

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 
 class Flavour(StrEnum):
@@ -73,11 +74,34 @@ class MatrixNetwork:
     kind: str = "matrix"
 
     @property
-    def domain(self) -> str:
-        return self.server_name
+    def domains(self) -> tuple[str, ...]:
+        return (self.server_name,)
 
 
-Network = MatrixNetwork
+class Network(Protocol):
+    """What the core needs of any network, whatever its kind (each kind adds its settings)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str:
+        """The connector package that serves it (``connectors.<kind>``)."""
+        ...
+
+    @property
+    def org_label(self) -> str | None: ...
+
+    @property
+    def name_suffix(self) -> str: ...
+
+    @property
+    def allowed_domains(self) -> tuple[str, ...]: ...
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """Where this network's people come from: checked against Tchap's restricted rooms."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ def generate_registrations(
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for network in config.networks.values():
-        if network.mode == MatrixMode.APPSERVICE:
+        if isinstance(network, MatrixNetwork) and network.mode == MatrixMode.APPSERVICE:
             file = target / f"{network.name}-registration.yaml"
             _write_private(file, _dump_plain(registration(network)))
             written.append(file)

@@ -1,0 +1,256 @@
+"""The ``kind: matrix`` network schema: homeserver, flavour (plain Matrix or Tchap), mode
+(appservice or relay) and their settings; Matrix user IDs as accounts; room IDs, aliases or
+``create:`` requests as a link's rooms."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+from ruamel.yaml.comments import CommentedMap
+
+from bridge.config.model import (
+    AppserviceSettings,
+    Flavour,
+    LinkRoom,
+    Listen,
+    MatrixMode,
+    MatrixNetwork,
+    RelaySettings,
+    RoomCreate,
+)
+from bridge.config.reader import NO_STRINGS, SERVER_NAME_RE, Node, Reader, describe, quote
+
+DEFAULT_RELAY_FORMAT = "**{name}**: {message}"
+LOCALPART_RE = re.compile(r"[a-z0-9._=/-]+")
+USER_ID_RE = re.compile(r"@[^\s:]+:" + SERVER_NAME_RE.pattern)
+ROOM_ID_RE = re.compile(r"![^\s]+")
+ALIAS_RE = re.compile(r"#[^\s:]+:" + SERVER_NAME_RE.pattern)
+
+
+def generate_hint(file: Path, what: str) -> str:
+    return f"run 'passerelle generate-registration -c {file}' to {what}"
+
+
+class MatrixSchema:
+    keys: tuple[str, ...] = (
+        "flavour",
+        "homeserver",
+        "server_name",
+        "mode",
+        "org_label",
+        "name_suffix",
+        "allowed_domains",
+        "restricted_rooms_allow",
+        "appservice",
+        "relay",
+    )
+
+    def __init__(self, reader: Reader, path: Path) -> None:
+        self.r = reader
+        self.path = path
+
+    def account(self, node: Node) -> str | None:
+        return self.r.matching(node, USER_ID_RE, "a Matrix user ID (@user:server)")
+
+    def network(
+        self, name: str, node: Node, fields: dict[str, Node], listen: Listen
+    ) -> MatrixNetwork | None:
+        r = self.r
+        flavour = r.optional(fields, "flavour", lambda n: r.choice(n, list(Flavour)), "matrix")
+        homeserver_node = r.required(node, fields, "homeserver")
+        homeserver = r.url(homeserver_node) if homeserver_node else None
+        server_node = r.required(node, fields, "server_name")
+        server_name = (
+            r.matching(server_node, SERVER_NAME_RE, "a server name (host or host:port)")
+            if server_node
+            else None
+        )
+        mode = r.optional(fields, "mode", lambda n: r.choice(n, list(MatrixMode)), "appservice")
+        org_label = r.optional(fields, "org_label", r.nonempty, None)
+        name_suffix = r.optional(fields, "name_suffix", r.string, "")
+        allowed = r.optional(fields, "allowed_domains", r.string_list, NO_STRINGS)
+        restricted = self.restricted_rooms_allow(fields, flavour)
+        appservice, relay = self.mode_settings(name, node, fields, mode, listen)
+        if (
+            flavour is None
+            or homeserver is None
+            or server_name is None
+            or mode is None
+            or name_suffix is None
+            or allowed is None
+            or restricted is None
+            or (appservice is None and relay is None)
+        ):
+            return None
+        return MatrixNetwork(
+            name=name,
+            flavour=Flavour(flavour),
+            homeserver=homeserver,
+            server_name=server_name,
+            mode=MatrixMode(mode),
+            appservice=appservice,
+            relay=relay,
+            org_label=org_label,
+            name_suffix=name_suffix,
+            allowed_domains=allowed,
+            restricted_rooms_allow=restricted,
+        )
+
+    def restricted_rooms_allow(
+        self, fields: dict[str, Node], flavour: str | None
+    ) -> tuple[str, ...] | None:
+        node = fields.get("restricted_rooms_allow")
+        if node is None or node.value is None:
+            return ()
+        if flavour is not None and flavour != Flavour.TCHAP:
+            self.r.error(node, "only allowed when flavour is tchap")
+            return None
+        return self.r.string_list(node)
+
+    def mode_settings(
+        self, name: str, node: Node, fields: dict[str, Node], mode: str | None, listen: Listen
+    ) -> tuple[AppserviceSettings | None, RelaySettings | None]:
+        """The settings block matching `mode`; the other block must be absent."""
+        for key in ("appservice", "relay"):
+            if key in fields and mode is not None and mode != key:
+                self.r.error(fields[key], f"only allowed when mode is {key}")
+        if mode == MatrixMode.APPSERVICE:
+            as_node = fields.get("appservice")
+            if as_node is None or as_node.value is None:
+                hint = generate_hint(self.path, "create it with fresh tokens")
+                self.r.error(
+                    node,
+                    f"is required when mode is appservice; {hint}",
+                    node.key_path("appservice"),
+                )
+                return None, None
+            return self.appservice(name, as_node, listen), None
+        if mode == MatrixMode.RELAY:
+            relay_node = self.r.required(node, fields, "relay")
+            return None, self.relay(relay_node) if relay_node else None
+        return None, None
+
+    def appservice(self, network: str, node: Node, listen: Listen) -> AppserviceSettings | None:
+        r = self.r
+        fields = r.fields(node, ("id", "bot", "ghost_prefix", "url", "as_token", "hs_token"))
+        if fields is None:
+            return None
+        localpart = "a Matrix localpart (a-z, 0-9, ._=/-)"
+        as_id = r.optional(fields, "id", r.nonempty, f"passerelle-{network}")
+        bot = r.optional(
+            fields, "bot", lambda n: r.matching(n, LOCALPART_RE, localpart), "passerelle"
+        )
+        prefix = r.optional(
+            fields, "ghost_prefix", lambda n: r.matching(n, LOCALPART_RE, localpart), "passerelle_"
+        )
+        host = f"[{listen.host}]" if ":" in listen.host else listen.host
+        url = r.optional(fields, "url", r.url, f"http://{host}:{listen.port}/as/{network}")
+        as_token = self.token(node, fields, "as_token")
+        hs_token = self.token(node, fields, "hs_token")
+        if (
+            as_id is None
+            or bot is None
+            or prefix is None
+            or url is None
+            or as_token is None
+            or hs_token is None
+        ):
+            return None
+        return AppserviceSettings(as_id, as_token, hs_token, bot, prefix, url)
+
+    def token(self, parent: Node, fields: dict[str, Node], key: str) -> str | None:
+        node = fields.get(key)
+        if node is None or node.value is None or node.value == "":
+            hint = generate_hint(self.path, "generate it")
+            self.r.error(node or parent, f"is missing; {hint}", parent.key_path(key))
+            return None
+        return self.r.secret(node)
+
+    def relay(self, node: Node) -> RelaySettings | None:
+        r = self.r
+        fields = r.fields(node, ("user_id", "access_token", "password", "device_id", "format"))
+        if fields is None:
+            return None
+        user_node = r.required(node, fields, "user_id")
+        user_id = (
+            r.matching(user_node, USER_ID_RE, "a Matrix user ID (@user:server)")
+            if user_node
+            else None
+        )
+        access_token = r.optional(fields, "access_token", r.secret, None)
+        password = r.optional(fields, "password", r.secret, None)
+        if all(
+            fields.get(k) is None or fields[k].value is None for k in ("access_token", "password")
+        ):
+            r.error(node, "one of access_token or password is required")
+        device_id = r.optional(fields, "device_id", r.nonempty, None)
+        fmt = r.optional(fields, "format", self.relay_format, DEFAULT_RELAY_FORMAT)
+        if user_id is None or fmt is None or (access_token is None and password is None):
+            return None
+        return RelaySettings(user_id, access_token, password, device_id, fmt)
+
+    def relay_format(self, node: Node) -> str | None:
+        value = self.r.string(node)
+        if value is None:
+            return None
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+            value.format(name="", message="")
+        except (KeyError, IndexError, ValueError, AttributeError):
+            self.r.error(node, "may only use the placeholders {name} and {message}")
+            return None
+        if "message" not in fields:
+            self.r.error(node, "must contain {message}")
+            return None
+        return value
+
+    def room(self, network: str, node: Node) -> LinkRoom | None:
+        """A room reference: ``"!id"``, ``"#alias"``, ``{room: …}`` or ``{create: {…}}``."""
+        if isinstance(node.value, str):
+            room = self.room_reference(node)
+            return LinkRoom(network, room, None) if room else None
+        if not isinstance(node.value, CommentedMap):
+            self.r.error(
+                node,
+                "expected a room ID, an alias, {room: …} or {create: {name: …}}, "
+                f"got {describe(node.value)}",
+            )
+            return None
+        fields = self.r.fields(node, ("room", "create"))
+        if fields is None:
+            return None
+        if len(fields) != 1:
+            self.r.error(node, "give exactly one of 'room' or 'create'")
+            return None
+        if "room" in fields:
+            room = self.room_reference(fields["room"])
+            return LinkRoom(network, room, None) if room else None
+        create = self.room_create(fields["create"])
+        return LinkRoom(network, None, create) if create else None
+
+    def room_reference(self, node: Node) -> str | None:
+        value = self.r.string(node)
+        if value is None:
+            return None
+        if value.startswith("!"):
+            ok, what = bool(ROOM_ID_RE.fullmatch(value)), "a valid room ID (!id:server)"
+        elif value.startswith("#"):
+            ok, what = bool(ALIAS_RE.fullmatch(value)), "a valid alias (#name:server)"
+        else:
+            self.r.error(node, f"{quote(value)} is neither a room ID (!…) nor an alias (#…)")
+            return None
+        if not ok:
+            self.r.error(node, f"{quote(value)} is not {what}")
+            return None
+        return value
+
+    def room_create(self, node: Node) -> RoomCreate | None:
+        fields = self.r.fields(node, ("name", "topic"))
+        if fields is None:
+            return None
+        name_node = self.r.required(node, fields, "name")
+        name = self.r.nonempty(name_node) if name_node else None
+        topic = self.r.optional(fields, "topic", self.r.string, None)
+        return RoomCreate(name, topic) if name is not None else None

@@ -1,0 +1,259 @@
+"""Located access to the YAML document: every value knows its line, column and key path, and
+every accessor records a `Problem` instead of raising, so a whole file is checked in one pass.
+
+Shared by the core schema (`bridge.config.load`) and the per-kind network schemas
+(`bridge.config.kinds`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from bridge.config.secrets import SecretError, from_env, from_file
+
+T = TypeVar("T")
+
+NO_STRINGS: tuple[str, ...] = ()
+SERVER_NAME_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the config, located in the file (0-based, as ruamel counts)."""
+
+    line: int | None
+    col: int | None
+    path: str
+    message: str
+
+    def render(self, file: str) -> str:
+        where = file if self.line is None else f"{file}:{self.line + 1}:{(self.col or 0) + 1}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A YAML value with its dotted key path and its position, for located error messages."""
+
+    value: Any
+    path: str
+    line: int
+    col: int
+
+    def key_path(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+
+def describe(value: object) -> str:
+    """The YAML type name of `value`, for "expected X, got Y" messages."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def quote(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def did_you_mean(word: str, choices: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Reader:
+    """Typed accessors over located nodes that record a `Problem` instead of raising.
+
+    Each accessor returns None when the value is unusable, so the schema functions keep going
+    and later sections are still checked.
+    """
+
+    def __init__(self, base_dir: Path, env: Mapping[str, str]) -> None:
+        self.base_dir = base_dir
+        self.env = env
+        self.problems: list[Problem] = []
+
+    def error(self, node: Node, message: str, path: str | None = None) -> None:
+        self.problems.append(
+            Problem(node.line, node.col, node.path if path is None else path, message)
+        )
+
+    # -- structure ---------------------------------------------------------------------------
+
+    def entries(self, node: Node) -> list[tuple[Node, Node]] | None:
+        """(key, value) nodes of a mapping whose keys are admin-chosen names."""
+        if not isinstance(node.value, CommentedMap):
+            self.error(node, f"expected a mapping, got {describe(node.value)}")
+            return None
+        result = []
+        for key, value in node.value.items():
+            key_pos = position(node, node.value.lc.key, key)
+            if not isinstance(key, str):
+                self.error(Node(key, node.path, *key_pos), f"keys must be strings, got {key!r}")
+                continue
+            pos = key_pos if value is None else position(node, node.value.lc.value, key)
+            result.append(
+                (Node(key, node.key_path(key), *key_pos), Node(value, node.key_path(key), *pos))
+            )
+        return result
+
+    def fields(self, node: Node, allowed: Collection[str]) -> dict[str, Node] | None:
+        """Value nodes of a mapping with a fixed set of keys; unknown keys are errors."""
+        entries = self.entries(node)
+        if entries is None:
+            return None
+        result = {}
+        for key, value in entries:
+            if key.value in allowed:
+                result[key.value] = value
+            else:
+                hint = did_you_mean(key.value, allowed)
+                self.error(key, f"unknown key {key.value!r}{hint}")
+        return result
+
+    def items(self, node: Node) -> list[Node] | None:
+        if not isinstance(node.value, CommentedSeq):
+            self.error(node, f"expected a list, got {describe(node.value)}")
+            return None
+        return [
+            Node(item, f"{node.path}[{i}]", *position(node, node.value.lc.item, i))
+            for i, item in enumerate(node.value)
+        ]
+
+    def required(self, parent: Node, fields: Mapping[str, Node], key: str) -> Node | None:
+        """The field `key`, or None after reporting it missing at the parent mapping."""
+        if key in fields and fields[key].value is not None:
+            return fields[key]
+        self.error(parent, "is required", parent.key_path(key))
+        return None
+
+    def optional(
+        self, fields: Mapping[str, Node], key: str, read: Callable[[Node], T | None], default: T
+    ) -> T | None:
+        """`read` applied to field `key`, or `default` when it is absent or null."""
+        node = fields.get(key)
+        if node is None or node.value is None:
+            return default
+        return read(node)
+
+    # -- scalars -----------------------------------------------------------------------------
+
+    def string(self, node: Node) -> str | None:
+        if isinstance(node.value, str):
+            return str(node.value)
+        self.error(node, f"expected a string, got {describe(node.value)}")
+        return None
+
+    def nonempty(self, node: Node) -> str | None:
+        value = self.string(node)
+        if value is not None and not value.strip():
+            self.error(node, "must not be empty")
+            return None
+        return value
+
+    def matching(self, node: Node, pattern: re.Pattern[str], what: str) -> str | None:
+        value = self.string(node)
+        if value is not None and not pattern.fullmatch(value):
+            self.error(node, f"{quote(value)} is not {what}")
+            return None
+        return value
+
+    def integer(self, node: Node, minimum: int, maximum: int | None = None) -> int | None:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(node, f"expected an integer, got {describe(value)}")
+            return None
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = "" if maximum is None else f" and at most {maximum}"
+            self.error(node, f"must be at least {minimum}{upper}")
+            return None
+        return int(value)
+
+    def positive_number(self, node: Node) -> float | None:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(node, f"expected a number, got {describe(value)}")
+            return None
+        if value <= 0:
+            self.error(node, "must be a positive number")
+            return None
+        return float(value)
+
+    def choice(self, node: Node, choices: Collection[str]) -> str | None:
+        value = self.string(node)
+        if value is not None and value not in choices:
+            self.error(node, f"must be one of: {', '.join(choices)}")
+            return None
+        return value
+
+    def string_list(self, node: Node) -> tuple[str, ...] | None:
+        items = self.items(node)
+        if items is None:
+            return None
+        values = [self.nonempty(item) for item in items]
+        return tuple(v for v in values if v is not None)
+
+    def url(self, node: Node) -> str | None:
+        value = self.string(node)
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self.error(node, f"{quote(value)} is not an http(s) URL")
+            return None
+        return value.rstrip("/")
+
+    def secret(self, node: Node) -> str | None:
+        """A plain string, ``{env: NAME}`` or ``{file: PATH}``; the value is never echoed."""
+        if isinstance(node.value, str):
+            return str(node.value)
+        if not isinstance(node.value, CommentedMap):
+            self.error(
+                node,
+                f"expected a string, {{env: NAME}} or {{file: PATH}}, got {describe(node.value)}",
+            )
+            return None
+        fields = self.fields(node, ("env", "file"))
+        if fields is None:
+            return None
+        if len(fields) != 1:
+            self.error(node, "give exactly one of 'env' or 'file'")
+            return None
+        ((source, ref_node),) = fields.items()
+        ref = self.nonempty(ref_node)
+        if ref is None:
+            return None
+        try:
+            return from_env(ref, self.env) if source == "env" else from_file(ref, self.base_dir)
+        except SecretError as exc:
+            self.error(ref_node, str(exc))
+            return None
+
+
+def position(parent: Node, lookup: Callable[[Any], Any], key: object) -> tuple[int, int]:
+    """Where `key` of `parent` sits; nodes added in memory (no position) fall back to the parent."""
+    try:
+        line, col = lookup(key)
+    except (KeyError, IndexError, TypeError):
+        return parent.line, parent.col
+    return int(line), int(col)
