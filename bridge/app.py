@@ -13,10 +13,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.config.model import Config
-from bridge.connector import Connector
+from bridge.connector import Connector, DirectChatRefused, DirectChats
 from bridge.directory import RoomDirectory
-from bridge.events import Event
-from bridge.router import Router
+from bridge.events import Event, Sender
+from bridge.links import DirectChat, Links, direct_link_id
+from bridge.router import Router, known_sender
 from bridge.store import Store
 
 log = logging.getLogger("passerelle")
@@ -38,10 +39,12 @@ class Gateway:
         self.config = config
         self.store = store
         self.directory = RoomDirectory()
+        self.links = Links(config)
         self.connectors: dict[str, Connector] = {
             name: build_connector(name, self) for name in config.networks
         }
-        self.router = Router(config, store, self.directory, self.connectors)
+        self.router = Router(config, self.links, store, self.directory, self.connectors)
+        self._direct_lock = asyncio.Lock()
         self.web = web.Application()
         self.web.router.add_get("/_passerelle/ready", self._ready)
         self.web.router.add_get("/metrics", self._metrics)
@@ -54,7 +57,34 @@ class Gateway:
     async def ingest(self, event: Event) -> bool:
         return await self.router.ingest(event)
 
+    async def direct_chat(
+        self, network: str, room: str, sender: Sender, peer_network: str, peer_user: str
+    ) -> str:
+        link_id = direct_link_id(network, room, peer_network, peer_user)
+        async with self._direct_lock:
+            if self.links.is_direct(link_id):
+                return link_id
+            peer = self.connectors.get(peer_network)
+            if not isinstance(peer, DirectChats):
+                raise DirectChatRefused(f"{peer_network} does not support direct chats")
+            peer_room = await peer.open_direct(
+                link_id, peer_user, known_sender(self.config, sender)
+            )
+            chat = DirectChat(link_id, network, room, peer_network, peer_user, peer_room)
+            await self.store.save_direct_chat(chat)
+            self._bind_direct(chat)
+            log.info("Opened direct chat %s: %s in %s ↔ %s", link_id, sender.user_id, network,
+                     peer_user)  # fmt: skip
+        return link_id
+
+    def _bind_direct(self, chat: DirectChat) -> None:
+        self.links.add_direct(chat)
+        self.directory.bind(chat.link_id, chat.origin_network, chat.origin_room)
+        self.directory.bind(chat.link_id, chat.peer_network, chat.peer_room)
+
     async def start(self) -> None:
+        for chat in await self.store.direct_chats():
+            self._bind_direct(chat)
         self._runner = web.AppRunner(self.web, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.listen.host, self.config.listen.port)

@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from bridge.config.model import Config
-from bridge.events import Event
+from bridge.events import Event, Sender
 
 if TYPE_CHECKING:
     from bridge.directory import RoomDirectory
+    from bridge.links import Links
     from bridge.store import Store
+
+
+class DirectChatRefused(Exception):
+    """A direct chat that cannot be opened; the message says why, for the person who asked."""
 
 
 class DeliveryError(Exception):
@@ -52,11 +57,22 @@ class Host(Protocol):
     config: Config
     store: Store
     directory: RoomDirectory
+    links: Links
 
     async def ingest(self, event: Event) -> bool:
         """Store an event for delivery; returns False if it was already known.
 
         A connector acknowledges its source only after this returned.
+        """
+        ...
+
+    async def direct_chat(
+        self, network: str, room: str, sender: Sender, peer_network: str, peer_user: str
+    ) -> str:
+        """The link of the one-to-one chat between ``sender`` (in ``room`` of ``network``) and
+        ``peer_user`` of ``peer_network``, opening the peer's room the first time.
+
+        Raises `DirectChatRefused` when the peer's network cannot or may not open it.
         """
         ...
 
@@ -93,3 +109,13 @@ class Connector(ABC):
     async def notify(self, room_id: str, text: str) -> None:
         """Post a notice from the bridge itself into a room of this network (delivery
         failures, refused links)."""
+
+
+class DirectChats(ABC):
+    """Optional capability: the bridge can open a one-to-one room with a user of this network."""
+
+    @abstractmethod
+    async def open_direct(self, link_id: str, user_id: str, sender: Sender) -> str:
+        """Open a room where ``sender`` (shown as this network shows remote people) talks with
+        ``user_id`` alone, and return its ID. Called once per direct chat, before its first
+        message is delivered; raise `DirectChatRefused` when policy forbids it."""

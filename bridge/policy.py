@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.config.model import Config, Network
+from bridge.config.model import Config, Link, Network
 
 
 def account_domain(account: str) -> str:
@@ -17,9 +17,8 @@ def sender_allowed(network: Network, user_id: str) -> bool:
     return not network.allowed_domains or account_domain(user_id) in network.allowed_domains
 
 
-def foreign_domains(config: Config, link_id: str, network: str) -> list[str]:
+def foreign_domains(config: Config, link: Link, network: str) -> list[str]:
     """The domains whose people would appear in ``network``'s room of this link."""
-    link = config.link(link_id)
     return sorted(
         {
             domain

@@ -19,6 +19,7 @@ from bridge.config.model import Config
 from bridge.connector import Connector, DeliveryError, Outgoing
 from bridge.directory import RoomDirectory
 from bridge.events import Event, Kind, Sender
+from bridge.links import Links
 from bridge.outbox import Outbox
 from bridge.store import OutboxItem, Store
 
@@ -43,11 +44,13 @@ class Router:
     def __init__(
         self,
         config: Config,
+        links: Links,
         store: Store,
         directory: RoomDirectory,
         connectors: Mapping[str, Connector],
     ) -> None:
         self.config = config
+        self.links = links
         self.store = store
         self.directory = directory
         self.connectors = connectors
@@ -55,7 +58,7 @@ class Router:
         self._arrival: dict[tuple[str, str], float] = {}
 
     async def ingest(self, event: Event) -> bool:
-        link = self.config.link(event.link_id)
+        link = self.links.get(event.link_id)
         event = dataclasses.replace(event, sender=known_sender(self.config, event.sender))
         targets = [
             network

@@ -18,6 +18,7 @@ from typing import Any
 from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
 
 from bridge.events import Event
+from bridge.links import DirectChat
 
 upgrade_table = UpgradeTable()
 
@@ -41,6 +42,7 @@ async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
         """CREATE TABLE handled_txn (
             network TEXT NOT NULL,
             txn_id  TEXT NOT NULL,
+            digest  TEXT NOT NULL,
             PRIMARY KEY (network, txn_id)
         )"""
     )
@@ -77,6 +79,20 @@ async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
             displayname TEXT NOT NULL,
             avatar      TEXT,
             PRIMARY KEY (network, user_id)
+        )"""
+    )
+
+
+@upgrade_table.register(description="Direct chats opened at run time")  # type: ignore[call-arg,arg-type]
+async def _upgrade_v2(conn: Connection, scheme: Scheme) -> None:
+    await conn.execute(
+        """CREATE TABLE direct_chat (
+            link_id        TEXT PRIMARY KEY,
+            origin_network TEXT NOT NULL,
+            origin_room    TEXT NOT NULL,
+            peer_network   TEXT NOT NULL,
+            peer_user      TEXT NOT NULL,
+            peer_room      TEXT NOT NULL
         )"""
     )
 
@@ -237,18 +253,28 @@ class Store:
 
     # Appservice transactions
 
-    async def txn_handled(self, network: str, txn_id: str) -> bool:
+    async def txn_handled(self, network: str, txn_id: str, digest: str) -> bool:
+        """Whether this very transaction (same ID *and* same content) was handled before.
+
+        The content digest matters because Synapse on SQLite numbers its transactions from 1
+        again after a restart: a reused ID with new events must not be taken for a replay.
+        """
         return bool(
             await self.db.fetchval(
-                "SELECT 1 FROM handled_txn WHERE network=$1 AND txn_id=$2", network, txn_id
+                "SELECT 1 FROM handled_txn WHERE network=$1 AND txn_id=$2 AND digest=$3",
+                network,
+                txn_id,
+                digest,
             )
         )
 
-    async def mark_txn_handled(self, network: str, txn_id: str) -> None:
+    async def mark_txn_handled(self, network: str, txn_id: str, digest: str) -> None:
         await self.db.execute(
-            "INSERT INTO handled_txn (network, txn_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO handled_txn (network, txn_id, digest) VALUES ($1, $2, $3)"
+            " ON CONFLICT (network, txn_id) DO UPDATE SET digest=excluded.digest",
             network,
             txn_id,
+            digest,
         )
 
     # Rooms, sync positions, ghost profiles
@@ -264,6 +290,25 @@ class Store:
             link_id,
             network,
             room_id,
+        )
+
+    async def direct_chats(self) -> list[DirectChat]:
+        rows = await self.db.fetch(
+            "SELECT link_id, origin_network, origin_room, peer_network, peer_user, peer_room"
+            " FROM direct_chat"
+        )
+        return [DirectChat(**dict(row)) for row in rows]
+
+    async def save_direct_chat(self, chat: DirectChat) -> None:
+        await self.db.execute(
+            "INSERT INTO direct_chat (link_id, origin_network, origin_room, peer_network,"
+            " peer_user, peer_room) VALUES ($1, $2, $3, $4, $5, $6)",
+            chat.link_id,
+            chat.origin_network,
+            chat.origin_room,
+            chat.peer_network,
+            chat.peer_user,
+            chat.peer_room,
         )
 
     async def sync_position(self, network: str) -> str | None:

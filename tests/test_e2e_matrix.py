@@ -294,9 +294,14 @@ async def test_resent_transaction_is_bridged_once(world: World) -> None:
     status, _body = await _put_transaction(world, "bund", txn + "-again", [event], token)
     assert status == 200
 
-    marker = unique("after replay")
-    await world.users["max"].send_text(world.rooms["bund:main"], marker)
-    await jean.wait_for(world.rooms["tchap:main"], body_is(marker))
+    # A homeserver that numbers transactions from 1 again after a restart (Synapse on SQLite)
+    # reuses an ID for new events: those are new, not a replay.
+    reused = unique("neue Transaktion, alte Nummer")
+    status, _body = await _put_transaction(
+        world, "bund", txn, [_synthetic_message(world, reused)], token
+    )
+    assert status == 200
+    await jean.wait_for(world.rooms["tchap:main"], body_is(reused))
     seen = await bodies(jean, world.rooms["tchap:main"])
     assert seen.count(text) == 1
 
@@ -379,3 +384,53 @@ async def test_ghost_carries_the_senders_avatar(world: World) -> None:
     )
     assert member.avatar_url and member.avatar_url.startswith("mxc://tchap.test/")
     assert await jean.client.download_media(member.avatar_url) == avatar
+
+
+async def _next_invite(user: User, since: str) -> str:
+    """The first room ``user`` is invited to after the sync position ``since``."""
+    for _ in range(30):
+        sync = await user.client.sync(since=since, timeout=1000)
+        invited = list(sync.get("rooms", {}).get("invite", {}))
+        if invited:
+            return invited[0]
+        since = sync["next_batch"]
+    raise AssertionError(f"{user.user_id} was invited nowhere")
+
+
+async def test_inviting_a_ghost_opens_a_direct_chat_with_the_person(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    ghost_of_max = "@passerelle_bund_max=3abund.test:tchap.test"
+    since = (await max_.client.sync(timeout=0))["next_batch"]
+    dm = await jean.create_room(invitees=[ghost_of_max], is_direct=True)
+    await jean.wait_for(
+        dm, lambda e: e.get("type") == "m.room.member" and e.get("state_key") == ghost_of_max
+        and e["content"].get("membership") == "join"
+    )  # fmt: skip
+    text = unique("Une question privée")
+    await jean.send_text(dm, text)
+
+    private = await _next_invite(max_, since)
+    await max_.join(private)
+    seen = await max_.wait_for(private, body_is(text))
+    assert await name_of(max_, private, seen["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
+
+    answer = unique("Gern, hier die Antwort")
+    await max_.send_text(private, answer)
+    seen = await jean.wait_for(dm, body_is(answer))
+    assert seen["sender"] == ghost_of_max
+
+
+async def test_direct_chat_into_tchap_refused_for_a_domain_not_allowed(world: World) -> None:
+    max_ = world.users["max"]
+    ghost_of_jean = "@passerelle_tchap_jean.dupont-interieur.gouv.fr=3atchap.test:bund.test"
+    dm = await max_.create_room(invitees=[ghost_of_jean], is_direct=True)
+    notice = await max_.wait_for(dm, lambda e: e["content"].get("msgtype") == "m.notice")
+    assert notice["sender"] == ghost_of_jean
+    assert notice["content"]["body"] == (
+        "This chat cannot be bridged: Tchap room is a direct chat; "
+        "domains not allowed there: bund.test"
+    )
+    await max_.wait_for(
+        dm, lambda e: e.get("type") == "m.room.member" and e.get("state_key") == ghost_of_jean
+        and e["content"].get("membership") == "leave"
+    )  # fmt: skip

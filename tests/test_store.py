@@ -312,12 +312,19 @@ async def test_give_up_removes_without_mapping(store: Store) -> None:
 
 
 async def test_txn_ids(store: Store) -> None:
-    assert not await store.txn_handled("matrix", "txn1")
-    await store.mark_txn_handled("matrix", "txn1")
-    await store.mark_txn_handled("matrix", "txn1")  # idempotent
-    assert await store.txn_handled("matrix", "txn1")
-    assert not await store.txn_handled("tchap", "txn1")
-    assert not await store.txn_handled("matrix", "txn2")
+    assert not await store.txn_handled("matrix", "txn1", "d1")
+    await store.mark_txn_handled("matrix", "txn1", "d1")
+    await store.mark_txn_handled("matrix", "txn1", "d1")  # idempotent
+    assert await store.txn_handled("matrix", "txn1", "d1")
+    assert not await store.txn_handled("tchap", "txn1", "d1")
+    assert not await store.txn_handled("matrix", "txn2", "d1")
+
+
+async def test_reused_txn_id_with_new_content_is_not_a_replay(store: Store) -> None:
+    await store.mark_txn_handled("matrix", "1", "before-restart")
+    assert not await store.txn_handled("matrix", "1", "after-restart")
+    await store.mark_txn_handled("matrix", "1", "after-restart")
+    assert await store.txn_handled("matrix", "1", "after-restart")
 
 
 async def test_created_rooms(store: Store) -> None:

@@ -12,9 +12,11 @@ in it is in the outbox, transaction IDs survive restarts, and a wrong token gets
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import re
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -22,15 +24,20 @@ from mautrix.appservice import AppServiceAPI, IntentAPI
 from mautrix.appservice.state_store import ASStateStore
 from mautrix.client import ClientAPI
 from mautrix.client.state_store import MemoryStateStore
-from mautrix.types import Membership, RoomID, UserID
+from mautrix.types import Membership, RoomCreatePreset, RoomID, UserID
 
-from bridge.config.model import MatrixNetwork
-from bridge.connector import Host, Outgoing
+from bridge.config.model import Flavour, MatrixNetwork
+from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing
+from bridge.events import Sender
+from bridge.policy import account_domain
 from bridge.store import GhostProfile
+from connectors.matrix import tchap
 from connectors.matrix.base import MatrixConnector
-from connectors.matrix.translate import display_name, ghost_localpart
+from connectors.matrix.translate import display_name, ghost_localpart, ghost_owner
 
 READY_TIMEOUT = 30.0
+
+MediaFetcher = Callable[[str], Awaitable[bytes]]
 
 
 class _StateStore(ASStateStore, MemoryStateStore):
@@ -45,7 +52,7 @@ def _error(status: int, errcode: str, message: str) -> web.Response:
     return web.json_response({"errcode": errcode, "error": message}, status=status)
 
 
-class AppserviceConnector(MatrixConnector):
+class AppserviceConnector(MatrixConnector, DirectChats):
     def __init__(self, network: MatrixNetwork, host: Host) -> None:
         super().__init__(network, host)
         assert network.appservice is not None
@@ -103,37 +110,105 @@ class AppserviceConnector(MatrixConnector):
     async def poster(self, out: Outgoing) -> tuple[ClientAPI, str | None]:
         if out.sender_is_local:
             return self.bot, "**{name}**: {message}"
-        return await self._ghost(out), None
+        intent = await self._ghost(out.event.sender, out.fetch_source_media)
+        await intent.ensure_joined(RoomID(out.room_id))
+        return intent, None
 
-    async def _ghost(self, out: Outgoing) -> IntentAPI:
-        """The sender's ghost, registered, named, with their avatar, and joined to the room."""
+    async def _ghost(self, sender: Sender, fetch: MediaFetcher | None) -> IntentAPI:
+        """The sender's ghost, registered and named, with their avatar when ``fetch`` can get
+        it. The profile last set is remembered, so an unchanged one costs no request."""
         assert self._api is not None
-        sender = out.event.sender
         localpart = ghost_localpart(self.settings.ghost_prefix, sender.network, sender.user_id)
         user_id = UserID(f"@{localpart}:{self.network.server_name}")
         intent = self._api.intent(user_id)
         wanted = GhostProfile(display_name(sender, self.network.flavour), sender.avatar)
-        if self._ghosts.get(user_id) != wanted:
-            current = await self.host.store.ghost_profile(self.name, user_id)
-            if current != wanted:
-                await intent.ensure_registered()
-                if current is None or current.name != wanted.name:
-                    await intent.set_displayname(wanted.name)
-                if wanted.avatar and (current is None or current.avatar != wanted.avatar):
-                    await self._copy_avatar(intent, out, wanted.avatar)
-                await self.host.store.save_ghost_profile(self.name, user_id, wanted)
-            self._ghosts[user_id] = wanted
-        await intent.ensure_joined(RoomID(out.room_id))
+        if self._ghosts.get(user_id) == wanted:
+            return intent
+        current = await self.host.store.ghost_profile(self.name, user_id)
+        if current != wanted:
+            await intent.ensure_registered()
+            if current is None or current.name != wanted.name:
+                await intent.set_displayname(wanted.name)
+            avatar = current.avatar if current else None
+            if wanted.avatar != avatar and wanted.avatar and fetch is not None:
+                avatar = await self._copy_avatar(intent, sender, fetch)
+            wanted = GhostProfile(wanted.name, avatar)
+            await self.host.store.save_ghost_profile(self.name, user_id, wanted)
+        self._ghosts[user_id] = wanted
         return intent
 
-    async def _copy_avatar(self, intent: IntentAPI, out: Outgoing, ref: str) -> None:
-        """Give the ghost the sender's avatar; a failure leaves the ghost without one."""
+    async def _copy_avatar(
+        self, intent: IntentAPI, sender: Sender, fetch: MediaFetcher
+    ) -> str | None:
+        """Give the ghost the sender's avatar; a failure leaves the ghost's avatar as it was."""
+        assert sender.avatar is not None
         try:
-            data = await out.fetch_source_media(ref)
+            data = await fetch(sender.avatar)
             mxc = await intent.upload_media(data, filename="avatar")
             await intent.set_avatar_url(mxc)
+            return sender.avatar
         except Exception as e:
-            self.log.warning("Could not copy the avatar of %s: %s", out.event.sender.user_id, e)
+            self.log.warning("Could not copy the avatar of %s: %s", sender.user_id, e)
+            return None
+
+    async def open_direct(self, link_id: str, user_id: str, sender: Sender) -> str:
+        """A private room that the sender's ghost opens with ``user_id``; the bot joins too so
+        that delivery notices can be posted there."""
+        if self.network.flavour is Flavour.TCHAP:
+            reason = tchap.restricted_room_refusal(
+                tchap.AccessRule.DIRECT,
+                [account_domain(sender.user_id)],
+                self.network.restricted_rooms_allow,
+            )
+            if reason:
+                raise DirectChatRefused(reason)
+        intent = await self._ghost(sender, None)
+        initial_state: list[dict[str, object]] = []
+        if self.network.flavour is Flavour.TCHAP:
+            initial_state.append(
+                {
+                    "type": tchap.ACCESS_RULES_EVENT,
+                    "state_key": "",
+                    "content": {"rule": tchap.AccessRule.DIRECT.value},
+                }  # fmt: skip
+            )
+        room_id = await intent.create_room(
+            invitees=[UserID(user_id), self.bot.mxid],
+            is_direct=True,
+            preset=RoomCreatePreset.TRUSTED_PRIVATE,
+            initial_state=initial_state,  # type: ignore[arg-type]
+        )
+        await self.bot.join_room(room_id)
+        self.log.info("Opened direct chat %s with %s for link %s", room_id, user_id, link_id)
+        return str(room_id)
+
+    async def on_ghost_invited(self, room_id: str, ghost: str, inviter: str) -> None:
+        """A user here invited a ghost to a room of its own: open the direct chat with the
+        person the ghost stands for, on their network. The ghost joins either way, and says
+        so and leaves when the chat cannot be opened."""
+        if self.host.directory.bound_link(self.name, room_id) is not None:
+            return
+        owner = ghost_owner(
+            ghost.split(":", 1)[0].removeprefix("@"),
+            self.settings.ghost_prefix,
+            list(self.host.config.networks),
+        )
+        assert self._api is not None
+        intent = self._api.intent(UserID(ghost))
+        await intent.ensure_registered()
+        await intent.join_room(RoomID(room_id))
+        if owner is None:
+            return
+        network, remote = owner
+        if self.host.config.networks[network].kind == "matrix":
+            remote = f"@{remote}"
+        name, avatar = await self._member(room_id, inviter, intent)
+        sender = Sender(network=self.name, user_id=inviter, display_name=name, avatar=avatar)
+        try:
+            await self.host.direct_chat(self.name, room_id, sender, network, remote)
+        except DirectChatRefused as e:
+            await intent.send_notice(RoomID(room_id), f"This chat cannot be bridged: {e}")
+            await intent.leave_room(RoomID(room_id))
 
     # The homeserver → bridge API
 
@@ -153,10 +228,12 @@ class AppserviceConnector(MatrixConnector):
         if (denied := self._auth_error(request)) is not None:
             return denied
         txn_id = request.match_info["txn_id"]
-        if await self.host.store.txn_handled(self.name, txn_id):
+        raw_body = await request.read()
+        digest = hashlib.sha256(raw_body).hexdigest()
+        if await self.host.store.txn_handled(self.name, txn_id, digest):
             return web.json_response({})
         try:
-            body = await request.json()
+            body = json.loads(raw_body)
             events = body["events"]
             if not isinstance(events, list):
                 raise TypeError("events is not a list")
@@ -172,7 +249,7 @@ class AppserviceConnector(MatrixConnector):
                 continue
             await self._track_membership(raw)
             await self.handle_room_event(raw)
-        await self.host.store.mark_txn_handled(self.name, txn_id)
+        await self.host.store.mark_txn_handled(self.name, txn_id, digest)
         return web.json_response({})
 
     async def _track_membership(self, raw: dict[str, object]) -> None:

@@ -19,7 +19,7 @@ from mautrix.types import EventID, EventType, RoomAlias, RoomID, UserID
 
 from bridge.config.model import Flavour, Link, MatrixNetwork
 from bridge.connector import Connector, DeliveryError, Host, Outgoing
-from bridge.events import Kind, Sender
+from bridge.events import Event, Kind, Sender
 from bridge.policy import foreign_domains, sender_allowed
 from connectors.matrix import tchap
 from connectors.matrix.translate import (
@@ -143,7 +143,7 @@ class MatrixConnector(Connector):
             except MNotFound:
                 content = None
         rule = tchap.parse_access_rule(content)
-        domains = foreign_domains(self.host.config, link_id, self.name)
+        domains = foreign_domains(self.host.config, self.host.links.get(link_id), self.name)
         reason = tchap.restricted_room_refusal(rule, domains, self.network.restricted_rooms_allow)
         already = self.host.directory.disabled_reason(link_id, self.name)
         if reason and not already:
@@ -161,41 +161,53 @@ class MatrixConnector(Connector):
     # Receiving
 
     async def handle_room_event(self, raw: JSON) -> None:
-        """One room event from the homeserver. Returns once the event is stored (or ignored);
-        raises only if storing failed, so the source is not acknowledged."""
-        room_id, sender_id, etype = raw.get("room_id"), raw.get("sender"), raw.get("type")
-        if not isinstance(room_id, str) or not isinstance(sender_id, str):
-            self.log.warning("Ignoring an event without room_id or sender: %.200s", raw)
-            return
-        if etype == "m.room.member":
-            await self._on_member(raw, room_id)
-            return
-        bound = self.host.directory.bound_link(self.name, room_id)
-        if bound and etype == tchap.ACCESS_RULES_EVENT and self.network.flavour is Flavour.TCHAP:
-            await self._check_access_rules(bound, room_id, raw.get("content") or {})
-            return
-        if self.is_own(sender_id):
-            return
-        link_id = self.host.directory.link_for(self.name, room_id)
-        if link_id is None:
-            return
-        if etype == "m.room.encrypted":
-            self.log.warning("Encrypted event %s in %s cannot be bridged yet", raw.get("event_id"),
-                             room_id)  # fmt: skip
-            return
-        if not sender_allowed(self.network, sender_id):
-            self.log.info("Not bridging %s: %s is not an allowed domain", raw.get("event_id"),
-                          sender_id)  # fmt: skip
-            return
-        name, avatar = await self._member(room_id, sender_id)
-        sender = Sender(network=self.name, user_id=sender_id, display_name=name, avatar=avatar)
+        """One room event from the homeserver. Returns once the event is stored (or ignored).
+
+        Raises only when storing failed, so that the source is not acknowledged and sends it
+        again; any other failure is this event's alone: it is logged and the stream goes on.
+        """
         try:
-            event = event_from_matrix(raw, link_id=link_id, network=self.name, sender=sender)
-        except MalformedEvent as e:
-            self.log.warning("Not bridging malformed event %s: %s", raw.get("event_id"), e)
+            event = await self._to_event(raw)
+        except Exception:
+            self.log.exception("Could not handle event %s", raw.get("event_id"))
             return
         if event is not None:
             await self.host.ingest(event)
+
+    async def _to_event(self, raw: JSON) -> Event | None:
+        """The bridge event for a room event, after acting on the room events that concern
+        the bridge itself (memberships, access rules); None for what is not bridged."""
+        room_id, sender_id, etype = raw.get("room_id"), raw.get("sender"), raw.get("type")
+        if not isinstance(room_id, str) or not isinstance(sender_id, str):
+            self.log.warning("Ignoring an event without room_id or sender: %.200s", raw)
+            return None
+        if etype == "m.room.member":
+            await self._on_member(raw, room_id)
+            return None
+        bound = self.host.directory.bound_link(self.name, room_id)
+        if bound and etype == tchap.ACCESS_RULES_EVENT and self.network.flavour is Flavour.TCHAP:
+            await self._check_access_rules(bound, room_id, raw.get("content") or {})
+            return None
+        if self.is_own(sender_id):
+            return None
+        link_id = self.host.directory.link_for(self.name, room_id)
+        if link_id is None:
+            return None
+        if etype == "m.room.encrypted":
+            self.log.warning("Encrypted event %s in %s cannot be bridged yet", raw.get("event_id"),
+                             room_id)  # fmt: skip
+            return None
+        if not sender_allowed(self.network, sender_id):
+            self.log.info("Not bridging %s: %s is not an allowed domain", raw.get("event_id"),
+                          sender_id)  # fmt: skip
+            return None
+        name, avatar = await self._member(room_id, sender_id)
+        sender = Sender(network=self.name, user_id=sender_id, display_name=name, avatar=avatar)
+        try:
+            return event_from_matrix(raw, link_id=link_id, network=self.name, sender=sender)
+        except MalformedEvent as e:
+            self.log.warning("Not bridging malformed event %s: %s", raw.get("event_id"), e)
+            return None
 
     async def _on_member(self, raw: JSON, room_id: str) -> None:
         content = raw.get("content")
@@ -205,8 +217,15 @@ class MatrixConnector(Connector):
         if not isinstance(user_id, str):
             return
         self._members[(room_id, user_id)] = _profile(content, user_id)
-        if user_id == str(self.bot.mxid) and content.get("membership") == "invite":
+        if content.get("membership") != "invite":
+            return
+        if user_id == str(self.bot.mxid):
             await self._on_bot_invited(room_id)
+        elif self.is_own(user_id) and isinstance(raw.get("sender"), str):
+            await self.on_ghost_invited(room_id, user_id, raw["sender"])
+
+    async def on_ghost_invited(self, room_id: str, ghost: str, inviter: str) -> None:
+        """Someone invited a ghost: only meaningful where the bridge has ghosts."""
 
     async def _on_bot_invited(self, room_id: str) -> None:
         """An admin invited the bot: retry the rooms it could not join yet (one may be this)."""
@@ -219,11 +238,14 @@ class MatrixConnector(Connector):
                 except Exception as e:
                     self.log.warning("Room of link %s still not ready: %s", link.id, e)
 
-    async def _member(self, room_id: str, user_id: str) -> tuple[str, str | None]:
+    async def _member(
+        self, room_id: str, user_id: str, api: ClientAPI | None = None
+    ) -> tuple[str, str | None]:
+        """A member's display name and avatar, read as ``api`` (default: the bot) on a miss."""
         key = (room_id, user_id)
         if key not in self._members:
             try:
-                member = await self.bot.get_state_event(
+                member = await (api or self.bot).get_state_event(
                     RoomID(room_id), EventType.ROOM_MEMBER, user_id
                 )
                 self._members[key] = _profile(member.serialize(), user_id)

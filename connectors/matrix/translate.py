@@ -180,6 +180,27 @@ def ghost_localpart(prefix: str, network: str, user_id: str) -> str:
     return localpart
 
 
+def ghost_owner(localpart: str, prefix: str, networks: list[str]) -> tuple[str, str] | None:
+    """The (network, remote ID) a ghost localpart stands for: the inverse of `ghost_localpart`
+    (a Matrix user ID comes back without its leading ``@``), or None when it is not a ghost's
+    or was shortened with a hash."""
+    rest = localpart.removeprefix(prefix)
+    if rest == localpart and prefix:
+        return None
+    for network in sorted(networks, key=len, reverse=True):
+        if rest.startswith(f"{network}_"):
+            escaped = rest[len(network) + 1 :]
+            if len(localpart) >= MAX_LOCALPART - 33 and re.search(r"-[0-9a-f]{32}$", escaped):
+                return None
+            raw = re.sub(r"(?:=[0-9a-f]{2})+", _unescape, escaped)
+            return network, raw
+    return None
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return bytes.fromhex(match.group().replace("=", "")).decode("utf-8", "replace")
+
+
 def display_name(sender: Sender, flavour: Flavour) -> str:
     """How a remote person is named on a network of this flavour.
 
