@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON3 ?= python3
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: install test lint sandbox bench clean
+.PHONY: install system-deps test lint sandbox bench clean
 
 install: $(VENV)/.installed
 
@@ -17,18 +18,39 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-test: $(VENV)/.installed
+# Servers the end-to-end tests run for real that come from Debian, not PyPI: Prosody (XMPP).
+# Installed when missing and we are root (as in CI); otherwise their tests skip, or fail with
+# CI=true.
+system-deps:
+	@if ! command -v prosody >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing prosody for the XMPP end-to-end tests"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q prosody >/dev/null 2>&1 \
+	      || { apt-get update -q >/dev/null && apt-get install -y -q prosody >/dev/null; } \
+	      || echo "Could not install prosody: the XMPP end-to-end tests cannot run"; \
+	  else \
+	    echo "prosody is not installed (apt-get install prosody): XMPP end-to-end tests skip"; \
+	  fi; \
+	fi
+
+test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-sandbox: $(VENV)/.installed
+sandbox: $(VENV)/.installed system-deps
 	$(PY) -m tests.sandbox
 
-bench: $(VENV)/.installed
-	$(PY) -m bench
+bench: $(VENV)/.installed-bench
+	$(PY) -m bench $(BENCH_ARGS)
+
+# The benchmark's extra tools (plotting) on top of what the tests need.
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .test-servers

@@ -61,7 +61,7 @@ def test_example_config_passes_check_config(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as exit_info:
         main(["check-config", "-c", str(EXAMPLE)])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out == f"{EXAMPLE}: OK (2 networks, 3 people, 2 links)\n"
+    assert capsys.readouterr().out == f"{EXAMPLE}: OK (4 networks, 4 people, 2 links)\n"
 
 
 def test_example_config_content() -> None:

@@ -333,7 +333,7 @@ def test_events_that_are_not_bridged(raw: dict) -> None:
                     },
                 },
             ),
-            "encrypted attachments are not supported",
+            "content.file.key.k must be a 256-bit key",
         ),
         (room_event("m.room.redaction", {}), "redaction without a redacts"),
         (

@@ -8,15 +8,18 @@ of one error per restart. A `Config` is only built when nothing was wrong.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from bridge.config.fastread import FastReadFailed, fast_document
 from bridge.config.kinds import KINDS, KindSchema
 from bridge.config.model import Config, Delivery, Link, LinkRoom, Listen, Network, Person
 from bridge.config.reader import (
@@ -56,14 +59,21 @@ def round_trip_yaml() -> YAML:
     return yaml
 
 
+def read_text(path: Path) -> tuple[str, list[Problem]]:
+    """The text of `path`, or the problem reading it."""
+    try:
+        return path.read_text(encoding="utf-8"), []
+    except OSError as exc:
+        return "", [Problem(None, None, "", f"cannot read config file: {exc.strerror}")]
+    except UnicodeDecodeError:
+        return "", [Problem(None, None, "", "config file is not UTF-8 text")]
+
+
 def read_document(path: Path) -> tuple[Any, str, list[Problem]]:
     """The round-trip document and the raw text of `path`, or the problems reading it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return None, "", [Problem(None, None, "", f"cannot read config file: {exc.strerror}")]
-    except UnicodeDecodeError:
-        return None, "", [Problem(None, None, "", "config file is not UTF-8 text")]
+    text, problems = read_text(path)
+    if problems:
+        return None, "", problems
     try:
         doc = round_trip_yaml().load(text)
     except MarkedYAMLError as exc:
@@ -84,15 +94,50 @@ def _syntax_problem(exc: MarkedYAMLError) -> Problem:
     return Problem(mark.line, mark.column, "", message)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a document becomes a Config: that builds
+    millions of objects without cycles, and each collection pass would walk the growing heap
+    again for nothing (a third of the load time of a large mapping)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def check_config(
     path: str | Path, env: Mapping[str, str] | None = None
 ) -> tuple[Config | None, list[str]]:
-    """Load and validate `path`: the Config, or None and every error as a located line."""
+    """Load and validate `path`: the Config, or None and every error as a located line.
+
+    A valid config is read once, fast (`fast_document`); only a config with problems (or one
+    the fast reader leaves alone) is read again with ruamel's round-trip loader, whose nodes
+    know their line and column, and checked again to locate every problem.
+    """
     path = Path(path)
+    env = os.environ if env is None else env
+    text, problems = read_text(path)
+    if problems:
+        return None, render(problems, path)
+    with _collector_paused():
+        plain = fast_document(text)
+        del text
+        if plain is not None:
+            try:
+                config, problems = validate(plain, path, env)
+            except FastReadFailed:
+                config = None
+            if config is not None:
+                return config, []
+        del plain
     doc, _, problems = read_document(path)
     config = None
     if not problems:
-        config, problems = validate(doc, path, os.environ if env is None else env)
+        config, problems = validate(doc, path, env)
     return config, render(problems, path)
 
 
@@ -111,7 +156,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 
 
 def validate(doc: Any, path: Path, env: Mapping[str, str]) -> tuple[Config | None, list[Problem]]:
-    """Check a loaded round-trip document; the Config is built only when there is no problem."""
+    """Check a loaded document (round-trip, or plain from `fast_document`); the Config is built
+    only when there is no problem."""
     if doc is None:
         return None, [Problem(0, 0, "", "config file is empty")]
     root = Node(doc, "", getattr(getattr(doc, "lc", None), "line", 0) or 0, 0)
@@ -148,7 +194,7 @@ class _Schema:
             if networks_node
             else {}
         )
-        person_ids: dict[str, Node] = {}
+        person_ids: dict[str, int] = {}
         no_people: tuple[Person, ...] = ()
         no_links: tuple[Link, ...] = ()
         people = self.r.optional(
@@ -289,13 +335,13 @@ class _Schema:
     # -- people and links --------------------------------------------------------------------
 
     def people(
-        self, node: Node, networks: Mapping[str, Network | None], seen_ids: dict[str, Node]
+        self, node: Node, networks: Mapping[str, Network | None], seen_ids: dict[str, int]
     ) -> tuple[Person, ...] | None:
         """The people; `seen_ids` collects every well-formed id, even of broken entries."""
-        items = self.r.items(node)
+        items = self.r.drain(node)
         if items is None:
             return None
-        owners: dict[tuple[str, str], str] = {}
+        owners: dict[str, dict[str, str]] = {}
         people = [self.person(item, networks, seen_ids, owners) for item in items]
         if any(p is None for p in people):
             return None
@@ -305,8 +351,8 @@ class _Schema:
         self,
         node: Node,
         networks: Mapping[str, Network | None],
-        seen_ids: dict[str, Node],
-        owners: dict[tuple[str, str], str],
+        seen_ids: dict[str, int],
+        owners: dict[str, dict[str, str]],
     ) -> Person | None:
         r = self.r
         fields = r.fields(node, ("id", "name", "org", "accounts"))
@@ -327,7 +373,7 @@ class _Schema:
         return Person(person_id, name, org, accounts)
 
     def unique_id(
-        self, node: Node, fields: dict[str, Node], seen: dict[str, Node], what: str
+        self, node: Node, fields: dict[str, Node], seen: dict[str, int], what: str
     ) -> str | None:
         """The ``id`` field, which must be well-formed and not used by an earlier entry."""
         id_node = self.r.required(node, fields, "id")
@@ -339,10 +385,10 @@ class _Schema:
         if value in seen:
             self.r.error(
                 id_node,
-                f"duplicate {what} id {value!r} (first defined at line {seen[value].line + 1})",
+                f"duplicate {what} id {value!r} (first defined at line {seen[value] + 1})",
             )
             return None
-        seen[value] = id_node
+        seen[value] = id_node.line
         return value
 
     def network_key(self, key: Node, networks: Mapping[str, Network | None]) -> bool:
@@ -358,7 +404,7 @@ class _Schema:
         self,
         node: Node,
         networks: Mapping[str, Network | None],
-        owners: dict[tuple[str, str], str],
+        owners: dict[str, dict[str, str]],
         person_id: str,
     ) -> dict[str, str] | None:
         entries = self.r.entries(node)
@@ -376,7 +422,7 @@ class _Schema:
             if not known or account is None:
                 ok = False
                 continue
-            owner = owners.setdefault((key.value, account), person_id)
+            owner = owners.setdefault(key.value, {}).setdefault(account, person_id)
             if owner != person_id:
                 self.r.error(value, f"{quote(account)} is already listed for person {owner!r}")
                 ok = False
@@ -387,10 +433,10 @@ class _Schema:
     def links(
         self, node: Node, networks: Mapping[str, Network | None], person_ids: Collection[str]
     ) -> tuple[Link, ...] | None:
-        items = self.r.items(node)
+        items = self.r.drain(node)
         if items is None:
             return None
-        seen_ids: dict[str, Node] = {}
+        seen_ids: dict[str, int] = {}
         rooms_used: dict[tuple[str, str], str] = {}
         links = [self.link(item, networks, person_ids, seen_ids, rooms_used) for item in items]
         if any(link is None for link in links):
@@ -402,7 +448,7 @@ class _Schema:
         node: Node,
         networks: Mapping[str, Network | None],
         person_ids: Collection[str],
-        seen_ids: dict[str, Node],
+        seen_ids: dict[str, int],
         rooms_used: dict[tuple[str, str], str],
     ) -> Link | None:
         r = self.r

@@ -23,6 +23,19 @@ class MatrixMode(StrEnum):
     RELAY = "relay"
 
 
+class Encryption(StrEnum):
+    """What a Matrix network does with end-to-end encrypted rooms (end-to-bridge encryption)."""
+
+    OFF = "off"
+    """No crypto at all: an encrypted room is refused, since the bridge could neither read it
+    nor write into it without leaking plaintext."""
+    ALLOW = "allow"
+    """Encrypted rooms are bridged encrypted, unencrypted rooms in the clear."""
+    REQUIRE = "require"
+    """Only encrypted rooms are bridged; an unencrypted one is refused until it turns
+    encryption on. Rooms the bridge creates are encrypted."""
+
+
 @dataclass(frozen=True)
 class AppserviceSettings:
     """The bridge registered as an application service on this network's homeserver."""
@@ -72,6 +85,10 @@ class MatrixNetwork:
     """Tchap only: domains of other networks whose people may enter ``restricted`` rooms."""
 
     kind: str = "matrix"
+    encryption: Encryption = Encryption.OFF
+    room_key_wait: float = 60.0
+    """Seconds an encrypted message whose room key has not arrived waits for it before the
+    room is told that it could not be bridged."""
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -104,9 +121,10 @@ class Network(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Person:
-    """One human, with an account on some of the networks."""
+    """One human, with an account on some of the networks (slotted, like the links: a large
+    mapping holds a hundred thousand of them)."""
 
     id: str
     name: str
@@ -115,15 +133,18 @@ class Person:
     """Network name → account on it (a Matrix user ID, a JID, an email address)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoomCreate:
     """Ask the bridge to create the room itself (once; the created room ID is stored)."""
 
     name: str
     topic: str | None
+    encrypted: bool | None = None
+    """Turn end-to-end encryption on in the new room; None follows the network (encrypted when
+    it requires encryption)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinkRoom:
     network: str
     room: str | None
@@ -131,7 +152,7 @@ class LinkRoom:
     create: RoomCreate | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Link:
     """One conversation that exists once on each of several networks."""
 
@@ -166,22 +187,27 @@ class Config:
     networks: Mapping[str, Network]
     people: tuple[Person, ...]
     links: tuple[Link, ...]
-    _by_account: dict[tuple[str, str], Person] = field(
+    _by_account: dict[str, dict[str, Person]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    """Network → account → person (nested rather than keyed by pairs: a pair per account is
+    the larger part of the index's memory with a hundred thousand people)."""
     _links: dict[str, Link] = field(default_factory=dict, compare=False, repr=False)
+    _by_id: dict[str, Person] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for person in self.people:
+            self._by_id[person.id] = person
             for network, account in person.accounts.items():
-                self._by_account[(network, account)] = person
+                self._by_account.setdefault(network, {})[account] = person
         self._links.update((link.id, link) for link in self.links)
 
     def person_by_account(self, network: str, account: str) -> Person | None:
-        return self._by_account.get((network, account))
+        accounts = self._by_account.get(network)
+        return accounts.get(account) if accounts is not None else None
 
     def link(self, link_id: str) -> Link:
         return self._links[link_id]
 
     def person(self, person_id: str) -> Person | None:
-        return next((p for p in self.people if p.id == person_id), None)
+        return self._by_id.get(person_id)

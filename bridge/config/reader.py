@@ -10,13 +10,11 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
-
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from bridge.config.secrets import SecretError, from_env, from_file
 
@@ -40,9 +38,11 @@ class Problem:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
-@dataclass(frozen=True)
-class Node:
-    """A YAML value with its dotted key path and its position, for located error messages."""
+class Node(NamedTuple):
+    """A YAML value with its dotted key path and its position, for located error messages.
+
+    A named tuple rather than a dataclass: a large mapping makes millions of them, and a tuple
+    is the cheapest immutable object to build."""
 
     value: Any
     path: str
@@ -51,6 +51,31 @@ class Node:
 
     def key_path(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
+
+
+_new_node = tuple.__new__
+"""Builds a `Node` from a tuple without the named tuple's Python-level ``__new__``: the hot
+loops of a large config make a million of them."""
+
+
+class LazyItems:
+    """A long list of the fast reader (`bridge.config.fastread`), parsed piece by piece as it
+    is iterated, each item dropped once handed out. Only `Reader.drain` reads it; any other
+    accessor sees a value of the wrong type and the config goes to the round-trip loader."""
+
+    def __init__(self, pieces: Iterator[list[Any]]) -> None:
+        self._pieces = pieces
+
+    def __iter__(self) -> Iterator[Any]:
+        for piece in self._pieces:
+            yield from _emptying(piece)
+
+
+def _emptying(items: list[Any]) -> Iterator[Any]:
+    """The items of a list, each slot cleared as it is handed out."""
+    for i, item in enumerate(items):
+        items[i] = None
+        yield item
 
 
 def describe(value: object) -> str:
@@ -102,23 +127,35 @@ class Reader:
 
     def entries(self, node: Node) -> list[tuple[Node, Node]] | None:
         """(key, value) nodes of a mapping whose keys are admin-chosen names."""
-        if not isinstance(node.value, CommentedMap):
-            self.error(node, f"expected a mapping, got {describe(node.value)}")
+        mapping = node.value
+        if not isinstance(mapping, dict):  # a round-trip CommentedMap is a dict too
+            self.error(node, f"expected a mapping, got {describe(mapping)}")
             return None
+        lc = getattr(mapping, "lc", None)
         result = []
-        for key, value in node.value.items():
-            key_pos = position(node, node.value.lc.key, key)
+        for key, value in mapping.items():
+            key_pos = position(node, lc.key, key) if lc else (node.line, node.col)
             if not isinstance(key, str):
                 self.error(Node(key, node.path, *key_pos), f"keys must be strings, got {key!r}")
                 continue
-            pos = key_pos if value is None else position(node, node.value.lc.value, key)
-            result.append(
-                (Node(key, node.key_path(key), *key_pos), Node(value, node.key_path(key), *pos))
-            )
+            pos = key_pos if value is None or not lc else position(node, lc.value, key)
+            path = f"{node.path}.{key}" if node.path else key
+            result.append((Node(key, path, *key_pos), Node(value, path, *pos)))
         return result
 
     def fields(self, node: Node, allowed: Collection[str]) -> dict[str, Node] | None:
         """Value nodes of a mapping with a fixed set of keys; unknown keys are errors."""
+        mapping = node.value
+        if isinstance(mapping, dict) and not hasattr(mapping, "lc"):
+            if all(key in allowed for key in mapping):
+                # A plain mapping (no positions) with only known keys: the common case of a
+                # large config, built without the key nodes that only an error would need.
+                prefix = f"{node.path}." if node.path else ""
+                line, col = node.line, node.col
+                return {
+                    key: _new_node(Node, (value, prefix + key, line, col))
+                    for key, value in mapping.items()
+                }
         entries = self.entries(node)
         if entries is None:
             return None
@@ -132,13 +169,38 @@ class Reader:
         return result
 
     def items(self, node: Node) -> list[Node] | None:
-        if not isinstance(node.value, CommentedSeq):
-            self.error(node, f"expected a list, got {describe(node.value)}")
+        sequence = node.value
+        if not isinstance(sequence, list):  # a round-trip CommentedSeq is a list too
+            self.error(node, f"expected a list, got {describe(sequence)}")
             return None
+        lc = getattr(sequence, "lc", None)
+        if lc is None:
+            path, line, col = node.path, node.line, node.col
+            return [_new_node(Node, (item, f"{path}[{i}]", line, col))
+                    for i, item in enumerate(sequence)]  # fmt: skip
         return [
-            Node(item, f"{node.path}[{i}]", *position(node, node.value.lc.item, i))
-            for i, item in enumerate(node.value)
+            Node(item, f"{node.path}[{i}]", *position(node, lc.item, i))
+            for i, item in enumerate(sequence)
         ]
+
+    def drain(self, node: Node) -> Iterator[Node] | None:
+        """`items`, one at a time. The fast reader's lists (`LazyItems`, and plain lists: its
+        document is read only once) are emptied as they go, so a large section is never held
+        in memory both as YAML values and as the config objects made of them."""
+        sequence = node.value
+        if isinstance(sequence, LazyItems):
+            return self._drain_plain(node, sequence)
+        if not isinstance(sequence, list) or hasattr(sequence, "lc"):
+            items = self.items(node)
+            return None if items is None else iter(items)
+        return self._drain_plain(node, sequence)
+
+    @staticmethod
+    def _drain_plain(node: Node, sequence: list[Any] | LazyItems) -> Iterator[Node]:
+        path, line, col = node.path, node.line, node.col
+        items = sequence if isinstance(sequence, LazyItems) else _emptying(sequence)
+        for i, item in enumerate(items):
+            yield _new_node(Node, (item, f"{path}[{i}]", line, col))
 
     def required(self, parent: Node, fields: Mapping[str, Node], key: str) -> Node | None:
         """The field `key`, or None after reporting it missing at the parent mapping."""
@@ -227,7 +289,7 @@ class Reader:
         """A plain string, ``{env: NAME}`` or ``{file: PATH}``; the value is never echoed."""
         if isinstance(node.value, str):
             return str(node.value)
-        if not isinstance(node.value, CommentedMap):
+        if not isinstance(node.value, dict):
             self.error(
                 node,
                 f"expected a string, {{env: NAME}} or {{file: PATH}}, got {describe(node.value)}",

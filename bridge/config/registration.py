@@ -26,9 +26,19 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.tokens import CommentToken
 
 from bridge.config.load import ConfigError, read_document, render, round_trip_yaml, validate
-from bridge.config.model import Config, MatrixMode, MatrixNetwork
+from bridge.config.model import Config, Encryption, MatrixMode, MatrixNetwork
 
 TOKEN_KEYS = ("as_token", "hs_token")
+ENCRYPTION_EXTENSIONS = {
+    "receive_ephemeral": True,
+    "de.sorunome.msc2409.push_ephemeral": True,
+    "org.matrix.msc3202": True,
+    "io.element.msc4190": True,
+}
+"""What end-to-bridge encryption needs from the homeserver for this appservice: to-device
+events in transactions (MSC2409/MSC4203, both the stable flag and the unstable one older
+Synapses read), device list changes and one-time key counts (MSC3202), and creating the bot's
+device without a login (MSC4190)."""
 INDENT_STYLES = ((2, 2, 0), (2, 4, 2), (4, 4, 0), (4, 6, 4), (4, 4, 2), (2, 3, 1))
 """(mapping indent, sequence indent, dash offset) styles admins commonly write YAML in."""
 
@@ -50,7 +60,7 @@ def registration(network: MatrixNetwork) -> dict[str, Any]:
     if settings is None:
         raise ValueError(f"network {network.name!r} is not in appservice mode")
     server = re.escape(network.server_name)
-    return {
+    document: dict[str, Any] = {
         "id": settings.id,
         "url": settings.url,
         "as_token": settings.as_token,
@@ -66,6 +76,9 @@ def registration(network: MatrixNetwork) -> dict[str, Any]:
             "rooms": [],
         },
     }
+    if network.encryption is not Encryption.OFF:
+        document.update(ENCRYPTION_EXTENSIONS)
+    return document
 
 
 def fill_missing_tokens(doc: Any) -> list[str]:
@@ -79,7 +92,7 @@ def fill_missing_tokens(doc: Any) -> list[str]:
         return []
     filled = []
     for name, network in networks.items():
-        if not isinstance(network, CommentedMap):
+        if not isinstance(network, CommentedMap) or network.get("kind", "matrix") != "matrix":
             continue
         if (network.get("mode") or MatrixMode.APPSERVICE) != MatrixMode.APPSERVICE:
             continue

@@ -7,6 +7,10 @@ transaction IDs only in memory and runs handlers as background tasks, so the hom
 told "done" before the event is stored. Here a transaction is acknowledged only after every event
 in it is in the outbox, transaction IDs survive restarts, and a wrong token gets the spec's
 403 ``M_FORBIDDEN``.
+
+With encryption allowed, the bot has one device (created through MSC4190, kept across restarts)
+that encrypts for the bot and every ghost; transactions then also carry that device's to-device
+events (MSC2409), device list changes and one-time key counts (MSC3202).
 """
 
 from __future__ import annotations
@@ -16,26 +20,39 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from mautrix.appservice import AppServiceAPI, IntentAPI
 from mautrix.appservice.state_store import ASStateStore
-from mautrix.client import ClientAPI
+from mautrix.client import Client, ClientAPI
 from mautrix.client.state_store import MemoryStateStore
+from mautrix.errors import MatrixRequestError
 from mautrix.types import Membership, RoomCreatePreset, RoomID, UserID
 
-from bridge.config.model import Flavour, MatrixNetwork
+from bridge.config.model import Encryption, Flavour, MatrixNetwork
 from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing
 from bridge.events import Sender
 from bridge.policy import account_domain
 from bridge.store import GhostProfile
 from connectors.matrix import tchap
 from connectors.matrix.base import MatrixConnector
+from connectors.matrix.crypto import DEVICE_NAME
 from connectors.matrix.translate import display_name, ghost_localpart, ghost_owner
 
 READY_TIMEOUT = 30.0
+TO_DEVICE_KEYS = ("de.sorunome.msc2409.to_device", "to_device")
+DEVICE_LISTS_KEYS = ("org.matrix.msc3202.device_lists", "device_lists")
+OTK_COUNT_KEYS = (
+    "org.matrix.msc3202.device_one_time_keys_count",
+    "org.matrix.msc3202.device_one_time_key_counts",
+    "device_one_time_keys_count",
+)
+"""Where transactions carry the encryption extensions: the unstable names Synapse sends today,
+then the stable ones the MSCs define."""
 
 MediaFetcher = Callable[[str], Awaitable[bytes]]
 
@@ -46,6 +63,11 @@ class _StateStore(ASStateStore, MemoryStateStore):
     def __init__(self) -> None:
         ASStateStore.__init__(self)
         MemoryStateStore.__init__(self)
+
+
+def _first(body: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    """The value of the first of ``keys`` present in a transaction body."""
+    return next((body[key] for key in keys if key in body), None)
 
 
 def _error(status: int, errcode: str, message: str) -> web.Response:
@@ -96,16 +118,43 @@ class AppserviceConnector(MatrixConnector, DirectChats):
             except Exception as e:
                 self.log.warning("Homeserver %s not reachable yet: %s", self.network.homeserver, e)
                 await asyncio.sleep(2)
+        if self.network.encryption is not Encryption.OFF:
+            client = self._device_client()
+            await self.start_e2ee(client, lambda stored: self._bot_device(client, stored))
         await self.setup_rooms()
+
+    def _device_client(self) -> Client:
+        """The bot as its encryption device: the appservice token, masquerading as the bot
+        (and, once it exists, as its device)."""
+        client = Client(
+            self.bot.mxid,
+            base_url=self.network.homeserver,
+            token=self.settings.as_token,
+            client_session=self._session,
+            log=self.log.getChild("device"),  # type: ignore[arg-type]
+        )
+        client.api.as_user_id = self.bot.mxid
+        return client
+
+    @staticmethod
+    async def _bot_device(client: Client, stored: str | None) -> str:
+        """The bot's device, created (or found again) through MSC4190's ``PUT /devices``."""
+        device_id = stored or f"PASSERELLE{secrets.token_hex(5).upper()}"
+        await client.create_device_msc4190(device_id, DEVICE_NAME)
+        return device_id
 
     async def stop(self) -> None:
         if self._setup_task:
             self._setup_task.cancel()
+        await self.stop_e2ee()
         if self._session:
             await self._session.close()
 
     def is_own(self, user_id: str) -> bool:
         return user_id == str(self.bot.mxid) or bool(self._ghost_re.match(user_id))
+
+    def is_ghost(self, user_id: str) -> bool:
+        return bool(self._ghost_re.match(user_id))
 
     async def poster(self, out: Outgoing) -> tuple[ClientAPI, str | None]:
         if out.sender_is_local:
@@ -172,6 +221,8 @@ class AppserviceConnector(MatrixConnector, DirectChats):
                     "content": {"rule": tchap.AccessRule.DIRECT.value},
                 }  # fmt: skip
             )
+        if self.network.encryption is Encryption.REQUIRE:
+            initial_state.append(self.encryption_state())
         room_id = await intent.create_room(
             invitees=[UserID(user_id), self.bot.mxid],
             is_direct=True,
@@ -205,10 +256,27 @@ class AppserviceConnector(MatrixConnector, DirectChats):
         name, avatar = await self._member(room_id, inviter, intent)
         sender = Sender(network=self.name, user_id=inviter, display_name=name, avatar=avatar)
         try:
+            await self._admit_direct(room_id, intent)
             await self.host.direct_chat(self.name, room_id, sender, network, remote)
         except DirectChatRefused as e:
+            # In the clear even in an encrypted chat: the bot's device may not be in it.
             await intent.send_notice(RoomID(room_id), f"This chat cannot be bridged: {e}")
             await intent.leave_room(RoomID(room_id))
+
+    async def _admit_direct(self, room_id: str, intent: IntentAPI) -> None:
+        """Refuse a chat whose encryption this network may not bridge; bring the bot into an
+        encrypted one, since its device is the one that reads and writes for the ghosts."""
+        reason = await self.encryption_refusal(room_id, intent)
+        if reason:
+            raise DirectChatRefused(reason)
+        if await self.room_encryption(room_id, intent) is not None:
+            try:
+                await intent.invite_user(RoomID(room_id), self.bot.mxid)
+                await self.bot.join_room(RoomID(room_id))
+            except MatrixRequestError as e:
+                raise DirectChatRefused(
+                    f"the bridge bot, which decrypts for {intent.mxid}, cannot join it ({e})"
+                ) from e
 
     # The homeserver → bridge API
 
@@ -243,6 +311,14 @@ class AppserviceConnector(MatrixConnector, DirectChats):
             await asyncio.wait_for(self.rooms_ready.wait(), READY_TIMEOUT)
         except TimeoutError:
             return _error(503, "M_UNKNOWN", "Bridge rooms are not set up yet")
+        if self.e2ee is not None:
+            # Keys first: a room key and the message it opens may share a transaction.
+            to_device = _first(body, TO_DEVICE_KEYS)
+            await self.e2ee.receive(
+                to_device if isinstance(to_device, list) else [],
+                _first(body, DEVICE_LISTS_KEYS),
+                self.e2ee.otk_counts_of(_first(body, OTK_COUNT_KEYS)),
+            )
         for raw in events:
             if not isinstance(raw, dict):
                 self.log.warning("Ignoring a non-object event in transaction %s", txn_id)

@@ -1,9 +1,14 @@
 """What the appservice and relay modes of a Matrix network share: room set-up, the Tchap access
 rule check, receiving a room event, sending one, media and notices.
 
-The two modes differ only in how they receive (appservice transactions or ``/sync``) and in who
-posts (a ghost per person, or the bot with the sender's name in front): `MatrixConnector` leaves
-exactly those to its subclasses.
+The two modes differ only in how they receive (appservice transactions or ``/sync``), in who
+posts (a ghost per person, or the bot with the sender's name in front) and in how the bridge's
+encryption device comes to be: `MatrixConnector` leaves exactly those to its subclasses.
+
+End-to-end encrypted rooms (see `connectors.matrix.crypto`): what arrives encrypted is decrypted
+and then bridged like any other event; what is sent into an encrypted room (attachments
+included) is encrypted, never sent in the clear. A room this network cannot or may not bridge,
+by its Tchap access rule or by its encryption, is refused with a log line and a notice.
 """
 
 from __future__ import annotations
@@ -13,20 +18,24 @@ import logging
 from abc import abstractmethod
 from typing import Any
 
-from mautrix.client import ClientAPI
-from mautrix.errors import MatrixRequestError, MNotFound
-from mautrix.types import EventID, EventType, RoomAlias, RoomID, UserID
+from mautrix.client import Client, ClientAPI
+from mautrix.crypto.attachments import decrypt_attachment, encrypt_attachment
+from mautrix.errors import DecryptionError, MatrixRequestError, MNotFound
+from mautrix.types import ContentURI, EventID, EventType, RoomAlias, RoomID, UserID
 
-from bridge.config.model import Flavour, Link, MatrixNetwork
+from bridge.config.model import Encryption, Flavour, Link, MatrixNetwork
 from bridge.connector import Connector, DeliveryError, Host, Outgoing
 from bridge.events import Event, Kind, Sender
 from bridge.policy import foreign_domains, sender_allowed
 from connectors.matrix import tchap
+from connectors.matrix.crypto import E2EE, MEGOLM, DeviceFor, KeyNotYet, Undecryptable
+from connectors.matrix.room_facts import RoomFacts
 from connectors.matrix.translate import (
     MalformedEvent,
     display_name,
     event_from_matrix,
     matrix_content,
+    parse_media_ref,
 )
 
 JSON = dict[str, Any]
@@ -34,6 +43,10 @@ JSON = dict[str, Any]
 ACCESS_RULES = EventType.find(tchap.ACCESS_RULES_EVENT, t_class=EventType.Class.STATE)
 SETUP_RETRY_SECONDS = 5.0
 _PERMANENT_ERRCODES = {"M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON", "M_INVALID_PARAM"}
+ENCRYPTION_STATE = {"algorithm": MEGOLM}
+"""The ``m.room.encryption`` content of rooms the bridge creates encrypted."""
+DECRYPTED_TYPES = {"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"}
+"""What an encrypted event may carry to be bridged (state changes are never encrypted)."""
 
 
 def _profile(member: JSON, user_id: str) -> tuple[str, str | None]:
@@ -58,6 +71,13 @@ class MatrixConnector(Connector):
         self._pending_rooms: set[str] = set()
         self._setup_task: asyncio.Task[None] | None = None
         self.rooms_ready = asyncio.Event()
+        self.facts = RoomFacts()
+        self._access_rules: dict[str, JSON | None] = {}
+        """room → its Tchap access rules content (None when the room has none)."""
+        self.e2ee: E2EE | None = None
+        """The bridge's encryption device on this network, once started (never when off)."""
+        self.e2ee_unavailable: str | None = None
+        """Why encryption could not start, when the homeserver refused it."""
 
     @property
     def links(self) -> list[Link]:
@@ -70,6 +90,148 @@ class MatrixConnector(Connector):
     @abstractmethod
     async def poster(self, out: Outgoing) -> tuple[ClientAPI, str | None]:
         """Who posts ``out`` into its room, and the relay template when that is the bot."""
+
+    def is_ghost(self, user_id: str) -> bool:
+        """Users the bridge posts as that have no devices of their own (appservice ghosts)."""
+        return False
+
+    # Encryption
+
+    async def start_e2ee(self, client: Client, device_for: DeviceFor) -> None:
+        """Start the encryption device when the network allows encryption. Retries while the
+        homeserver is unreachable; when it refuses (no MSC4190, a bad token…) encryption stays
+        unavailable and encrypted rooms are refused with that reason."""
+        if self.network.encryption is Encryption.OFF:
+            return
+        e2ee = E2EE(
+            network=self.name,
+            client=client,
+            facts=self.facts,
+            db=self.host.store.db,
+            log=self.log.getChild("e2ee"),
+            room_key_wait=self.network.room_key_wait,
+            is_ghost=self.is_ghost,
+            is_bridged=lambda room_id: self.host.directory.link_for(self.name, room_id) is not None,
+        )
+        while True:
+            try:
+                await e2ee.start(device_for, self._on_decrypted, self._report_undecryptable)
+                self.e2ee = e2ee
+                return
+            except MatrixRequestError as e:
+                if 400 <= e.http_status < 500 and e.http_status != 429:
+                    self.e2ee_unavailable = f"{e.errcode or e.http_status}: {e.message}"
+                    self.log.error("End-to-bridge encryption is not available on %s: %s "
+                                   "(see the README on the homeserver options it needs)",
+                                   self.name, self.e2ee_unavailable)  # fmt: skip
+                    return
+                self.log.warning("Encryption not ready yet on %s: %s", self.name, e)
+            except Exception as e:
+                self.log.warning("Encryption not ready yet on %s: %s", self.name, e)
+            await asyncio.sleep(SETUP_RETRY_SECONDS)
+
+    async def stop_e2ee(self) -> None:
+        if self.e2ee is not None:
+            await self.e2ee.stop()
+
+    async def room_encryption(self, room_id: str, api: ClientAPI | None = None) -> JSON | None:
+        """The room's ``m.room.encryption`` content (None: not encrypted), read as ``api`` (a
+        member; default the bot) once and then kept current from the room's state events."""
+        if not self.facts.knows_encryption(room_id):
+            try:
+                state = await (api or self.bot).get_state_event(
+                    RoomID(room_id), EventType.ROOM_ENCRYPTION
+                )
+                self.facts.set_encryption(room_id, state.serialize())
+            except MNotFound:
+                self.facts.set_encryption(room_id, None)
+        return self.facts.encryption(room_id)
+
+    async def encryption_refusal(self, room_id: str, api: ClientAPI | None = None) -> str | None:
+        """Why this network may not bridge the room as it is encrypted (or not), if it may not."""
+        mode = self.network.encryption
+        encryption = await self.room_encryption(room_id, api)
+        if encryption is None:
+            if mode is Encryption.REQUIRE:
+                return "this network requires end-to-end encryption and the room is not encrypted"
+            return None
+        if mode is Encryption.OFF:
+            return "the room is end-to-end encrypted and encryption is off for this network"
+        if encryption.get("algorithm") != MEGOLM:
+            algorithm = encryption.get("algorithm")
+            return f"the room uses an unsupported encryption algorithm ({algorithm})"
+        if self.e2ee is None:
+            why = self.e2ee_unavailable or "it has not started"
+            return (
+                "the room is end-to-end encrypted and the bridge's encryption is unavailable "
+                f"({why})"
+            )
+        return None
+
+    async def _encrypted(self, room_id: str, api: ClientAPI) -> bool:
+        """Whether what ``api`` posts into the room must be encrypted; `DeliveryError` when it
+        must but cannot be (never plaintext into an encrypted room)."""
+        if await self.room_encryption(room_id, api) is None:
+            return False
+        if self.e2ee is None:
+            raise DeliveryError(
+                f"{self.name} room {room_id} is encrypted and the bridge cannot encrypt there",
+                permanent=True,
+            )
+        return True
+
+    async def _decrypted(self, raw: JSON) -> JSON | None:
+        """The decrypted form of an encrypted room event, or None when it is not bridged (not a
+        bridged room, our own, parked until its key arrives, or undecryptable and reported).
+        Raises only when parking it failed to be stored."""
+        room_id, sender = raw.get("room_id"), raw.get("sender")
+        if not isinstance(room_id, str) or not isinstance(sender, str) or self.is_own(sender):
+            return None
+        if self.host.directory.link_for(self.name, room_id) is None:
+            return None
+        if self.e2ee is None:
+            self.log.warning("Encrypted event %s in %s cannot be read: no encryption here",
+                             raw.get("event_id"), room_id)  # fmt: skip
+            return None
+        try:
+            decrypted = await self.e2ee.decrypt(raw)
+        except KeyNotYet:
+            self.log.info("Key of %s in %s not here yet: waiting for it", raw.get("event_id"),
+                          room_id)  # fmt: skip
+            await self.e2ee.park(raw)
+            return None
+        except Undecryptable as e:
+            await self._report_undecryptable(raw, str(e))
+            return None
+        except Exception as e:
+            await self._report_undecryptable(raw, f"decryption failed ({type(e).__name__})")
+            self.log.exception("Decrypting %s failed", raw.get("event_id"))
+            return None
+        if decrypted["type"] not in DECRYPTED_TYPES:
+            self.log.info("Not bridging encrypted %s %s", decrypted["type"], raw.get("event_id"))
+            return None
+        return decrypted
+
+    async def _on_decrypted(self, decrypted: JSON) -> None:
+        """A parked event whose key arrived: bridged as if it had just come in (once the rooms
+        are bound again, for events parked before a restart)."""
+        await self.rooms_ready.wait()
+        if decrypted["type"] in DECRYPTED_TYPES:
+            await self.handle_room_event(decrypted)
+
+    async def _report_undecryptable(self, raw: JSON, reason: str) -> None:
+        room_id, sender = str(raw.get("room_id")), str(raw.get("sender"))
+        self.log.warning("Cannot decrypt %s from %s in %s: %s", raw.get("event_id"), sender,
+                         room_id, reason)  # fmt: skip
+        name, _ = await self._member(room_id, sender)
+        try:
+            await self.notify(
+                room_id,
+                f"⚠️ A message from {name} could not be decrypted by the bridge and was not "
+                f"bridged: {reason}.",
+            )
+        except Exception as e:
+            self.log.warning("Could not post the decryption notice in %s: %s", room_id, e)
 
     # Rooms
 
@@ -105,8 +267,7 @@ class MatrixConnector(Connector):
                 room_id = (await self.bot.resolve_room_alias(RoomAlias(room_id))).room_id
             await self.bot.join_room(RoomID(room_id), max_retries=2)
         self.host.directory.bind(link.id, self.name, room_id)
-        if self.network.flavour is Flavour.TCHAP:
-            await self._check_access_rules(link.id, room_id, None)
+        await self._check_room(link.id, room_id)
 
     async def _create_room(self, link: Link) -> str:
         assert link.rooms[self.name].create is not None
@@ -127,6 +288,9 @@ class MatrixConnector(Connector):
                     "content": {"rule": tchap.AccessRule.UNRESTRICTED.value},
                 }  # fmt: skip
             )
+        encrypted = create.encrypted if create and create.encrypted is not None else None
+        if encrypted or (encrypted is None and self.network.encryption is Encryption.REQUIRE):
+            initial_state.append(self.encryption_state())
         return await self.bot.create_room(
             name=create.name if create else None,
             topic=create.topic if create else None,
@@ -134,19 +298,20 @@ class MatrixConnector(Connector):
             initial_state=initial_state,  # type: ignore[arg-type]
         )
 
-    async def _check_access_rules(self, link_id: str, room_id: str, content: JSON | None) -> None:
-        """Refuse a Tchap room whose access rule keeps out the people this link brings in."""
-        if content is None:
-            try:
-                state = await self.bot.get_state_event(RoomID(room_id), ACCESS_RULES)
-                content = state.serialize()
-            except MNotFound:
-                content = None
-        rule = tchap.parse_access_rule(content)
-        domains = foreign_domains(self.host.config, self.host.links.get(link_id), self.name)
-        reason = tchap.restricted_room_refusal(rule, domains, self.network.restricted_rooms_allow)
+    @staticmethod
+    def encryption_state() -> JSON:
+        """The initial state event that makes a new room encrypted."""
+        return {"type": "m.room.encryption", "state_key": "", "content": dict(ENCRYPTION_STATE)}
+
+    async def _check_room(self, link_id: str, room_id: str) -> None:
+        """Refuse a room this link may not be bridged into: a Tchap room whose access rule keeps
+        out the people the link brings in, or a room whose encryption this network cannot or may
+        not bridge. Checked again whenever either changes."""
+        reason = await self._access_refusal(link_id, room_id) or await self.encryption_refusal(
+            room_id
+        )
         already = self.host.directory.disabled_reason(link_id, self.name)
-        if reason and not already:
+        if reason and reason != already:
             self.host.directory.disable(link_id, self.name, reason)
             self.log.error("Refusing to bridge link %s into %s: %s", link_id, room_id, reason)
             await self.notify(
@@ -156,7 +321,20 @@ class MatrixConnector(Connector):
             )
         elif not reason and already:
             self.host.directory.enable(link_id, self.name)
-            self.log.info("Link %s into %s enabled: access rule is now %s", link_id, room_id, rule)
+            self.log.info("Link %s into %s enabled: %s no longer holds", link_id, room_id, already)
+
+    async def _access_refusal(self, link_id: str, room_id: str) -> str | None:
+        if self.network.flavour is not Flavour.TCHAP:
+            return None
+        if room_id not in self._access_rules:
+            try:
+                state = await self.bot.get_state_event(RoomID(room_id), ACCESS_RULES)
+                self._access_rules[room_id] = state.serialize()
+            except MNotFound:
+                self._access_rules[room_id] = None
+        rule = tchap.parse_access_rule(self._access_rules[room_id])
+        domains = foreign_domains(self.host.config, self.host.links.get(link_id), self.name)
+        return tchap.restricted_room_refusal(rule, domains, self.network.restricted_rooms_allow)
 
     # Receiving
 
@@ -166,6 +344,11 @@ class MatrixConnector(Connector):
         Raises only when storing failed, so that the source is not acknowledged and sends it
         again; any other failure is this event's alone: it is logged and the stream goes on.
         """
+        if raw.get("type") == "m.room.encrypted":
+            decrypted = await self._decrypted(raw)
+            if decrypted is None:
+                return
+            raw = decrypted
         try:
             event = await self._to_event(raw)
         except Exception:
@@ -185,17 +368,20 @@ class MatrixConnector(Connector):
             await self._on_member(raw, room_id)
             return None
         bound = self.host.directory.bound_link(self.name, room_id)
-        if bound and etype == tchap.ACCESS_RULES_EVENT and self.network.flavour is Flavour.TCHAP:
-            await self._check_access_rules(bound, room_id, raw.get("content") or {})
+        if "state_key" in raw and etype in (tchap.ACCESS_RULES_EVENT, "m.room.encryption"):
+            content = raw.get("content")
+            content = content if isinstance(content, dict) else {}
+            if etype == "m.room.encryption":
+                self.facts.set_encryption(room_id, content)
+            else:
+                self._access_rules[room_id] = content
+            if bound:
+                await self._check_room(bound, room_id)
             return None
         if self.is_own(sender_id):
             return None
         link_id = self.host.directory.link_for(self.name, room_id)
         if link_id is None:
-            return None
-        if etype == "m.room.encrypted":
-            self.log.warning("Encrypted event %s in %s cannot be bridged yet", raw.get("event_id"),
-                             room_id)  # fmt: skip
             return None
         if not sender_allowed(self.network, sender_id):
             self.log.info("Not bridging %s: %s is not an allowed domain", raw.get("event_id"),
@@ -217,7 +403,10 @@ class MatrixConnector(Connector):
         if not isinstance(user_id, str):
             return
         self._members[(room_id, user_id)] = _profile(content, user_id)
-        if content.get("membership") != "invite":
+        membership = content.get("membership")
+        if self.e2ee is not None and isinstance(membership, str):
+            await self.e2ee.on_membership(room_id, user_id, membership)
+        if membership != "invite":
             return
         if user_id == str(self.bot.mxid):
             await self._on_bot_invited(room_id)
@@ -262,34 +451,72 @@ class MatrixConnector(Connector):
             if event.kind is Kind.REDACTION:
                 assert out.target is not None
                 return str(await api.redact(RoomID(out.room_id), EventID(out.target)))
-            mxc = None
+            encrypted = await self._encrypted(out.room_id, api)
+            mxc = file = None
             if media is not None and event.attachment is not None:
-                mxc = await api.upload_media(
-                    media,
-                    mime_type=event.attachment.mimetype,
-                    filename=event.attachment.name,
-                    size=len(media),
-                )
+                if encrypted:
+                    file = await self._upload_encrypted(api, media)
+                else:
+                    mxc = await api.upload_media(
+                        media,
+                        mime_type=event.attachment.mimetype,
+                        filename=event.attachment.name,
+                        size=len(media),
+                    )
             etype, content = matrix_content(
                 out,
                 sender_name=display_name(event.sender, self.network.flavour),
                 relay_template=template,
                 mxc=mxc,
+                file=file,
             )
-            event_id = await api.send_message_event(
-                RoomID(out.room_id),
-                EventType.find(etype, EventType.Class.MESSAGE),
-                content,  # type: ignore[arg-type]
-            )
-            return str(event_id)
+            return await self._send_event(api, out.room_id, etype, content, encrypted)
         except MatrixRequestError as e:
             if e.errcode == "M_DUPLICATE_ANNOTATION":
                 return None  # the same reaction is already there (relay bot reacting twice)
             permanent = e.errcode in _PERMANENT_ERRCODES or e.http_status == 413
             raise DeliveryError(f"{self.name} refused it: {e}", permanent=permanent) from e
 
+    async def _send_event(
+        self, api: ClientAPI, room_id: str, etype: str, content: JSON, encrypted: bool
+    ) -> str:
+        if encrypted:
+            assert self.e2ee is not None
+            content = await self.e2ee.encrypt(room_id, etype, content)
+            etype = "m.room.encrypted"
+        event_id = await api.send_message_event(
+            RoomID(room_id),
+            EventType.find(etype, EventType.Class.MESSAGE),
+            content,  # type: ignore[arg-type]
+        )
+        return str(event_id)
+
+    @staticmethod
+    async def _upload_encrypted(api: ClientAPI, media: bytes) -> JSON:
+        """Encrypt and upload an attachment for an encrypted room: the ``file`` object that
+        lets its members decrypt it. Name and type stay inside the encrypted event."""
+        ciphertext, file = encrypt_attachment(media)
+        file.url = await api.upload_media(
+            ciphertext, mime_type="application/octet-stream", size=len(ciphertext)
+        )
+        serialized: JSON = file.serialize()
+        return serialized
+
     async def fetch_media(self, ref: str) -> bytes:
-        return await self.bot.download_media(ref)  # type: ignore[arg-type]
+        mxc, keys = parse_media_ref(ref)
+        data = await self.bot.download_media(ContentURI(mxc))
+        if keys is None:
+            return data
+        try:
+            return decrypt_attachment(data, keys.key, keys.sha256, keys.iv)
+        except DecryptionError as e:
+            raise DeliveryError(
+                f"the attachment could not be decrypted: {e}", permanent=True
+            ) from e
 
     async def notify(self, room_id: str, text: str) -> None:
-        await self.bot.send_notice(RoomID(room_id), text)
+        """A notice from the bot, encrypted in an encrypted room when the bridge can encrypt
+        there (a refusal notice in a room it cannot encrypt for says why in the clear)."""
+        content: JSON = {"msgtype": "m.notice", "body": text}
+        encrypted = self.e2ee is not None and await self.room_encryption(room_id) is not None
+        await self._send_event(self.bot, room_id, "m.room.message", content, encrypted)

@@ -4,6 +4,10 @@ The bot posts every bridged message itself, with the sender's name in front as t
 ``format`` says, and receives through ``/sync``. Its sync position is stored after the events of a
 batch are, so a restart resumes exactly there; a gap the homeserver reports (``limited``) is
 filled from ``/messages`` before the batch's own events, so nothing is skipped.
+
+With encryption allowed, the bot account's login device is the bridge's encryption device: each
+batch's to-device events, device list changes and one-time key count go to it before the batch's
+room events (a room key usually arrives in the batch of the message it opens).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 import aiohttp
 from mautrix.api import Method, Path
-from mautrix.client import ClientAPI
+from mautrix.client import Client, ClientAPI
 from mautrix.types import LoginType, RoomID, SyncToken, UserID
 
 from bridge.config.model import MatrixNetwork
@@ -36,22 +40,25 @@ class RelayConnector(MatrixConnector):
         self.settings = network.relay
         self._session: aiohttp.ClientSession | None = None
         self._sync_task: asyncio.Task[None] | None = None
+        self.client: Client
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
-        self.bot = ClientAPI(
+        self.client = Client(
             UserID(self.settings.user_id),
             base_url=self.network.homeserver,
             token=self.settings.access_token or "",
             client_session=self._session,
             log=self.log,  # type: ignore[arg-type]
         )
+        self.bot = self.client
         self._sync_task = asyncio.create_task(self._run(), name=f"sync:{self.name}")
 
     async def stop(self) -> None:
         if self._sync_task:
             self._sync_task.cancel()
             await asyncio.gather(self._sync_task, return_exceptions=True)
+        await self.stop_e2ee()
         if self._session:
             await self._session.close()
 
@@ -72,6 +79,15 @@ class RelayConnector(MatrixConnector):
             store_access_token=True,
         )
 
+    async def _login_device(self, stored: str | None) -> str:
+        """The device the bot is logged in with (a configured access token names its own)."""
+        if not self.client.device_id:
+            device_id = (await self.client.whoami()).device_id
+            if not device_id:
+                raise RuntimeError("the access token belongs to no device")
+            self.client.device_id = device_id
+        return str(self.client.device_id)
+
     async def _run(self) -> None:
         while True:
             try:
@@ -80,6 +96,7 @@ class RelayConnector(MatrixConnector):
             except Exception as e:
                 self.log.warning("Cannot log in to %s yet: %s", self.network.homeserver, e)
                 await asyncio.sleep(2)
+        await self.start_e2ee(self.client, self._login_device)
         setup = asyncio.create_task(self.setup_rooms())
         try:
             await self._sync_forever()
@@ -102,6 +119,12 @@ class RelayConnector(MatrixConnector):
                 batch = await self.bot.sync(
                     since=since, timeout=SYNC_TIMEOUT_MS if since else 0, filter_id=filter_id
                 )
+                if self.e2ee is not None:
+                    await self.e2ee.receive(
+                        batch.get("to_device", {}).get("events", []),
+                        batch.get("device_lists"),
+                        batch.get("device_one_time_keys_count"),
+                    )
                 await self.rooms_ready.wait()
                 if since is not None:
                     await self._process(batch, since)

@@ -7,10 +7,14 @@ never with a crash in the protocol code.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from bridge.config.model import Flavour
 from bridge.connector import Outgoing
@@ -76,12 +80,75 @@ def _text_and_html(content: JSON, *, is_reply: bool = False) -> tuple[str, str |
     return body, html
 
 
-def _attachment(content: JSON, kind: AttachmentKind) -> Attachment:
-    url = content.get("url")
+@dataclass(frozen=True)
+class FileKeys:
+    """What decrypts an encrypted attachment (the ``file`` object of an encrypted room's media
+    event): the AES-CTR key (unpadded URL-safe base64, as in the JWK), the IV and the SHA-256
+    of the ciphertext (unpadded base64)."""
+
+    key: str
+    iv: str
+    sha256: str
+
+
+def _b64_length(value: object, *, urlsafe: bool = False) -> int | None:
+    """Length in bytes of unpadded base64 ``value``, or None when it is not base64 at all."""
+    if not isinstance(value, str) or not value:
+        return None
+    padded = value + "=" * (-len(value) % 4)
+    try:
+        if urlsafe:
+            return len(base64.urlsafe_b64decode(padded.encode("ascii")))
+        return len(base64.b64decode(padded.encode("ascii"), validate=True))
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return None
+
+
+def _encrypted_file(file: object) -> tuple[str, FileKeys]:
+    """The mxc URI and keys of an encrypted attachment's ``file`` object (spec: v2, AES-CTR
+    with a 256-bit key and a 128-bit IV), or `MalformedEvent` naming what is wrong."""
+    if not isinstance(file, dict):
+        raise MalformedEvent("content.file must be an object")
+    url, key, hashes = file.get("url"), file.get("key"), file.get("hashes")
     if not isinstance(url, str) or not url.startswith("mxc://"):
-        if "file" in content:
-            raise MalformedEvent("encrypted attachments are not supported yet")
-        raise MalformedEvent("content.url must be an mxc:// URI")
+        raise MalformedEvent("content.file.url must be an mxc:// URI")
+    if file.get("v") != "v2":
+        raise MalformedEvent("content.file.v must be v2")
+    if not isinstance(key, dict) or key.get("alg", "A256CTR") != "A256CTR":
+        raise MalformedEvent("content.file.key must be an A256CTR key")
+    if _b64_length(key.get("k"), urlsafe=True) != 32:
+        raise MalformedEvent("content.file.key.k must be a 256-bit key")
+    if _b64_length(file.get("iv")) != 16:
+        raise MalformedEvent("content.file.iv must be 16 bytes of base64")
+    sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+    if _b64_length(sha256) != 32:
+        raise MalformedEvent("content.file.hashes.sha256 must be a SHA-256 in base64")
+    return url, FileKeys(key=key["k"], iv=file["iv"], sha256=str(sha256))
+
+
+def encrypted_media_ref(url: str, keys: FileKeys) -> str:
+    """An `Attachment.ref` for encrypted media: the mxc URI, then the keys in the fragment (the
+    outbox holds them only as long as it holds the message itself)."""
+    return f"{url}#{urlencode({'k': keys.key, 'iv': keys.iv, 'sha256': keys.sha256})}"
+
+
+def parse_media_ref(ref: str) -> tuple[str, FileKeys | None]:
+    """The mxc URI of an `Attachment.ref`, and its keys when the media is encrypted."""
+    url, _, fragment = ref.partition("#")
+    if not fragment:
+        return url, None
+    fields = dict(parse_qsl(fragment))
+    return url, FileKeys(key=fields["k"], iv=fields["iv"], sha256=fields["sha256"])
+
+
+def _attachment(content: JSON, kind: AttachmentKind) -> Attachment:
+    if "file" in content:
+        ref = encrypted_media_ref(*_encrypted_file(content["file"]))
+    else:
+        url = content.get("url")
+        if not isinstance(url, str) or not url.startswith("mxc://"):
+            raise MalformedEvent("content.url must be an mxc:// URI")
+        ref = url
     raw_info = content.get("info")
     info: JSON = raw_info if isinstance(raw_info, dict) else {}
     name = content.get("filename") if isinstance(content.get("filename"), str) else None
@@ -90,7 +157,7 @@ def _attachment(content: JSON, kind: AttachmentKind) -> Attachment:
         name=name or _str(content, "body") or "file",
         mimetype=info.get("mimetype") if isinstance(info.get("mimetype"), str) else None,
         size=_int(info, "size"),
-        ref=url,
+        ref=ref,
         width=_int(info, "w"),
         height=_int(info, "h"),
         duration_ms=_int(info, "duration"),
@@ -231,11 +298,13 @@ def matrix_content(
     sender_name: str,
     relay_template: str | None = None,
     mxc: str | None = None,
+    file: JSON | None = None,
 ) -> tuple[str, JSON]:
     """The ``(event type, content)`` to send for a message, edit or reaction.
 
     ``relay_template`` is set when the bridge bot posts on the sender's behalf (relay mode, or a
-    sender who has a real account on this network), ``mxc`` when an attachment was uploaded.
+    sender who has a real account on this network); ``mxc`` when an attachment was uploaded,
+    or ``file`` (its mxc URI and keys) when it was uploaded encrypted, for an encrypted room.
     """
     event = out.event
     if event.kind is Kind.REACTION:
@@ -255,7 +324,7 @@ def matrix_content(
             "m.relates_to": {"rel_type": "m.replace", "event_id": out.target},
         }
         return "m.room.message", content
-    if event.attachment is not None and mxc is not None:
+    if event.attachment is not None and (mxc is not None or file is not None):
         att = event.attachment
         info: JSON = {
             k: v
@@ -268,8 +337,12 @@ def matrix_content(
             }.items()  # fmt: skip
             if v is not None
         }
-        content = {"msgtype": _MEDIA_MSGTYPE_OF[att.kind], "url": mxc, "info": info,
+        content = {"msgtype": _MEDIA_MSGTYPE_OF[att.kind], "info": info,
                    "filename": att.name, "body": event.text or att.name}  # fmt: skip
+        if file is not None:
+            content["file"] = file
+        else:
+            content["url"] = mxc
         if relay_template is not None:
             content["body"] = render_relay(
                 relay_template, sender_name, event.text or att.name, None

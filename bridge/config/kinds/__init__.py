@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from bridge.config.kinds.email import EmailSchema
 from bridge.config.kinds.matrix import MatrixSchema
+from bridge.config.kinds.xmpp import XmppSchema
 from bridge.config.model import LinkRoom, Listen, Network
 from bridge.config.reader import Node, Reader
 
@@ -36,4 +38,8 @@ class KindSchema(Protocol):
         ...
 
 
-KINDS: dict[str, type[KindSchema]] = {"matrix": MatrixSchema}
+KINDS: dict[str, type[KindSchema]] = {
+    "matrix": MatrixSchema,
+    "email": EmailSchema,
+    "xmpp": XmppSchema,
+}

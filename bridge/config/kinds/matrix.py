@@ -8,10 +8,9 @@ import re
 import string
 from pathlib import Path
 
-from ruamel.yaml.comments import CommentedMap
-
 from bridge.config.model import (
     AppserviceSettings,
+    Encryption,
     Flavour,
     LinkRoom,
     Listen,
@@ -43,6 +42,8 @@ class MatrixSchema:
         "name_suffix",
         "allowed_domains",
         "restricted_rooms_allow",
+        "encryption",
+        "room_key_wait",
         "appservice",
         "relay",
     )
@@ -72,6 +73,10 @@ class MatrixSchema:
         name_suffix = r.optional(fields, "name_suffix", r.string, "")
         allowed = r.optional(fields, "allowed_domains", r.string_list, NO_STRINGS)
         restricted = self.restricted_rooms_allow(fields, flavour)
+        encryption = r.optional(
+            fields, "encryption", lambda n: r.choice(n, list(Encryption)), Encryption.OFF.value
+        )
+        room_key_wait = self.room_key_wait(fields, encryption)
         appservice, relay = self.mode_settings(name, node, fields, mode, listen)
         if (
             flavour is None
@@ -81,6 +86,8 @@ class MatrixSchema:
             or name_suffix is None
             or allowed is None
             or restricted is None
+            or encryption is None
+            or room_key_wait is None
             or (appservice is None and relay is None)
         ):
             return None
@@ -96,6 +103,8 @@ class MatrixSchema:
             name_suffix=name_suffix,
             allowed_domains=allowed,
             restricted_rooms_allow=restricted,
+            encryption=Encryption(encryption),
+            room_key_wait=room_key_wait,
         )
 
     def restricted_rooms_allow(
@@ -108,6 +117,15 @@ class MatrixSchema:
             self.r.error(node, "only allowed when flavour is tchap")
             return None
         return self.r.string_list(node)
+
+    def room_key_wait(self, fields: dict[str, Node], encryption: str | None) -> float | None:
+        node = fields.get("room_key_wait")
+        if node is None or node.value is None:
+            return 60.0
+        if encryption == Encryption.OFF:
+            self.r.error(node, "only allowed when encryption is allow or require")
+            return None
+        return self.r.positive_number(node)
 
     def mode_settings(
         self, name: str, node: Node, fields: dict[str, Node], mode: str | None, listen: Listen
@@ -211,7 +229,7 @@ class MatrixSchema:
         if isinstance(node.value, str):
             room = self.room_reference(node)
             return LinkRoom(network, room, None) if room else None
-        if not isinstance(node.value, CommentedMap):
+        if not isinstance(node.value, dict):
             self.r.error(
                 node,
                 "expected a room ID, an alias, {room: …} or {create: {name: …}}, "
@@ -247,10 +265,19 @@ class MatrixSchema:
         return value
 
     def room_create(self, node: Node) -> RoomCreate | None:
-        fields = self.r.fields(node, ("name", "topic"))
+        fields = self.r.fields(node, ("name", "topic", "encrypted"))
         if fields is None:
             return None
         name_node = self.r.required(node, fields, "name")
         name = self.r.nonempty(name_node) if name_node else None
         topic = self.r.optional(fields, "topic", self.r.string, None)
-        return RoomCreate(name, topic) if name is not None else None
+        encrypted = self.r.optional(fields, "encrypted", self.boolean, None)
+        if name is None or ("encrypted" in fields and encrypted is None):
+            return None
+        return RoomCreate(name, topic, encrypted)
+
+    def boolean(self, node: Node) -> bool | None:
+        if isinstance(node.value, bool):
+            return node.value
+        self.r.error(node, f"expected true or false, got {describe(node.value)}")
+        return None

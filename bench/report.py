@@ -1,0 +1,294 @@
+"""Turn the measurements into the table (Markdown, so the README can show it as printed), with
+every bridged figure beside its same-run baseline, the ratio, the issue's target and PASS/MISS;
+and into a plot of the latency distributions.
+
+Each figure is the median over the repeated runs of that figure (a ratio or an overhead is
+computed within each run first, then its median taken).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.stats import median
+
+QUANTILE_TARGETS_MS = {"p50": 5.0, "p95": None, "p99": 20.0}
+THROUGHPUT_RATIO = 0.95
+CPU_MS_PER_TARGET = 1.0
+ARRIVAL_TO_SEND_P99_MS = 5.0
+SCALE = {"links": 10_000, "people": 100_000}
+LOAD_S, RSS_MB, READY_S = 2.0, 250.0, 3.0
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    bridged: str
+    baseline: str = "—"
+    ratio: str = "—"
+    target: str = "—"
+    verdict: str = ""
+    """PASS, MISS, or empty where the issue sets no target."""
+
+
+def ms(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def judge(ok: bool | None) -> str:
+    return "" if ok is None else ("PASS" if ok else "MISS")
+
+
+def _per_run(
+    runs: list[dict[str, Any]],
+    route: str,
+    q: str,
+    f: Callable[[float, float, float], float],
+) -> float:
+    """Median over runs of ``f(bridged, source baseline, target baseline)`` at quantile q."""
+    values = []
+    for r in runs:
+        bridged = r["bridged"][route]
+        values.append(
+            f(
+                bridged["quantiles_s"][q],
+                r["baselines"][bridged["source"]]["quantiles_s"][q],
+                r["baselines"][bridged["target"]]["quantiles_s"][q],
+            )
+        )
+    value = median(values)
+    assert value is not None
+    return value
+
+
+def latency_rows(runs: list[dict[str, Any]]) -> list[Row]:
+    rows = []
+    for route, first in runs[0]["bridged"].items():
+        src, tgt = first["source"], first["target"]
+        for q, target_ms in QUANTILE_TARGETS_MS.items():
+            bridged = _per_run(runs, route, q, lambda b, s, t: b)
+            base_src = _per_run(runs, route, q, lambda b, s, t: s)
+            base_tgt = _per_run(runs, route, q, lambda b, s, t: t)
+            overhead = _per_run(runs, route, q, lambda b, s, t: b - (s + t))
+            ratio = _per_run(runs, route, q, lambda b, s, t: b / (s + t))
+            ok = None if target_ms is None else overhead * 1000 <= target_ms
+            rows.append(
+                Row(
+                    f"latency {route} {q}",
+                    f"{ms(bridged)} (overhead {ms(overhead)})",
+                    f"{src} {ms(base_src)} + {tgt} {ms(base_tgt)} = {ms(base_src + base_tgt)}",
+                    f"{ratio:.2f}×",
+                    "—" if target_ms is None else f"overhead ≤ {target_ms:g} ms",
+                    judge(ok),
+                )
+            )
+    sent = sum(s["sent"] for r in runs for s in [*r["bridged"].values(), *r["baselines"].values()])
+    lost = sum(s["lost"] for r in runs for s in [*r["bridged"].values(), *r["baselines"].values()])
+    rows.append(
+        Row("latency: messages lost", f"{lost} of {sent}", target="0", verdict=judge(not lost))
+    )
+    return rows
+
+
+def throughput_rows(runs: list[dict[str, Any]]) -> list[Row]:
+    rows = []
+    for label, first in runs[0].items():
+        bridged = median([r[label]["bridged_per_s"] for r in runs])
+        accepted = median([r[label]["accepted_per_s"] for r in runs])
+        ratio = median([r[label]["ratio"] for r in runs])
+        lost = sum(r[label]["lost"] for r in runs)
+        sent = sum(r[label]["sent"] for r in runs)
+        ok = lost == 0 and ratio is not None and ratio >= THROUGHPUT_RATIO
+        rows.append(
+            Row(
+                f"throughput, {label} ({first['sent']} msgs, {lost} of {sent} lost)",
+                "—" if bridged is None else f"{bridged:.0f} msg/s",
+                f"source accepted {accepted:.0f} msg/s",
+                "—" if ratio is None else f"{ratio:.0%}",
+                f"≥ {THROUGHPUT_RATIO:.0%}, none lost",
+                judge(ok),
+            )
+        )
+    return rows
+
+
+def cost_rows(
+    latency: list[dict[str, Any]] | None, burst: list[dict[str, Any]] | None
+) -> list[Row]:
+    rows = []
+    if latency:
+        costs = [s["cost"] for r in latency for s in r["bridged"].values()]
+        rows += _cost_rows(costs, "at 20 msg/s", targets=True)
+    if burst:
+        for label in burst[0]:
+            rows += _cost_rows([r[label]["cost"] for r in burst], f"burst, {label}", targets=False)
+    return rows
+
+
+def _cost_rows(costs: list[dict[str, Any]], where: str, targets: bool) -> list[Row]:
+    per_msg = median([c["bridge_cpu_ms_per_message"] for c in costs])
+    per_target = median([c["bridge_cpu_ms_per_target"] for c in costs])
+    hs = {
+        name: median([c["homeserver_cpu_ms_per_message"][name] for c in costs])
+        for name in costs[0]["homeserver_cpu_ms_per_message"]
+    }
+    hs_text = ", ".join(f"{n} {v:.2f} ms" for n, v in hs.items() if v is not None)
+    p99 = median([c["arrival_to_send_p99_s"] for c in costs])
+    hs_total = sum(v for v in hs.values() if v is not None)
+    return [
+        Row(
+            f"bridge CPU per message per target ({where})",
+            "—" if per_target is None else f"{per_target:.2f} ms",
+            f"homeservers per message: {hs_text}",
+            "—" if per_target is None or not hs_total else f"{per_target / hs_total:.2f}×",
+            f"≤ {CPU_MS_PER_TARGET:g} ms" if targets else "—",
+            judge(per_target <= CPU_MS_PER_TARGET if targets and per_target is not None else None),
+        ),
+        Row(
+            f"bridge CPU per message ({where})",
+            "—" if per_msg is None else f"{per_msg:.2f} ms",
+        ),
+        Row(
+            f"arrival → outbound request p99 ({where})",
+            ms(p99),
+            target=f"≤ {ARRIVAL_TO_SEND_P99_MS:g} ms" if targets else "—",
+            verdict=judge(
+                p99 * 1000 <= ARRIVAL_TO_SEND_P99_MS if targets and p99 is not None else None
+            ),
+        ),
+    ]
+
+
+def scale_rows(s: dict[str, Any]) -> list[Row]:
+    full = s["links"] >= SCALE["links"] and s["people"] >= SCALE["people"]
+
+    def check(ok: bool) -> str:
+        return judge(ok) if full else ""
+
+    size = f"{s['links']:,} links, {s['people']:,} people, {s['config_mb']:.0f} MB YAML"
+    rows = [
+        Row(
+            f"load + validate ({size})",
+            f"{s['load_s']:.2f} s",
+            target=f"≤ {LOAD_S:g} s",
+            verdict=check(s["load_s"] <= LOAD_S),
+        ),  # fmt: skip
+        Row(
+            "peak RSS of load + validate",
+            f"{s['peak_rss_mb']:.0f} MB",
+            target=f"≤ {RSS_MB:g} MB",
+            verdict=check(s["peak_rss_mb"] <= RSS_MB),
+        ),  # fmt: skip
+    ]
+    for flavour, what in (
+        ("tchap", "tchap as Tchap: access rule read per room"),
+        ("matrix", "both plain Matrix: no request per room"),
+    ):
+        ready = s[f"ready_{flavour}"]
+        rows.append(
+            Row(
+                f"run → ready, SQLite ({what})",
+                f"{ready['ready_s']:.2f} s",
+                target=f"≤ {READY_S:g} s",
+                verdict=check(ready["ready_s"] <= READY_S),
+            )  # fmt: skip
+        )
+        rows.append(
+            Row(
+                f"bridge peak RSS at ready ({flavour})",
+                f"{ready['bridge_peak_rss_mb']:.0f} MB",
+                target=f"≤ {RSS_MB:g} MB",
+                verdict=check(ready["bridge_peak_rss_mb"] <= RSS_MB),
+            )  # fmt: skip
+        )
+    for name, ns in s["lookup_ns"].items():
+        rows.append(Row(f"lookup per event: {name}", f"{ns / 1000:.2f} µs"))
+    return rows
+
+
+def build(results: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    if "latency" in results:
+        rows += latency_rows(results["latency"])
+    if "throughput" in results:
+        rows += throughput_rows(results["throughput"])
+    rows += cost_rows(results.get("latency"), results.get("throughput"))
+    if "scale" in results:
+        rows += scale_rows(results["scale"])
+    return rows
+
+
+def other_cpu_shares(results: dict[str, Any]) -> list[float]:
+    """The CPU share other processes took in each measured phase (latency and throughput)."""
+    shares = []
+    for run in results.get("latency", []):
+        shares.append(run["baselines_other_processes_cpu_share"])
+        shares += [s["cost"]["other_processes_cpu_share"] for s in run["bridged"].values()]
+    for run in results.get("throughput", []):
+        shares += [s["cost"]["other_processes_cpu_share"] for s in run.values()]
+    return shares
+
+
+def render(rows: list[Row], meta: dict[str, Any], results: dict[str, Any]) -> str:
+    head = ("Figure", "Bridged", "Baseline (same run)", "Ratio", "Target", "Result")
+    cells = [head, *((r.figure, r.bridged, r.baseline, r.ratio, r.target, r.verdict) for r in rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+
+    def line(c: tuple[str, ...]) -> str:
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)) + " |"
+
+    s = meta["settings"]
+    load = meta["load_average"]
+    notes = [
+        f"`{meta['command']}` — {meta['date']}, {meta['machine']}, {meta['seconds']} s, "
+        f"1-min load average {load['before']:.2f} before the run"
+        + (" — QUICK SMOKE RUN, not comparable with the targets" if meta["quick"] else ""),
+        f"Median of {s['repeats']} run(s) per figure; latency at {s['rate']:g} msg/s for "
+        f"{s['duration']:g} s per route and run.",
+    ]
+    shares = other_cpu_shares(results)
+    if shares:
+        notes.append(
+            f"Processes outside the benchmark took {median(shares):.0%} of the machine's CPU "
+            f"in the median measured phase, {max(shares):.0%} at most."
+        )
+    notes.append("")
+    table = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    table += [line(c) for c in cells[1:]]
+    return "\n".join(notes + table)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Cumulative latency distributions of every route (all runs pooled), log-scaled."""
+    if "latency" not in results:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pooled: dict[str, list[float]] = {}
+    for run in results["latency"]:
+        for name, stream in run["baselines"].items():
+            pooled.setdefault(f"baseline {name}", []).extend(stream["latencies_s"])
+        for name, stream in run["bridged"].items():
+            pooled.setdefault(f"bridged {name}", []).extend(stream["latencies_s"])
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, samples in pooled.items():
+        xs = sorted(v * 1000 for v in samples)
+        ys = [(i + 1) / len(xs) for i in range(len(xs))]
+        ax.step(xs, ys, where="post", label=f"{name} (n={len(xs)})",
+                linestyle="--" if name.startswith("baseline") else "-")  # fmt: skip
+    s = results["meta"]["settings"]
+    ax.set_xscale("log")
+    ax.set_xlabel("send → seen via /sync (ms, log scale)")
+    ax.set_ylabel("fraction of messages")
+    ax.set_title(f"Passerelle latency at {s['rate']:g} msg/s, {s['duration']:g} s per run")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,353 @@
+"""The ``kind: email`` network schema: the bridge's own mail domain, the inbound SMTP listener,
+the outbound relay, DKIM signing, the sender-authentication policy, DNS and the spool; email
+addresses as accounts; a link's address on the mail domain as a link's room."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import ssl
+import weakref
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+
+from bridge.config.model import LinkRoom, Listen
+from bridge.config.reader import NO_STRINGS, Node, Reader, quote
+
+DEFAULT_INBOUND_HOST = "127.0.0.1"
+DEFAULT_INBOUND_PORT = 2525
+DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+DEFAULT_SPOOL_DAYS = 7.0
+ADDRESS_RE = re.compile(r"[^@\s<>()\[\],;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+DOMAIN_RE = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+SELECTOR_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+NAMESERVER_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([0-9.]+)(?::(\d+))?|([0-9A-Fa-f:]+)")
+
+
+class AuthPolicy(StrEnum):
+    """What happens to a mail whose sender DKIM and SPF cannot vouch for."""
+
+    REJECT = "reject"
+    """Refused during the SMTP dialogue (550): the sending server tells its user."""
+    QUARANTINE = "quarantine"
+    """Accepted but kept out of the rooms, in the spool's quarantine for admins to look at."""
+    MARK = "mark"
+    """Bridged, with "unverified sender" in the name and the text."""
+
+
+class RelaySecurity(StrEnum):
+    STARTTLS = "starttls"
+    TLS = "tls"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class InboundSettings:
+    """The bridge's own SMTP server, which receives the mail sent to link addresses."""
+
+    host: str
+    port: int
+    tls_cert: Path | None
+    """Certificate chain offered with STARTTLS; no STARTTLS without it."""
+    tls_key: Path | None
+    max_message_bytes: int
+
+
+@dataclass(frozen=True)
+class SmtpRelay:
+    """The server the bridge hands outgoing mail to."""
+
+    host: str
+    port: int
+    security: RelaySecurity
+    username: str | None
+    password: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    selector: str
+    private_key: bytes = field(repr=False)
+    """RSA private key, PEM (PKCS#1, as ``openssl genrsa`` or dkimpy's ``dknewkey`` write it)."""
+
+
+@dataclass(frozen=True)
+class EmailNetwork:
+    name: str
+    domain: str
+    """The bridge's mail domain: every link address is on it, and mail from it is a loop."""
+    inbound: InboundSettings
+    relay: SmtpRelay
+    dkim: DkimKey | None
+    """Signs outgoing mail; None when the relay signs instead."""
+    auth_policy: AuthPolicy
+    dns: tuple[tuple[str, int], ...]
+    """Nameservers (address, port) for DKIM and SPF lookups; empty: the system's resolver."""
+    spool: Path
+    """Where received attachments wait for delivery, and where quarantined mail is kept."""
+    spool_days: float
+    """Age after which a spooled attachment is removed even if something still waits for it."""
+    org_label: str | None
+    name_suffix: str
+    allowed_domains: tuple[str, ...]
+    """Mail domains whose senders may post to any link even when not listed in its people."""
+
+    kind: str = "email"
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """Where senders come from: the allowed domains, or any domain at all (``*``), since a
+        link's people may have addresses anywhere."""
+        return self.allowed_domains or ("*",)
+
+    def address(self, local_part: str) -> str:
+        return f"{local_part}@{self.domain}"
+
+
+# The loader passes `room` only the network's name; the mail domain a link address must be on
+# was read by `network` of the same load, which shares the Reader.
+_domains: weakref.WeakKeyDictionary[Reader, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def normalize_address(value: str) -> str:
+    """Addresses compare case-insensitively throughout the bridge: they are kept lower-case."""
+    return value.strip().lower()
+
+
+class EmailSchema:
+    keys: tuple[str, ...] = (
+        "domain",
+        "inbound",
+        "relay",
+        "dkim",
+        "auth_policy",
+        "dns",
+        "spool",
+        "spool_days",
+        "org_label",
+        "name_suffix",
+        "allowed_domains",
+    )
+
+    def __init__(self, reader: Reader, path: Path) -> None:
+        self.r = reader
+        self.path = path
+
+    def account(self, node: Node) -> str | None:
+        value = self.r.matching(node, ADDRESS_RE, "an email address (name@domain)")
+        return normalize_address(value) if value is not None else None
+
+    def room(self, network: str, node: Node) -> LinkRoom | None:
+        """A link's address: ``name@<the network's domain>``."""
+        value = self.r.matching(node, ADDRESS_RE, "an email address (name@domain)")
+        if value is None:
+            return None
+        address = normalize_address(value)
+        domain = _domains.get(self.r, {}).get(network)
+        if domain is not None and address.rpartition("@")[2] != domain:
+            self.r.error(node, f"{quote(value)} is not on the network's mail domain {domain}")
+            return None
+        return LinkRoom(network, address, None)
+
+    def network(
+        self, name: str, node: Node, fields: dict[str, Node], listen: Listen
+    ) -> EmailNetwork | None:
+        r = self.r
+        domain_node = r.required(node, fields, "domain")
+        domain = (
+            r.matching(domain_node, DOMAIN_RE, "a mail domain (e.g. passerelle.example)")
+            if domain_node
+            else None
+        )
+        if domain is not None:
+            domain = domain.lower()
+            _domains.setdefault(r, {})[name] = domain
+        inbound = r.optional(fields, "inbound", self.inbound, self.default_inbound())
+        relay_node = r.required(node, fields, "relay")
+        relay = self.relay(relay_node) if relay_node else None
+        dkim = r.optional(fields, "dkim", self.dkim, None)
+        dkim_ok = "dkim" not in fields or fields["dkim"].value is None or dkim is not None
+        policy = r.optional(
+            fields, "auth_policy", lambda n: r.choice(n, list(AuthPolicy)), AuthPolicy.REJECT.value
+        )
+        no_nameservers: tuple[tuple[str, int], ...] = ()
+        dns = r.optional(fields, "dns", self.nameservers, no_nameservers)
+        spool = r.optional(fields, "spool", self.directory, r.base_dir / "mail-spool" / name)
+        spool_days = r.optional(fields, "spool_days", r.positive_number, DEFAULT_SPOOL_DAYS)
+        org_label = r.optional(fields, "org_label", r.nonempty, None)
+        name_suffix = r.optional(fields, "name_suffix", r.string, "")
+        allowed = r.optional(fields, "allowed_domains", self.domain_list, NO_STRINGS)
+        if (
+            domain is None
+            or inbound is None
+            or relay is None
+            or not dkim_ok
+            or policy is None
+            or dns is None
+            or spool is None
+            or spool_days is None
+            or name_suffix is None
+            or allowed is None
+        ):
+            return None
+        return EmailNetwork(
+            name=name,
+            domain=domain,
+            inbound=inbound,
+            relay=relay,
+            dkim=dkim,
+            auth_policy=AuthPolicy(policy),
+            dns=dns,
+            spool=spool,
+            spool_days=spool_days,
+            org_label=org_label,
+            name_suffix=name_suffix,
+            allowed_domains=allowed,
+        )
+
+    # -- blocks ------------------------------------------------------------------------------
+
+    def default_inbound(self) -> InboundSettings:
+        return InboundSettings(
+            DEFAULT_INBOUND_HOST, DEFAULT_INBOUND_PORT, None, None, DEFAULT_MAX_MESSAGE_BYTES
+        )
+
+    def inbound(self, node: Node) -> InboundSettings | None:
+        r = self.r
+        fields = r.fields(node, ("host", "port", "tls_cert", "tls_key", "max_message_bytes"))
+        if fields is None:
+            return None
+        host = r.optional(fields, "host", r.nonempty, DEFAULT_INBOUND_HOST)
+        port = r.optional(fields, "port", lambda n: r.integer(n, 1, 65535), DEFAULT_INBOUND_PORT)
+        size = r.optional(
+            fields, "max_message_bytes", lambda n: r.integer(n, 1024), DEFAULT_MAX_MESSAGE_BYTES
+        )
+        cert = r.optional(fields, "tls_cert", self.file, None)
+        key = r.optional(fields, "tls_key", self.file, None)
+        tls_ok = self.tls_pair(node, fields, cert, key)
+        if host is None or port is None or size is None or not tls_ok:
+            return None
+        return InboundSettings(host, port, cert, key, size)
+
+    def tls_pair(
+        self, node: Node, fields: dict[str, Node], cert: Path | None, key: Path | None
+    ) -> bool:
+        """Both or neither of ``tls_cert``/``tls_key``, and a pair that loads."""
+        given = [k for k in ("tls_cert", "tls_key") if k in fields and fields[k].value is not None]
+        if len(given) == 1:
+            missing = "tls_key" if given == ["tls_cert"] else "tls_cert"
+            self.r.error(node, f"is required with {given[0]}", node.key_path(missing))
+            return False
+        if cert is None or key is None:
+            return not given
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError) as exc:
+            self.r.error(fields["tls_cert"], f"cannot load the certificate and key: {exc}")
+            return False
+        return True
+
+    def relay(self, node: Node) -> SmtpRelay | None:
+        r = self.r
+        fields = r.fields(node, ("host", "port", "security", "username", "password"))
+        if fields is None:
+            return None
+        host_node = r.required(node, fields, "host")
+        host = r.nonempty(host_node) if host_node else None
+        security = r.optional(
+            fields,
+            "security",
+            lambda n: r.choice(n, list(RelaySecurity)),
+            RelaySecurity.STARTTLS.value,
+        )
+        default_port = {"starttls": 587, "tls": 465, "none": 25}.get(security or "", 587)
+        port = r.optional(fields, "port", lambda n: r.integer(n, 1, 65535), default_port)
+        username = r.optional(fields, "username", r.nonempty, None)
+        password = r.optional(fields, "password", r.secret, None)
+        has_password = "password" in fields and fields["password"].value is not None
+        if (username is None) != (not has_password):
+            given = "username" if username is not None else "password"
+            missing = "password" if given == "username" else "username"
+            r.error(node, f"is required with {given}", node.key_path(missing))
+            return None
+        if host is None or security is None or port is None or (has_password and not password):
+            return None
+        return SmtpRelay(host, port, RelaySecurity(security), username, password)
+
+    def dkim(self, node: Node) -> DkimKey | None:
+        r = self.r
+        fields = r.fields(node, ("selector", "key"))
+        if fields is None:
+            return None
+        selector_node = r.required(node, fields, "selector")
+        selector = (
+            r.matching(selector_node, SELECTOR_RE, "a DKIM selector (letters, digits, '-', '_')")
+            if selector_node
+            else None
+        )
+        key_node = r.required(node, fields, "key")
+        key = r.secret(key_node) if key_node else None
+        if key is not None and key_node is not None:
+            try:
+                parse_pem_private_key(key.encode() + b"\n")
+            except (UnparsableKeyError, ValueError, IndexError):
+                r.error(key_node, "is not a PEM RSA private key (BEGIN RSA PRIVATE KEY)")
+                return None
+        if selector is None or key is None:
+            return None
+        return DkimKey(selector, key.encode() + b"\n")
+
+    def nameservers(self, node: Node) -> tuple[tuple[str, int], ...] | None:
+        """``["127.0.0.1", "192.0.2.53:5353", "[::1]:53"]``: IP addresses, optional port."""
+        items = self.r.items(node)
+        if items is None:
+            return None
+        result: list[tuple[str, int]] = []
+        ok = True
+        for item in items:
+            value = self.r.string(item)
+            if value is None:
+                ok = False
+                continue
+            match = NAMESERVER_RE.fullmatch(value.strip())
+            try:
+                if match is None:
+                    raise ValueError
+                host = match.group(1) or match.group(3) or match.group(5)
+                port = int(match.group(2) or match.group(4) or 53)
+                ipaddress.ip_address(host)
+                if not 0 < port < 65536:
+                    raise ValueError
+            except ValueError:
+                self.r.error(item, f"{quote(value)} is not a nameserver IP address[:port]")
+                ok = False
+                continue
+            result.append((host, port))
+        return tuple(result) if ok else None
+
+    def domain_list(self, node: Node) -> tuple[str, ...] | None:
+        values = self.r.string_list(node)
+        if values is None:
+            return None
+        for item, value in zip(self.r.items(node) or [], values, strict=False):
+            if not DOMAIN_RE.fullmatch(value):
+                self.r.error(item, f"{quote(value)} is not a mail domain")
+                return None
+        return tuple(v.lower() for v in values)
+
+    def file(self, node: Node) -> Path | None:
+        value = self.r.nonempty(node)
+        if value is None:
+            return None
+        path = self.r.base_dir / Path(value).expanduser()
+        if not path.is_file():
+            self.r.error(node, f"no such file: {path}")
+            return None
+        return path
+
+    def directory(self, node: Node) -> Path | None:
+        value = self.r.nonempty(node)
+        return self.r.base_dir / Path(value).expanduser() if value is not None else None

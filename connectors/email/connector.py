@@ -1,0 +1,324 @@
+"""An email network: mail to a link address appears in the link's rooms, messages from the
+rooms are mailed to the link's email members.
+
+Who may post: the link's ``people`` with an address on this network, and anyone from the
+network's ``allowed_domains``. The envelope sender is checked at ``RCPT TO`` (by domain, so
+that bounce-address schemes of a person's own mail system pass); the From address, which is
+what the rooms show, is checked at ``DATA``. Then DKIM and SPF decide whether that From address
+is genuine, and the network's ``auth_policy`` what happens when it is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from email.utils import make_msgid
+
+from bridge.config.kinds.email import AuthPolicy, EmailNetwork
+from bridge.config.model import Link
+from bridge.connector import Connector, DeliveryError, Host, Outgoing
+from connectors.email.auth import Authenticator
+from connectors.email.inbound import InboundServer, Received
+from connectors.email.outbound import Relay, wire_bytes
+from connectors.email.parse import (
+    MalformedMail,
+    ParsedMail,
+    mail_events,
+    message_remote_id,
+    parse_mail,
+)
+from connectors.email.render import mailed, render_mail, render_notice
+from connectors.email.spool import Spool, spool_key
+
+BIND_RETRY_SECONDS = 5.0
+SWEEP_INTERVAL_SECONDS = 3600.0
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+class EmailConnector(Connector):
+    def __init__(self, network: EmailNetwork, host: Host) -> None:
+        self.name = network.name
+        self.network = network
+        self.host = host
+        self.log = logging.getLogger(f"passerelle.{network.name}")
+        self.auth = Authenticator(network.dns)
+        self.relay = Relay(network.relay)
+        self.spool = Spool(network.spool)
+        self.server = InboundServer(network.inbound, network.domain, self)
+        self.rooms_ready = asyncio.Event()
+        """Set once the SMTP server listens (the gateway's readiness waits for it)."""
+        self._links: dict[str, Link] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # Set-up
+
+    async def start(self) -> None:
+        for link in self.host.config.links:
+            room = link.rooms.get(self.name)
+            if room is not None and room.room is not None:
+                self._links[room.room] = link
+                self.host.directory.bind(link.id, self.name, room.room)
+        self._tasks = [
+            asyncio.create_task(self._listen(), name=f"smtp:{self.name}"),
+            asyncio.create_task(self._sweep_regularly(), name=f"spool:{self.name}"),
+        ]
+
+    async def _listen(self) -> None:
+        inbound = self.network.inbound
+        while True:
+            try:
+                await self.server.start()
+                break
+            except OSError as e:
+                self.log.error(
+                    "Cannot listen for mail on %s:%d (retrying): %s", inbound.host, inbound.port, e
+                )
+                await asyncio.sleep(BIND_RETRY_SECONDS)
+        self.log.info(
+            "Receiving mail for %s on %s:%d (%s)",
+            self.network.domain,
+            inbound.host,
+            inbound.port,
+            "STARTTLS" if self.server.tls else "no TLS",
+        )
+        self.rooms_ready.set()
+
+    async def _sweep_regularly(self) -> None:
+        while True:
+            try:
+                empty = await self.host.store.outbox_size() == 0
+                removed = await asyncio.to_thread(
+                    self.spool.sweep, empty, self.network.spool_days * 86400
+                )
+                if removed:
+                    self.log.info(
+                        "Removed %d delivered mail(s)' attachments from the spool", removed
+                    )
+            except Exception:
+                self.log.exception("Sweeping the mail spool failed")
+            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.server.stop()
+
+    # Who may post
+
+    def _member_addresses(self, link: Link) -> set[str]:
+        addresses = set()
+        for person_id in link.people:
+            person = self.host.config.person(person_id)
+            if person is not None and self.name in person.accounts:
+                addresses.add(person.accounts[self.name])
+        return addresses
+
+    def _from_allowed(self, link: Link, address: str) -> bool:
+        return (
+            address in self._member_addresses(link)
+            or _domain(address) in self.network.allowed_domains
+        )
+
+    def _envelope_allowed(self, link: Link, sender: str) -> bool:
+        domains = {_domain(a) for a in self._member_addresses(link)}
+        return _domain(sender) in domains or _domain(sender) in self.network.allowed_domains
+
+    # The SMTP dialogue (`connectors.email.inbound.MailGate`)
+
+    def mail(self, sender: str) -> str | None:
+        if sender and _domain(sender) == self.network.domain:
+            self.log.warning("Refused mail from %s: the bridge's own domain (a mail loop)", sender)
+            return f"550 5.4.6 Mail from {self.network.domain} is not taken back (mail loop)"
+        return None
+
+    def rcpt(self, sender: str, recipient: str) -> str | None:
+        link = self._links.get(recipient)
+        if link is None:
+            self.log.info(
+                "Refused mail from %s to %s: no such link address", sender or "<>", recipient
+            )
+            return f"550 5.1.1 <{recipient}>: no such link address"
+        if sender and not self._envelope_allowed(link, sender.lower()):
+            self.log.info(
+                "Refused mail from %s to %s: not a member of link %s", sender, recipient, link.id
+            )
+            return f"550 5.7.1 <{sender}> may not post to <{recipient}>"
+        return None
+
+    async def data(self, received: Received) -> str:
+        try:
+            mail = parse_mail(received.raw)
+        except MalformedMail as e:
+            self.log.warning("Refused a malformed mail from %s: %s", received.mail_from or "<>", e)
+            return f"550 5.6.0 Malformed message: {e}"
+        if not received.mail_from or mail.auto_submitted:
+            self.log.info(
+                "Not bridging %s from %s to %s: %s (subject %r)",
+                mail.message_id,
+                mail.from_address,
+                ", ".join(received.recipients),
+                "an automatic reply" if received.mail_from else "a bounce",
+                mail.subject,
+            )
+            return "250 2.0.0 OK, not bridged (automatic message)"
+        if _domain(mail.from_address) == self.network.domain:
+            self.log.warning(
+                "Refused %s: From %s is the bridge's own domain (a mail loop)",
+                mail.message_id,
+                mail.from_address,
+            )
+            return f"550 5.4.6 Mail from {self.network.domain} is not taken back (mail loop)"
+        links = [self._links[r] for r in received.recipients if r in self._links]
+        allowed = [link for link in links if self._from_allowed(link, mail.from_address)]
+        for link in links:
+            if link not in allowed:
+                self.log.warning(
+                    "Not bridging %s into link %s: %s may not post there",
+                    mail.message_id,
+                    link.id,
+                    mail.from_address,
+                )
+        if not allowed:
+            return f"550 5.7.1 <{mail.from_address}> may not post to these addresses"
+        verdict = await self.auth.check(
+            received.raw, mail.from_address, received.peer_ip, received.helo, received.mail_from
+        )
+        if verdict.temporary:
+            self.log.warning(
+                "Sender check of %s failed for now: %s", mail.message_id, verdict.reason
+            )
+            return "451 4.7.0 Cannot verify the sender right now, please try again later"
+        if not verdict.verified:
+            policy = self.network.auth_policy
+            self.log.warning(
+                "Unverified sender %s of %s (%s): %s",
+                mail.from_address,
+                mail.message_id,
+                policy,
+                verdict.reason,
+            )
+            if policy is AuthPolicy.REJECT:
+                return f"550 5.7.1 Sender <{mail.from_address}> not verified by DKIM or SPF"
+            if policy is AuthPolicy.QUARANTINE:
+                path = await asyncio.to_thread(
+                    self.spool.quarantine,
+                    received.raw,
+                    mail.message_id,
+                    mail.from_address,
+                    [link.rooms[self.name].room or "" for link in allowed],
+                    verdict.reason,
+                )
+                self.log.warning("Quarantined %s as %s", mail.message_id, path)
+                return "250 2.0.0 OK, held for review"
+        return await self._bridge(mail, allowed, verified=verdict.verified)
+
+    async def _bridge(self, mail: ParsedMail, links: list[Link], *, verified: bool) -> str:
+        """Spool the attachments and store the events; the mail is acknowledged after this."""
+        key = spool_key(mail.message_id)
+        try:
+            await asyncio.to_thread(self.spool.put, key, mail.attachments)
+            for link in links:
+                address = link.rooms[self.name].room or ""
+                reply_to = await self._known_parent(link, mail)
+                events = mail_events(
+                    mail,
+                    link_id=link.id,
+                    network=self.name,
+                    address=address,
+                    spool_key=key,
+                    reply_to=reply_to,
+                    verified=verified,
+                )
+                for event in events:
+                    await self.host.ingest(event)
+        except Exception:
+            self.log.exception("Could not store mail %s", mail.message_id)
+            return "451 4.3.0 Could not store the message, please try again later"
+        self.log.info(
+            "Bridged %s from %s into %s",
+            mail.message_id,
+            mail.from_address,
+            ", ".join(link.id for link in links),
+        )
+        return "250 2.0.0 OK"
+
+    async def _known_parent(self, link: Link, mail: ParsedMail) -> str | None:
+        """The bridged message of this link that the mail answers, if any."""
+        for message_id in mail.thread:
+            remote_id = message_remote_id(link.id, message_id)
+            if await self.host.store.is_known(self.name, remote_id):
+                return remote_id
+        return None
+
+    # Sending
+
+    def _recipients(self, link: Link, out: Outgoing) -> list[str]:
+        """The link's email members, except the sender (who has the message already)."""
+        sender = out.event.sender
+        person = self.host.config.person(sender.person_id) if sender.person_id else None
+        own = person.accounts.get(self.name) if person else None
+        return sorted(a for a in self._member_addresses(link) if a != own)
+
+    async def send(self, out: Outgoing, media: bytes | None) -> str | None:
+        link = self._links.get(out.room_id)
+        if link is None:
+            raise DeliveryError(f"{out.room_id} is no link address of {self.name}", permanent=True)
+        if not mailed(out.event):
+            return None
+        recipients = self._recipients(link, out)
+        if not recipients:
+            return None
+        message_id = make_msgid(domain=self.network.domain)
+        msg = render_mail(
+            out,
+            link_id=link.id,
+            address=out.room_id,
+            message_id=message_id,
+            date=datetime.now(UTC),
+            media=media,
+        )
+        data = wire_bytes(msg, self.network.domain, self.network.dkim)
+        await self.relay.send(data, out.room_id, recipients)
+        self.log.info(
+            "Mailed %s %s to %d member(s) of %s as %s",
+            out.event.kind,
+            out.event.remote_id,
+            len(recipients),
+            link.id,
+            message_id,
+        )
+        return message_remote_id(link.id, message_id)
+
+    async def fetch_media(self, ref: str) -> bytes:
+        try:
+            return await asyncio.to_thread(self.spool.get, ref)
+        except FileNotFoundError:
+            raise DeliveryError(
+                f"the attachment {ref} is no longer in the mail spool", permanent=True
+            ) from None
+        except ValueError as e:
+            raise DeliveryError(str(e), permanent=True) from None
+
+    async def notify(self, room_id: str, text: str) -> None:
+        link = self._links.get(room_id)
+        if link is None:
+            return
+        recipients = sorted(self._member_addresses(link))
+        if not recipients:
+            return
+        msg = render_notice(
+            link_id=link.id,
+            address=room_id,
+            text=text,
+            message_id=make_msgid(domain=self.network.domain),
+            date=datetime.now(UTC),
+        )
+        await self.relay.send(
+            wire_bytes(msg, self.network.domain, self.network.dkim), room_id, recipients
+        )
+        self.log.info("Mailed a notice to %d member(s) of %s", len(recipients), link.id)

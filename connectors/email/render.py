@@ -1,0 +1,130 @@
+"""A bridge event → the mail that the link's email members get: pure functions.
+
+Every mail is From ``<name> [<org>] via Passerelle <link address>`` with ``Reply-To`` the link
+address, so that answering goes back to the link; it is addressed ``To`` the link address (the
+members are only in the envelope, as on a mailing list) and carries ``List-Id`` so clients
+can file it and vacation responders stay quiet. ``Message-ID`` is on the bridge's mail domain;
+a reply or a correction names its parent in ``In-Reply-To`` and ``References`` so mail clients
+thread it.
+
+What is mailed: messages (text, and HTML as ``multipart/alternative``; an attachment as a
+``multipart/mixed`` part) and edits (a short "Correction:" mail in the thread of the original).
+Reactions and redactions are not mailed: a mail per 👍 would drown the conversation, and a mail
+cannot be taken back, so announcing a deletion would only repeat what was deleted.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from bridge.connector import Outgoing
+from bridge.events import Event, Kind, Sender
+from bridge.html import html_to_text
+from connectors.email.parse import header_message_id
+
+BRIDGE_NAME = "Passerelle"
+SUBJECT_SUMMARY = 60
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def mailed(event: Event) -> bool:
+    """Whether this kind of event becomes a mail at all (see the module docstring)."""
+    return event.kind in (Kind.MESSAGE, Kind.EDIT)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def sender_label(sender: Sender) -> str:
+    """The sender as a From name: ``Name [Org]``, or the name with its network's suffix when
+    no organisation is known or the name already shows it."""
+    name = _one_line(sender.display_name) or sender.user_id
+    if sender.org and f"[{sender.org}]" not in name:
+        return f"{name} [{_one_line(sender.org)}]"
+    return _one_line(f"{name}{sender.suffix}")
+
+
+def _subject(link_id: str, event: Event) -> str:
+    summary = event.summary(SUBJECT_SUMMARY) or "…"
+    subject = f"[{link_id}] {_one_line(summary)}"
+    return f"Correction: {subject}" if event.kind is Kind.EDIT else subject
+
+
+def _texts(event: Event) -> tuple[str, str | None]:
+    text, html = event.text, event.html
+    if not text and html:
+        text = html_to_text(html)
+    if not text and event.attachment is not None:
+        text = f"[{event.attachment.name}]"
+    if event.kind is Kind.EDIT:
+        text = f"Correction: {text}"
+        html = f"<p><em>Correction:</em></p>{html}" if html else None
+    return text, html
+
+
+def render_mail(
+    out: Outgoing,
+    *,
+    link_id: str,
+    address: str,
+    message_id: str,
+    date: datetime,
+    media: bytes | None,
+) -> EmailMessage:
+    """The mail for one event of link ``link_id`` (whose address is ``address``).
+
+    ``message_id`` is the new mail's ``<id@domain>``; ``out.reply_to`` (a reply) or
+    ``out.target`` (an edit) are IDs on the email network, as the router resolved them.
+    """
+    event = out.event
+    msg = EmailMessage()
+    local, _, domain = address.partition("@")
+    msg["From"] = Address(f"{sender_label(event.sender)} via {BRIDGE_NAME}", local, domain)
+    msg["To"] = Address(link_id, local, domain)
+    msg["Reply-To"] = Address(link_id, local, domain)
+    msg["Subject"] = _subject(link_id, event)
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = message_id
+    parent = out.target if event.kind is Kind.EDIT else out.reply_to
+    if parent:
+        msg["In-Reply-To"] = header_message_id(parent)
+        msg["References"] = header_message_id(parent)
+    msg["List-Id"] = f"{link_id} <{local}.{domain}>"
+    msg["List-Post"] = f"<mailto:{address}>"
+    msg["Precedence"] = "list"
+    text, html = _texts(event)
+    msg.set_content(text, cte="quoted-printable")
+    if html:
+        msg.add_alternative(
+            f"<html><body>{html}</body></html>", subtype="html", cte="quoted-printable"
+        )
+    att = event.attachment
+    if event.kind is Kind.MESSAGE and att is not None and media is not None:
+        maintype, _, subtype = (att.mimetype or "application/octet-stream").partition("/")
+        msg.add_attachment(
+            media, maintype=maintype, subtype=subtype or "octet-stream", filename=att.name
+        )
+    return msg
+
+
+def render_notice(
+    *, link_id: str, address: str, text: str, message_id: str, date: datetime
+) -> EmailMessage:
+    """A notice from the bridge itself to a link's email members (a message that could not
+    be delivered elsewhere)."""
+    msg = EmailMessage()
+    local, _, domain = address.partition("@")
+    msg["From"] = Address(BRIDGE_NAME, local, domain)
+    msg["To"] = Address(link_id, local, domain)
+    msg["Subject"] = f"[{link_id}] {_one_line(text)[:SUBJECT_SUMMARY]}"
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["List-Id"] = f"{link_id} <{local}.{domain}>"
+    msg.set_content(text, cte="quoted-printable")
+    return msg

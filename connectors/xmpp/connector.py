@@ -1,0 +1,631 @@
+"""The XMPP connector: linked MUCs on an agency's server, with one puppet per remote person.
+
+Receiving: the bridge's own occupant (the component's bare JID, nickname ``nick``) listens in
+every linked MUC; each room's messages go through one queue and one worker, so they are stored in
+the order the room sent them and a slow room holds up no other. Messages of the bridge's own
+puppets (and notices) are recognised and not bridged back; the history a room replays when the
+bridge joins is bridged only after a message the bridge already knows, i.e. what was said while
+it was away (see `connectors.xmpp.rooms.Room.replay_anchored`).
+
+Sending: a remote person's puppet joins the MUC on their first message (nickname from their
+name, a suffix if it is taken) and posts there; a send returns only once the room echoed the
+message, with the room's stanza-id, so a lost connection means "retry", never "lost".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+
+from slixmpp.plugins.xep_0410 import PingStatus
+
+from bridge.config.kinds.xmpp import XmppNetwork
+from bridge.connector import Connector, DeliveryError, Host, Outgoing
+from bridge.events import Event, Kind, Sender
+from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
+from connectors.xmpp.component import Component, Handlers, NotConnected, VCard
+from connectors.xmpp.direct import OneToOne
+from connectors.xmpp.files import Files
+from connectors.xmpp.rooms import Quote, Room, Seat
+from connectors.xmpp.translate import (
+    ORIGIN_PREFIX,
+    MalformedStanza,
+    Message,
+    Oob,
+    Reply,
+    edit_event,
+    fallback_id,
+    groupchat_stanza,
+    join_presence,
+    leave_presence,
+    message_body,
+    message_event,
+    origin_id,
+    parse_message,
+    parse_presence,
+    parse_reaction_ref,
+    quote_fallback,
+    reaction_changes,
+    reaction_ref,
+    reactions_stanza,
+    retraction_stanza,
+    split_direct_key,
+    split_jid,
+)
+from connectors.xmpp.vcards import VCards
+
+JOIN_TIMEOUT = 20.0
+ECHO_TIMEOUT = 20.0
+MAINTENANCE_TICK = 5.0
+PING_TIMEOUT = 30.0
+INGEST_RETRY_MAX = 30.0
+JOIN_RETRY_MAX = 300.0
+_PERMANENT_JOIN = {"forbidden", "registration-required", "not-allowed", "jid-malformed",
+                   "not-authorized"}  # fmt: skip
+_PERMANENT_SEND = {"forbidden", "not-allowed", "policy-violation", "bad-request",
+                   "not-authorized"}  # fmt: skip
+
+
+class Refused(Exception):
+    """The room answered a join or a message with an error."""
+
+    def __init__(self, condition: str) -> None:
+        super().__init__(condition)
+        self.condition = condition
+
+
+class XmppConnector(Connector):
+    def __init__(self, network: XmppNetwork, host: Host) -> None:
+        self.name = network.name
+        self.network = network
+        self.host = host
+        self.log = logging.getLogger(f"passerelle.{network.name}")
+        self.bot_jid = network.component
+        self.rooms: dict[str, Room] = {}
+        for link in host.config.links:
+            spec = link.rooms.get(self.name)
+            if spec is not None and spec.room is not None:
+                self.rooms[spec.room] = Room(spec.room, link.id)
+        self.rooms_ready = asyncio.Event()
+        self.component = Component(
+            network.component,
+            network.secret,
+            network.server_host,
+            network.server_port,
+            Handlers(
+                online=self._online,
+                offline=self._offline,
+                unreachable=self.rooms_ready.set,
+                message=self._on_message,
+                presence=self._on_presence,
+                vcard=self._vcard,
+            ),
+            gateway_name=network.nick,
+        )
+        self.files = Files(
+            self.component, network.domain, network.upload_service, network.max_file_bytes
+        )
+        self._echoes: dict[str, asyncio.Future[str]] = {}
+        self._joins: dict[tuple[str, str], asyncio.Future[str]] = {}
+        self._seat_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._joining: set[str] = set()
+        self.vcards = VCards()
+        self.direct = OneToOne(network, host, self.component, self.files, self._ingest)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.files.open()
+        for room in self.rooms.values():
+            self.host.directory.bind(room.link_id, self.name, room.jid)
+            self._tasks.append(asyncio.create_task(self._work(room), name=f"xmpp:{room.jid}"))
+        self._tasks.append(asyncio.create_task(self._maintain(), name=f"xmpp:{self.name}"))
+        self._tasks.append(asyncio.create_task(self.direct.work(), name=f"xmpp-chats:{self.name}"))
+        self.component.start()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.component.online:
+            for room in self.rooms.values():
+                for jid, seat in room.seats.items():
+                    self._send(leave_presence(f"{room.jid}/{seat.nick}", jid))
+                if room.nick is not None:
+                    self._send(leave_presence(f"{room.jid}/{room.nick}", self.bot_jid))
+        await self.component.stop()
+        await self.files.close()
+
+    def _send(self, el: ET.Element) -> None:
+        try:
+            self.component.send_element(el)
+        except NotConnected:
+            pass
+
+    async def _online(self) -> None:
+        """Connected (again): every linked MUC is joined afresh."""
+        for room in self.rooms.values():
+            room.left()
+        await asyncio.gather(*(self._join(room) for room in self.rooms.values()))
+        self.rooms_ready.set()
+
+    def _offline(self) -> None:
+        for room in self.rooms.values():
+            room.left()
+        for future in [*self._echoes.values(), *self._joins.values()]:
+            if not future.done():
+                future.set_exception(NotConnected("lost the XMPP server connection"))
+
+    async def _join(self, room: Room) -> None:
+        """The bridge's own occupant joins ``room``, asking for its history (to catch up)."""
+        if room.jid in self._joining:
+            return
+        self._joining.add(room.jid)
+        try:
+            # An occupant left over from an earlier run would make this join a mere presence
+            # update, without history; leaving first makes it a fresh join.
+            self._send(leave_presence(f"{room.jid}/{self.network.nick}", self.bot_jid))
+            room.replay_anchored = False
+            for nick in nick_candidates(self.network.nick):
+                try:
+                    room.nick = await self._occupy(room.jid, self.bot_jid, nick, history=True)
+                except Refused as e:
+                    if e.condition == "conflict":
+                        continue
+                    self._join_failed(room, e.condition)
+                    return
+                room.joined = True
+                room.join_failures = 0
+                self.log.info("Joined %s as %s (link %s)", room.jid, room.nick, room.link_id)
+                return
+            self._join_failed(room, "every nickname is taken")
+        except NotConnected:
+            return
+        finally:
+            self._joining.discard(room.jid)
+
+    def _join_failed(self, room: Room, why: str) -> None:
+        room.join_failures += 1
+        delay = min(JOIN_RETRY_MAX, MAINTENANCE_TICK * 2 ** (room.join_failures - 1))
+        room.next_join = time.monotonic() + delay
+        self.log.error("Cannot join %s: %s (retrying in %.0fs)", room.jid, why, delay)
+
+    async def _occupy(
+        self, room_jid: str, jid: str, nick: str, *, history: bool, photo_hash: str | None = None
+    ) -> str:
+        """Join (or change nickname in) a room as ``jid``; the nickname the room gave."""
+        key = (room_jid, jid)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._joins[key] = future
+        try:
+            self.component.send_element(
+                join_presence(f"{room_jid}/{nick}", jid, history=history, photo_hash=photo_hash)
+            )
+            return await asyncio.wait_for(future, JOIN_TIMEOUT)
+        except TimeoutError:
+            raise Refused("remote-server-timeout") from None
+        finally:
+            if self._joins.get(key) is future:
+                del self._joins[key]
+
+    async def _maintain(self) -> None:
+        """Rejoin rooms the bridge is not in, and self-ping (XEP-0410) the ones it is in, to
+        notice a presence the room dropped without telling (e.g. after a server-side kick)."""
+        last_ping = time.monotonic()
+        while True:
+            await asyncio.sleep(MAINTENANCE_TICK)
+            if not self.component.online:
+                continue
+            try:
+                now = time.monotonic()
+                rejoin = [r for r in self.rooms.values() if not r.joined
+                          and r.jid not in self._joining and r.next_join <= now]  # fmt: skip
+                await asyncio.gather(*(self._join(room) for room in rejoin))
+                if now - last_ping < self.network.self_ping_interval:
+                    continue
+                last_ping = now
+                for room in self.rooms.values():
+                    if room.joined and room.nick is not None:
+                        await self._self_ping(room)
+            except Exception:
+                self.log.exception("Room maintenance failed; trying again")
+
+    async def _self_ping(self, room: Room) -> None:
+        status = await self.component.self_ping(
+            f"{room.jid}/{room.nick}", self.bot_jid, PING_TIMEOUT
+        )
+        if status is PingStatus.DISCONNECTED:
+            self.log.warning("No longer in %s (self-ping); rejoining", room.jid)
+            room.left()
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    def _on_presence(self, el: ET.Element) -> None:
+        try:
+            pres = parse_presence(el)
+        except MalformedStanza as e:
+            self.log.info("Ignoring a malformed presence: %s", e)
+            return
+        room = self.rooms.get(pres.room)
+        to = split_jid(pres.to)[0]
+        if room is None:
+            self.log.debug("Ignoring presence from %s to %s", pres.sender, pres.to)
+            return
+        future = self._joins.get((room.jid, to))
+        if pres.type == "error":
+            if future is not None and not future.done():
+                future.set_exception(Refused(pres.error or "undefined-condition"))
+            else:
+                self.log.warning("%s refused %s: %s", room.jid, to, pres.error)
+            return
+        if pres.is_self:
+            self._own_presence(room, to, pres.nick, pres.type, pres.statuses)
+            if pres.type != "unavailable" and future is not None and not future.done():
+                future.set_result(pres.nick)
+        if to != self.bot_jid:
+            return
+        if pres.type == "unavailable":
+            room.occupants.pop(pres.nick, None)
+            if 303 in pres.statuses and pres.new_nick:
+                room.occupants[pres.new_nick] = pres.real_jid
+        else:
+            room.occupants[pres.nick] = pres.real_jid
+
+    def _own_presence(
+        self, room: Room, jid: str, nick: str, ptype: str, statuses: frozenset[int]
+    ) -> None:
+        """A presence about one of the bridge's own occupants (status 110)."""
+        if ptype != "unavailable" or 303 in statuses or self._stopping:
+            return
+        if jid == self.bot_jid:
+            if room.jid in self._joining:
+                return  # the leave `_join` sends first
+            self.log.warning("Removed from %s (status %s); rejoining", room.jid, sorted(statuses))
+            room.left()
+        elif room.seats.pop(jid, None) is not None:
+            self.log.info("%s left %s", describe_puppet(jid.partition("@")[0]), room.jid)
+
+    def _on_message(self, el: ET.Element) -> None:
+        try:
+            msg = parse_message(el)
+        except MalformedStanza as e:
+            self._malformed(el, e)
+            return
+        if msg.type == "error":
+            future = self._echoes.get(msg.id or "")
+            if future is not None and not future.done():
+                future.set_exception(Refused(msg.error or "undefined-condition"))
+            else:
+                self.log.info("Error from %s: %s", msg.sender, msg.error)
+            return
+        to = split_jid(msg.to)[0]
+        if msg.type != "groupchat":
+            self._direct(el, msg, to)
+            return
+        room = self.rooms.get(msg.room)
+        if room is None:
+            self.log.info("Ignoring a group message from %s, which is not linked", msg.room)
+            return
+        echo = self._echoes.get(msg.origin_id or msg.id or "")
+        if echo is not None and not echo.done() and msg.delayed_by is None:
+            echo.set_result(msg.stanza_id(room.jid) or msg.origin_id or msg.id or "")
+        if to == self.bot_jid:  # each puppet gets a copy too; only the listener's is bridged
+            room.queue.put_nowait(msg)
+
+    def _malformed(self, el: ET.Element, error: MalformedStanza) -> None:
+        sender = el.get("from", "?")
+        if el.get("type") in ("groupchat", "error"):
+            # Every puppet in the room gets a copy; the listener's is the one worth a log line.
+            listener = split_jid(el.get("to", ""))[0] == self.bot_jid
+            self.log.log(logging.INFO if listener else logging.DEBUG,
+                         "Not bridging a malformed message from %s: %s", sender, error)  # fmt: skip
+            return
+        self.log.info("Refusing a malformed message from %s: %s", sender, error)
+        self.component.send_error(el, "bad-request", str(error))
+
+    def _direct(self, el: ET.Element, msg: Message, to: str) -> None:
+        """A message to a puppet or to the bridge outside a MUC."""
+        if msg.body is None and msg.oob is None:
+            return  # chat states, receipts, invitations: nothing to answer
+        sender = split_jid(msg.sender)[0]
+        if not self._allowed(sender):
+            self.log.info("Refusing a message from %s to %s: domain not allowed", sender, to)
+            self.component.send_error(
+                el, "forbidden", f"{sender.rpartition('@')[2]} is not allowed to use this gateway"
+            )
+            return
+        if to == self.bot_jid:
+            self.component.send_error(el, "service-unavailable", "Write to a person's address.")
+            return
+        self.direct.received(el, msg)
+
+    async def _work(self, room: Room) -> None:
+        while True:
+            msg = await room.queue.get()
+            try:
+                await self._receive(room, msg)
+            except Exception:
+                self.log.exception("Could not bridge message %s in %s", msg.id, room.jid)
+
+    async def _receive(self, room: Room, msg: Message) -> None:
+        if not msg.nick or (msg.has_subject and msg.body is None):
+            return  # the room speaking for itself: subject, configuration notices
+        stanza_id = msg.stanza_id(room.jid)
+        remote_id = stanza_id or msg.id or fallback_id(msg)
+        room.remember_ids(remote_id, msg.id, msg.origin_id)
+        history = msg.delayed_by == room.jid
+        sender = self._sender(room, msg)
+        events = self._events(room, msg, remote_id, sender)
+        if self._is_own(room, msg):
+            room.replay_anchored = room.replay_anchored or history
+            return
+        if history:
+            if await self.host.store.is_known(self.name, remote_id):
+                room.replay_anchored = True
+                return
+            if not room.replay_anchored:
+                return  # said before the bridge was ever here
+        if not self._allowed(sender.user_id):
+            self.log.log(logging.DEBUG if history else logging.INFO,
+                         "Not bridging %s from %s: domain not allowed", remote_id,
+                         sender.user_id)  # fmt: skip
+            return
+        for event in events:
+            await self._ingest(event)
+
+    async def _ingest(self, event: Event) -> None:
+        """Store an event; XMPP cannot redeliver, so a failing store is retried (in order)."""
+        delay = 1.0
+        while True:
+            try:
+                await self.host.ingest(event)
+                return
+            except Exception:
+                self.log.exception("Could not store %s; retrying in %.0fs", event.remote_id,
+                                   delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, INGEST_RETRY_MAX)
+
+    def _sender(self, room: Room, msg: Message) -> Sender:
+        real = msg.real_jid or room.occupants.get(msg.nick)
+        return Sender(
+            network=self.name,
+            user_id=real or f"{room.jid}/{msg.nick}",
+            display_name=msg.nick,
+        )
+
+    def _is_own(self, room: Room, msg: Message) -> bool:
+        real = msg.real_jid or room.occupants.get(msg.nick)
+        return (
+            (real is not None and real.rpartition("@")[2] == self.bot_jid)
+            or real == self.bot_jid
+            or msg.nick == room.nick
+            or msg.nick in room.puppet_nicks()
+            or (msg.origin_id or "").startswith(ORIGIN_PREFIX)
+        )
+
+    def _allowed(self, jid: str) -> bool:
+        """Whether people of this JID's domain are bridged (an occupant JID counts as the MUC
+        service's domain: the room hides who they are)."""
+        domain = split_jid(jid)[0].rpartition("@")[2]
+        return domain in self.network.allowed_domains
+
+    def _events(self, room: Room, msg: Message, remote_id: str, sender: Sender) -> list[Event]:
+        """The events one MUC message makes, updating what the room remembers (IDs, quotes,
+        reactions) whether or not they are bridged."""
+        make = functools.partial(Event, link_id=room.link_id, network=self.name,
+                                 room_id=room.jid, sender=sender)  # fmt: skip
+        retracted = msg.retract_id or msg.retract_origin_id
+        if retracted:
+            target = room.stanza_ids.get(retracted) or retracted
+            return [make(kind=Kind.REDACTION, remote_id=remote_id, target=target)]
+        if msg.reactions is not None:
+            target = room.stanza_ids.get(msg.reactions.target) or msg.reactions.target
+            key = (sender.user_id, target)
+            before = room.reactions.get(key, {})
+            added, removed = reaction_changes(before, msg.reactions.keys, remote_id)
+            room.reactions[key] = {k: before[k] if k in before else added[k]
+                                   for k in msg.reactions.keys}  # fmt: skip
+            events = [
+                make(kind=Kind.REACTION, remote_id=rid, target=target, reaction=k)
+                for k, rid in added.items()
+            ]
+            events += [
+                make(kind=Kind.REDACTION, remote_id=f"{rid}/withdrawn/{remote_id}", target=rid)
+                for rid in removed
+            ]
+            return events
+        if msg.replace_id is not None:
+            original = room.resolve(msg.replace_id)
+            if original is None:
+                self.log.info("Correction %s of an unknown message %s in %s", remote_id,
+                              msg.replace_id, room.jid)  # fmt: skip
+                return []
+            room.originals[remote_id] = original
+            if msg.body:
+                room.quotes[original] = Quote(msg.nick, msg.body)
+            return [edit_event(msg, remote_id=remote_id, link_id=room.link_id,
+                               network=self.name, sender=sender, target=original)]  # fmt: skip
+        reply_to = None
+        if msg.reply is not None:
+            reply_to = room.stanza_ids.get(msg.reply.id) or msg.reply.id
+        event = message_event(msg, remote_id=remote_id, link_id=room.link_id, network=self.name,
+                              sender=sender, reply_to=reply_to)  # fmt: skip
+        if event is None:
+            return []
+        shown = event.text or (event.attachment.name if event.attachment else "")
+        room.quotes[remote_id] = Quote(msg.nick, shown)
+        return [event]
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    async def send(self, out: Outgoing, media: bytes | None) -> str | None:
+        room = self.rooms.get(out.room_id)
+        if room is None and split_direct_key(out.room_id) is not None:
+            return await self.direct.send(out, media)
+        if room is None:
+            raise DeliveryError(f"{out.room_id} is not a linked MUC", permanent=True)
+        if not self.component.online:
+            raise DeliveryError("not connected to the XMPP server")
+        if not room.joined:
+            raise DeliveryError(f"not in {room.jid} yet")
+        event = out.event
+        msg_id = origin_id(event.network, event.remote_id)
+        try:
+            sender_jid, relay_name = await self._poster(room, out)
+            if event.kind is Kind.REACTION:
+                return await self._react(room, out, sender_jid, msg_id)
+            earlier = room.stanza_ids.get(msg_id)
+            if earlier is not None:
+                return earlier  # an earlier attempt reached the room after all
+            if event.kind is Kind.REDACTION:
+                return await self._redact(room, out, sender_jid, msg_id)
+            if event.kind is Kind.EDIT:
+                assert event.target is not None
+                body = message_body(event, relay_name=relay_name)
+                replace = origin_id(event.network, event.target)
+                el = groupchat_stanza(room.jid, sender_jid, msg_id, body, replace_id=replace)
+                return await self._post(room, sender_jid, el, msg_id)
+            return await self._message(room, out, media, sender_jid, relay_name, msg_id)
+        except NotConnected as e:
+            raise DeliveryError(str(e)) from e
+        except Refused as e:
+            raise DeliveryError(
+                f"{room.jid} refused it: {e.condition}", permanent=e.condition in _PERMANENT_SEND
+            ) from e
+
+    async def _poster(self, room: Room, out: Outgoing) -> tuple[str, str | None]:
+        """Who posts: the sender's puppet, or the bridge itself with the sender's name in front
+        when the sender has a real account on this network (never ghosted onto it)."""
+        sender = out.event.sender
+        if out.sender_is_local:
+            return self.bot_jid, nickname(sender)
+        jid = puppet_jid(sender.network, sender.user_id, self.network.component)
+        await self._seat(room, jid, nickname(sender), out)
+        return jid, None
+
+    async def _seat(self, room: Room, jid: str, base: str, out: Outgoing) -> None:
+        """Have the puppet ``jid`` in ``room`` under (a free variant of) ``base``."""
+        seat = room.seats.get(jid)
+        if seat is not None and seat.base == base:
+            return
+        async with self._seat_locks[(room.jid, jid)]:
+            seat = room.seats.get(jid)
+            if seat is not None and seat.base == base:
+                return
+            photo_hash = await self.vcards.prepare(
+                jid, base, out.event.sender.avatar, out.fetch_source_media
+            )
+            for nick in nick_candidates(base):
+                try:
+                    got = await self._occupy(room.jid, jid, nick, history=False,
+                                             photo_hash=photo_hash)  # fmt: skip
+                except Refused as e:
+                    if e.condition == "conflict":
+                        continue
+                    raise DeliveryError(
+                        f"{base} could not join {room.jid}: {e.condition}",
+                        permanent=e.condition in _PERMANENT_JOIN,
+                    ) from e
+                room.seats[jid] = Seat(got, base)
+                return
+            raise DeliveryError(f"no free nickname for {base} in {room.jid}")
+
+    def _vcard(self, jid: str) -> VCard | None:
+        if jid == self.bot_jid:
+            return VCard(self.network.nick, None, None)
+        return self.vcards.get(jid)
+
+    async def _post(self, room: Room, sender_jid: str, el: ET.Element, msg_id: str) -> str:
+        """Send to the room and wait for its echo: the room's stanza-id (or the message's own
+        id in a room that assigns none)."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._echoes[msg_id] = future
+        try:
+            self.component.send_element(el)
+            return await asyncio.wait_for(future, ECHO_TIMEOUT)
+        except TimeoutError:
+            raise DeliveryError(f"{room.jid} did not echo the message") from None
+        except Refused as e:
+            if e.condition == "not-acceptable":  # the room no longer counts us as an occupant
+                room.seats.pop(sender_jid, None)
+                if sender_jid == self.bot_jid:
+                    room.left()
+            raise
+        finally:
+            if self._echoes.get(msg_id) is future:
+                del self._echoes[msg_id]
+
+    async def _message(
+        self,
+        room: Room,
+        out: Outgoing,
+        media: bytes | None,
+        sender_jid: str,
+        relay_name: str | None,
+        msg_id: str,
+    ) -> str:
+        event = out.event
+        reply = None
+        fallback = ""
+        if out.reply_to:
+            quote = room.quotes.get(out.reply_to)
+            reply = Reply(f"{room.jid}/{quote.nick}" if quote else room.jid, out.reply_to)
+            fallback = quote_fallback(quote.nick, quote.text) if quote else ""
+        if event.attachment is not None and media is not None:
+            url = await self.files.upload(media, event.attachment.name, event.attachment.mimetype)
+            caption = event.text or None
+            if relay_name is not None:
+                caption = f"{relay_name}: {caption}" if caption else relay_name
+            el = groupchat_stanza(room.jid, sender_jid, msg_id, url, oob=Oob(url, caption),
+                                  reply=reply)  # fmt: skip
+        else:
+            body = message_body(event, relay_name=relay_name)
+            el = groupchat_stanza(room.jid, sender_jid, msg_id, body, reply=reply,
+                                  fallback=fallback)  # fmt: skip
+        return await self._post(room, sender_jid, el, msg_id)
+
+    async def _react(self, room: Room, out: Outgoing, sender_jid: str, msg_id: str) -> str:
+        assert out.target is not None and out.event.reaction is not None
+        keys = room.sent_reactions.setdefault((sender_jid, out.target), [])
+        if out.event.reaction not in keys:
+            keys.append(out.event.reaction)
+        if room.stanza_ids.get(msg_id) is None:
+            el = reactions_stanza(room.jid, sender_jid, msg_id, out.target, keys)
+            await self._post(room, sender_jid, el, msg_id)
+        return reaction_ref(out.target, sender_jid, out.event.reaction)
+
+    async def _redact(self, room: Room, out: Outgoing, sender_jid: str, msg_id: str) -> str:
+        assert out.target is not None
+        reaction = parse_reaction_ref(out.target)
+        if reaction is not None:
+            target, puppet, key = reaction
+            keys = room.sent_reactions.setdefault((puppet, target), [])
+            if key in keys:
+                keys.remove(key)
+            el = reactions_stanza(room.jid, puppet, msg_id, target, keys)
+            return await self._post(room, puppet, el, msg_id)
+        el = retraction_stanza(room.jid, sender_jid, msg_id, out.target)
+        return await self._post(room, sender_jid, el, msg_id)
+
+    async def fetch_media(self, ref: str) -> bytes:
+        return await self.files.fetch(ref)
+
+    async def notify(self, room_id: str, text: str) -> None:
+        if split_direct_key(room_id) is not None:
+            await self.direct.notify(room_id, text)
+            return
+        room = self.rooms.get(room_id)
+        if room is None or not room.joined:
+            raise DeliveryError(f"not in {room_id}")
+        msg_id = f"{ORIGIN_PREFIX}notice-{uuid.uuid4().hex}"
+        el = groupchat_stanza(room.jid, self.bot_jid, msg_id, text)
+        await self._post(room, self.bot_jid, el, msg_id)

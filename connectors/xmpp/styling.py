@@ -1,0 +1,207 @@
+"""XEP-0393 message styling ↔ Matrix HTML, as pure functions.
+
+XMPP bodies are plain text whose ``*strong*``, ``_emphasis_``, ``~strike~``, ```pre```, fenced
+preformatted blocks and ``>`` quotes clients render (XEP-0393); the other networks carry the
+sanitized Matrix HTML subset. The grammar is small and exact, so it is implemented here from the
+XEP: the one Python library for it (slidge-style-parser) reads ``_…_`` as underline and adds
+spoilers, which XEP-0393 clients would not render that way.
+"""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+from bridge.html import escape, html_to_text, sanitize
+
+_SPAN_TAGS = {"*": "strong", "_": "em", "~": "del"}
+_DIRECTIVES = "*_~`"
+_FENCE = "```"
+
+# -- XEP-0393 → HTML ------------------------------------------------------------------------------
+
+
+def _closing(line: str, directive: str, start: int) -> int | None:
+    """Index of the directive closing a span opened at ``start - 1``: the first one not preceded
+    by whitespace, leaving at least one character inside."""
+    index = line.find(directive, start + 1)
+    while index != -1:
+        if not line[index - 1].isspace():
+            return index
+        index = line.find(directive, index + 1)
+    return None
+
+
+def _opens(line: str, index: int) -> bool:
+    """XEP-0393 §6.2: an opening directive starts the line or follows whitespace or another
+    opening directive, and is not followed by whitespace."""
+    before_ok = index == 0 or line[index - 1].isspace() or line[index - 1] in _DIRECTIVES
+    return before_ok and index + 1 < len(line) and not line[index + 1].isspace()
+
+
+def _spans(line: str) -> tuple[str, bool]:
+    """One line's spans as HTML, and whether it had any."""
+    out: list[str] = []
+    styled = False
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if char in _DIRECTIVES and _opens(line, i):
+            end = _closing(line, char, i + 1)
+            if end is not None:
+                inner = line[i + 1 : end]
+                if char == "`":
+                    out.append(f"<code>{escape(inner)}</code>")
+                else:
+                    tag = _SPAN_TAGS[char]
+                    out.append(f"<{tag}>{_spans(inner)[0]}</{tag}>")
+                styled = True
+                i = end + 1
+                continue
+        out.append(escape(char))
+        i += 1
+    return "".join(out), styled
+
+
+def _blocks(lines: list[str]) -> tuple[list[str], bool]:
+    """Block-level parse (preformatted blocks, quotes, plain lines) of a list of lines; the
+    HTML pieces (a plain line is one piece, joined with ``<br>``) and whether any styling."""
+    pieces: list[str] = []
+    styled = False
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith(_FENCE):
+            end = next((j for j in range(i + 1, len(lines)) if lines[j] == _FENCE), len(lines))
+            code = "\n".join(lines[i + 1 : end])
+            pieces.append(f"<pre><code>{escape(code)}</code></pre>")
+            styled = True
+            i = end + 1
+            continue
+        if line.startswith(">"):
+            end = i
+            quoted: list[str] = []
+            while end < len(lines) and lines[end].startswith(">"):
+                inner = lines[end][1:]
+                quoted.append(inner[1:] if inner.startswith(" ") else inner)
+                end += 1
+            inner_pieces, _ = _blocks(quoted)
+            pieces.append(f"<blockquote>{_join(inner_pieces)}</blockquote>")
+            styled = True
+            i = end
+            continue
+        html, line_styled = _spans(line)
+        pieces.append(html)
+        styled = styled or line_styled
+        i += 1
+    return pieces, styled
+
+
+def _join(pieces: list[str]) -> str:
+    """Join block pieces: plain lines get a ``<br>`` between them, block elements do not."""
+    out: list[str] = []
+    for index, piece in enumerate(pieces):
+        if index:
+            block_edge = piece.startswith(("<pre>", "<blockquote>")) or pieces[index - 1].endswith(
+                ("</pre>", "</blockquote>")
+            )
+            if not block_edge:
+                out.append("<br>")
+        out.append(piece)
+    return "".join(out)
+
+
+def styled_to_html(body: str) -> str | None:
+    """Matrix HTML for an XMPP body, or None when it has no XEP-0393 styling (plain text is
+    then all the other networks need)."""
+    pieces, styled = _blocks(body.replace("\r\n", "\n").split("\n"))
+    return sanitize(_join(pieces)) if styled else None
+
+
+# -- HTML → XEP-0393 ------------------------------------------------------------------------------
+
+_MARKERS = {"b": "*", "strong": "*", "i": "_", "em": "_", "s": "~", "del": "~", "strike": "~"}
+_VOID = frozenset({"br", "hr", "img", "wbr"})
+
+
+class _Node:
+    __slots__ = ("tag", "attrs", "children")
+
+    def __init__(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tag = tag
+        self.attrs = attrs
+        self.children: list[_Node | str] = []
+
+
+class _Tree(HTMLParser):
+    """A minimal element tree, tolerant of unclosed and stray end tags."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = _Node("", [])
+        self._stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = _Node(tag, attrs)
+        self._stack[-1].children.append(node)
+        if tag not in _VOID:
+            self._stack.append(node)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._stack[-1].children.append(_Node(tag, attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        for depth in range(len(self._stack) - 1, 0, -1):
+            if self._stack[depth].tag == tag:
+                del self._stack[depth:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        self._stack[-1].children.append(data)
+
+
+def _text(node: _Node | str) -> str:
+    if isinstance(node, str):
+        return node
+    return "".join(_text(c) for c in node.children)
+
+
+def _wrap(marker: str, inner: str) -> str:
+    """``inner`` between two directives, with its outer whitespace moved outside them (a span
+    may neither start nor end with whitespace)."""
+    stripped = inner.strip()
+    if not stripped:
+        return inner
+    lead = inner[: len(inner) - len(inner.lstrip())]
+    trail = inner[len(inner.rstrip()) :]
+    return f"{lead}{marker}{stripped}{marker}{trail}"
+
+
+def _render(node: _Node | str) -> str:
+    """HTML again, with the formatting XEP-0393 knows turned into its directives (as text)."""
+    if isinstance(node, str):
+        return escape(node)
+    tag = node.tag
+    if tag == "pre":
+        block = "\n".join((_FENCE, _text(node).removesuffix("\n"), _FENCE))
+        return f"<pre>{escape(block)}</pre>"
+    inner = "".join(_render(c) for c in node.children)
+    if tag in _MARKERS:
+        return _wrap(escape(_MARKERS[tag]), inner)
+    if tag == "code":
+        return _wrap("`", escape(_text(node)))
+    if not tag:
+        return inner
+    attrs = "".join(f' {k}="{escape(v or "")}"' for k, v in node.attrs)
+    if tag in _VOID:
+        return f"<{tag}{attrs}>"
+    return f"<{tag}{attrs}>{inner}</{tag}>"
+
+
+def html_to_styled(html: str) -> str:
+    """The XMPP body for (sanitized) Matrix HTML: bold, italic, strike, code, preformatted
+    blocks and quotes as XEP-0393 directives; everything else as `bridge.html.html_to_text`
+    renders it (lists, links with their URL, line breaks)."""
+    tree = _Tree()
+    tree.feed(html)
+    tree.close()
+    return html_to_text(_render(tree.root))

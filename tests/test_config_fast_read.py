@@ -1,0 +1,69 @@
+"""The config loader's two readers agree: a valid config read by the fast parser gives the same
+`Config` as ruamel's round-trip loader, and whatever the fast parser could read differently is
+left to the round-trip loader, whose judgement (and located errors) stands."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bridge.config import ConfigError, load_config
+from bridge.config.fastread import fast_document
+from bridge.config.load import read_document, validate
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
+
+
+def test_example_config_reads_the_same_both_ways() -> None:
+    plain = fast_document(EXAMPLE.read_text(encoding="utf-8"))
+    assert plain is not None
+    fast, fast_problems = validate(plain, EXAMPLE, {})
+    doc, _, _ = read_document(EXAMPLE)
+    slow, slow_problems = validate(doc, EXAMPLE, {})
+    assert fast_problems == slow_problems == []
+    assert fast is not None and fast == slow
+    assert fast.person("max") == slow.person("max")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: !!str 1\n",
+        "a: !env HOME\n",
+        "x: &anchor 1\ny: *anchor\n",
+        "a:\n  <<: {b: 1}\n",
+        "%YAML 1.1\n---\na: yes\n",
+        "a: 1\n---\nb: 2\n",
+        "a: =\n",
+        "\ufeffa: 1\n",
+        "a: [1,\n",
+    ],
+)
+def test_what_the_readers_could_disagree_on_is_left_to_round_trip(text: str) -> None:
+    assert fast_document(text) is None
+
+
+def test_a_tagged_value_is_judged_by_the_round_trip_loader(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            networks:
+              bund:
+                homeserver: http://127.0.0.1:8008
+                server_name: bund.test
+                appservice: {as_token: a, hs_token: b}
+            people:
+              - id: max
+                name: !!str 123
+                accounts: {bund: "@max:bund.test"}
+            """
+        )
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert info.value.errors == [
+        f"{path}:8:11: people[0].name: expected a string, got TaggedScalar"
+    ]

@@ -1,0 +1,332 @@
+"""End to end through real SMTP: people send mail to the bridge's own SMTP server, the bridge
+mails through a real relay, and real Matrix users on two Synapse homeservers see the result.
+The world is described in ``tests/email_world.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiosmtplib
+import dkim
+import pytest
+from mautrix.types import ContentURI, EventType, RoomID
+
+from tests.email_world import (
+    CLAIRE,
+    MAX,
+    MAX_MESSAGE_BYTES,
+    EmailWorld,
+    compose,
+    send_mail,
+    sign,
+    start_email_world,
+    wire,
+)
+from tests.harness import BridgeError, HomeserverError, User, require_server, synapse_available
+from tests.harness.bridge import REPO_ROOT
+from tests.harness.dns import dkim_keypair
+from tests.harness.smtp import RelayedMail
+
+pytestmark = pytest.mark.e2e
+
+Event = dict[str, Any]
+PDF = (
+    b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<</Type/Catalog>>endobj\n\x00\xff binary\r\n.\r\n%%EOF\n"
+)
+
+
+@pytest.fixture(scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmailWorld]:
+    reason = synapse_available()
+    if reason:
+        require_server("synapse", reason)
+    try:
+        started = await start_email_world(tmp_path_factory.mktemp("email-world"))
+    except (HomeserverError, BridgeError) as e:
+        require_server("synapse and the bridge", str(e))
+    yield started
+    await started.stop()
+
+
+def unique(text: str) -> str:
+    return f"{text} {uuid.uuid4().hex[:6]}"
+
+
+def body_is(text: str) -> Any:
+    return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == text
+
+
+def body_has(text: str) -> Any:
+    return lambda e: e.get("type") == "m.room.message" and text in e["content"].get("body", "")
+
+
+async def name_of(user: User, room_id: str, user_id: str) -> str:
+    member = await user.client.get_state_event(RoomID(room_id), EventType.ROOM_MEMBER, user_id)
+    return str(member.displayname)
+
+
+def mentions(text: str) -> Any:
+    return lambda mail: text.encode() in mail.raw
+
+
+async def claire_writes(world: EmailWorld, subject: str, text: str, **kw: Any) -> str:
+    """Claire mails the wg link from her signing mail server; returns her Message-ID."""
+    msg = compose(CLAIRE, world.address("mail"), subject, text, name="Claire Martin", **kw)
+    await send_mail(world, "mail", sign(msg, world.claire_key.private_pem), CLAIRE)
+    return str(msg["Message-ID"])
+
+
+async def test_mail_arrives_in_both_rooms_with_name_and_attachment(world: EmailWorld) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    subject, text = unique("Lagebericht"), "Anbei der Bericht für März."
+    await claire_writes(
+        world, subject, text, attachment=("Bericht März.pdf", "application/pdf", PDF)
+    )
+    expected = f"{subject}\n\n{text}"
+    for user, room, name in (
+        (max_, world.rooms["bund:wg"], "Claire Martin (Mail)"),
+        (jean, world.rooms["tchap:wg"], "Claire Martin [ANSSI]"),
+    ):
+        seen = await user.wait_for(room, body_is(expected))
+        assert await name_of(user, room, seen["sender"]) == name
+        assert seen["content"]["formatted_body"].startswith(f"<p><strong>{subject}</strong></p>")
+        file = await user.wait_for(
+            room,
+            lambda e: e["content"].get("filename") == "Bericht März.pdf",
+            after=seen["event_id"],
+        )
+        assert file["sender"] == seen["sender"]
+        assert file["content"]["msgtype"] == "m.file"
+        assert file["content"]["info"] == {"mimetype": "application/pdf", "size": len(PDF)}
+        assert await user.client.download_media(ContentURI(file["content"]["url"])) == PDF
+
+
+async def test_matrix_message_is_mailed_signed_and_threaded(world: EmailWorld) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    text = unique("Treffen am Donnerstag um 14 Uhr?")
+    original = await max_.send_text(world.rooms["bund:wg"], text)
+    mail = await world.relay.wait_for(mentions(text))
+    msg = mail.message
+    assert dkim.verify(mail.raw, dnsfunc=world.dns.txt)
+    assert b"d=lists.passerelle.test" in mail.raw.split(b"\r\n\r\n", 1)[0]
+    assert str(msg["From"]) == '"Max Mustermann [BMI] via Passerelle" <wg@lists.passerelle.test>'
+    assert str(msg["Reply-To"]) == "wg <wg@lists.passerelle.test>"
+    assert str(msg["Message-ID"]).endswith("@lists.passerelle.test>")
+    assert msg["In-Reply-To"] is None
+    assert mail.recipients == [CLAIRE], "Max has the message already; Claire gets it by mail"
+    assert mail.mail_from == "wg@lists.passerelle.test"
+
+    # Jean answers on Tchap: the mail names Max's mail as its parent.
+    mirrored = (await jean.wait_for(world.rooms["tchap:wg"], body_is(text)))["event_id"]
+    answer = unique("Jeudi 14h me convient")
+    await jean.send_event(
+        world.rooms["tchap:wg"],
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": answer,
+            "m.relates_to": {"m.in_reply_to": {"event_id": mirrored}},
+        },
+    )
+    answer_relayed = await world.relay.wait_for(mentions(answer))
+    answer_mail = answer_relayed.message
+    assert answer_mail["In-Reply-To"] == msg["Message-ID"]
+    assert answer_mail["References"] == msg["Message-ID"]
+    assert str(answer_mail["From"]).startswith('"Jean Dupont [Intérieur] (Tchap) via Passerelle"')
+    assert answer_relayed.recipients == [CLAIRE, MAX]
+
+    # Claire answers Max's mail from her mail client: a Matrix reply to Max's message.
+    reply = unique("Passt mir")
+    reply_id = await claire_writes(
+        world, f"Re: {msg['Subject']}", reply, in_reply_to=str(msg["Message-ID"])
+    )
+    seen = await max_.wait_for(world.rooms["bund:wg"], body_is(reply))
+    assert seen["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == original
+    seen = await jean.wait_for(world.rooms["tchap:wg"], body_is(reply))
+    assert seen["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == mirrored
+
+    # And a Matrix reply to Claire's mail threads under her Message-ID.
+    claire_event = (await max_.wait_for(world.rooms["bund:wg"], body_is(reply)))["event_id"]
+    back = unique("Prima")
+    await max_.send_event(
+        world.rooms["bund:wg"],
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": back,
+            "m.relates_to": {"m.in_reply_to": {"event_id": claire_event}},
+        },
+    )
+    back_mail = (await world.relay.wait_for(mentions(back))).message
+    assert back_mail["In-Reply-To"] == reply_id
+
+
+async def test_mail_from_a_person_with_spf_lands_under_their_mapped_name(world: EmailWorld) -> None:
+    jean = world.users["jean"]
+    text = unique("Kurz von unterwegs")
+    msg = compose(MAX, world.address("mail"), "", text, name="max")
+    await send_mail(world, "mail", wire(msg), MAX)
+    seen = await jean.wait_for(world.rooms["tchap:wg"], body_is(text))
+    assert await name_of(jean, world.rooms["tchap:wg"], seen["sender"]) == "Max Mustermann [BMI]"
+
+
+async def test_forged_sender_is_rejected_marked_or_quarantined(world: EmailWorld) -> None:
+    max_ = world.users["max"]
+    forger = dkim_keypair(1024)
+
+    def forged(network: str, text: str) -> bytes:
+        msg = compose(CLAIRE, world.address(network), "Dringend", text, name="Claire Martin")
+        return sign(msg, forger.private_pem)
+
+    rejected = unique("Bitte sofort überweisen")
+    with pytest.raises(aiosmtplib.SMTPDataError) as refusal:
+        await send_mail(world, "mail", forged("mail", rejected), CLAIRE)
+    assert refusal.value.code == 550
+    assert "not verified" in refusal.value.message
+
+    marked = unique("Bitte sofort überweisen")
+    await send_mail(world, "mail-lax", forged("mail-lax", marked), CLAIRE)
+    seen = await max_.wait_for(world.rooms["bund:lax"], body_has(marked))
+    assert seen["content"]["body"].startswith("⚠️ unverified sender: <claire.martin@anssi.test>")
+    assert await name_of(max_, world.rooms["bund:lax"], seen["sender"]) == (
+        "Claire Martin (unverified sender) (Mail)"
+    )
+
+    held = unique("Bitte sofort überweisen")
+    await send_mail(world, "mail-held", forged("mail-held", held), CLAIRE)
+    genuine = unique("Echte Nachricht")
+    msg = compose(CLAIRE, world.address("mail-held"), "", genuine, name="Claire Martin")
+    await send_mail(world, "mail-held", sign(msg, world.claire_key.private_pem), CLAIRE)
+    await max_.wait_for(world.rooms["bund:held"], body_is(genuine))
+    assert not [e for e in await max_.messages(world.rooms["bund:held"]) if body_has(held)(e)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "connectors.email", "quarantine", "-c", str(world.config_path),
+        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, _ = await process.communicate()
+    assert process.returncode == 0
+    listing = stdout.decode()
+    assert "mail-held: 1 quarantined mail(s)" in listing
+    assert f"from {CLAIRE} to held@held.passerelle.test" in listing
+    assert "dkim=fail (d=anssi.test" in listing
+
+    await asyncio.sleep(0.5)
+    bund_bodies = [
+        e["content"].get("body", "") for e in await max_.messages(world.rooms["bund:wg"])
+    ]
+    assert not [b for b in bund_bodies if rejected in b]
+
+
+async def test_relay_down_delays_mail_in_order(world: EmailWorld) -> None:
+    max_ = world.users["max"]
+    texts = [unique(f"Relay ist weg {i}") for i in range(3)]
+    world.relay.stop()
+    try:
+        for text in texts:
+            await max_.send_text(world.rooms["bund:wg"], text)
+        await asyncio.sleep(2)
+        assert not [m for m in world.relay.mails if mentions(texts[0])(m)]
+    finally:
+        world.relay.start()
+    await world.relay.wait_for(mentions(texts[-1]), timeout=60)
+    arrived: list[RelayedMail] = [
+        m for m in world.relay.mails if any(t.encode() in m.raw for t in texts)
+    ]
+    assert [next(t for t in texts if t.encode() in m.raw) for m in arrived] == texts
+
+
+async def test_bad_mail_is_refused_at_smtp_time_and_nothing_else_harmed(world: EmailWorld) -> None:
+    port = world.inbound["mail"]
+    malformed = (
+        b"From: Claire Martin <claire.martin@anssi.test>\r\nTo: wg@lists.passerelle.test\r\n"
+        b"Subject: kaputt\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed\r\n\r\n"
+        b"--x\r\nContent-Type: text/plain\r\n\r\nwhere is my boundary\r\n--x--\r\n"
+    )
+    with pytest.raises(aiosmtplib.SMTPDataError) as refusal:
+        await send_mail(world, "mail", sign(malformed, world.claire_key.private_pem), CLAIRE)
+    assert (refusal.value.code, refusal.value.message.split(":")[0]) == (
+        550,
+        "5.6.0 Malformed message",
+    )
+
+    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+    await smtp.connect()
+    try:
+        await smtp.ehlo()
+        await smtp.mail(CLAIRE)
+        unknown = await smtp.rcpt("nobody@lists.passerelle.test")
+    except aiosmtplib.SMTPRecipientRefused as e:
+        unknown = e  # type: ignore[assignment]
+    assert unknown.code == 550 and "no such link address" in unknown.message
+    await smtp.rset()
+    with pytest.raises(aiosmtplib.SMTPRecipientRefused) as stranger:
+        await smtp.mail("mallory@evil.test")
+        await smtp.rcpt("wg@lists.passerelle.test")
+    assert stranger.value.code == 550 and "may not post" in stranger.value.message
+    await smtp.rset()
+    with pytest.raises(aiosmtplib.SMTPSenderRefused) as loop:
+        await smtp.mail("wg@lists.passerelle.test")
+    assert loop.value.code == 550 and "mail loop" in loop.value.message
+    await smtp.quit()
+
+    too_big = compose(
+        CLAIRE,
+        world.address("mail"),
+        "Groß",
+        "x",
+        attachment=("big.bin", "application/octet-stream", b"\0" * MAX_MESSAGE_BYTES),
+    )
+    # The sending server announces the size (ESMTP SIZE): refused before any data is sent.
+    with pytest.raises(aiosmtplib.SMTPSenderRefused) as size:
+        await send_mail(world, "mail", wire(too_big), CLAIRE)
+    assert size.value.code == 552
+
+    still = unique("Server läuft noch")
+    await claire_writes(world, "", still)
+    await world.users["max"].wait_for(world.rooms["bund:wg"], body_is(still))
+    log = world.bridge.log_text()
+    assert "Refused a malformed mail from claire.martin@anssi.test: broken MIME structure" in log
+    assert "Refused mail from wg@lists.passerelle.test: the bridge's own domain" in log
+
+
+async def test_attachment_survives_a_bridge_restart_before_delivery(world: EmailWorld) -> None:
+    jean = world.users["jean"]
+    data = PDF + uuid.uuid4().bytes
+    subject = unique("Nach dem Neustart")
+    await world.tchap.astop()
+    try:
+        await claire_writes(
+            world, subject, "Anhang folgt.", attachment=("neu.pdf", "application/pdf", data)
+        )
+        world.bridge.kill()
+    finally:
+        await world.tchap.start()
+    await world.bridge.start()
+    seen = await jean.wait_for(
+        world.rooms["tchap:wg"], body_is(f"{subject}\n\nAnhang folgt."), timeout=60
+    )
+    file = await jean.wait_for(
+        world.rooms["tchap:wg"],
+        lambda e: (
+            e["content"].get("filename") == "neu.pdf"
+            and e["content"].get("info", {}).get("size") == len(data)
+        ),
+        after=seen["event_id"],
+        timeout=60,
+    )
+    assert await jean.client.download_media(ContentURI(file["content"]["url"])) == data
+
+
+async def test_starttls_is_offered_where_a_certificate_is_configured(world: EmailWorld) -> None:
+    offered = {}
+    for network in ("mail", "mail-lax"):
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=world.inbound[network], start_tls=False)
+        await smtp.connect()
+        await smtp.ehlo()
+        offered[network] = smtp.supports_extension("starttls")
+        await smtp.quit()
+    assert offered == {"mail": False, "mail-lax": True}

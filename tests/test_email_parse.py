@@ -1,0 +1,324 @@
+"""Tests of connectors.email.parse and .quotes: received mail → bridge events.
+
+The samples in ``tests/email_samples/`` are written the way the clients produce them:
+Thunderbird (format=flowed plain text plus HTML with ``moz-cite-prefix``), Outlook (Latin-1
+quoted-printable, ``divRplyFwdMsg`` and the "De :/Envoyé :" header block), Gmail (attribution
+wrapped at 76 columns, ``gmail_quote``) and a mail mixing Latin-1 quoted-printable text,
+Windows-1252 base64 HTML, RFC 2047 and RFC 2231 encoded names and two base64 attachments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.events import AttachmentKind, Kind
+from connectors.email.parse import (
+    MAX_TEXT_BYTES,
+    MalformedMail,
+    header_message_id,
+    mail_events,
+    message_remote_id,
+    parse_mail,
+)
+from connectors.email.quotes import split_plain
+
+SAMPLES = Path(__file__).parent / "email_samples"
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8cfc0f01f0005000201a2dd0b4a0000000049454e44ae426082"
+)
+
+
+def sample(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+def mail(headers: str, body: str = "Hallo\n") -> bytes:
+    return (headers.strip() + "\n\n" + body).replace("\n", "\r\n").encode()
+
+
+def test_thunderbird_reply_is_trimmed_and_threaded() -> None:
+    parsed = parse_mail(sample("thunderbird-reply.eml"))
+    assert parsed.from_address == "claire.martin@anssi.test"
+    assert parsed.from_name == "Claire Martin"
+    assert parsed.subject == "Re: [cyber-wg] Entwurf der Gemeinsamen Erklärung"
+    assert parsed.is_reply_subject
+    assert parsed.message_id == "<3f1c2b7e-8a45-4d7e-9c11-5b0e6f2a9d41@anssi.test>"
+    assert parsed.thread == (
+        "<171023555.def@lists.passerelle.test>",
+        "<171023001.abc@lists.passerelle.test>",
+    )
+    # format=flowed: the soft line break after "würde ich" is undone.
+    assert parsed.text == (
+        "Hallo Max,\n\ndanke für den Entwurf. Für mich passt Absatz 2 so, Absatz 3 würde ich "
+        "noch kürzen.\n\nGrüße\nClaire"
+    )
+    assert parsed.html is not None
+    new, _, quote = parsed.html.partition("<details>")
+    assert "<b>Absatz 2</b>" in new and "Hier der Entwurf" not in new
+    assert quote.startswith("<summary>Quoted text</summary>")
+    assert "Hier der Entwurf der gemeinsamen Erklärung." in quote
+    assert "moz-cite-prefix" not in parsed.html and "cite=" not in parsed.html
+    assert parsed.attachments == ()
+
+
+def test_outlook_reply_in_latin1_quoted_printable() -> None:
+    parsed = parse_mail(sample("outlook-reply.eml"))
+    assert parsed.from_name == "Dupont, Jean"
+    assert parsed.subject == "RE: [cyber-wg] Réunion de jeudi"
+    assert parsed.text == (
+        "Bonjour,\n\nJeudi 14h me convient très bien.\n\nCordialement,\nJean Dupont\n"
+        "Ministère de l'Intérieur"
+    )
+    assert parsed.html is not None
+    new, _, quote = parsed.html.partition("<details>")
+    assert "<b>très bien</b>" in new
+    assert "Treffen wir uns" not in new and "Treffen wir uns am Donnerstag" in quote
+    assert "<style" not in parsed.html and "P {margin-top" not in parsed.html
+    assert parsed.thread == ("<171030000.ghi@lists.passerelle.test>",)
+
+
+def test_gmail_reply_with_wrapped_attribution_and_hostile_html() -> None:
+    parsed = parse_mail(sample("gmail-reply-fr.eml"))
+    assert parsed.text == "J'ajouterais un point sur l'exercice commun."
+    assert parsed.html is not None
+    new = parsed.html.partition("<details>")[0]
+    assert "exercice commun" in new
+    assert "<script" not in parsed.html and "alert" not in parsed.html
+    assert "tracker.example" not in parsed.html and "<img" not in parsed.html
+    assert "Vorschlag für die Tagesordnung" in parsed.html.partition("<details>")[2]
+
+
+def test_charset_mix_and_attachments() -> None:
+    parsed = parse_mail(sample("latin1-attachments.eml"))
+    assert parsed.from_name == "Jürgen Müller"
+    assert parsed.subject == "Lagebericht März – Grüße"
+    # Declared ISO-8859-1, written by a Windows client: 0x96 is an en dash.
+    assert (
+        parsed.text
+        == "Guten Tag,\n\nanbei der Lagebericht für März – mit Skizze.\n\nJürgen Müller\nBSI"
+    )
+    assert parsed.html == (
+        "<p>Guten Tag,</p><p>anbei der <i>Lagebericht</i> für März – mit Skizze.</p>"
+        "<p>Jürgen Müller<br>BSI</p>"
+    )
+    pdf, png = parsed.attachments
+    assert (pdf.index, pdf.name, pdf.mimetype, pdf.kind) == (
+        1,
+        "Lagebericht März.pdf",
+        "application/pdf",
+        AttachmentKind.FILE,
+    )
+    assert pdf.data.startswith(b"%PDF-1.4") and pdf.data.endswith(b"%%EOF\n")
+    assert (png.index, png.name, png.mimetype, png.kind) == (
+        2,
+        "Skizze übersicht.png",
+        "image/png",
+        AttachmentKind.IMAGE,
+    )
+    assert png.data == PNG
+
+
+def test_events_of_a_mail_with_attachments() -> None:
+    parsed = parse_mail(sample("latin1-attachments.eml"))
+    events = mail_events(
+        parsed,
+        link_id="wg",
+        network="mail",
+        address="wg@lists.test",
+        spool_key="k" * 32,
+        reply_to=None,
+        verified=True,
+    )
+    text, pdf, png = events
+    msgid = "<20240314080000.12345@mail.bsi.test>"
+    assert [e.remote_id for e in events] == [f"wg/{msgid}", f"wg/{msgid}#1", f"wg/{msgid}#2"]
+    assert all(e.kind is Kind.MESSAGE and e.room_id == "wg@lists.test" for e in events)
+    assert text.sender.user_id == "juergen.mueller@bsi.test"
+    assert text.sender.display_name == "Jürgen Müller"
+    assert text.text.startswith("Lagebericht März – Grüße\n\nGuten Tag,")
+    assert text.html is not None and text.html.startswith(
+        "<p><strong>Lagebericht März – Grüße</strong></p><p>Guten Tag,</p>"
+    )
+    assert pdf.attachment is not None and pdf.attachment.ref == "k" * 32 + "/1"
+    assert pdf.attachment.name == "Lagebericht März.pdf" and pdf.attachment.size == 125
+    assert png.attachment is not None and png.attachment.kind is AttachmentKind.IMAGE
+    assert png.text == "" and png.reply_to is None
+
+
+def test_reply_leaves_the_subject_out_and_points_at_its_parent() -> None:
+    parsed = parse_mail(sample("thunderbird-reply.eml"))
+    parent = message_remote_id("wg", "<171023555.def@lists.passerelle.test>")
+    (event,) = mail_events(
+        parsed,
+        link_id="wg",
+        network="mail",
+        address="wg@l.test",
+        spool_key="k" * 32,
+        reply_to=parent,
+        verified=True,
+    )
+    assert event.reply_to == "wg/<171023555.def@lists.passerelle.test>"
+    assert event.text.startswith("Hallo Max,")
+    assert header_message_id(parent) == "<171023555.def@lists.passerelle.test>"
+    assert header_message_id(parent + "#2") == "<171023555.def@lists.passerelle.test>"
+
+
+def test_unverified_sender_is_marked_and_matches_no_person() -> None:
+    parsed = parse_mail(sample("thunderbird-reply.eml"))
+    (event,) = mail_events(
+        parsed,
+        link_id="wg",
+        network="mail",
+        address="wg@l.test",
+        spool_key="k" * 32,
+        reply_to=None,
+        verified=False,
+    )
+    assert event.sender.user_id == "unverified:claire.martin@anssi.test"
+    assert event.sender.display_name == "Claire Martin (unverified sender)"
+    assert event.text.startswith(
+        "⚠️ unverified sender: <claire.martin@anssi.test> is not confirmed by DKIM or SPF\n\n"
+    )
+    assert event.html is not None and event.html.startswith("<p><em>⚠️ unverified sender")
+
+
+def test_attachment_only_mail_starts_with_the_attachment() -> None:
+    raw = mail(
+        """
+From: a@b.test
+Message-ID: <only@b.test>
+Content-Type: image/png; name=plan.png
+Content-Disposition: attachment; filename="../../etc/plan.png"
+Content-Transfer-Encoding: base64
+""",
+        "iVBORw0KGgo=\n",
+    )
+    parsed = parse_mail(raw)
+    (event,) = mail_events(
+        parsed,
+        link_id="wg",
+        network="mail",
+        address="wg@l.test",
+        spool_key="k" * 32,
+        reply_to=None,
+        verified=True,
+    )
+    assert event.remote_id == "wg/<only@b.test>"
+    assert event.attachment is not None and event.attachment.name == "plan.png"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (
+            mail("From: a@b.test\nContent-Type: multipart/mixed", "--x\n\nhi\n--x--\n"),
+            "NoBoundaryInMultipartDefect",
+        ),
+        (
+            mail('From: a@b.test\nContent-Type: multipart/mixed; boundary="zz"', "no parts here\n"),
+            "StartBoundaryNotFoundDefect",
+        ),
+        (mail("To: wg@l.test\nSubject: who?"), "exactly one address"),
+        (mail("From: a@b.test, c@d.test"), "exactly one address"),
+        (mail("From: not an address"), "exactly one address"),
+        (
+            mail(
+                'From: a@b.test\nContent-Type: multipart/mixed; boundary="b"',
+                "--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: application/pdf\n"
+                'Content-Disposition: attachment; filename="x.pdf"\n'
+                "Content-Transfer-Encoding: base64\n\n%%%notbase64!!!\n--b--\n",
+            ),
+            "not valid base64",
+        ),
+    ],
+)
+def test_malformed_mail_is_refused_with_the_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(MalformedMail, match=reason):
+        parse_mail(raw)
+
+
+def test_too_many_parts_is_malformed() -> None:
+    parts = "".join(f"--b\nContent-Type: text/plain\n\npart {i}\n" for i in range(120))
+    raw = mail('From: a@b.test\nContent-Type: multipart/mixed; boundary="b"', parts + "--b--\n")
+    with pytest.raises(MalformedMail, match="more than 100 MIME parts"):
+        parse_mail(raw)
+
+
+def test_missing_message_id_is_derived_from_the_content() -> None:
+    first = mail("Received: from a by b\nFrom: a@b.test\nSubject: Hi\nDate: Mon, 1 Jan 2024")
+    again = mail("Received: from c by d\nFrom: a@b.test\nSubject: Hi\nDate: Mon, 1 Jan 2024")
+    other = mail("From: a@b.test\nSubject: Hi\nDate: Mon, 1 Jan 2024", "Something else\n")
+    ids = [parse_mail(raw).message_id for raw in (first, again, other)]
+    assert ids[0] == ids[1] != ids[2]
+    assert ids[0].endswith("@no-message-id.invalid>")
+
+
+def test_charsets_that_lie_or_are_unknown() -> None:
+    undeclared = mail("From: a@b.test\nContent-Type: text/plain", "Grüße aus Köln\n")
+    assert parse_mail(undeclared).text == "Grüße aus Köln"
+    unknown = mail("From: a@b.test\nContent-Type: text/plain; charset=x-no-such-charset", "Grüße\n")
+    assert parse_mail(unknown).text == "Grüße"
+    latin1_as_utf8 = mail("From: a@b.test\nContent-Type: text/plain; charset=utf-8").replace(
+        b"Hallo", "Grüße".encode("latin-1")
+    )
+    assert parse_mail(latin1_as_utf8).text == "Grüße"
+
+
+def test_automatic_replies_are_recognised() -> None:
+    raw = mail("From: a@b.test\nAuto-Submitted: auto-replied\nSubject: Abwesenheitsnotiz")
+    assert parse_mail(raw).auto_submitted
+    assert not parse_mail(mail("From: a@b.test\nAuto-Submitted: no")).auto_submitted
+
+
+@pytest.mark.parametrize(
+    ("text", "reply", "quote_start"),
+    [
+        ("Ok.\n\nAm 12.03.24 um 10:15 schrieb Max:\n> Entwurf\n", "Ok.", "Am 12.03.24"),
+        (
+            "Merci !\n\nLe mar. 12 mars 2024 à 10:15, Jean <j@x.fr> a écrit :\n> Projet\n",
+            "Merci !",
+            "Le mar.",
+        ),
+        (
+            "Thanks.\n\n-----Original Message-----\nFrom: Max\nSent: Tuesday\n\nDraft\n",
+            "Thanks.",
+            "-----Original Message-----",
+        ),
+        ("Passt.\n\n> zitiert ohne Kopfzeile\n> zweite Zeile\n", "Passt.", "> zitiert"),
+        ("Nur Text,\nkein Zitat.\n", "Nur Text,\nkein Zitat.", ""),
+        ("> erst das Zitat\nDann die Antwort\n", "> erst das Zitat\nDann die Antwort", ""),
+    ],
+)
+def test_split_plain(text: str, reply: str, quote_start: str) -> None:
+    new, quote = split_plain(text)
+    assert new == reply
+    assert quote.startswith(quote_start)
+
+
+def test_overlong_text_is_cut_and_overlong_html_left_out() -> None:
+    long_text = "Grüße " * 10000
+    raw = mail("From: a@b.test\nContent-Type: text/plain; charset=utf-8", long_text)
+    parsed = parse_mail(raw)
+    assert parsed.text.endswith("\n[…truncated]")
+    assert len(parsed.text.encode()) <= MAX_TEXT_BYTES
+    html = mail("From: a@b.test\nContent-Type: text/html; charset=utf-8", f"<p>{long_text}</p>")
+    parsed = parse_mail(html)
+    assert parsed.html is None and parsed.text.startswith("Grüße Grüße")
+
+
+def test_a_forwarded_mail_travels_whole_as_an_eml_attachment() -> None:
+    raw = mail(
+        'From: a@b.test\nMessage-ID: <fwd@b.test>\nContent-Type: multipart/mixed; boundary="b"',
+        "--b\nContent-Type: text/plain; charset=utf-8\n\nSiehe unten.\n"
+        "--b\nContent-Type: message/rfc822\nContent-Disposition: attachment\n\n"
+        "From: c@d.test\nSubject: Original\nContent-Type: text/plain\n\nDer Originaltext.\n"
+        "--b--\n",
+    )
+    parsed = parse_mail(raw)
+    assert parsed.text == "Siehe unten."
+    (forwarded,) = parsed.attachments
+    assert (forwarded.name, forwarded.mimetype) == ("attachment-1.eml", "message/rfc822")
+    assert b"Subject: Original" in forwarded.data and b"Der Originaltext." in forwarded.data

@@ -1,0 +1,205 @@
+"""Tests of connectors.email.render and .outbound: bridge events → the mail members get, and its
+DKIM signature as a receiving server checks it (dkimpy, asking a real DNS server on loopback)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import dkim
+import pytest
+
+from bridge.config.kinds.email import DkimKey
+from bridge.connector import Outgoing
+from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
+from connectors.email.outbound import wire_bytes
+from connectors.email.parse import parse_mail
+from connectors.email.render import mailed, render_mail, render_notice, sender_label
+from tests.harness.dns import DnsServer, dkim_keypair
+
+ADDRESS = "cyber-wg@lists.passerelle.test"
+MAX = Sender(
+    network="bund",
+    user_id="@max:bund.test",
+    display_name="Max Mustermann",
+    person_id="max",
+    org="BMI",
+    suffix="",
+)
+DATE = datetime(2024, 3, 12, 9, 15, tzinfo=UTC)
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\nbinary\x00bytes\r\n.\r\nstill binary\n%%EOF\n"
+
+
+async def _no_media(ref: str) -> bytes:
+    raise AssertionError("no media expected")
+
+
+def outgoing(event: Event, reply_to: str | None = None, target: str | None = None) -> Outgoing:
+    return Outgoing(
+        event=event,
+        room_id=ADDRESS,
+        reply_to=reply_to,
+        target=target,
+        sender_is_local=False,
+        fetch_source_media=_no_media,
+    )
+
+
+def message(**fields: object) -> Event:
+    base: dict[str, object] = dict(
+        kind=Kind.MESSAGE,
+        link_id="cyber-wg",
+        network="bund",
+        room_id="!r:bund.test",
+        remote_id="$e1",
+        sender=MAX,
+        text="Guten Tag aus Berlin",
+    )
+    base.update(fields)
+    return Event(**base)  # type: ignore[arg-type]
+
+
+def render(out: Outgoing, media: bytes | None = None) -> bytes:
+    msg = render_mail(
+        out,
+        link_id="cyber-wg",
+        address=ADDRESS,
+        message_id="<new.1@lists.passerelle.test>",
+        date=DATE,
+        media=media,
+    )
+    return wire_bytes(msg, "lists.passerelle.test", None)
+
+
+def test_plain_message_headers() -> None:
+    parsed = parse_mail(render(outgoing(message())))
+    assert parsed.from_name == "Max Mustermann [BMI] via Passerelle"
+    assert parsed.from_address == ADDRESS
+    assert parsed.message_id == "<new.1@lists.passerelle.test>"
+    assert parsed.subject == "[cyber-wg] Guten Tag aus Berlin"
+    assert parsed.text == "Guten Tag aus Berlin"
+    assert parsed.html is None
+    assert parsed.thread == ()
+    raw = render(outgoing(message()))
+    assert b"Reply-To: cyber-wg <cyber-wg@lists.passerelle.test>\r\n" in raw
+    assert b"List-Id: cyber-wg <cyber-wg.lists.passerelle.test>\r\n" in raw
+    assert b"Date: Tue, 12 Mar 2024 09:15:00 +0000\r\n" in raw
+
+
+def test_reply_carries_in_reply_to_and_references() -> None:
+    out = outgoing(message(reply_to="$parent"), reply_to="cyber-wg/<orig.7@anssi.test>")
+    raw = render(out)
+    assert b"In-Reply-To: <orig.7@anssi.test>\r\n" in raw
+    assert b"References: <orig.7@anssi.test>\r\n" in raw
+    assert parse_mail(raw).thread == ("<orig.7@anssi.test>",)
+
+
+def test_html_message_is_multipart_alternative() -> None:
+    out = outgoing(message(text="wichtig bitte", html="<b>wichtig</b> <i>bitte</i>"))
+    raw = render(out)
+    assert b"Content-Type: multipart/alternative" in raw
+    parsed = parse_mail(raw)
+    assert parsed.text == "wichtig bitte"
+    assert parsed.html == "<b>wichtig</b> <i>bitte</i>"
+
+
+def test_attachment_is_carried_byte_for_byte() -> None:
+    att = Attachment(
+        kind=AttachmentKind.FILE,
+        name="Lagebericht März.pdf",
+        mimetype="application/pdf",
+        size=len(PDF),
+        ref="mxc://bund.test/x",
+    )
+    raw = render(outgoing(message(text="", attachment=att)), media=PDF)
+    parsed = parse_mail(raw)
+    (got,) = parsed.attachments
+    assert (got.name, got.mimetype, got.data) == ("Lagebericht März.pdf", "application/pdf", PDF)
+    assert parsed.text == "[Lagebericht März.pdf]"
+    assert parsed.subject == "[cyber-wg] Lagebericht März.pdf"
+
+
+def test_edit_is_a_correction_in_the_thread_of_the_original() -> None:
+    edit = message(kind=Kind.EDIT, target="$e1", text="Guten Abend aus Berlin")
+    raw = render(outgoing(edit, target="cyber-wg/<first.2@lists.passerelle.test>"))
+    parsed = parse_mail(raw)
+    assert parsed.subject == "Correction: [cyber-wg] Guten Abend aus Berlin"
+    assert parsed.text == "Correction: Guten Abend aus Berlin"
+    assert parsed.thread == ("<first.2@lists.passerelle.test>",)
+
+
+def test_reactions_and_redactions_are_not_mailed() -> None:
+    assert mailed(message())
+    assert mailed(message(kind=Kind.EDIT, target="$e1"))
+    assert not mailed(message(kind=Kind.REACTION, target="$e1", reaction="👍"))
+    assert not mailed(message(kind=Kind.REDACTION, target="$e1"))
+
+
+@pytest.mark.parametrize(
+    ("sender", "label"),
+    [
+        (MAX, "Max Mustermann [BMI]"),
+        (
+            Sender("tchap", "@j:t", "Jean Dupont [Intérieur]", org="Intérieur", suffix=" (Tchap)"),
+            "Jean Dupont [Intérieur] (Tchap)",
+        ),
+        (Sender("bund", "@e:b", "Erika\nMusterfrau", suffix=" (Bund)"), "Erika Musterfrau (Bund)"),
+        (Sender("bund", "@nobody:b", ""), "@nobody:b"),
+    ],
+)
+def test_sender_label(sender: Sender, label: str) -> None:
+    assert sender_label(sender) == label
+
+
+def test_header_injection_through_names_is_impossible() -> None:
+    evil = Sender("bund", "@x:b", "Eve\r\nBcc: everyone@example.org", org="X\nY")
+    raw = render(outgoing(message(sender=evil, text="hi\r\nBcc: more@example.org")))
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nBcc:" not in head
+
+
+@pytest.fixture(scope="module")
+def dns_server() -> Iterator[DnsServer]:
+    server = DnsServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_signed_mail_verifies_with_the_published_key(dns_server: DnsServer) -> None:
+    keys = dkim_keypair()
+    dns_server.publish("pass1._domainkey.lists.passerelle.test", keys.record)
+    att = Attachment(
+        kind=AttachmentKind.FILE,
+        name="a.pdf",
+        mimetype="application/pdf",
+        size=len(PDF),
+        ref="mxc://b/x",
+    )
+    msg = render_mail(
+        outgoing(message(html="<p>Grüße</p>", attachment=att)),
+        link_id="cyber-wg",
+        address=ADDRESS,
+        message_id="<s.1@lists.passerelle.test>",
+        date=DATE,
+        media=PDF,
+    )
+    signed = wire_bytes(msg, "lists.passerelle.test", DkimKey("pass1", keys.private_pem))
+    assert signed.startswith(b"DKIM-Signature: ")
+    assert b"d=lists.passerelle.test" in signed and b"s=pass1" in signed
+    assert dkim.verify(signed, dnsfunc=dns_server.txt)
+    assert not dkim.verify(signed.replace(b"Gr=C3=BC=C3=9Fe", b"Hallo"), dnsfunc=dns_server.txt)
+
+
+def test_notice_is_marked_automatic() -> None:
+    msg = render_notice(
+        link_id="cyber-wg",
+        address=ADDRESS,
+        text="⚠️ Message did not arrive",
+        message_id="<n.1@lists.passerelle.test>",
+        date=DATE,
+    )
+    parsed = parse_mail(wire_bytes(msg, "lists.passerelle.test", None))
+    assert parsed.auto_submitted
+    assert parsed.from_name == "Passerelle"
+    assert parsed.text == "⚠️ Message did not arrive"

@@ -1,0 +1,425 @@
+"""End to end with an XMPP agency: real Prosody, real slixmpp clients as its people, two real
+Synapse homeservers and the bridge process. What people in the MUC see of what people in the
+Matrix and Tchap rooms do, and the other way round."""
+
+from __future__ import annotations
+
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from mautrix.types import EventType, RoomID
+from slixmpp import Message
+
+from tests.harness import BridgeError, HomeserverError, User, require_server, synapse_available
+from tests.harness.prosody import ProsodyError, prosody_available
+from tests.xmpp_world import AVATAR, COMPONENT, MUC, XmppWorld, start_xmpp_world
+
+pytestmark = pytest.mark.e2e
+
+Event = dict[str, Any]
+PNG = AVATAR
+
+
+@pytest.fixture(scope="module")
+async def xw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[XmppWorld]:
+    """Prosody, two Synapses, their people and the bridge: one world for this module."""
+    reason = synapse_available() or prosody_available()
+    if reason:
+        require_server("synapse and prosody", reason)
+    try:
+        started = await start_xmpp_world(tmp_path_factory.mktemp("xmpp-world"))
+    except (HomeserverError, BridgeError, ProsodyError) as e:
+        require_server("synapse, prosody and the bridge", str(e))
+    yield started
+    await started.stop()
+
+
+def unique(text: str) -> str:
+    return f"{text} {uuid.uuid4().hex[:6]}"
+
+
+def body_is(text: str) -> Any:
+    return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == text
+
+
+async def name_of(user: User, room_id: str, user_id: str) -> str:
+    member = await user.client.get_state_event(RoomID(room_id), EventType.ROOM_MEMBER, user_id)
+    return str(member.displayname)
+
+
+async def bodies(user: User, room_id: str) -> list[str | None]:
+    return [e["content"].get("body") for e in await user.messages(room_id)]
+
+
+async def own_echo(xw: XmppWorld, who: str, sent: Message) -> Message:
+    """The room's copy of a message ``who`` sent (it carries the room's stanza-id)."""
+    return await xw.xmpp[who].wait_for(
+        lambda m: m["type"] == "groupchat" and m["id"] == sent["id"] and m["from"].bare == MUC
+    )
+
+
+async def test_muc_text_reaches_both_matrix_rooms_under_the_senders_names(xw: XmppWorld) -> None:
+    max_, jean = xw.users["max"], xw.users["jean"]
+    text = unique("Hallo aus der Behörde")
+    xw.xmpp["alice"].say(MUC, text)
+    seen = await max_.wait_for(xw.rooms["bund"], body_is(text))
+    assert seen["sender"].startswith("@passerelle_xmpp_alice")
+    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Alice Arnaud (XMPP)"
+    seen = await jean.wait_for(xw.rooms["tchap"], body_is(text))
+    assert await name_of(jean, xw.rooms["tchap"], seen["sender"]) == "Alice Arnaud [BSI]"
+
+    text = unique("Bob ist auch da")
+    xw.xmpp["bob"].say(MUC, text)
+    seen = await max_.wait_for(xw.rooms["bund"], body_is(text))
+    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Bob (XMPP)"
+
+
+async def test_matrix_text_reaches_the_muc_under_real_names(xw: XmppWorld) -> None:
+    alice = xw.xmpp["alice"]
+    text = unique("Guten Tag aus Berlin")
+    await xw.users["max"].send_text(xw.rooms["bund"], text)
+    seen = await alice.wait_for_body(MUC, text)
+    assert seen["from"].resource == "Max Mustermann [BMI]"
+
+    text = unique("Bonjour de Paris")
+    await xw.users["jean"].send_text(xw.rooms["tchap"], text)
+    seen = await alice.wait_for_body(MUC, text)
+    assert seen["from"].resource == "Jean Dupont [Intérieur] (Tchap)"
+    assert "Jean Dupont [Intérieur] (Tchap)" in alice.occupants(MUC)
+
+
+async def test_a_taken_nickname_gets_a_suffix(xw: XmppWorld) -> None:
+    bob, alice = xw.xmpp["bob"], xw.xmpp["alice"]
+    await bob.join(MUC, "Clara Schulz [BMI]")  # Bob renames himself before Clara ever writes
+    clara = await User.register(xw.bund, "clara", displayname="Clara Schulz")
+    xw.users["clara"] = clara
+    await clara.join(xw.rooms["bund"])
+    text = unique("Hallo, ich bin neu")
+    await clara.send_text(xw.rooms["bund"], text)
+    seen = await alice.wait_for_body(MUC, text)
+    assert seen["from"].resource == "Clara Schulz [BMI] (2)"
+
+
+async def test_nothing_is_bridged_back_to_where_it_came_from(xw: XmppWorld) -> None:
+    max_, alice = xw.users["max"], xw.xmpp["alice"]
+    text, marker = unique("Nur einmal"), unique("Ende")
+    await max_.send_text(xw.rooms["bund"], text)
+    await alice.wait_for_body(MUC, text)
+    alice.say(MUC, marker)
+    await max_.wait_for(xw.rooms["bund"], body_is(marker))
+    await xw.users["jean"].wait_for(xw.rooms["tchap"], body_is(marker))
+    assert (await bodies(max_, xw.rooms["bund"])).count(text) == 1
+    assert (await bodies(xw.users["jean"], xw.rooms["tchap"])).count(text) == 1
+    assert [m["body"] for m in alice.received].count(text) == 1
+
+
+async def test_corrections_cross_both_ways(xw: XmppWorld) -> None:
+    max_, alice = xw.users["max"], xw.xmpp["alice"]
+    room = xw.rooms["bund"]
+    original = alice.say(MUC, unique("Entwruf"))
+    mirrored = await max_.wait_for(room, body_is(original["body"]))
+    fixed = unique("Entwurf")
+    alice.correct(MUC, original, fixed)
+    edit = await max_.wait_for(
+        room, lambda e: e["content"].get("m.new_content", {}).get("body") == fixed
+    )
+    assert edit["content"]["m.relates_to"] == {
+        "rel_type": "m.replace",
+        "event_id": mirrored["event_id"],
+    }
+
+    text = unique("Tippfeler")
+    event_id = await max_.send_text(room, text)
+    seen = await alice.wait_for_body(MUC, text)
+    fixed = unique("Tippfehler")
+    await max_.send_event(room, "m.room.message", {
+        "msgtype": "m.text", "body": f"* {fixed}",
+        "m.new_content": {"msgtype": "m.text", "body": fixed},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    })  # fmt: skip
+    correction = await alice.wait_for_body(MUC, fixed)
+    assert correction["replace"]["id"] == seen["id"]
+    assert correction["from"] == seen["from"]
+
+
+async def test_retractions_cross_both_ways(xw: XmppWorld) -> None:
+    max_, alice = xw.users["max"], xw.xmpp["alice"]
+    room = xw.rooms["bund"]
+    sent = alice.say(MUC, unique("Versehen"))
+    mirrored = await max_.wait_for(room, body_is(sent["body"]))
+    alice.retract(MUC, (await own_echo(xw, "alice", sent))["stanza_id"]["id"])
+    await max_.wait_for(
+        room,
+        lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == mirrored["event_id"],
+    )
+
+    text = unique("Falscher Raum")
+    event_id = await max_.send_text(room, text)
+    seen = await alice.wait_for_body(MUC, text)
+    await max_.client.redact(RoomID(room), event_id)  # type: ignore[arg-type]
+    retraction = await alice.wait_for(
+        lambda m: m["type"] == "groupchat" and m["retract"]["id"] == seen["stanza_id"]["id"]
+    )
+    assert retraction["from"] == seen["from"]
+
+
+async def test_reactions_cross_both_ways(xw: XmppWorld) -> None:
+    jean, alice, max_ = xw.users["jean"], xw.xmpp["alice"], xw.users["max"]
+    sent = alice.say(MUC, unique("Einverstanden?"))
+    stanza_id = (await own_echo(xw, "alice", sent))["stanza_id"]["id"]
+    mirrored = await jean.wait_for(xw.rooms["tchap"], body_is(sent["body"]))
+    reaction_id = await jean.send_event(xw.rooms["tchap"], "m.reaction", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored["event_id"],
+                         "key": "👍"},
+    })  # fmt: skip
+
+    def reactions_to(target: str, keys: set[str]) -> Any:
+        return lambda m: (
+            m["reactions"]["id"] == target and m["reactions"]["values"] == keys
+        )  # fmt: skip
+
+    seen = await alice.wait_for(reactions_to(stanza_id, {"👍"}))
+    assert seen["from"].resource == "Jean Dupont [Intérieur] (Tchap)"
+    await jean.client.redact(RoomID(xw.rooms["tchap"]), reaction_id)  # type: ignore[arg-type]
+    await alice.wait_for(reactions_to(stanza_id, set()))
+
+    text = unique("Bitte um Zustimmung")
+    event_id = await max_.send_text(xw.rooms["bund"], text)
+    seen = await alice.wait_for_body(MUC, text)
+    alice.react(MUC, seen["stanza_id"]["id"], ["❤️"])
+    reaction = await max_.wait_for(xw.rooms["bund"], lambda e: e.get("type") == "m.reaction" and (
+        e["content"].get("m.relates_to", {}).get("event_id") == event_id))  # fmt: skip
+    assert reaction["content"]["m.relates_to"]["key"] == "❤️"
+    assert await name_of(max_, xw.rooms["bund"], reaction["sender"]) == "Alice Arnaud (XMPP)"
+    alice.react(MUC, seen["stanza_id"]["id"], [])
+    await max_.wait_for(
+        xw.rooms["bund"],
+        lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == reaction["event_id"],
+    )
+
+
+async def test_replies_cross_both_ways(xw: XmppWorld) -> None:
+    max_, alice = xw.users["max"], xw.xmpp["alice"]
+    room = xw.rooms["bund"]
+    question = unique("Wann ist das Treffen?")
+    event_id = await max_.send_text(room, question)
+    seen = await alice.wait_for_body(MUC, question)
+    answer = unique("Um zehn")
+    alice.reply(MUC, seen, answer)
+    reply = await max_.wait_for(room, body_is(answer))
+    assert reply["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == event_id
+
+    sent = alice.say(MUC, unique("Wer kommt mit?"))
+    stanza_id = (await own_echo(xw, "alice", sent))["stanza_id"]["id"]
+    mirrored = await max_.wait_for(room, body_is(sent["body"]))
+    answer = unique("Ich komme")
+    await max_.send_event(room, "m.room.message", {
+        "msgtype": "m.text", "body": answer,
+        "m.relates_to": {"m.in_reply_to": {"event_id": mirrored["event_id"]}},
+    })  # fmt: skip
+    reply = await alice.wait_for(
+        lambda m: m["type"] == "groupchat" and m["reply"]["id"] == stanza_id
+    )
+    assert reply["reply"].strip_fallback_content() == answer
+    assert reply["body"].startswith(f"> Alice:\n> {sent['body']}\n")
+    assert reply["from"].resource == "Max Mustermann [BMI]"
+
+
+async def test_files_cross_both_ways_with_their_bytes(xw: XmppWorld) -> None:
+    max_, alice = xw.users["max"], xw.xmpp["alice"]
+    room = xw.rooms["bund"]
+    url = await alice.upload(PNG, "pixel.png", "image/png")
+    alice.share(MUC, url)
+    image = await max_.wait_for(
+        room, lambda e: e.get("type") == "m.room.message" and e["content"].get("url")
+        and e["content"].get("body") == "pixel.png",
+    )  # fmt: skip
+    assert image["content"]["msgtype"] == "m.image"
+    assert await max_.client.download_media(image["content"]["url"]) == PNG
+
+    data = uuid.uuid4().bytes * 1000
+    mxc = await max_.client.upload_media(data, mime_type="text/plain", filename="bericht.txt")
+    await max_.send_event(room, "m.room.message", {
+        "msgtype": "m.file", "body": "bericht.txt", "filename": "bericht.txt", "url": str(mxc),
+        "info": {"mimetype": "text/plain", "size": len(data)},
+    })  # fmt: skip
+    shared = await alice.wait_for(
+        lambda m: m["type"] == "groupchat" and m["oob"]["url"].endswith("/bericht.txt")
+    )
+    assert shared["body"] == shared["oob"]["url"]
+    async with aiohttp.ClientSession() as session, session.get(shared["oob"]["url"]) as resp:
+        assert resp.status == 200
+        assert await resp.read() == data
+
+
+async def test_styling_crosses_both_ways(xw: XmppWorld) -> None:
+    max_, alice = xw.users["max"], xw.xmpp["alice"]
+    tag = uuid.uuid4().hex[:6]
+    styled = f"*wichtig* _bitte_ `code` {tag}\n> zitiert"
+    alice.say(MUC, styled)
+    seen = await max_.wait_for(xw.rooms["bund"], body_is(styled))
+    assert seen["content"]["formatted_body"] == (
+        f"<strong>wichtig</strong> <em>bitte</em> <code>code</code> {tag}"
+        "<blockquote>zitiert</blockquote>"
+    )
+
+    await max_.send_text(
+        xw.rooms["bund"], f"wichtig bitte {tag}",
+        html=f"<b>wichtig</b> <i>bitte</i> <del>nicht</del> <code>x</code> {tag}",
+    )  # fmt: skip
+    await alice.wait_for_body(MUC, f"*wichtig* _bitte_ ~nicht~ `x` {tag}")
+
+
+async def test_people_of_disallowed_domains_are_refused(xw: XmppWorld) -> None:
+    mallory, alice, max_ = xw.xmpp["mallory"], xw.xmpp["alice"], xw.users["max"]
+    secret, marker = unique("Geheim von aussen"), unique("Danach")
+    mallory.say(MUC, secret)
+    await alice.wait_for_body(MUC, secret)
+    alice.say(MUC, marker)
+    await max_.wait_for(xw.rooms["bund"], body_is(marker))
+    assert secret not in await bodies(max_, xw.rooms["bund"])
+    assert secret not in await bodies(xw.users["jean"], xw.rooms["tchap"])
+
+    puppet = f"bund_max\\3abund.test@{COMPONENT}"
+    error = await mallory.direct(puppet, unique("Hallo Max"))
+    assert error["error"]["condition"] == "forbidden"
+
+
+async def test_malformed_and_oversized_messages_harm_nothing(xw: XmppWorld) -> None:
+    alice, max_ = xw.xmpp["alice"], xw.users["max"]
+    broken = alice.client.make_message(mto=MUC, mtype="groupchat", mbody=unique("Ohne Ziel"))
+    broken.append(ET.Element("{urn:xmpp:message-correct:0}replace"))  # a correction of nothing
+    broken.send()
+    oversized = "x" * 70_000
+    alice.say(MUC, oversized)
+    marker = unique("Alles gut")
+    alice.say(MUC, marker)
+    await max_.wait_for(xw.rooms["bund"], body_is(marker))
+    seen = await bodies(max_, xw.rooms["bund"])
+    assert broken["body"] not in seen and oversized not in seen
+
+
+async def test_the_component_is_a_gateway_and_puppets_have_vcards(xw: XmppWorld) -> None:
+    alice = xw.xmpp["alice"]
+    identities = await alice.disco_identities(COMPONENT)
+    assert ("gateway", "matrix") in [(c, t) for c, t, _ in identities]
+    text = unique("Mit Bild")
+    await xw.users["jean"].send_text(xw.rooms["tchap"], text)
+    await alice.wait_for_body(MUC, text)
+    jean = f"tchap_jean.dupont-interieur.gouv.fr\\3atchap.test@{COMPONENT}"
+    assert await alice.vcard(jean) == ("Jean Dupont [Intérieur] (Tchap)", AVATAR)
+
+
+async def test_people_with_an_xmpp_account_are_not_puppeted_there(xw: XmppWorld) -> None:
+    alice = xw.xmpp["alice"]
+    text = unique("Erika schreibt")
+    await xw.users["erika"].send_text(xw.rooms["bund"], text)
+    seen = await alice.wait_for_body(MUC, f"Erika Musterfrau [BSI]: {text}")
+    assert seen["from"].resource == "Passerelle"
+    assert not [nick for nick in alice.occupants(MUC) if nick.startswith("Erika")]
+    seen = await xw.users["jean"].wait_for(xw.rooms["tchap"], body_is(text))
+    assert await name_of(xw.users["jean"], xw.rooms["tchap"], seen["sender"]) == (
+        "Erika Musterfrau [BSI]"
+    )
+
+
+async def test_a_kicked_bridge_rejoins_and_catches_up(xw: XmppWorld) -> None:
+    alice, max_ = xw.xmpp["alice"], xw.users["max"]
+    before = unique("Vor dem Rauswurf")
+    alice.say(MUC, before)
+    await max_.wait_for(xw.rooms["bund"], body_is(before))
+    await alice.kick(MUC, "Passerelle")
+    missed = unique("Während der Abwesenheit")
+    alice.say(MUC, missed)
+    await max_.wait_for(xw.rooms["bund"], body_is(missed), timeout=60)
+    assert (await bodies(max_, xw.rooms["bund"])).count(before) == 1
+
+
+async def test_a_bridge_restart_catches_up_without_doubles(xw: XmppWorld) -> None:
+    alice, max_ = xw.xmpp["alice"], xw.users["max"]
+    before = unique("Vor dem Bridge-Neustart")
+    alice.say(MUC, before)
+    await max_.wait_for(xw.rooms["bund"], body_is(before))
+    await xw.bridge.astop()
+    missed = unique("Während die Brücke ruht")
+    alice.say(MUC, missed)
+    await alice.wait_for_body(MUC, missed)
+    await xw.bridge.start()
+    await max_.wait_for(xw.rooms["bund"], body_is(missed), timeout=60)
+    answer = unique("Wieder da")
+    await max_.send_text(xw.rooms["bund"], answer)
+    seen = await alice.wait_for_body(MUC, answer)
+    assert seen["from"].resource == "Max Mustermann [BMI]"
+    assert (await bodies(max_, xw.rooms["bund"])).count(before) == 1
+    assert (await bodies(max_, xw.rooms["bund"])).count(missed) == 1
+
+
+async def test_prosody_restart_loses_nothing_sent_afterwards(xw: XmppWorld) -> None:
+    max_, jean, alice = xw.users["max"], xw.users["jean"], xw.xmpp["alice"]
+    before = unique("Vor dem Neustart")
+    alice.say(MUC, before)
+    await max_.wait_for(xw.rooms["bund"], body_is(before))
+
+    await xw.prosody.restart()
+    await alice.reconnect()
+    from_xmpp, from_matrix = unique("Nach dem Neustart (XMPP)"), unique("Nach dem Neustart")
+    alice.say(MUC, from_xmpp)
+    await max_.send_text(xw.rooms["bund"], from_matrix)
+    await max_.wait_for(xw.rooms["bund"], body_is(from_xmpp), timeout=90)
+    await jean.wait_for(xw.rooms["tchap"], body_is(from_xmpp), timeout=90)
+    await alice.wait_for_body(MUC, from_matrix, timeout=90)
+    await jean.wait_for(xw.rooms["tchap"], body_is(from_matrix), timeout=90)
+
+    marker = unique("Zum Schluss")
+    alice.say(MUC, marker)
+    await max_.wait_for(xw.rooms["bund"], body_is(marker))
+    assert (await bodies(max_, xw.rooms["bund"])).count(before) == 1
+    assert [m["body"] for m in alice.received].count(from_matrix) == 1
+
+
+async def _next_invite(user: User, since: str) -> str:
+    """The first room ``user`` is invited to after the sync position ``since``."""
+    for _ in range(30):
+        sync = await user.client.sync(since=since, timeout=1000)
+        invited = list(sync.get("rooms", {}).get("invite", {}))
+        if invited:
+            return invited[0]
+        since = sync["next_batch"]
+    raise AssertionError(f"{user.user_id} was invited nowhere")
+
+
+async def test_one_to_one_chat_opens_a_direct_room_and_answers_flow_back(xw: XmppWorld) -> None:
+    alice, max_ = xw.xmpp["alice"], xw.users["max"]
+    puppet = f"bund_max\\3abund.test@{COMPONENT}"
+    since = (await max_.client.sync(timeout=0))["next_batch"]
+    text = unique("Hallo Max, eine Frage unter vier Augen")
+    first = alice.chat(puppet, text)
+    room = await _next_invite(max_, since)
+    await max_.join(room)
+    seen = await max_.wait_for(room, body_is(text))
+    assert await name_of(max_, room, seen["sender"]) == "Alice Arnaud (XMPP)"
+
+    answer = unique("Gern, hier die Antwort")
+    await max_.send_text(room, answer)
+    got = await alice.wait_for(lambda m: m["type"] == "chat" and m["body"] == answer)
+    assert got["from"].bare == puppet
+
+    corrected = unique("Hallo Max, eine korrigierte Frage")
+    fix = alice.client.make_message(mto=puppet, mbody=corrected, mtype="chat")
+    fix["replace"]["id"] = first["id"]
+    fix.send()
+    edit = await max_.wait_for(
+        room, lambda e: e["content"].get("m.new_content", {}).get("body") == corrected
+    )
+    assert edit["content"]["m.relates_to"] == {
+        "rel_type": "m.replace",
+        "event_id": seen["event_id"],
+    }
+
+    again = unique("Noch eine Nachricht")
+    alice.chat(puppet, again)
+    await max_.wait_for(room, body_is(again))  # the same chat, not a new one

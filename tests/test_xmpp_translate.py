@@ -1,0 +1,361 @@
+"""XMPP stanzas ↔ bridge events, on stanzas as Prosody 0.12 delivers them to the component."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from bridge.connector import Outgoing
+from bridge.events import AttachmentKind, Event, Kind, MsgType, Sender
+from connectors.xmpp.rooms import Quote, Recent, Room
+from connectors.xmpp.translate import (
+    NS_FALLBACK,
+    NS_REPLY,
+    ORIGIN_PREFIX,
+    MalformedStanza,
+    Oob,
+    Reply,
+    edit_event,
+    groupchat_stanza,
+    join_presence,
+    message_body,
+    message_event,
+    origin_id,
+    parse_message,
+    parse_presence,
+    parse_reaction_ref,
+    quote_fallback,
+    reaction_changes,
+    reaction_id,
+    reaction_ref,
+    reactions_stanza,
+    retraction_stanza,
+)
+
+ROOM = "wg@conference.xmpp.test"
+STREAM = 'xmlns="jabber:component:accept"'
+SENDER = Sender(network="xmpp", user_id="alice@xmpp.test", display_name="Alice")
+
+
+def stanza(xml: str) -> ET.Element:
+    return ET.fromstring(xml.replace("<message ", f"<message {STREAM} ", 1).replace(
+        "<presence ", f"<presence {STREAM} ", 1))  # fmt: skip
+
+
+LIVE = stanza(
+    '<message type="groupchat" xml:lang="en" id="0c7974454aab4c7ebf836395ba31e32e" '
+    'to="passerelle.xmpp.test" from="wg@conference.xmpp.test/Alice"><body>Entwruf 6ca77c</body>'
+    '<occupant-id xmlns="urn:xmpp:occupant-id:0" id="6vIZzwiZ6PA4AC1EuMt="/>'
+    '<stanza-id xmlns="urn:xmpp:sid:0" id="LZMtYdNTAHPaiG8ozl9Pb_B8" by="wg@conference.xmpp.test"/>'
+    "</message>"
+)
+HISTORY = stanza(
+    '<message xml:lang="en" to="passerelle.xmpp.test" id="a7932be8931245ebb2717184205af9f4" '
+    'from="wg@conference.xmpp.test/Alice" type="groupchat"><body>Danach b6f469</body>'
+    '<x xmlns="http://jabber.org/protocol/muc#user"><item role="moderator" affiliation="owner" '
+    'jid="alice@xmpp.test"/></x><delay xmlns="urn:xmpp:delay" from="wg@conference.xmpp.test" '
+    'stamp="2026-11-26T22:23:25Z"/><stanza-id xmlns="urn:xmpp:sid:0" '
+    'id="dxpbF3sdwrQ4vjmstcN8Fkk_" by="wg@conference.xmpp.test"/></message>'
+)
+CORRECTION = stanza(
+    '<message type="groupchat" id="93adeda8" to="passerelle.xmpp.test" '
+    'from="wg@conference.xmpp.test/Alice"><body>Entwurf 9fd10a</body>'
+    '<replace xmlns="urn:xmpp:message-correct:0" id="0c7974454aab4c7ebf836395ba31e32e"/>'
+    '<stanza-id xmlns="urn:xmpp:sid:0" id="8XXxl7eOIqey2cB3xQ7YdhnE" by="wg@conference.xmpp.test"/>'
+    "</message>"
+)
+RETRACTION = stanza(
+    '<message type="groupchat" id="17101da6" to="passerelle.xmpp.test" '
+    'from="wg@conference.xmpp.test/Alice"><body>This person attempted to retract a previous '
+    'message, but your client does not support it.</body><fallback xmlns="urn:xmpp:fallback:0"/>'
+    '<retract xmlns="urn:xmpp:message-retract:1" id="YFkxlyGVHso3uLL9JBZM_Za0"/>'
+    '<store xmlns="urn:xmpp:hints"/><stanza-id xmlns="urn:xmpp:sid:0" '
+    'id="RQObg7ZfiR1ubGiDnaXTnNDZ" by="wg@conference.xmpp.test"/></message>'
+)
+REACTIONS = stanza(
+    '<message type="groupchat" id="984c03f0" to="passerelle.xmpp.test" '
+    'from="wg@conference.xmpp.test/Alice"><reactions xmlns="urn:xmpp:reactions:0" '
+    'id="b7lk2VqgTWauDq7bgspzUvLW"><reaction>❤️</reaction><reaction>👍</reaction>'
+    '<reaction>❤️</reaction></reactions><store xmlns="urn:xmpp:hints"/>'
+    '<stanza-id xmlns="urn:xmpp:sid:0" id="pPHNs0XQ8PmUCT36lX-Ku1hO" by="wg@conference.xmpp.test"/>'
+    "</message>"
+)
+REPLY = stanza(
+    '<message type="groupchat" id="5e1" to="passerelle.xmpp.test" '
+    'from="wg@conference.xmpp.test/Alice"><body>&gt; Max Mustermann [BMI]:\n'
+    "&gt; Wann ist das Treffen? 2cca3c\nUm zehn 078e07</body>"
+    '<reply xmlns="urn:xmpp:reply:0" id="DtmmWqWtCyww8E3Bo7Bcri0d" '
+    'to="wg@conference.xmpp.test/Max Mustermann [BMI]"/>'
+    '<fallback xmlns="urn:xmpp:fallback:0" for="urn:xmpp:reply:0"><body end="55" start="0"/>'
+    '</fallback><stanza-id xmlns="urn:xmpp:sid:0" id="t33rDMgT0Ico302_rhmz-g-D" '
+    'by="wg@conference.xmpp.test"/></message>'
+)
+FILE = stanza(
+    '<message type="groupchat" id="7a0a7f6c" to="passerelle.xmpp.test" '
+    'from="wg@conference.xmpp.test/Alice"><body>http://127.0.0.1:58315/file_share/EkitQtrc/'
+    'pixel%20art.png</body><x xmlns="jabber:x:oob"><url>http://127.0.0.1:58315/file_share/'
+    'EkitQtrc/pixel%20art.png</url></x><stanza-id xmlns="urn:xmpp:sid:0" '
+    'id="T1182hKCZtVG8CaXI6RfxVPL" by="wg@conference.xmpp.test"/></message>'
+)
+
+
+def test_live_message_reads_its_ids_and_body() -> None:
+    msg = parse_message(LIVE)
+    assert (msg.room, msg.nick, msg.type) == (ROOM, "Alice", "groupchat")
+    assert msg.id == "0c7974454aab4c7ebf836395ba31e32e"
+    assert msg.stanza_id(ROOM) == "LZMtYdNTAHPaiG8ozl9Pb_B8"
+    assert msg.stanza_id("elsewhere@conference.xmpp.test") is None
+    assert msg.delayed_by is None and msg.body == "Entwruf 6ca77c"
+    event = message_event(msg, remote_id="LZMtYdNTAHPaiG8ozl9Pb_B8", link_id="wg",
+                          network="xmpp", sender=SENDER, reply_to=None)  # fmt: skip
+    assert event is not None
+    assert (event.kind, event.text, event.html, event.room_id) == (
+        Kind.MESSAGE,
+        "Entwruf 6ca77c",
+        None,
+        ROOM,
+    )
+
+
+def test_history_is_marked_by_the_rooms_delay_and_names_the_author() -> None:
+    msg = parse_message(HISTORY)
+    assert msg.delayed_by == ROOM
+    assert msg.real_jid == "alice@xmpp.test"
+    assert msg.stamp is not None and msg.stamp.year == 2026
+
+
+def test_correction_names_the_original_message_id() -> None:
+    msg = parse_message(CORRECTION)
+    assert msg.replace_id == "0c7974454aab4c7ebf836395ba31e32e"
+    event = edit_event(msg, remote_id="8XXx", link_id="wg", network="xmpp", sender=SENDER,
+                       target="LZMtYdNTAHPaiG8ozl9Pb_B8")  # fmt: skip
+    assert (event.kind, event.target, event.text) == (
+        Kind.EDIT,
+        "LZMtYdNTAHPaiG8ozl9Pb_B8",
+        "Entwurf 9fd10a",
+    )
+
+
+def test_retractions_v1_and_v0() -> None:
+    assert parse_message(RETRACTION).retract_id == "YFkxlyGVHso3uLL9JBZM_Za0"
+    v0 = stanza(
+        f'<message type="groupchat" id="r0" to="passerelle.xmpp.test" from="{ROOM}/Alice">'
+        '<apply-to xmlns="urn:xmpp:fasten:0" id="origin-1">'
+        '<retract xmlns="urn:xmpp:message-retract:0"/></apply-to></message>'
+    )
+    assert parse_message(v0).retract_origin_id == "origin-1"
+
+
+def test_reactions_are_a_set_and_changes_are_diffed() -> None:
+    reactions = parse_message(REACTIONS).reactions
+    assert reactions is not None
+    assert reactions.target == "b7lk2VqgTWauDq7bgspzUvLW"
+    assert reactions.keys == ("❤️", "👍")
+    before = {"👍": reaction_id("old", "👍"), "🎉": reaction_id("old", "🎉")}
+    added, removed = reaction_changes(before, reactions.keys, "new")
+    assert added == {"❤️": reaction_id("new", "❤️")}
+    assert removed == [reaction_id("old", "🎉")]
+
+
+def test_reply_fallback_is_stripped() -> None:
+    msg = parse_message(REPLY)
+    assert msg.reply == Reply("wg@conference.xmpp.test/Max Mustermann [BMI]",
+                              "DtmmWqWtCyww8E3Bo7Bcri0d")  # fmt: skip
+    assert msg.body == "Um zehn 078e07"
+
+
+def test_out_of_band_url_becomes_an_attachment() -> None:
+    msg = parse_message(FILE)
+    event = message_event(msg, remote_id="T118", link_id="wg", network="xmpp", sender=SENDER,
+                          reply_to=None)  # fmt: skip
+    assert event is not None and event.attachment is not None
+    assert event.attachment.kind is AttachmentKind.IMAGE
+    assert event.attachment.name == "pixel art.png"
+    assert event.attachment.mimetype == "image/png"
+    assert event.attachment.ref == msg.body
+    assert event.text == ""
+
+
+def test_styled_body_gets_html_and_me_is_an_emote() -> None:
+    msg = parse_message(stanza(
+        f'<message type="groupchat" id="s" to="c.test" from="{ROOM}/Bob">'
+        "<body>das ist *wichtig*</body></message>"
+    ))  # fmt: skip
+    event = message_event(msg, remote_id="s", link_id="wg", network="xmpp", sender=SENDER,
+                          reply_to=None)  # fmt: skip
+    assert event is not None and event.html == "das ist <strong>wichtig</strong>"
+    emote = parse_message(stanza(
+        f'<message type="groupchat" id="e" to="c.test" from="{ROOM}/Bob">'
+        "<body>/me winkt</body></message>"
+    ))  # fmt: skip
+    event = message_event(emote, remote_id="e", link_id="wg", network="xmpp", sender=SENDER,
+                          reply_to=None)  # fmt: skip
+    assert event is not None and (event.msgtype, event.text) == (MsgType.EMOTE, "winkt")
+
+
+def test_chat_states_and_empty_bodies_make_no_event() -> None:
+    msg = parse_message(stanza(
+        f'<message type="groupchat" id="c" to="c.test" from="{ROOM}/Bob">'
+        '<composing xmlns="http://jabber.org/protocol/chatstates"/></message>'
+    ))  # fmt: skip
+    assert message_event(msg, remote_id="c", link_id="wg", network="xmpp", sender=SENDER,
+                         reply_to=None) is None  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("xml", "reason"),
+    [
+        ('<message type="groupchat" from="r@c.test/n"><body>x</body></message>', "from or to"),
+        ('<message type="groupchat" from="r@c.test/n" to="c.test"><body>x</body>'
+         '<replace xmlns="urn:xmpp:message-correct:0"/></message>', "correction without an id"),
+        ('<message type="groupchat" from="r@c.test/n" to="c.test"><reactions '
+         'xmlns="urn:xmpp:reactions:0"/></message>', "reactions without an id"),
+        ('<message type="groupchat" from="r@c.test/n" to="c.test"><body>f</body><x '
+         'xmlns="jabber:x:oob"><url>file:///etc/passwd</url></x></message>', r"not http\(s\)"),
+        ('<message type="groupchat" from="r@c.test/n" to="c.test"><body>x</body><delay '
+         'xmlns="urn:xmpp:delay" stamp="yesterday"/></message>', "not a timestamp"),
+        (f'<message type="groupchat" from="r@c.test/n" to="c.test"><body>{"x" * 70000}</body>'
+         "</message>", "longer than"),
+    ],
+)  # fmt: skip
+def test_malformed_stanzas_are_refused_with_the_reason(xml: str, reason: str) -> None:
+    with pytest.raises(MalformedStanza, match=reason):
+        parse_message(stanza(xml))
+
+
+def test_unknown_namespaces_are_ignored() -> None:
+    msg = parse_message(stanza(
+        f'<message type="groupchat" id="u" to="c.test" from="{ROOM}/Bob"><body>hi</body>'
+        '<whatever xmlns="urn:example:unknown"><deep/></whatever></message>'
+    ))  # fmt: skip
+    assert msg.body == "hi"
+
+
+def test_error_message_names_its_condition() -> None:
+    msg = parse_message(stanza(
+        f'<message type="error" id="passerelle-1" to="p@c.test" from="{ROOM}"><error '
+        'type="modify"><not-acceptable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/><text '
+        'xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">You are not in the room</text></error>'
+        "</message>"
+    ))  # fmt: skip
+    assert msg.error == "not-acceptable"
+
+
+def test_presences_of_the_room() -> None:
+    own = parse_presence(stanza(
+        f'<presence to="passerelle.xmpp.test" from="{ROOM}/Passerelle"><x '
+        'xmlns="http://jabber.org/protocol/muc#user"><status code="100"/><item '
+        'jid="passerelle.xmpp.test" role="participant" affiliation="none"/><status code="110"/>'
+        "</x></presence>"
+    ))  # fmt: skip
+    assert own.is_self and own.nick == "Passerelle" and own.real_jid == "passerelle.xmpp.test"
+    other = parse_presence(stanza(
+        f'<presence to="passerelle.xmpp.test" from="{ROOM}/Bob"><x '
+        'xmlns="http://jabber.org/protocol/muc#user"><item jid="bob@xmpp.test/qWVucsM7" '
+        'role="participant" affiliation="none"/></x></presence>'
+    ))  # fmt: skip
+    assert not other.is_self and other.real_jid == "bob@xmpp.test" and other.type == "available"
+    renamed = parse_presence(stanza(
+        f'<presence type="unavailable" to="passerelle.xmpp.test" from="{ROOM}/Bob"><x '
+        'xmlns="http://jabber.org/protocol/muc#user"><item nick="Robert" role="participant"/>'
+        '<status code="303"/></x></presence>'
+    ))  # fmt: skip
+    assert renamed.new_nick == "Robert" and 303 in renamed.statuses
+    conflict = parse_presence(stanza(
+        f'<presence type="error" to="p@passerelle.xmpp.test" from="{ROOM}/Bob"><error '
+        'type="cancel"><conflict xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></presence>'
+    ))  # fmt: skip
+    assert conflict.error == "conflict"
+
+
+# -- outbound -------------------------------------------------------------------------------------
+
+
+async def _no_media(ref: str) -> bytes:
+    raise AssertionError("not needed")
+
+
+def outgoing(**kw: object) -> Outgoing:
+    event = Event(**{"kind": Kind.MESSAGE, "link_id": "wg", "network": "bund",
+                     "room_id": "!r:bund.test", "remote_id": "$e", "sender": SENDER,
+                     **kw})  # type: ignore[arg-type]  # fmt: skip
+    return Outgoing(event=event, room_id=ROOM, reply_to=None, target=None,
+                    sender_is_local=False, fetch_source_media=_no_media)  # fmt: skip
+
+
+def test_body_renders_html_as_styling_and_names_a_relayed_sender() -> None:
+    event = outgoing(text="wichtig", html="<b>wichtig</b> <code>x</code>").event
+    assert message_body(event) == "*wichtig* `x`"
+    assert message_body(event, relay_name="Anna Schmidt [AA]") == "Anna Schmidt [AA]: *wichtig* `x`"
+    emote = outgoing(text="winkt", msgtype=MsgType.EMOTE).event
+    assert message_body(emote) == "/me winkt"
+
+
+def test_origin_ids_are_stable_per_source_event() -> None:
+    first = origin_id("bund", "$event")
+    assert first == origin_id("bund", "$event") and first.startswith(ORIGIN_PREFIX)
+    assert first != origin_id("tchap", "$event")
+
+
+def test_reply_stanza_quotes_and_marks_its_fallback() -> None:
+    fallback = quote_fallback("Alice", "Wer kommt mit?")
+    assert fallback == "> Alice:\n> Wer kommt mit?\n"
+    el = groupchat_stanza(ROOM, "p@c.test", "passerelle-1", "Ich komme",
+                          reply=Reply(f"{ROOM}/Alice", "S1"), fallback=fallback)  # fmt: skip
+    msg = parse_message(el)
+    assert msg.reply == Reply(f"{ROOM}/Alice", "S1")
+    assert msg.body == "Ich komme"  # the parser strips exactly the marked fallback
+    span = el.find(f"{{{NS_FALLBACK}}}fallback/{{{NS_FALLBACK}}}body")
+    assert span is not None and span.get("end") == str(len(fallback))
+    assert el.find(f"{{{NS_REPLY}}}reply") is not None
+    assert msg.origin_id == msg.id == "passerelle-1"
+
+
+def test_correction_file_retraction_and_reactions_stanzas() -> None:
+    corrected = parse_message(
+        groupchat_stanza(ROOM, "p@c.test", "passerelle-2", "neu", replace_id="passerelle-1")
+    )
+    assert corrected.replace_id == "passerelle-1"
+    shared = parse_message(groupchat_stanza(ROOM, "p@c.test", "passerelle-3", "https://u/f.txt",
+                                            oob=Oob("https://u/f.txt", "Bericht")))  # fmt: skip
+    assert shared.oob == Oob("https://u/f.txt", "Bericht")
+    retracted = parse_message(retraction_stanza(ROOM, "p@c.test", "passerelle-4", "S1"))
+    assert retracted.retract_id == "S1" and retracted.body
+    reacted = parse_message(reactions_stanza(ROOM, "p@c.test", "passerelle-5", "S1", ["👍"]))
+    assert reacted.reactions is not None and reacted.reactions.keys == ("👍",)
+    withdrawn = parse_message(reactions_stanza(ROOM, "p@c.test", "passerelle-6", "S1", []))
+    assert withdrawn.reactions is not None and withdrawn.reactions.keys == ()
+
+
+def test_reaction_refs_round_trip_and_other_ids_are_not_refs() -> None:
+    ref = reaction_ref("S1", "bund_max\\3abund.test@c.test", "👍")
+    assert parse_reaction_ref(ref) == ("S1", "bund_max\\3abund.test@c.test", "👍")
+    assert parse_reaction_ref("S1") is None
+
+
+def test_join_presence_asks_for_history_only_for_the_listener() -> None:
+    listener = join_presence(f"{ROOM}/Passerelle", "c.test", history=True)
+    puppet = join_presence(f"{ROOM}/Max", "m@c.test", history=False, photo_hash="ab12")
+    muc = "{http://jabber.org/protocol/muc}"
+    assert listener.find(f"{muc}x/{muc}history") is None
+    history = puppet.find(f"{muc}x/{muc}history")
+    assert history is not None and history.get("maxstanzas") == "0"
+    assert puppet.findtext("{vcard-temp:x:update}x/{vcard-temp:x:update}photo") == "ab12"
+
+
+def test_room_memory_resolves_ids_through_corrections() -> None:
+    room = Room(ROOM, "wg")
+    room.remember_ids("S1", "msg-1", "origin-1")
+    room.quotes["S1"] = Quote("Alice", "Entwruf")
+    room.remember_ids("S2", "msg-2")
+    room.originals["S2"] = "S1"
+    assert room.resolve("msg-1") == room.resolve("origin-1") == room.resolve("S1") == "S1"
+    assert room.resolve("msg-2") == "S1"  # a correction of a correction targets the original
+    assert room.resolve("unknown") is None
+
+
+def test_recent_forgets_the_oldest() -> None:
+    recent: Recent[str, int] = Recent(size=2)
+    recent["a"], recent["b"], recent["c"] = 1, 2, 3
+    assert "a" not in recent and recent.get("c") == 3 and len(recent) == 2
