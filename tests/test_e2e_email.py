@@ -13,7 +13,7 @@ from typing import Any
 import aiosmtplib
 import dkim
 import pytest
-from mautrix.types import ContentURI, EventType, RoomID
+from mautrix.types import ContentURI
 
 from tests.email_world import (
     CLAIRE,
@@ -26,9 +26,10 @@ from tests.email_world import (
     start_email_world,
     wire,
 )
-from tests.harness import BridgeError, HomeserverError, User, require_server, synapse_available
+from tests.harness import BridgeError, HomeserverError, require_server, synapse_available
 from tests.harness.bridge import REPO_ROOT
 from tests.harness.dns import dkim_keypair
+from tests.harness.expect import body_has, body_is, name_of, unique
 from tests.harness.smtp import RelayedMail
 
 pytestmark = pytest.mark.e2e
@@ -50,23 +51,6 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Email
         require_server("synapse and the bridge", str(e))
     yield started
     await started.stop()
-
-
-def unique(text: str) -> str:
-    return f"{text} {uuid.uuid4().hex[:6]}"
-
-
-def body_is(text: str) -> Any:
-    return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == text
-
-
-def body_has(text: str) -> Any:
-    return lambda e: e.get("type") == "m.room.message" and text in e["content"].get("body", "")
-
-
-async def name_of(user: User, room_id: str, user_id: str) -> str:
-    member = await user.client.get_state_event(RoomID(room_id), EventType.ROOM_MEMBER, user_id)
-    return str(member.displayname)
 
 
 def mentions(text: str) -> Any:

@@ -12,29 +12,12 @@ import pytest
 from mautrix.types import ContentURI, EventType, RoomID
 
 from tests.harness import User
+from tests.harness.expect import bodies, body_is, name_of, next_invite, unique
 from tests.world import World
 
 pytestmark = pytest.mark.e2e
 
 Event = dict[str, Any]
-
-
-def unique(text: str) -> str:
-    return f"{text} {uuid.uuid4().hex[:6]}"
-
-
-def body_is(text: str) -> Any:
-    return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == text
-
-
-async def bodies(user: User, room_id: str) -> list[str | None]:
-    """Bodies of the room's recent messages as ``user`` sees them, oldest first."""
-    return [e["content"].get("body") for e in await user.messages(room_id)]
-
-
-async def name_of(user: User, room_id: str, user_id: str) -> str:
-    member = await user.client.get_state_event(RoomID(room_id), EventType.ROOM_MEMBER, user_id)
-    return str(member.displayname)
 
 
 async def test_text_crosses_both_ways_under_real_names(world: World) -> None:
@@ -386,17 +369,6 @@ async def test_ghost_carries_the_senders_avatar(world: World) -> None:
     assert await jean.client.download_media(member.avatar_url) == avatar
 
 
-async def _next_invite(user: User, since: str) -> str:
-    """The first room ``user`` is invited to after the sync position ``since``."""
-    for _ in range(30):
-        sync = await user.client.sync(since=since, timeout=1000)
-        invited = list(sync.get("rooms", {}).get("invite", {}))
-        if invited:
-            return invited[0]
-        since = sync["next_batch"]
-    raise AssertionError(f"{user.user_id} was invited nowhere")
-
-
 async def test_inviting_a_ghost_opens_a_direct_chat_with_the_person(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
     ghost_of_max = "@passerelle_bund_max=3abund.test:tchap.test"
@@ -409,7 +381,7 @@ async def test_inviting_a_ghost_opens_a_direct_chat_with_the_person(world: World
     text = unique("Une question privée")
     await jean.send_text(dm, text)
 
-    private = await _next_invite(max_, since)
+    private = await next_invite(max_, since)
     await max_.join(private)
     seen = await max_.wait_for(private, body_is(text))
     assert await name_of(max_, private, seen["sender"]) == "Jean Dupont [Intérieur] (Tchap)"

@@ -22,6 +22,7 @@ from tests.e2ee_world import (
     start_e2ee_world,
 )
 from tests.harness import BridgeError, HomeserverError, require_server, synapse_available
+from tests.harness.expect import body_is, name_of, next_invite, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -46,25 +47,12 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[E2EEW
     await started.stop()
 
 
-def unique(text: str) -> str:
-    return f"{text} {uuid.uuid4().hex[:6]}"
-
-
-def body_is(text: str) -> Callable[[Event], bool]:
-    return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == text
-
-
 def notice_with(text: str) -> Callable[[Event], bool]:
     return lambda e: (
         e.get("type") == "m.room.message"
         and e["content"].get("msgtype") == "m.notice"
         and text in e["content"].get("body", "")
     )
-
-
-async def name_of(user: CryptoUser, room_id: str, user_id: str) -> str:
-    member = await user.client.get_state_event(RoomID(room_id), EventType.ROOM_MEMBER, user_id)
-    return str(member.displayname)
 
 
 async def test_encrypted_text_crosses_both_ways_and_stays_encrypted(world: E2EEWorld) -> None:
@@ -323,17 +311,6 @@ async def test_message_whose_key_comes_late_is_bridged_when_it_arrives(
     assert notice["encrypted"]
 
 
-async def _next_invite(user: CryptoUser, since: str) -> str:
-    """The first room ``user`` is invited to after the sync position ``since``."""
-    for _ in range(30):
-        sync = await user.client.sync(since=since, timeout=1000)
-        invited = list(sync.get("rooms", {}).get("invite", {}))
-        if invited:
-            return invited[0]
-        since = sync["next_batch"]
-    raise AssertionError(f"{user.user_id} was invited nowhere")
-
-
 def joined(user_id: str) -> Callable[[Event], bool]:
     return lambda e: (
         e.get("type") == "m.room.member"
@@ -352,7 +329,7 @@ async def test_encrypted_direct_chat_with_a_ghost(world: E2EEWorld) -> None:
     text = unique("Eine vertrauliche Frage")
     await max_.send_text(dm, text)
 
-    private = await _next_invite(jean, since)
+    private = await next_invite(jean, since)
     await jean.join(private)
     seen = await jean.wait_for_decrypted(private, body_is(text))
     assert seen["encrypted"]

@@ -11,10 +11,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from mautrix.types import EventType, RoomID
+from mautrix.types import RoomID
 from slixmpp import Message
 
 from tests.harness import BridgeError, HomeserverError, User, require_server, synapse_available
+from tests.harness.expect import bodies, body_is, name_of, next_invite, unique
 from tests.harness.prosody import ProsodyError, prosody_available
 from tests.xmpp_world import AVATAR, COMPONENT, MUC, XmppWorld, start_xmpp_world
 
@@ -36,23 +37,6 @@ async def xw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[XmppWorl
         require_server("synapse, prosody and the bridge", str(e))
     yield started
     await started.stop()
-
-
-def unique(text: str) -> str:
-    return f"{text} {uuid.uuid4().hex[:6]}"
-
-
-def body_is(text: str) -> Any:
-    return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == text
-
-
-async def name_of(user: User, room_id: str, user_id: str) -> str:
-    member = await user.client.get_state_event(RoomID(room_id), EventType.ROOM_MEMBER, user_id)
-    return str(member.displayname)
-
-
-async def bodies(user: User, room_id: str) -> list[str | None]:
-    return [e["content"].get("body") for e in await user.messages(room_id)]
 
 
 async def own_echo(xw: XmppWorld, who: str, sent: Message) -> Message:
@@ -381,24 +365,13 @@ async def test_prosody_restart_loses_nothing_sent_afterwards(xw: XmppWorld) -> N
     assert [m["body"] for m in alice.received].count(from_matrix) == 1
 
 
-async def _next_invite(user: User, since: str) -> str:
-    """The first room ``user`` is invited to after the sync position ``since``."""
-    for _ in range(30):
-        sync = await user.client.sync(since=since, timeout=1000)
-        invited = list(sync.get("rooms", {}).get("invite", {}))
-        if invited:
-            return invited[0]
-        since = sync["next_batch"]
-    raise AssertionError(f"{user.user_id} was invited nowhere")
-
-
 async def test_one_to_one_chat_opens_a_direct_room_and_answers_flow_back(xw: XmppWorld) -> None:
     alice, max_ = xw.xmpp["alice"], xw.users["max"]
     puppet = f"bund_max\\3abund.test@{COMPONENT}"
     since = (await max_.client.sync(timeout=0))["next_batch"]
     text = unique("Hallo Max, eine Frage unter vier Augen")
     first = alice.chat(puppet, text)
-    room = await _next_invite(max_, since)
+    room = await next_invite(max_, since)
     await max_.join(room)
     seen = await max_.wait_for(room, body_is(text))
     assert await name_of(max_, room, seen["sender"]) == "Alice Arnaud (XMPP)"

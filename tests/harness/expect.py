@@ -1,0 +1,49 @@
+"""What end-to-end tests look for in a room, shared by every network's tests: unique texts (so
+repeated runs never match an old message), event predicates, and how a member is named."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from mautrix.types import EventType, RoomID
+
+from tests.harness.clients import User
+
+Event = dict[str, Any]
+Predicate = Callable[[Event], bool]
+
+
+def unique(text: str) -> str:
+    return f"{text} {uuid.uuid4().hex[:6]}"
+
+
+def body_is(text: str) -> Predicate:
+    return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == text
+
+
+def body_has(text: str) -> Predicate:
+    return lambda e: e.get("type") == "m.room.message" and text in e["content"].get("body", "")
+
+
+async def bodies(user: User, room_id: str) -> list[str | None]:
+    """Bodies of the room's recent messages as ``user`` sees them, oldest first."""
+    return [e["content"].get("body") for e in await user.messages(room_id)]
+
+
+async def name_of(user: User, room_id: str, user_id: str) -> str:
+    """The display name ``user_id`` has in the room, as ``user`` sees it."""
+    member = await user.client.get_state_event(RoomID(room_id), EventType.ROOM_MEMBER, user_id)
+    return str(member.displayname)
+
+
+async def next_invite(user: User, since: str) -> str:
+    """The first room ``user`` is invited to after the sync position ``since``."""
+    for _ in range(30):
+        sync = await user.client.sync(since=since, timeout=1000)
+        invited = list(sync.get("rooms", {}).get("invite", {}))
+        if invited:
+            return str(invited[0])
+        since = sync["next_batch"]
+    raise AssertionError(f"{user.user_id} was invited nowhere")
