@@ -35,7 +35,7 @@ from mautrix.types import (
 from ruamel.yaml import YAML
 
 from tests.harness import BridgeProcess, Homeserver, User, free_port
-from tests.world import UNRESTRICTED, generate_registration
+from tests.world import UNRESTRICTED, generate_registration, homeservers
 
 Event = dict[str, Any]
 Predicate = Callable[[Event], bool]
@@ -282,11 +282,7 @@ async def start_e2ee_world(root: Path) -> E2EEWorld:
     bund_port, tchap_port, bridge_port = free_port(), free_port(), free_port()
     config_path = write_config(root, bund_port, tchap_port, bridge_port)
     generate_registration(config_path)
-    bund = Homeserver("bund.test", root / "bund", port=bund_port, extra_config=HOMESERVER_OPTIONS,
-                      appservice_files=[root / "bund-registration.yaml"])  # fmt: skip
-    tchap = Homeserver("tchap.test", root / "tchap", port=tchap_port,
-                       extra_config=HOMESERVER_OPTIONS,
-                       appservice_files=[root / "tchap-registration.yaml"])  # fmt: skip
+    bund, tchap = homeservers(root, bund_port, tchap_port, HOMESERVER_OPTIONS)
     bridge = BridgeProcess(config_path, root, port=bridge_port)
     world = E2EEWorld(root, config_path, bund, tchap, bridge)
     await asyncio.gather(bund.start(), tchap.start())

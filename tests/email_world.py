@@ -29,7 +29,7 @@ import dkim
 from tests.harness import BridgeProcess, Homeserver, User, free_port
 from tests.harness.dns import DkimKeyPair, DnsServer, dkim_keypair
 from tests.harness.smtp import RelayServer, self_signed_certificate
-from tests.world import UNRESTRICTED, generate_registration
+from tests.world import UNRESTRICTED, generate_registration, homeservers
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 CLAIRE = "claire.martin@anssi.test"
@@ -253,18 +253,7 @@ async def start_email_world(root: Path, password: str | None = None) -> EmailWor
     dns.start()
     relay.start()
     generate_registration(config_path)
-    bund = Homeserver(
-        "bund.test",
-        root / "bund",
-        port=bund_port,
-        appservice_files=[root / "bund-registration.yaml"],
-    )
-    tchap = Homeserver(
-        "tchap.test",
-        root / "tchap",
-        port=tchap_port,
-        appservice_files=[root / "tchap-registration.yaml"],
-    )
+    bund, tchap = homeservers(root, bund_port, tchap_port)
     bridge = BridgeProcess(config_path, root, port=bridge_port)
     world = EmailWorld(root, config_path, bund, tchap, bridge, relay, dns, claire_key, inbound)
     await asyncio.gather(bund.start(), tchap.start())

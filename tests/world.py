@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ruamel.yaml import YAML
 
@@ -150,6 +151,19 @@ def generate_registration(config_path: Path) -> None:
     )
 
 
+def homeservers(
+    root: Path, bund_port: int, tchap_port: int, extra_config: dict[str, Any] | None = None
+) -> tuple[Homeserver, Homeserver]:
+    """``bund.test`` and ``tchap.test`` (not started yet), each with the bridge's registration
+    that `generate_registration` wrote next to the config in ``root``."""
+
+    def homeserver(short: str, port: int) -> Homeserver:
+        return Homeserver(f"{short}.test", root / short, port=port, extra_config=extra_config,
+                          appservice_files=[root / f"{short}-registration.yaml"])  # fmt: skip
+
+    return homeserver("bund", bund_port), homeserver("tchap", tchap_port)
+
+
 async def start_world(root: Path, password: str | None = None) -> World:
     """Everything up and the bridge ready; rooms exist before the bridge starts, as in real use.
 
@@ -157,10 +171,7 @@ async def start_world(root: Path, password: str | None = None) -> World:
     bund_port, tchap_port, bridge_port = free_port(), free_port(), free_port()
     config_path = write_config(root, bund_port, tchap_port, bridge_port)
     generate_registration(config_path)
-    bund = Homeserver("bund.test", root / "bund", port=bund_port,
-                      appservice_files=[root / "bund-registration.yaml"])  # fmt: skip
-    tchap = Homeserver("tchap.test", root / "tchap", port=tchap_port,
-                       appservice_files=[root / "tchap-registration.yaml"])  # fmt: skip
+    bund, tchap = homeservers(root, bund_port, tchap_port)
     bridge = BridgeProcess(config_path, root, port=bridge_port)
     world = World(root, config_path, bund, tchap, bridge)
     await asyncio.gather(bund.start(), tchap.start())

@@ -18,7 +18,7 @@ from mautrix.types import EventType, RoomID
 from tests.harness import BridgeProcess, Homeserver, User, free_port
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_clients import XmppUser
-from tests.world import UNRESTRICTED, generate_registration
+from tests.world import UNRESTRICTED, generate_registration, homeservers
 
 COMPONENT = "passerelle.xmpp.test"
 MUC = "wg@conference.xmpp.test"
@@ -151,10 +151,7 @@ async def start_xmpp_world(root: Path, password: str | None = None) -> XmppWorld
     bund_port, tchap_port, bridge_port = free_port(), free_port(), free_port()
     config_path = write_config(root, prosody, bund_port, tchap_port, bridge_port)
     generate_registration(config_path)
-    bund = Homeserver("bund.test", root / "bund", port=bund_port,
-                      appservice_files=[root / "bund-registration.yaml"])  # fmt: skip
-    tchap = Homeserver("tchap.test", root / "tchap", port=tchap_port,
-                       appservice_files=[root / "tchap-registration.yaml"])  # fmt: skip
+    bund, tchap = homeservers(root, bund_port, tchap_port)
     bridge = BridgeProcess(config_path, root, port=bridge_port)
     world = XmppWorld(root, config_path, bund, tchap, prosody, bridge, password=password)
     for localpart, host in (("alice", "xmpp.test"), ("bob", "xmpp.test"), ("erika", "xmpp.test"),
