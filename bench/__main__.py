@@ -41,8 +41,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--quiet-wait",
         type=float,
-        default=60.0,
+        default=30.0,
         help="before each phase, wait up to this many s for other processes to calm down",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="measure a phase again this often when other processes disturbed it",
     )
     p.add_argument("--links", type=int, help="scale: links in the generated config (10000)")
     p.add_argument("--people", type=int, help="scale: people in the generated config (100000)")
@@ -70,7 +76,8 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     try:
         if "latency" in args.only or "throughput" in args.only:
             settings = Settings(args.rate, args.duration, args.repeats, args.burst,
-                                args.burst_many, args.concurrency, args.quiet_wait)  # fmt: skip
+                                args.burst_many, args.concurrency, args.quiet_wait,
+                                args.retries)  # fmt: skip
             bench = MatrixBench(world, settings)
             try:
                 await bench.start()
@@ -78,6 +85,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     results["latency"] = await bench.latency()
                 if "throughput" in args.only:
                     results["throughput"] = await bench.throughput()
+                results["disturbed_phases"] = bench.disturbed
             finally:
                 await bench.close()
         if "scale" in args.only:

@@ -255,6 +255,12 @@ def render(rows: list[Row], meta: dict[str, Any], results: dict[str, Any]) -> st
             f"Processes outside the benchmark took {median(shares):.0%} of the machine's CPU "
             f"in the median measured phase, {max(shares):.0%} at most."
         )
+    disturbed = results.get("disturbed_phases", [])
+    if disturbed:
+        notes.append(
+            f"{len(disturbed)} phase(s) were measured again because other processes took more "
+            "than 10% of the CPU meanwhile (see disturbed_phases in the JSON)."
+        )
     notes.append("")
     table = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     table += [line(c) for c in cells[1:]]
@@ -269,6 +275,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     pooled: dict[str, list[float]] = {}
     for run in results["latency"]:
@@ -284,6 +291,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 linestyle="--" if name.startswith("baseline") else "-")  # fmt: skip
     s = results["meta"]["settings"]
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("send → seen via /sync (ms, log scale)")
     ax.set_ylabel("fraction of messages")
     ax.set_title(f"Passerelle latency at {s['rate']:g} msg/s, {s['duration']:g} s per run")

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -20,6 +22,9 @@ from bench.world import THROUGHPUT_LINKS, BenchWorld
 
 log = logging.getLogger("bench")
 HOMESERVERS = ("bund", "tchap")
+DISTURBED = 0.10
+"""Share of the machine's CPU taken by other processes above which a phase is measured again."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class Settings:
     concurrency: int
     quiet_wait: float
     """Longest wait before a phase for other processes on the machine to calm down."""
+    retries: int
+    """How often a phase that other processes disturbed is measured again."""
 
 
 def cost_summary(cost: PhaseCost) -> dict[str, Any]:
@@ -99,6 +106,8 @@ class MatrixBench:
             ),  # fmt: skip
         ]
         self.burst_rooms = [r[f"bund:{n}"] for n in tp_rooms]
+        self.disturbed: list[dict[str, Any]] = []
+        """Phases measured again because other processes took the CPU meanwhile."""
         self.meter = CostMeter(
             self.session,
             world.bridge_url,
@@ -128,10 +137,26 @@ class MatrixBench:
             await watcher.close()
         await self.session.close()
 
-    async def _quiet(self) -> None:
-        waited = await self.meter.wait_for_quiet(self.settings.quiet_wait)
-        if waited > QUIET_SECONDS + 1:
-            log.info("waited %.0f s for other processes to leave the CPU alone", waited)
+    async def _measured(
+        self, label: str, run_id: str, phase: Callable[[str], Awaitable[T]]
+    ) -> tuple[T, PhaseCost]:
+        """Run ``phase(run_id)`` between two cost readings, once the machine is quiet. A phase
+        during which processes outside the benchmark took more than `DISTURBED` of the CPU
+        is measured again (up to ``retries`` times); the discarded attempts are listed."""
+        s = self.settings
+        for attempt in range(s.retries + 1):
+            waited = await self.meter.wait_for_quiet(s.quiet_wait)
+            if waited > QUIET_SECONDS + 1:
+                log.info("%s: waited %.0f s for other processes to calm down", label, waited)
+            await self.meter.start()
+            result = await phase(f"{run_id}-{attempt}")
+            cost = await self.meter.stop()
+            if cost.other_share <= DISTURBED or attempt == s.retries:
+                return result, cost
+            log.info("%s: other processes took %.0f%% of the CPU, measuring again", label,
+                     100 * cost.other_share)  # fmt: skip
+            self.disturbed.append({"phase": label, "other_processes_cpu_share": cost.other_share})
+        raise AssertionError("unreachable")
 
     async def latency(self) -> list[dict[str, Any]]:
         """Each repeat: every baseline at once (each homeserver busy as in a bridged run), then
@@ -139,27 +164,32 @@ class MatrixBench:
         s = self.settings
         runs = []
         for n in range(s.repeats):
-            log.info("latency run %d/%d: baselines", n + 1, s.repeats)
-            await self._quiet()
-            await self.meter.start()
-            baselines = await asyncio.gather(
-                *(
-                    run_stream(route, s.rate, s.duration, f"l{n}-{net}")
-                    for net, route in self.baselines.items()
+
+            async def baselines(run_id: str) -> list[Stream]:
+                return list(
+                    await asyncio.gather(
+                        *(
+                            run_stream(route, s.rate, s.duration, f"{run_id}-{net}")
+                            for net, route in self.baselines.items()
+                        )
+                    )
                 )
-            )
-            base_cost = await self.meter.stop()
+
+            label = f"latency run {n + 1}/{s.repeats}"
+            log.info("%s: baselines", label)
+            streams, base_cost = await self._measured(f"{label}, baselines", f"l{n}", baselines)
             run: dict[str, Any] = {
-                "baselines": {b.route: stream_summary(b) for b in baselines},
+                "baselines": {b.route: stream_summary(b) for b in streams},
                 "baselines_other_processes_cpu_share": base_cost.other_share,
                 "bridged": {},
             }
             for i, route in enumerate(self.routes):
-                log.info("latency run %d/%d: %s", n + 1, s.repeats, route.name)
-                await self._quiet()
-                await self.meter.start()
-                stream = await run_stream(route, s.rate, s.duration, f"l{n}-r{i}")
-                cost = await self.meter.stop()
+                log.info("%s: %s", label, route.name)
+                stream, cost = await self._measured(
+                    f"{label}, {route.name}",
+                    f"l{n}-r{i}",
+                    partial(run_stream, route, s.rate, s.duration),
+                )
                 run["bridged"][route.name] = {
                     "source": route.source,
                     "target": route.target,
@@ -179,12 +209,20 @@ class MatrixBench:
                 ("1 link", self.burst_rooms[:1], s.burst_one_link),
                 (f"{len(self.burst_rooms)} links", self.burst_rooms, s.burst_many_links),
             ):
-                log.info("throughput run %d/%d: %s, %d messages", n + 1, s.repeats, label, count)
-                await self._quiet()
-                await self.meter.start()
-                burst = await run_burst(self.senders["bund"], rooms, self.watchers["tchap"],
-                                        count, s.concurrency, f"t{n}-{len(rooms)}")  # fmt: skip
-                cost = await self.meter.stop()
+                name = f"throughput run {n + 1}/{s.repeats}, {label}"
+                log.info("%s: %d messages", name, count)
+                burst, cost = await self._measured(
+                    name,
+                    f"t{n}-{len(rooms)}",
+                    partial(
+                        run_burst,
+                        self.senders["bund"],
+                        rooms,
+                        self.watchers["tchap"],
+                        count,
+                        s.concurrency,
+                    ),  # fmt: skip
+                )
                 run[label] = {**burst_summary(burst), "cost": cost_summary(cost)}
             runs.append(run)
         return runs
