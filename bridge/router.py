@@ -58,6 +58,7 @@ class Router:
         self._arrival: dict[tuple[str, str], float] = {}
 
     async def ingest(self, event: Event) -> bool:
+        arrived = time.perf_counter()
         link = self.links.get(event.link_id)
         event = dataclasses.replace(event, sender=known_sender(self.config, event.sender))
         targets = [
@@ -70,7 +71,6 @@ class Router:
             log.debug("Already bridged: %s %s", event.network, event.remote_id)
             return False
         metrics.RECEIVED.labels(event.network).inc()
-        arrived = time.perf_counter()
         for target in targets:
             self._arrival[(event.remote_id, target)] = arrived
             self.outbox.wake(link.id, target)

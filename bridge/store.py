@@ -147,21 +147,16 @@ class Store:
         queued for every target or not at all.
         """
         async with self._transaction() as conn:
-            known = await conn.fetchval(
-                "SELECT 1 FROM message WHERE network=$1 AND remote_id=$2",
-                event.network,
-                event.remote_id,
-            )
-            if known:
-                return False
-            await conn.execute(
+            new = await conn.fetchval(
                 "INSERT INTO message (network, remote_id, link_id, room_id, origin_network,"
-                " origin_id) VALUES ($1, $2, $3, $4, $1, $2)",
+                " origin_id) VALUES ($1, $2, $3, $4, $1, $2) ON CONFLICT DO NOTHING RETURNING 1",
                 event.network,
                 event.remote_id,
                 event.link_id,
                 event.room_id,
             )
+            if not new:
+                return False
             payload = event.to_json()
             for target in targets:
                 await conn.execute(
@@ -279,10 +274,12 @@ class Store:
 
     # Rooms, sync positions, ghost profiles
 
-    async def created_room(self, link_id: str, network: str) -> str | None:
-        return await self.db.fetchval(
-            "SELECT room_id FROM created_room WHERE link_id=$1 AND network=$2", link_id, network
+    async def created_rooms(self, network: str) -> dict[str, str]:
+        """Every room the bridge created on ``network``, by link: one query at start-up."""
+        rows = await self.db.fetch(
+            "SELECT link_id, room_id FROM created_room WHERE network=$1", network
         )
+        return {row["link_id"]: row["room_id"] for row in rows}
 
     async def save_created_room(self, link_id: str, network: str, room_id: str) -> None:
         await self.db.execute(

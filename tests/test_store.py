@@ -328,14 +328,15 @@ async def test_reused_txn_id_with_new_content_is_not_a_replay(store: Store) -> N
 
 
 async def test_created_rooms(store: Store) -> None:
-    assert await store.created_room("crisis", "matrix") is None
+    assert await store.created_rooms("matrix") == {}
     await store.save_created_room("crisis", "matrix", "!new:matrix.example")
     await store.save_created_room("crisis", "tchap", "!new:tchap.example")
     await store.save_created_room("drill", "matrix", "!drill:matrix.example")
-    assert await store.created_room("crisis", "matrix") == "!new:matrix.example"
-    assert await store.created_room("crisis", "tchap") == "!new:tchap.example"
-    assert await store.created_room("drill", "matrix") == "!drill:matrix.example"
-    assert await store.created_room("drill", "tchap") is None
+    assert await store.created_rooms("matrix") == {
+        "crisis": "!new:matrix.example",
+        "drill": "!drill:matrix.example",
+    }
+    assert await store.created_rooms("tchap") == {"crisis": "!new:tchap.example"}
 
 
 async def test_sync_positions_upsert(store: Store) -> None:

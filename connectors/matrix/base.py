@@ -42,6 +42,7 @@ JSON = dict[str, Any]
 
 ACCESS_RULES = EventType.find(tchap.ACCESS_RULES_EVENT, t_class=EventType.Class.STATE)
 SETUP_RETRY_SECONDS = 5.0
+SETUP_CONCURRENCY = 8
 _PERMANENT_ERRCODES = {"M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON", "M_INVALID_PARAM"}
 ENCRYPTION_STATE = {"algorithm": MEGOLM}
 """The ``m.room.encryption`` content of rooms the bridge creates encrypted."""
@@ -69,6 +70,10 @@ class MatrixConnector(Connector):
         self._members: dict[tuple[str, str], tuple[str, str | None]] = {}
         """(room, user) → (display name, avatar mxc), from member events as they pass."""
         self._pending_rooms: set[str] = set()
+        self._created: dict[str, str] = {}
+        """Link → the room the bridge created for it on this network (from the store)."""
+        self._joined: set[str] = set()
+        """Rooms the bot was in when the set-up began."""
         self._setup_task: asyncio.Task[None] | None = None
         self.rooms_ready = asyncio.Event()
         self.facts = RoomFacts()
@@ -236,17 +241,24 @@ class MatrixConnector(Connector):
     # Rooms
 
     async def setup_rooms(self) -> None:
-        """Join or create every link's room, retrying the ones that fail in the background."""
-        self._pending_rooms = {link.id for link in self.links}
-        while self._pending_rooms:
-            for link in self.links:
-                if link.id not in self._pending_rooms:
-                    continue
+        """Join or create every link's room, a few at a time, retrying the ones that fail in
+        the background. Rooms created earlier and rooms already joined cost no request."""
+        links = self.links
+        self._pending_rooms = {link.id for link in links}
+        self._created = await self.host.store.created_rooms(self.name)
+        self._joined = {str(room) for room in await self.bot.get_joined_rooms()}
+        gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+        async def set_up(link: Link) -> None:
+            async with gate:
                 try:
                     await self._setup_room(link)
                     self._pending_rooms.discard(link.id)
                 except Exception as e:
                     self.log.warning("Room of link %s not ready yet: %s", link.id, e)
+
+        while self._pending_rooms:
+            await asyncio.gather(*(set_up(k) for k in links if k.id in self._pending_rooms))
             if self._pending_rooms:
                 self.rooms_ready.set()  # the ones that work already flow
                 await asyncio.sleep(SETUP_RETRY_SECONDS)
@@ -255,17 +267,19 @@ class MatrixConnector(Connector):
     async def _setup_room(self, link: Link) -> None:
         spec = link.rooms[self.name]
         if spec.create is not None:
-            room_id = await self.host.store.created_room(link.id, self.name)
+            room_id = self._created.get(link.id)
             if room_id is None:
                 room_id = await self._create_room(link)
                 await self.host.store.save_created_room(link.id, self.name, room_id)
+                self._created[link.id] = room_id
                 self.log.info("Created room %s for link %s", room_id, link.id)
         else:
             assert spec.room is not None
             room_id = spec.room
             if room_id.startswith("#"):
                 room_id = (await self.bot.resolve_room_alias(RoomAlias(room_id))).room_id
-            await self.bot.join_room(RoomID(room_id), max_retries=2)
+            if room_id not in self._joined:
+                await self.bot.join_room(RoomID(room_id), max_retries=2)
         self.host.directory.bind(link.id, self.name, room_id)
         await self._check_room(link.id, room_id)
 
