@@ -7,7 +7,6 @@ and so that crash/restart tests can SIGKILL it like an operator's process manage
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.harness.synapse import log_tail, track
+from tests.harness.synapse import log_tail, terminate, track
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
@@ -94,16 +93,7 @@ class BridgeProcess:
     def stop(self, timeout: float = 10.0) -> int | None:
         """Graceful stop: SIGTERM, wait ``timeout`` s, then SIGKILL. Returns the exit code."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        return proc.returncode
+        return None if proc is None else terminate(proc, timeout)
 
     async def astop(self, timeout: float = 10.0) -> int | None:  # noqa: ASYNC109
         """``stop()`` without blocking the event loop (the bridge may call back into the test)."""

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from tests.harness.synapse import free_port, log_tail, track
+from tests.harness.synapse import free_port, log_tail, terminate, track
 
 START_TIMEOUT = 30.0
 
@@ -200,14 +199,8 @@ class Prosody:
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None:
+            terminate(proc, timeout)
 
     async def astop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         await asyncio.to_thread(self.stop, timeout)

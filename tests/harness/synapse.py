@@ -51,6 +51,19 @@ def track(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
     return proc
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL; the exit code. Synchronous so that it
+    also works from atexit handlers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
 def free_port() -> int:
     """Return a TCP port that was free on 127.0.0.1 a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -254,14 +267,8 @@ class Homeserver:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, wait, then SIGKILL. Synchronous so it also works from atexit/finalizers."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None:
+            terminate(proc, timeout)
 
     async def astop(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109
         """``stop()`` without blocking the event loop."""
