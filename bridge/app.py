@@ -57,6 +57,9 @@ class Gateway:
     async def ingest(self, event: Event) -> bool:
         return await self.router.ingest(event)
 
+    async def typing(self, network: str, room: str, sender: Sender, typing: bool) -> None:
+        await self.router.typing(network, room, sender, typing)
+
     async def direct_chat(
         self, network: str, room: str, sender: Sender, peer_network: str, peer_user: str
     ) -> str:

@@ -66,6 +66,11 @@ class Host(Protocol):
         """
         ...
 
+    async def typing(self, network: str, room: str, sender: Sender, typing: bool) -> None:
+        """Someone started (or stopped) typing in a bridged room: shown on the other networks
+        that can show it, right away. Typing is fleeting, so it is neither stored nor retried."""
+        ...
+
     async def direct_chat(
         self, network: str, room: str, sender: Sender, peer_network: str, peer_user: str
     ) -> str:
@@ -119,3 +124,12 @@ class DirectChats(ABC):
         """Open a room where ``sender`` (shown as this network shows remote people) talks with
         ``user_id`` alone, and return its ID. Called once per direct chat, before its first
         message is delivered; raise `DirectChatRefused` when policy forbids it."""
+
+
+class Typing(ABC):
+    """Optional capability: the network can show that a remote person is typing."""
+
+    @abstractmethod
+    async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
+        """Show (or stop showing) ``sender`` typing in ``room_id``. Best effort: called outside
+        the outbox, may do nothing when the sender has not appeared in the room yet."""

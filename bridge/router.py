@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from bridge import metrics
 from bridge.config.model import Config
-from bridge.connector import Connector, DeliveryError, Outgoing
+from bridge.connector import Connector, DeliveryError, Outgoing, Typing
 from bridge.directory import RoomDirectory
 from bridge.events import Event, Kind, Sender
 from bridge.links import Links
@@ -75,6 +75,29 @@ class Router:
             self._arrival[(event.remote_id, target)] = arrived
             self.outbox.wake(link.id, target)
         return True
+
+    async def typing(self, network: str, room_id: str, sender: Sender, typing: bool) -> None:
+        """Fan a typing notification out at once to the link's other rooms that can show it."""
+        link_id = self.directory.link_for(network, room_id)
+        if link_id is None:
+            return
+        sender = known_sender(self.config, sender)
+        person = self.config.person(sender.person_id) if sender.person_id else None
+        for target in self.links.get(link_id).rooms:
+            connector = self.connectors[target]
+            room = self.directory.room_for(link_id, target)
+            if (
+                target == network
+                or room is None
+                or not isinstance(connector, Typing)
+                or self.directory.disabled_reason(link_id, target) is not None
+                or (person is not None and target in person.accounts)
+            ):
+                continue
+            try:
+                await connector.set_typing(room, sender, typing)
+            except Exception as e:
+                log.debug("Typing of %s not shown on %s: %s", sender.user_id, target, e)
 
     async def deliver(self, item: OutboxItem) -> None:
         event = item.event

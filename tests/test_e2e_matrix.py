@@ -12,7 +12,7 @@ import pytest
 from mautrix.types import ContentURI, EventType, RoomID
 
 from tests.harness import User
-from tests.harness.expect import bodies, body_is, name_of, next_invite, unique
+from tests.harness.expect import bodies, body_is, name_of, next_invite, typing_in, unique
 from tests.world import World
 
 pytestmark = pytest.mark.e2e
@@ -406,3 +406,12 @@ async def test_direct_chat_into_tchap_refused_for_a_domain_not_allowed(world: Wo
         dm, lambda e: e.get("type") == "m.room.member" and e.get("state_key") == ghost_of_jean
         and e["content"].get("membership") == "leave"
     )  # fmt: skip
+
+
+async def test_typing_shows_on_the_other_side(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    ghost = "@passerelle_bund_max=3abund.test:tchap.test"
+    await max_.client.set_typing(RoomID(world.rooms["bund:main"]), 20_000)
+    await typing_in(jean, world.rooms["tchap:main"], lambda users: ghost in users)
+    await max_.client.set_typing(RoomID(world.rooms["bund:main"]), 0)
+    await typing_in(jean, world.rooms["tchap:main"], lambda users: ghost not in users)

@@ -103,6 +103,8 @@ def test_registration_content(config_path: Path, tmp_path: Path) -> None:
         "hs_token": settings.hs_token,
         "sender_localpart": "passerelle",
         "rate_limited": False,
+        "receive_ephemeral": True,
+        "de.sorunome.msc2409.push_ephemeral": True,
     }
     assert namespaces["aliases"] == [] and namespaces["rooms"] == []
     users = namespaces["users"]

@@ -15,7 +15,7 @@ from mautrix.types import RoomID
 from slixmpp import Message
 
 from tests.harness import BridgeError, HomeserverError, User, require_server, synapse_available
-from tests.harness.expect import bodies, body_is, name_of, next_invite, unique
+from tests.harness.expect import bodies, body_is, name_of, next_invite, typing_in, unique
 from tests.harness.prosody import ProsodyError, prosody_available
 from tests.xmpp_world import AVATAR, COMPONENT, MUC, XmppWorld, start_xmpp_world
 
@@ -396,3 +396,23 @@ async def test_one_to_one_chat_opens_a_direct_room_and_answers_flow_back(xw: Xmp
     again = unique("Noch eine Nachricht")
     alice.chat(puppet, again)
     await max_.wait_for(room, body_is(again))  # the same chat, not a new one
+
+
+async def test_typing_crosses_both_ways(xw: XmppWorld) -> None:
+    alice, max_ = xw.xmpp["alice"], xw.users["max"]
+    ghost_of_alice = "@passerelle_xmpp_alice=40xmpp.test:bund.test"
+    alice.say(MUC, unique("Gleich kommt mehr"))  # her ghost is in the room from now on
+    alice.typing(MUC, True)
+    await typing_in(max_, xw.rooms["bund"], lambda users: ghost_of_alice in users)
+    alice.typing(MUC, False)
+    await typing_in(max_, xw.rooms["bund"], lambda users: ghost_of_alice not in users)
+
+    hello = unique("Max ist da")
+    await max_.send_text(xw.rooms["bund"], hello)  # his puppet joins the MUC with it
+    await alice.wait_for_body(MUC, hello)
+    await max_.client.set_typing(RoomID(xw.rooms["bund"]), 20_000)
+    composing = await alice.wait_for(
+        lambda m: m["type"] == "groupchat" and m["from"].bare == MUC
+        and m["from"].resource.startswith("Max Mustermann") and m["chat_state"] == "composing"
+    )  # fmt: skip
+    assert not composing["body"]

@@ -16,6 +16,7 @@ from connectors.xmpp.translate import (
     MalformedStanza,
     Oob,
     Reply,
+    chat_state_stanza,
     edit_event,
     groupchat_stanza,
     join_presence,
@@ -359,3 +360,15 @@ def test_recent_forgets_the_oldest() -> None:
     recent: Recent[str, int] = Recent(size=2)
     recent["a"], recent["b"], recent["c"] = 1, 2, 3
     assert "a" not in recent and recent.get("c") == 3 and len(recent) == 2
+
+
+def test_chat_states_are_read_and_written() -> None:
+    composing = parse_message(stanza(
+        "<message from='wg@conference.xmpp.test/Alice' to='passerelle.xmpp.test' "
+        "type='groupchat' id='c1'><composing xmlns='http://jabber.org/protocol/chatstates'/>"
+        "</message>"
+    ))  # fmt: skip
+    assert (composing.chat_state, composing.body) == ("composing", None)
+    el = chat_state_stanza("wg@conference.xmpp.test", "p@passerelle.xmpp.test", "id1", False)
+    assert parse_message(el).chat_state == "active"
+    assert parse_message(el).body is None

@@ -29,16 +29,12 @@ from bridge.config.load import ConfigError, read_document, render, round_trip_ya
 from bridge.config.model import Config, Encryption, MatrixMode, MatrixNetwork
 
 TOKEN_KEYS = ("as_token", "hs_token")
-ENCRYPTION_EXTENSIONS = {
-    "receive_ephemeral": True,
-    "de.sorunome.msc2409.push_ephemeral": True,
-    "org.matrix.msc3202": True,
-    "io.element.msc4190": True,
-}
-"""What end-to-bridge encryption needs from the homeserver for this appservice: to-device
-events in transactions (MSC2409/MSC4203, both the stable flag and the unstable one older
-Synapses read), device list changes and one-time key counts (MSC3202), and creating the bot's
-device without a login (MSC4190)."""
+EPHEMERAL = {"receive_ephemeral": True, "de.sorunome.msc2409.push_ephemeral": True}
+"""Ephemeral events (typing notifications, and to-device events for encryption) in
+transactions: MSC2409, with both the stable flag and the unstable one older Synapses read."""
+ENCRYPTION_EXTENSIONS = {"org.matrix.msc3202": True, "io.element.msc4190": True}
+"""What end-to-bridge encryption needs besides: device list changes and one-time key counts
+(MSC3202), and creating the bot's device without a login (MSC4190)."""
 INDENT_STYLES = ((2, 2, 0), (2, 4, 2), (4, 4, 0), (4, 6, 4), (4, 4, 2), (2, 3, 1))
 """(mapping indent, sequence indent, dash offset) styles admins commonly write YAML in."""
 
@@ -75,6 +71,7 @@ def registration(network: MatrixNetwork) -> dict[str, Any]:
             "aliases": [],
             "rooms": [],
         },
+        **EPHEMERAL,
     }
     if network.encryption is not Encryption.OFF:
         document.update(ENCRYPTION_EXTENSIONS)

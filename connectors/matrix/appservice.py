@@ -34,7 +34,7 @@ from mautrix.errors import MatrixRequestError
 from mautrix.types import Membership, RoomCreatePreset, RoomID, UserID
 
 from bridge.config.model import Encryption, Flavour, MatrixNetwork
-from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing
+from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing, Typing
 from bridge.events import Sender
 from bridge.policy import account_domain
 from bridge.store import GhostProfile
@@ -46,6 +46,8 @@ from connectors.matrix.translate import display_name, ghost_localpart, ghost_own
 READY_TIMEOUT = 30.0
 TO_DEVICE_KEYS = ("de.sorunome.msc2409.to_device", "to_device")
 DEVICE_LISTS_KEYS = ("org.matrix.msc3202.device_lists", "device_lists")
+EPHEMERAL_KEYS = ("de.sorunome.msc2409.ephemeral", "ephemeral")
+TYPING_TIMEOUT_MS = 30_000
 OTK_COUNT_KEYS = (
     "org.matrix.msc3202.device_one_time_keys_count",
     "org.matrix.msc3202.device_one_time_key_counts",
@@ -74,7 +76,7 @@ def _error(status: int, errcode: str, message: str) -> web.Response:
     return web.json_response({"errcode": errcode, "error": message}, status=status)
 
 
-class AppserviceConnector(MatrixConnector, DirectChats):
+class AppserviceConnector(MatrixConnector, DirectChats, Typing):
     def __init__(self, network: MatrixNetwork, host: Host) -> None:
         super().__init__(network, host)
         assert network.appservice is not None
@@ -86,6 +88,9 @@ class AppserviceConnector(MatrixConnector, DirectChats):
         self._api: AppServiceAPI | None = None
         self._state = _StateStore()
         self._ghosts: dict[UserID, GhostProfile] = {}
+        self._typing: dict[str, set[str]] = {}
+        """Room → who the homeserver last said was typing there (the bridge's own users left
+        out)."""
         self.web = web.Application()
         for prefix in ("/_matrix/app/v1", ""):
             self.web.router.add_put(prefix + "/transactions/{txn_id}", self._transaction)
@@ -325,8 +330,38 @@ class AppserviceConnector(MatrixConnector, DirectChats):
                 continue
             await self._track_membership(raw)
             await self.handle_room_event(raw)
+        ephemeral = _first(body, EPHEMERAL_KEYS)
+        for edu in ephemeral if isinstance(ephemeral, list) else []:
+            if isinstance(edu, dict) and edu.get("type") == "m.typing":
+                await self._on_typing(edu)
         await self.host.store.mark_txn_handled(self.name, txn_id, digest)
         return web.json_response({})
+
+    async def _on_typing(self, edu: dict[str, Any]) -> None:
+        """Who started or stopped typing in a bridged room, from the room's whole typing list
+        (the homeserver sends the list, not the changes)."""
+        room_id, content = edu.get("room_id"), edu.get("content")
+        if not isinstance(room_id, str) or not isinstance(content, dict):
+            return
+        if self.host.directory.link_for(self.name, room_id) is None:
+            return
+        users = content.get("user_ids")
+        now = {u for u in users if isinstance(u, str) and not self.is_own(u)} if isinstance(
+            users, list) else set()  # fmt: skip
+        before = self._typing.get(room_id, set())
+        self._typing[room_id] = now
+        for user_id in sorted(now ^ before):
+            try:
+                name, avatar = await self._member(room_id, user_id)
+                sender = Sender(network=self.name, user_id=user_id, display_name=name,
+                                avatar=avatar)  # fmt: skip
+                await self.host.typing(self.name, room_id, sender, user_id in now)
+            except Exception:
+                self.log.exception("Could not pass on the typing of %s", user_id)
+
+    async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
+        intent = await self._ghost(sender, None)
+        await intent.set_typing(RoomID(room_id), TYPING_TIMEOUT_MS if typing else 0)
 
     async def _track_membership(self, raw: dict[str, object]) -> None:
         """Keep mautrix's membership cache right, so ``ensure_joined`` re-joins a kicked ghost."""

@@ -25,7 +25,7 @@ from collections import defaultdict
 from slixmpp.plugins.xep_0410 import PingStatus
 
 from bridge.config.kinds.xmpp import XmppNetwork
-from bridge.connector import Connector, DeliveryError, Host, Outgoing
+from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing
 from bridge.events import Event, Kind, Sender
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
 from connectors.xmpp.component import Component, Handlers, NotConnected, VCard
@@ -38,6 +38,7 @@ from connectors.xmpp.translate import (
     Message,
     Oob,
     Reply,
+    chat_state_stanza,
     edit_event,
     fallback_id,
     groupchat_stanza,
@@ -79,7 +80,7 @@ class Refused(Exception):
         self.condition = condition
 
 
-class XmppConnector(Connector):
+class XmppConnector(Connector, Typing):
     def __init__(self, network: XmppNetwork, host: Host) -> None:
         self.name = network.name
         self.network = network
@@ -367,6 +368,10 @@ class XmppConnector(Connector):
         if self._is_own(room, msg):
             room.replay_anchored = room.replay_anchored or history
             return
+        if msg.chat_state is not None and msg.body is None and not history:
+            if self._allowed(sender.user_id):
+                await self.host.typing(self.name, room.jid, sender, msg.chat_state == "composing")
+            return
         if history:
             if await self.host.store.is_known(self.name, remote_id):
                 room.replay_anchored = True
@@ -615,6 +620,14 @@ class XmppConnector(Connector):
             return await self._post(room, puppet, el, msg_id)
         el = retraction_stanza(room.jid, sender_jid, msg_id, out.target)
         return await self._post(room, sender_jid, el, msg_id)
+
+    async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
+        """The sender's puppet says it is (no longer) typing, once it sits in the room."""
+        room = self.rooms.get(room_id)
+        jid = puppet_jid(sender.network, sender.user_id, self.network.component)
+        if room is None or not room.joined or jid not in room.seats:
+            return
+        self._send(chat_state_stanza(room.jid, jid, f"{ORIGIN_PREFIX}{uuid.uuid4().hex}", typing))
 
     async def fetch_media(self, ref: str) -> bytes:
         return await self.files.fetch(ref)

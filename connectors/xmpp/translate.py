@@ -41,6 +41,8 @@ NS_REPLY = "urn:xmpp:reply:0"
 NS_FALLBACK = "urn:xmpp:fallback:0"
 NS_OOB = "jabber:x:oob"
 NS_HINTS = "urn:xmpp:hints"
+NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
+CHAT_STATES = ("active", "composing", "paused", "inactive", "gone")
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_VCARD_UPDATE = "vcard-temp:x:update"
 
@@ -135,6 +137,8 @@ class Message:
     reactions: Reactions | None = None
     reply: Reply | None = None
     oob: Oob | None = None
+    chat_state: str | None = None
+    """XEP-0085: ``composing`` while the sender types, another state once they stopped."""
     error: str | None = None
     """The defined condition of a ``type="error"`` message."""
 
@@ -271,6 +275,9 @@ def parse_message(el: ET.Element) -> Message:
         reactions=reactions,
         reply=reply,
         oob=oob,
+        chat_state=next(
+            (state for state in CHAT_STATES if _child(el, NS_CHATSTATES, state) is not None), None
+        ),
         error=_error_condition(el) if mtype == "error" else None,
     )
 
@@ -506,6 +513,15 @@ def groupchat_stanza(
         ET.SubElement(x, f"{{{NS_OOB}}}url").text = oob.url
         if oob.desc:
             ET.SubElement(x, f"{{{NS_OOB}}}desc").text = oob.desc
+    return el
+
+
+def chat_state_stanza(room: str, sender: str, msg_id: str, typing: bool) -> ET.Element:
+    """XEP-0085: ``composing`` while the sender types, ``active`` once they stopped; no body,
+    and a hint not to archive it."""
+    el = _message(room, sender, msg_id, None)
+    ET.SubElement(el, f"{{{NS_CHATSTATES}}}{'composing' if typing else 'active'}")
+    ET.SubElement(el, f"{{{NS_HINTS}}}no-store")
     return el
 
 

@@ -47,3 +47,17 @@ async def next_invite(user: User, since: str) -> str:
             return str(invited[0])
         since = sync["next_batch"]
     raise AssertionError(f"{user.user_id} was invited nowhere")
+
+
+async def typing_in(user: User, room_id: str, predicate: Callable[[list[str]], bool]) -> list[str]:
+    """Who is typing in the room, as ``user``'s client learns it through ``/sync``, once
+    ``predicate`` holds for that list."""
+    since = None
+    for _ in range(40):
+        sync = await user.client.sync(since=since, timeout=500)
+        since = sync["next_batch"]
+        room = sync.get("rooms", {}).get("join", {}).get(room_id, {})
+        for edu in room.get("ephemeral", {}).get("events", []):
+            if edu.get("type") == "m.typing" and predicate(edu["content"]["user_ids"]):
+                return list(edu["content"]["user_ids"])
+    raise AssertionError(f"{user.user_id} never saw the expected typing in {room_id}")

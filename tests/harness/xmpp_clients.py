@@ -20,8 +20,9 @@ from slixmpp.xmlstream.stanzabase import StanzaBase
 
 Predicate = Callable[[Message], bool]
 
-PLUGINS = ("xep_0030", "xep_0045", "xep_0054", "xep_0066", "xep_0199", "xep_0203", "xep_0308",
-           "xep_0359", "xep_0363", "xep_0424", "xep_0428", "xep_0444", "xep_0461")  # fmt: skip
+PLUGINS = ("xep_0030", "xep_0045", "xep_0054", "xep_0066", "xep_0085", "xep_0199", "xep_0203",
+           "xep_0308", "xep_0359", "xep_0363", "xep_0424", "xep_0428", "xep_0444",
+           "xep_0461")  # fmt: skip
 
 
 class XmppUser:
@@ -145,6 +146,12 @@ class XmppUser:
         msg["oob"]["url"] = url
         msg.send()
         return msg
+
+    def typing(self, room: str, composing: bool) -> None:
+        """Say in the MUC that this user is typing (XEP-0085), or stopped."""
+        msg = self.client.make_message(mto=room, mtype="groupchat")
+        msg["chat_state"] = "composing" if composing else "active"
+        msg.send()
 
     def chat(self, to: str, body: str) -> Message:
         """Send a one-to-one message."""
