@@ -18,7 +18,7 @@ from mautrix.types import EventType, RoomID
 from tests.harness import BridgeProcess, Homeserver, User, free_port
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_clients import XmppUser
-from tests.world import UNRESTRICTED, generate_registration, homeservers
+from tests.world import UNRESTRICTED, generate_registration, homeservers, matrix_networks
 
 COMPONENT = "passerelle.xmpp.test"
 MUC = "wg@conference.xmpp.test"
@@ -41,27 +41,7 @@ delivery:
   initial_backoff: 0.2
   max_backoff: 1.5
 networks:
-  bund:
-    kind: matrix
-    flavour: matrix
-    homeserver: http://127.0.0.1:{bund_port}
-    server_name: bund.test
-    org_label: BMI
-    appservice:
-      id: passerelle-bund
-      bot: passerelle
-      ghost_prefix: passerelle_
-  tchap:
-    kind: matrix
-    flavour: tchap
-    homeserver: http://127.0.0.1:{tchap_port}
-    server_name: tchap.test
-    name_suffix: " (Tchap)"
-    appservice:
-      id: passerelle-tchap
-      bot: passerelle
-      ghost_prefix: passerelle_
-  xmpp:
+{matrix_networks}  xmpp:
     kind: xmpp
     server:
       host: 127.0.0.1
@@ -132,8 +112,7 @@ def write_config(
         CONFIG.format(
             root=root,
             bridge_port=bridge_port,
-            bund_port=bund_port,
-            tchap_port=tchap_port,
+            matrix_networks=matrix_networks(bund_port, tchap_port),
             component_port=prosody.component_port,
             component=COMPONENT,
             muc=MUC,
