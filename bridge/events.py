@@ -8,7 +8,7 @@ the target connectors render it for their network. IDs inside an event are alway
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -31,6 +31,13 @@ class AttachmentKind(StrEnum):
     FILE = "file"
     VIDEO = "video"
     AUDIO = "audio"
+
+
+def _fields(value: object) -> dict[str, Any]:
+    """How `json.dumps` writes the event's dataclasses: as their fields."""
+    if isinstance(value, Event | Sender | Attachment):
+        return dict(vars(value))
+    raise TypeError(f"{type(value).__name__} cannot be stored in an event")
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,9 @@ class Event:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        # Fields as they are (``dataclasses.asdict`` deep-copies every value first, which was a
+        # tenth of the bridge's CPU per message); the enums are strings already.
+        return json.dumps(self, default=_fields, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, data: str) -> Event:

@@ -23,6 +23,8 @@ from bridge.store import OutboxItem, Store
 log = logging.getLogger(__name__)
 
 Queue = tuple[str, str]
+BATCH = 32
+"""Items read from a queue at once."""
 
 
 class Outbox:
@@ -73,18 +75,22 @@ class Outbox:
         return min(self._policy.initial_backoff * 2**doublings, self._policy.max_backoff)
 
     async def _work(self, queue: Queue) -> None:
+        """Send the queue's items in order, reading them a batch at a time; stop once the
+        queue is empty. A queue is known to be empty without asking the store when the last
+        read came back short and nothing was added since (`wake` marks it dirty)."""
         try:
             while True:
                 self._dirty.discard(queue)
-                item = await self._store.next_in_queue(*queue)
-                if item is None:
-                    if queue in self._dirty:
-                        continue
-                    return
-                wait = item.next_attempt - time.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                await self._attempt(item)
+                items = await self._store.queue_head(*queue, BATCH)
+                for item in items:
+                    wait = item.next_attempt - time.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    if not await self._attempt(item):
+                        break  # it stays at the head, holding back the rest until its retry
+                else:
+                    if len(items) < BATCH and queue not in self._dirty:
+                        return
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -93,11 +99,12 @@ class Outbox:
             self._workers.pop(queue, None)
             metrics.OUTBOX.set(len(self._workers))
 
-    async def _attempt(self, item: OutboxItem) -> None:
+    async def _attempt(self, item: OutboxItem) -> bool:
+        """One try at an item; True when it left the queue (sent, or given up on)."""
         try:
             await self._deliver(item)
             metrics.DELIVERED.labels(item.target).inc()
-            return
+            return True
         except DeliveryError as e:
             error, permanent = str(e), e.permanent
         except Exception as e:  # any failure of a network is retried
@@ -116,7 +123,7 @@ class Outbox:
             metrics.FAILED.labels(item.target).inc()
             await self._give_up(item, error)
             await self._store.give_up(item)
-            return
+            return True
         delay = self.backoff(attempts)
         log.warning(
             "Delivery of %s to %s failed (attempt %d/%d), retrying in %.1fs: %s",
@@ -128,3 +135,4 @@ class Outbox:
             error,
         )
         await self._store.retry_later(item, delay, error)
+        return False

@@ -1,10 +1,11 @@
 """Persistent state: IDs, not content.
 
 What is kept: which event on which network is which message (so edits, replies, redactions and
-reactions find their target), appservice transactions already handled, the outbox (the only place
-that holds message content, and only until delivered), rooms the bridge created, sync positions
-and ghost profiles. SQLite by default, PostgreSQL when the URL says ``postgres://``; both through
-mautrix's ``util.async_db`` which also runs the versioned migrations below.
+reactions find their target), appservice transactions that carried to-device messages, the outbox
+(the only place that holds message content, and only until delivered), rooms the bridge created,
+sync positions and ghost profiles. SQLite by default, PostgreSQL when the URL says
+``postgres://``; both behind mautrix's ``util.async_db`` interface (`bridge.database` opens
+them), which also runs the versioned migrations below.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
 
+from bridge.database import open_database
 from bridge.events import Event
 from bridge.links import DirectChat
 
@@ -116,6 +118,14 @@ class GhostProfile:
     avatar: str | None
 
 
+def _rows_changed(result: object) -> int:
+    """Rows an INSERT, UPDATE or DELETE changed: a cursor's count (SQLite) or the last number
+    of the command tag (PostgreSQL, ``INSERT 0 1``)."""
+    if isinstance(result, str):
+        return int(result.rsplit(" ", 1)[-1])
+    return int(getattr(result, "rowcount", 0))
+
+
 class Store:
     """All reads and writes of the bridge's database; nothing else issues SQL."""
 
@@ -125,7 +135,7 @@ class Store:
     @classmethod
     async def open(cls, url: str, db_args: dict[str, Any] | None = None) -> Store:
         """Open (and migrate) the database at ``url``; ``db_args`` go to the driver's pool."""
-        db = Database.create(url, upgrade_table=upgrade_table, db_args=db_args)
+        db = open_database(url, upgrade_table, db_args)
         await db.start()
         return cls(db)
 
@@ -147,43 +157,43 @@ class Store:
         queued for every target or not at all.
         """
         async with self._transaction() as conn:
-            new = await conn.fetchval(
+            inserted = await conn.execute(
                 "INSERT INTO message (network, remote_id, link_id, room_id, origin_network,"
-                " origin_id) VALUES ($1, $2, $3, $4, $1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+                " origin_id) VALUES ($1, $2, $3, $4, $1, $2) ON CONFLICT DO NOTHING",
                 event.network,
                 event.remote_id,
                 event.link_id,
                 event.room_id,
             )
-            if not new:
+            if not _rows_changed(inserted):
                 return False
             payload = event.to_json()
-            for target in targets:
-                await conn.execute(
-                    "INSERT INTO outbox (link_id, target, event) VALUES ($1, $2, $3)",
-                    event.link_id,
-                    target,
-                    payload,
-                )
+            await conn.executemany(
+                "INSERT INTO outbox (link_id, target, event) VALUES ($1, $2, $3)",
+                [(event.link_id, target, payload) for target in targets],
+            )
         return True
 
-    async def next_in_queue(self, link_id: str, target: str) -> OutboxItem | None:
-        row = await self.db.fetchrow(
+    async def queue_head(self, link_id: str, target: str, limit: int) -> list[OutboxItem]:
+        """The first ``limit`` items of a queue, oldest first."""
+        rows = await self.db.fetch(
             "SELECT id, event, attempts, next_attempt FROM outbox"
-            " WHERE link_id=$1 AND target=$2 ORDER BY id LIMIT 1",
+            " WHERE link_id=$1 AND target=$2 ORDER BY id LIMIT $3",
             link_id,
             target,
+            limit,
         )
-        if row is None:
-            return None
-        return OutboxItem(
-            id=row["id"],
-            link_id=link_id,
-            target=target,
-            event=Event.from_json(row["event"]),
-            attempts=row["attempts"],
-            next_attempt=row["next_attempt"],
-        )
+        return [
+            OutboxItem(
+                id=row["id"],
+                link_id=link_id,
+                target=target,
+                event=Event.from_json(row["event"]),
+                attempts=row["attempts"],
+                next_attempt=row["next_attempt"],
+            )
+            for row in rows
+        ]
 
     async def queues(self) -> list[tuple[str, str]]:
         """Every (link, target) with something waiting: the work to resume after a restart."""

@@ -5,8 +5,13 @@ The transaction endpoint is our own thin aiohttp handler rather than mautrix's
 `AppServiceServerMixin`, because that one answers 200 even when handling failed, keeps handled
 transaction IDs only in memory and runs handlers as background tasks, so the homeserver would be
 told "done" before the event is stored. Here a transaction is acknowledged only after every event
-in it is in the outbox, transaction IDs survive restarts, and a wrong token gets the spec's
-403 ``M_FORBIDDEN``.
+in it is in the outbox, and a wrong token gets the spec's 403 ``M_FORBIDDEN``.
+
+A transaction the homeserver sends again (it was not acknowledged) is simply handled again:
+room events are stored once by event ID (`Store.accept`), and memberships, state and typing
+lists are facts that can be applied twice. Only to-device messages cannot (decrypting one uses up
+its one-time key), so only transactions carrying them are recorded as handled, by ID and content
+(Synapse on SQLite numbers transactions from 1 again after a restart).
 
 With encryption allowed, the bot has one device (created through MSC4190, kept across restarts)
 that encrypts for the bot and every ghost; transactions then also carry that device's to-device
@@ -88,6 +93,9 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         self._api: AppServiceAPI | None = None
         self._state = _StateStore()
         self._ghosts: dict[UserID, GhostProfile] = {}
+        self._intents: dict[UserID, IntentAPI] = {}
+        """Each ghost's intent, made once: mautrix builds a new one on every ``intent()`` call
+        (it already keeps each ghost's API object for good)."""
         self._typing: dict[str, set[str]] = {}
         """Room → who the homeserver last said was typing there (the bridge's own users left
         out)."""
@@ -171,10 +179,9 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
     async def _ghost(self, sender: Sender, fetch: MediaFetcher | None) -> IntentAPI:
         """The sender's ghost, registered and named, with their avatar when ``fetch`` can get
         it. The profile last set is remembered, so an unchanged one costs no request."""
-        assert self._api is not None
         localpart = ghost_localpart(self.settings.ghost_prefix, sender.network, sender.user_id)
         user_id = UserID(f"@{localpart}:{self.network.server_name}")
-        intent = self._api.intent(user_id)
+        intent = self._intent(user_id)
         wanted = GhostProfile(display_name(sender, self.network.flavour), sender.avatar)
         if self._ghosts.get(user_id) == wanted:
             return intent
@@ -189,6 +196,13 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             wanted = GhostProfile(wanted.name, avatar)
             await self.host.store.save_ghost_profile(self.name, user_id, wanted)
         self._ghosts[user_id] = wanted
+        return intent
+
+    def _intent(self, user_id: UserID) -> IntentAPI:
+        assert self._api is not None
+        intent = self._intents.get(user_id)
+        if intent is None:
+            intent = self._intents[user_id] = self._api.intent(user_id)
         return intent
 
     async def _copy_avatar(
@@ -249,8 +263,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             self.settings.ghost_prefix,
             list(self.host.config.networks),
         )
-        assert self._api is not None
-        intent = self._api.intent(UserID(ghost))
+        intent = self._intent(UserID(ghost))
         await intent.ensure_registered()
         await intent.join_room(RoomID(room_id))
         if owner is None:
@@ -302,9 +315,6 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             return denied
         txn_id = request.match_info["txn_id"]
         raw_body = await request.read()
-        digest = hashlib.sha256(raw_body).hexdigest()
-        if await self.host.store.txn_handled(self.name, txn_id, digest):
-            return web.json_response({})
         try:
             body = json.loads(raw_body)
             events = body["events"]
@@ -312,15 +322,20 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
                 raise TypeError("events is not a list")
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             return _error(400, "M_BAD_JSON", f"Malformed transaction: {e}")
-        try:
-            await asyncio.wait_for(self.rooms_ready.wait(), READY_TIMEOUT)
-        except TimeoutError:
-            return _error(503, "M_UNKNOWN", "Bridge rooms are not set up yet")
+        to_device = _first(body, TO_DEVICE_KEYS) if self.e2ee is not None else None
+        to_device = to_device if isinstance(to_device, list) else []
+        digest = hashlib.sha256(raw_body).hexdigest() if to_device else None
+        if digest and await self.host.store.txn_handled(self.name, txn_id, digest):
+            return web.json_response({})
+        if not self.rooms_ready.is_set():
+            try:
+                await asyncio.wait_for(self.rooms_ready.wait(), READY_TIMEOUT)
+            except TimeoutError:
+                return _error(503, "M_UNKNOWN", "Bridge rooms are not set up yet")
         if self.e2ee is not None:
             # Keys first: a room key and the message it opens may share a transaction.
-            to_device = _first(body, TO_DEVICE_KEYS)
             await self.e2ee.receive(
-                to_device if isinstance(to_device, list) else [],
+                to_device,
                 _first(body, DEVICE_LISTS_KEYS),
                 self.e2ee.otk_counts_of(_first(body, OTK_COUNT_KEYS)),
             )
@@ -334,7 +349,8 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         for edu in ephemeral if isinstance(ephemeral, list) else []:
             if isinstance(edu, dict) and edu.get("type") == "m.typing":
                 await self._on_typing(edu)
-        await self.host.store.mark_txn_handled(self.name, txn_id, digest)
+        if digest:
+            await self.host.store.mark_txn_handled(self.name, txn_id, digest)
         return web.json_response({})
 
     async def _on_typing(self, edu: dict[str, Any]) -> None:
@@ -381,7 +397,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             return denied
         user_id = request.match_info["user_id"]
         if self._ghost_re.match(user_id) and self._api is not None:
-            await self._api.intent(UserID(user_id)).ensure_registered()
+            await self._intent(UserID(user_id)).ensure_registered()
             return web.json_response({})
         return _error(404, "M_NOT_FOUND", "No such user")
 

@@ -25,6 +25,8 @@ from typing import Any
 from mautrix.crypto import PgCryptoStore
 from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
 
+from bridge.database import database_view
+
 PICKLE_KEY = "passerelle.e2ee"
 """Olm pickles are encrypted with this key; the database itself is what must be protected (it
 holds the outbox and the appservice tokens' effects too), as for mautrix's bridges."""
@@ -58,8 +60,7 @@ async def crypto_databases(db: Database) -> tuple[Database, Database]:
     views = []
     async with _migrating:
         for table in (PgCryptoStore.upgrade_table, upgrade_table):
-            view = Database.create(db.url, upgrade_table=table, log=db.log)
-            view.override_pool(db)
+            view = database_view(db, table)
             await view.start()
             views.append(view)
     return views[0], views[1]
