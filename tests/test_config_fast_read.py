@@ -27,6 +27,27 @@ def test_example_config_reads_the_same_both_ways() -> None:
     assert fast.person("max") == slow.person("max")
 
 
+def test_accounts_are_normalised_the_same_both_ways(tmp_path: Path) -> None:
+    """People entries of the fast reader take a shortcut (`plain_person`); what it stores must
+    be what the full check stores, normalisation of JIDs and addresses included."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    text = text.replace("erika@xmpp.bsi.example", "Erika@XMPP.bsi.example")
+    text = text.replace("claire.martin@anssi.example", "Claire.Martin@ANSSI.example")
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    plain = fast_document(text)
+    assert plain is not None
+    fast, fast_problems = validate(plain, path, {})
+    doc, _, _ = read_document(path)
+    slow, slow_problems = validate(doc, path, {})
+    assert fast_problems == slow_problems == []
+    assert fast is not None and slow is not None
+    assert fast.people == slow.people
+    erika = fast.person("erika")
+    assert erika is not None and erika.accounts["xmpp-bsi"] == "erika@xmpp.bsi.example"
+    assert fast.person_by_account("mail", "claire.martin@anssi.example") == slow.person("claire")
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -38,6 +38,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+PERSON_KEYS = frozenset(("id", "name", "org", "accounts"))
 
 
 class ConfigError(Exception):
@@ -177,6 +178,7 @@ class _Schema:
     def __init__(self, reader: Reader, path: Path) -> None:
         self.r = reader
         self.path = path
+        self._kinds: dict[str, KindSchema] = {}
 
     def config(self, root: Node) -> Config | None:
         fields = self.r.fields(
@@ -330,7 +332,11 @@ class _Schema:
         return schema.network(name, node, fields, listen)
 
     def kind(self, kind: str) -> KindSchema:
-        return KINDS[kind](self.r, self.path)
+        """The schema of a network kind, made once (every account and room asks for it)."""
+        schema = self._kinds.get(kind)
+        if schema is None:
+            schema = self._kinds[kind] = KINDS[kind](self.r, self.path)
+        return schema
 
     # -- people and links --------------------------------------------------------------------
 
@@ -342,10 +348,55 @@ class _Schema:
         if items is None:
             return None
         owners: dict[str, dict[str, str]] = {}
-        people = [self.person(item, networks, seen_ids, owners) for item in items]
+        people = [
+            self.plain_person(item, networks, seen_ids, owners)
+            or self.person(item, networks, seen_ids, owners)
+            for item in items
+        ]
         if any(p is None for p in people):
             return None
         return tuple(p for p in people if p is not None)
+
+    def plain_person(
+        self,
+        node: Node,
+        networks: Mapping[str, Network | None],
+        seen_ids: dict[str, int],
+        owners: dict[str, dict[str, str]],
+    ) -> Person | None:
+        """A person entry that is right as it stands, read without making a `Node` of every
+        field: the bulk of a large config (`person` took most of its load time). None for
+        anything else, which `person` then reads and reports on; what this sets in ``owners``
+        is then the same person's, so it raises no false duplicate."""
+        raw = node.value
+        if type(raw) is not dict or not raw.keys() <= PERSON_KEYS:
+            return None
+        person_id, name = raw.get("id"), raw.get("name")
+        org, accounts = raw.get("org"), raw.get("accounts")
+        if (
+            type(person_id) is not str
+            or person_id in seen_ids
+            or not ID_RE.fullmatch(person_id)
+            or type(name) is not str
+            or not name.strip()
+            or (org is not None and (type(org) is not str or not org.strip()))
+            or type(accounts) is not dict
+            or not accounts
+        ):
+            return None
+        result: dict[str, str] = {}
+        for network_name, value in accounts.items():
+            network = networks.get(network_name) if type(network_name) is str else None
+            if network is None or type(value) is not str:
+                return None
+            account = self.kind(network.kind).valid_account(value)
+            if account is None:
+                return None
+            if owners.setdefault(network_name, {}).setdefault(account, person_id) != person_id:
+                return None
+            result[network_name] = account
+        seen_ids[person_id] = node.line
+        return Person(person_id, name, org, result)
 
     def person(
         self,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 from mautrix.client import Client, ClientAPI
@@ -247,10 +248,11 @@ class MatrixConnector(Connector):
         self._pending_rooms = {link.id for link in links}
         self._created = await self.host.store.created_rooms(self.name)
         self._joined = {str(room) for room in await self.bot.get_joined_rooms()}
-        gate = asyncio.Semaphore(SETUP_CONCURRENCY)
 
-        async def set_up(link: Link) -> None:
-            async with gate:
+        async def set_up(todo: Iterator[Link]) -> None:
+            """One of `SETUP_CONCURRENCY` workers sharing ``todo`` (a task per worker, not per
+            link: with ten thousand links, a task each cost more than setting the rooms up)."""
+            for link in todo:
                 try:
                     await self._setup_room(link)
                     self._pending_rooms.discard(link.id)
@@ -258,7 +260,8 @@ class MatrixConnector(Connector):
                     self.log.warning("Room of link %s not ready yet: %s", link.id, e)
 
         while self._pending_rooms:
-            await asyncio.gather(*(set_up(k) for k in links if k.id in self._pending_rooms))
+            todo = iter([k for k in links if k.id in self._pending_rooms])
+            await asyncio.gather(*(set_up(todo) for _ in range(SETUP_CONCURRENCY)))
             if self._pending_rooms:
                 self.rooms_ready.set()  # the ones that work already flow
                 await asyncio.sleep(SETUP_RETRY_SECONDS)

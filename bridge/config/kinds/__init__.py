@@ -33,6 +33,12 @@ class KindSchema(Protocol):
         """A person's account on a network of this kind (``people[].accounts.<network>``)."""
         ...
 
+    @staticmethod
+    def valid_account(value: str) -> str | None:
+        """`account` for a value known to be a string, without reporting: the account as
+        stored, or None when `account` would find it wrong."""
+        ...
+
     def room(self, network: str, node: Node) -> LinkRoom | None:
         """A link's room on a network of this kind (``links[].rooms.<network>``)."""
         ...

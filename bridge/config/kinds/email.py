@@ -140,6 +140,10 @@ class EmailSchema:
         value = self.r.matching(node, ADDRESS_RE, "an email address (name@domain)")
         return normalize_address(value) if value is not None else None
 
+    @staticmethod
+    def valid_account(value: str) -> str | None:
+        return normalize_address(value) if ADDRESS_RE.fullmatch(value) else None
+
     def room(self, network: str, node: Node) -> LinkRoom | None:
         """A link's address: ``name@<the network's domain>``."""
         value = self.r.matching(node, ADDRESS_RE, "an email address (name@domain)")

@@ -55,6 +55,10 @@ class MatrixSchema:
     def account(self, node: Node) -> str | None:
         return self.r.matching(node, USER_ID_RE, "a Matrix user ID (@user:server)")
 
+    @staticmethod
+    def valid_account(value: str) -> str | None:
+        return value if USER_ID_RE.fullmatch(value) else None
+
     def network(
         self, name: str, node: Node, fields: dict[str, Node], listen: Listen
     ) -> MatrixNetwork | None:

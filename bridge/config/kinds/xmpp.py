@@ -78,6 +78,10 @@ class XmppSchema:
         value = self.r.matching(node, BARE_JID_RE, "a bare JID (user@domain)")
         return value.lower() if value is not None else None
 
+    @staticmethod
+    def valid_account(value: str) -> str | None:
+        return value.lower() if BARE_JID_RE.fullmatch(value) else None
+
     def room(self, network: str, node: Node) -> LinkRoom | None:
         """A MUC JID: ``"room@conference.example"`` or ``{room: …}``."""
         if isinstance(node.value, dict):
