@@ -3,10 +3,11 @@
 time measured is the homeserver's delivery, not a polling interval).
 
 Each benchmark message carries a marker (``bench:<id>``) in its body, which survives bridging
-(a ghost posts the body unchanged; a relay bot prefixes the sender's name), so the receiving end
-finds it whatever network the message crossed. An XMPP occupant or a mailbox joins the benchmark
-by providing the same two things: `Sender.send(room, marker)` and a watcher whose `arrivals`
-maps each marker to the moment it was seen.
+(a ghost posts the body unchanged; a relay bot prefixes the sender's name; a mail carries the
+text as its body), so the receiving end finds it whatever network the message crossed. Every
+other network's clients (`bench.xmpp`, `bench.mail`) provide the same two things:
+`Sender.send(room, marker)` and a watcher whose `arrivals` maps each marker to the moment it
+was seen (an `ArrivalLog`).
 """
 
 from __future__ import annotations
@@ -74,19 +75,56 @@ class MatrixSender:
         await self.session.close()
 
 
-class SyncWatcher:
+class ArrivalLog:
+    """The `Watcher` half every receiving client shares: when each marker was first seen, and
+    waiting for markers. A client calls `note` from the event loop with the moment it saw a
+    text (taken when its bytes arrived, not when `note` runs)."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        self._changed = asyncio.Event()
+
+    def note(self, text: object, at: float) -> None:
+        """Record the marker in ``text`` (if any) as seen at ``at``, unless it was seen before."""
+        match = MARKER_RE.search(text) if isinstance(text, str) else None
+        if match and match.group(1) not in self.arrivals:
+            self.arrivals[match.group(1)] = at
+            self._changed.set()
+
+    def check(self) -> None:
+        """Raise what stopped the client from receiving (nothing by default)."""
+
+    async def wait_for(self, markers: Iterable[str], timeout: float) -> list[str]:  # noqa: ASYNC109
+        """Wait until every marker arrived or ``timeout`` s passed; return the missing ones."""
+        wanted = set(markers)
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = wanted - self.arrivals.keys()
+            if not missing:
+                return []
+            self.check()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return sorted(missing)
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
+            except TimeoutError:
+                pass
+
+
+class SyncWatcher(ArrivalLog):
     """A Matrix user's ``/sync`` loop recording when each marked message first arrives."""
 
     def __init__(self, name: str, base_url: str, access_token: str, rooms: Iterable[str]) -> None:
+        super().__init__()
         self.name = name
         self.base_url = base_url
         self.rooms = list(rooms)
         self.session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {access_token}"})
-        self.arrivals: dict[str, float] = {}
         self.limited = 0
         """Responses whose timeline was cut short (never expected: the limit is high)."""
         self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
 
     def _filter(self) -> str:
         return json.dumps(
@@ -131,30 +169,11 @@ class SyncWatcher:
                 timeline = room.get("timeline", {})
                 self.limited += bool(timeline.get("limited"))
                 for event in timeline.get("events", []):
-                    text = event.get("content", {}).get("body")
-                    match = MARKER_RE.search(text) if isinstance(text, str) else None
-                    if match and match.group(1) not in self.arrivals:
-                        self.arrivals[match.group(1)] = now
-            self._changed.set()
+                    self.note(event.get("content", {}).get("body"), now)
 
-    async def wait_for(self, markers: Iterable[str], timeout: float) -> list[str]:  # noqa: ASYNC109
-        """Wait until every marker arrived or ``timeout`` s passed; return the missing ones."""
-        wanted = set(markers)
-        deadline = time.monotonic() + timeout
-        while True:
-            missing = wanted - self.arrivals.keys()
-            if not missing:
-                return []
-            if self._task is not None and self._task.done():
-                self._task.result()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return sorted(missing)
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
-            except TimeoutError:
-                pass
+    def check(self) -> None:
+        if self._task is not None and self._task.done():
+            self._task.result()
 
     async def close(self) -> None:
         if self._task is not None:

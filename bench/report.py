@@ -85,12 +85,25 @@ def latency_rows(runs: list[dict[str, Any]]) -> list[Row]:
                     judge(ok),
                 )
             )
-    sent = sum(s["sent"] for r in runs for s in [*r["bridged"].values(), *r["baselines"].values()])
-    lost = sum(s["lost"] for r in runs for s in [*r["bridged"].values(), *r["baselines"].values()])
-    rows.append(
-        Row("latency: messages lost", f"{lost} of {sent}", target="0", verdict=judge(not lost))
-    )
+    rows += [lost_row(runs, route, first) for route, first in runs[0]["bridged"].items()]
     return rows
+
+
+def lost_row(runs: list[dict[str, Any]], route: str, first: dict[str, Any]) -> Row:
+    """Messages of ``route`` that never arrived, over every run, beside those its baselines
+    lost (a baseline that loses messages says a server, not the bridge, dropped them)."""
+
+    def count(streams: list[dict[str, Any]]) -> str:
+        return f"{sum(s['lost'] for s in streams)} of {sum(s['sent'] for s in streams)}"
+
+    bridged = [r["bridged"][route] for r in runs]
+    lost = sum(s["lost"] for s in bridged)
+    base = ", ".join(
+        f"{net} {count([r['baselines'][net] for r in runs])}"
+        for net in dict.fromkeys((first["source"], first["target"]))
+    )
+    return Row(f"latency {route}: messages lost", count(bridged), base, target="0",
+               verdict=judge(not lost))  # fmt: skip
 
 
 def throughput_rows(runs: list[dict[str, Any]]) -> list[Row]:
@@ -115,13 +128,28 @@ def throughput_rows(runs: list[dict[str, Any]]) -> list[Row]:
     return rows
 
 
+def route_pairs(runs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The bridged routes grouped by the two networks they join, in the order measured:
+    ``bund ↔ tchap`` (both directions), ``bund → mail`` (one)."""
+    pairs: dict[frozenset[str], list[str]] = {}
+    for route, stream in runs[0]["bridged"].items():
+        pairs.setdefault(frozenset((stream["source"], stream["target"])), []).append(route)
+    return {
+        routes[0] if len(routes) == 1 else routes[0].replace(" → ", " ↔ "): routes
+        for routes in pairs.values()
+    }
+
+
 def cost_rows(
-    latency: list[dict[str, Any]] | None, burst: list[dict[str, Any]] | None
+    latency: list[dict[str, Any]] | None, burst: list[dict[str, Any]] | None, rate: float
 ) -> list[Row]:
+    """The bridge's cost at the steady rate for each pair of networks (the phases of both
+    directions pooled), then in each burst."""
     rows = []
     if latency:
-        costs = [s["cost"] for r in latency for s in r["bridged"].values()]
-        rows += _cost_rows(costs, "at 20 msg/s", targets=True)
+        for pair, routes in route_pairs(latency).items():
+            costs = [r["bridged"][route]["cost"] for r in latency for route in routes]
+            rows += _cost_rows(costs, f"{pair} at {rate:g} msg/s", targets=True)
     if burst:
         for label in burst[0]:
             rows += _cost_rows([r[label]["cost"] for r in burst], f"burst, {label}", targets=False)
@@ -132,17 +160,17 @@ def _cost_rows(costs: list[dict[str, Any]], where: str, targets: bool) -> list[R
     per_msg = median([c["bridge_cpu_ms_per_message"] for c in costs])
     per_target = median([c["bridge_cpu_ms_per_target"] for c in costs])
     hs = {
-        name: median([c["homeserver_cpu_ms_per_message"][name] for c in costs])
-        for name in costs[0]["homeserver_cpu_ms_per_message"]
+        name: median([c["server_cpu_ms_per_message"][name] for c in costs])
+        for name in costs[0]["server_cpu_ms_per_message"]
     }
-    hs_text = ", ".join(f"{n} {v:.2f} ms" for n, v in hs.items() if v is not None)
+    hs_text = ", ".join(f"{n} {v:.2f} ms" for n, v in hs.items() if v is not None) or "—"
     p99 = median([c["arrival_to_send_p99_s"] for c in costs])
     hs_total = sum(v for v in hs.values() if v is not None)
     return [
         Row(
             f"bridge CPU per message per target ({where})",
             "—" if per_target is None else f"{per_target:.2f} ms",
-            f"homeservers per message: {hs_text}",
+            f"servers per message: {hs_text}",
             "—" if per_target is None or not hs_total else f"{per_target / hs_total:.2f}×",
             f"≤ {CPU_MS_PER_TARGET:g} ms" if targets else "—",
             judge(per_target <= CPU_MS_PER_TARGET if targets and per_target is not None else None),
@@ -215,7 +243,8 @@ def build(results: dict[str, Any]) -> list[Row]:
         rows += latency_rows(results["latency"])
     if "throughput" in results:
         rows += throughput_rows(results["throughput"])
-    rows += cost_rows(results.get("latency"), results.get("throughput"))
+    rate = results.get("meta", {}).get("settings", {}).get("rate", 20.0)
+    rows += cost_rows(results.get("latency"), results.get("throughput"), rate)
     if "scale" in results:
         rows += scale_rows(results["scale"])
     return rows
@@ -225,7 +254,7 @@ def other_cpu_shares(results: dict[str, Any]) -> list[float]:
     """The CPU share other processes took in each measured phase (latency and throughput)."""
     shares = []
     for run in results.get("latency", []):
-        shares.append(run["baselines_other_processes_cpu_share"])
+        shares += run["baselines_other_processes_cpu_share"].values()
         shares += [s["cost"]["other_processes_cpu_share"] for s in run["bridged"].values()]
     for run in results.get("throughput", []):
         shares += [s["cost"]["other_processes_cpu_share"] for s in run.values()]
@@ -244,7 +273,9 @@ def render(rows: list[Row], meta: dict[str, Any], results: dict[str, Any]) -> st
     load = meta["load_average"]
     notes = [
         f"`{meta['command']}` — {meta['date']}, {meta['machine']}, {meta['seconds']} s, "
-        f"1-min load average {load['before']:.2f} before the run"
+        f"1-min load average {load['before']:.2f} before the run, "
+        f"reference loop {meta.get('reference_loop_s', float('nan')):.2f} s "
+        "(10 million steps of plain Python, for comparing machines)"
         + (" — QUICK SMOKE RUN, not comparable with the targets" if meta["quick"] else ""),
         f"Median of {s['repeats']} run(s) per figure; latency at {s['rate']:g} msg/s for "
         f"{s['duration']:g} s per route and run.",
@@ -294,7 +325,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("send → seen via /sync (ms, log scale)")
+    ax.set_xlabel("send → seen by the receiving client (ms, log scale)")
     ax.set_ylabel("fraction of messages")
     ax.set_title(f"Passerelle latency at {s['rate']:g} msg/s, {s['duration']:g} s per run")
     ax.grid(True, which="both", alpha=0.3)

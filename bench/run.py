@@ -1,6 +1,14 @@
 """The benchmark run against real servers: latency, throughput and in-bridge cost phases on the
 benchmark world, repeated, with every bridged figure measured next to its baseline in the same
 run. Returns plain data (`dict`) for `bench.report`.
+
+The networks and who stands at each end:
+
+- ``bund``: Max sends (``PUT /send``), Erika watches (``/sync``);
+- ``tchap``: Jean sends, Marie watches;
+- ``xmpp``: Alice sends in a MUC, Bob (in the same MUCs) watches;
+- ``mail``: a mail client submits to the relay, the relay's mailbox watches (it is also where
+  the bridge delivers the ``mail`` link's mail).
 """
 
 from __future__ import annotations
@@ -14,14 +22,22 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from bench.clients import MatrixSender, SyncWatcher
+from bench.clients import MatrixSender, Sender, SyncWatcher, Watcher
 from bench.cost import QUIET_SECONDS, CostMeter, PhaseCost
 from bench.latency import Route, Stream, run_stream, warm_up
+from bench.mail import SmtpSender
 from bench.throughput import Burst, run_burst
-from bench.world import THROUGHPUT_LINKS, BenchWorld
+from bench.world import LOCAL_MUC, MUC, THROUGHPUT_LINKS, WRITER, BenchWorld
+from bench.xmpp import MucSender, MucWatcher
 
 log = logging.getLogger("bench")
-HOMESERVERS = ("bund", "tchap")
+SERVERS = {"bund": "bund", "tchap": "tchap", "xmpp": "prosody"}
+"""Network → the server process whose CPU the cost meter reads (the mail relay runs inside the
+benchmark's own process, so it has none of its own)."""
+BASELINE_GROUPS = (("bund", "tchap"), ("xmpp", "mail"))
+"""Baselines measured at the same time. The two homeservers are busy together, as in a bridged
+run between them; XMPP and mail come in a phase of their own, so that the Matrix baselines are
+measured exactly as without them."""
 DISTURBED = 0.10
 """Share of the machine's CPU taken by other processes above which a phase is measured again."""
 T = TypeVar("T")
@@ -41,7 +57,9 @@ class Settings:
     """How often a phase that other processes disturbed is measured again."""
 
 
-def cost_summary(cost: PhaseCost) -> dict[str, Any]:
+def cost_summary(cost: PhaseCost, networks: tuple[str, ...]) -> dict[str, Any]:
+    """The phase's cost, with the CPU per message of the servers of ``networks`` (the two ends
+    of the path measured)."""
     delivered = cost.metrics.delivered
     return {
         "received": cost.metrics.received,
@@ -49,8 +67,10 @@ def cost_summary(cost: PhaseCost) -> dict[str, Any]:
         "cpu_s": cost.cpu,
         "bridge_cpu_ms_per_message": cost.bridge_ms_per_message,
         "bridge_cpu_ms_per_target": cost.bridge_ms_per_target,
-        "homeserver_cpu_ms_per_message": {
-            name: cost.cpu_ms_per(name, delivered) for name in cost.cpu if name in HOMESERVERS
+        "server_cpu_ms_per_message": {
+            SERVERS[net]: cost.cpu_ms_per(SERVERS[net], delivered)
+            for net in networks
+            if net in SERVERS
         },
         "other_processes_cpu_share": cost.other_share,
         "arrival_to_send_p50_s": cost.metrics.quantile(0.50),
@@ -58,52 +78,56 @@ def cost_summary(cost: PhaseCost) -> dict[str, Any]:
     }
 
 
-class MatrixBench:
-    """The phases on the Matrix ↔ Tchap world. Other networks add their routes to `routes`
-    and `baselines` (keyed by network name) and are measured the same way."""
+class Bench:
+    """The phases on the benchmark world. A network takes part with a sender and a watcher
+    (keyed by its name), a baseline in its unbridged ``local`` room, and the bridged routes
+    through its links."""
 
     def __init__(self, world: BenchWorld, settings: Settings) -> None:
         self.world = world
         self.settings = settings
         self.session = aiohttp.ClientSession()
         u, r = world.users, world.rooms
-        self.senders = {
-            "bund": MatrixSender(world.bund.url, u["max"].access_token),
-            "tchap": MatrixSender(world.tchap.url, u["jean"].access_token),
-        }
+        bund = MatrixSender(world.bund.url, u["max"].access_token)
+        tchap = MatrixSender(world.tchap.url, u["jean"].access_token)
         tp_rooms = [f"tp{i}" for i in range(THROUGHPUT_LINKS)]
-        self.watchers = {
-            "bund": SyncWatcher(
-                "erika", world.bund.url, u["erika"].access_token, [r["bund:local"], r["bund:main"]]
-            ),  # fmt: skip
-            "tchap": SyncWatcher(
-                "marie",
-                world.tchap.url,
-                u["marie"].access_token,
-                [r["tchap:local"], r["tchap:main"], *(r[f"tchap:{n}"] for n in tp_rooms)],
-            ),
+        erika = SyncWatcher(
+            "erika",
+            world.bund.url,
+            u["erika"].access_token,
+            [r["bund:local"], r["bund:main"], r["bund:muc"], r["bund:mail"]],
+        )
+        marie = SyncWatcher(
+            "marie",
+            world.tchap.url,
+            u["marie"].access_token,
+            [r["tchap:local"], r["tchap:main"], *(r[f"tchap:{n}"] for n in tp_rooms)],
+        )
+        self._sync_watchers = [erika, marie]
+        self._matrix_clients: list[MatrixSender | SyncWatcher] = [bund, tchap, erika, marie]
+        self.senders: dict[str, Sender] = {
+            "bund": bund,
+            "tchap": tchap,
+            "xmpp": MucSender(world.occupants["alice"]),
+            "mail": SmtpSender(world.mailbox.port, WRITER),
+        }
+        self.watchers: dict[str, Watcher] = {
+            "bund": erika,
+            "tchap": marie,
+            "xmpp": MucWatcher(world.occupants["bob"], [MUC, LOCAL_MUC]),
+            "mail": world.mailbox,
         }
         self.baselines = {
             net: Route(net, net, net, self.senders[net], r[f"{net}:local"], self.watchers[net])
-            for net in ("bund", "tchap")
+            for group in BASELINE_GROUPS
+            for net in group
         }
         self.routes = [
-            Route(
-                "bund → tchap",
-                "bund",
-                "tchap",
-                self.senders["bund"],
-                r["bund:main"],
-                self.watchers["tchap"],
-            ),  # fmt: skip
-            Route(
-                "tchap → bund",
-                "tchap",
-                "bund",
-                self.senders["tchap"],
-                r["tchap:main"],
-                self.watchers["bund"],
-            ),  # fmt: skip
+            self._route("bund", "tchap", r["bund:main"]),
+            self._route("tchap", "bund", r["tchap:main"]),
+            self._route("bund", "xmpp", r["bund:muc"]),
+            self._route("xmpp", "bund", r["xmpp:muc"]),
+            self._route("bund", "mail", r["bund:mail"]),
         ]
         self.burst_rooms = [r[f"bund:{n}"] for n in tp_rooms]
         self.disturbed: list[dict[str, Any]] = []
@@ -115,8 +139,14 @@ class MatrixBench:
                 "bridge": self._pid(world.bridge.proc),
                 "bund": self._pid(world.bund.proc),
                 "tchap": self._pid(world.tchap.proc),
+                "prosody": self._pid(world.prosody.proc),
             },
         )
+
+    def _route(self, source: str, target: str, room: str) -> Route:
+        """Sent by ``source``'s sender in ``room``, seen by ``target``'s watcher."""
+        return Route(f"{source} → {target}", source, target, self.senders[source], room,
+                     self.watchers[target])  # fmt: skip
 
     @staticmethod
     def _pid(proc: Any) -> int:
@@ -125,16 +155,15 @@ class MatrixBench:
         return int(proc.pid)
 
     async def start(self) -> None:
-        for watcher in self.watchers.values():
+        for watcher in self._sync_watchers:
             await watcher.start()
         for route in [*self.baselines.values(), *self.routes]:
             await warm_up(route)
 
     async def close(self) -> None:
-        for sender in self.senders.values():
-            await sender.close()
-        for watcher in self.watchers.values():
-            await watcher.close()
+        """Close the Matrix clients (the world closes the XMPP occupants and the relay)."""
+        for client in self._matrix_clients:
+            await client.close()
         await self.session.close()
 
     async def _measured(
@@ -158,31 +187,38 @@ class MatrixBench:
             self.disturbed.append({"phase": label, "other_processes_cpu_share": cost.other_share})
         raise AssertionError("unreachable")
 
+    async def _baselines(self, group: tuple[str, ...], run_id: str) -> list[Stream]:
+        s = self.settings
+        return list(
+            await asyncio.gather(
+                *(
+                    run_stream(self.baselines[net], s.rate, s.duration, f"{run_id}-{net}")
+                    for net in group
+                )
+            )
+        )
+
     async def latency(self) -> list[dict[str, Any]]:
-        """Each repeat: every baseline at once (each homeserver busy as in a bridged run), then
-        each bridged route alone with the bridge's cost measured around it."""
+        """Each repeat: the baselines of each `BASELINE_GROUPS` group at once (the homeservers
+        busy together as in a bridged run between them), then each bridged route alone with the
+        bridge's cost measured around it."""
         s = self.settings
         runs = []
         for n in range(s.repeats):
-
-            async def baselines(run_id: str) -> list[Stream]:
-                return list(
-                    await asyncio.gather(
-                        *(
-                            run_stream(route, s.rate, s.duration, f"{run_id}-{net}")
-                            for net, route in self.baselines.items()
-                        )
-                    )
-                )
-
             label = f"latency run {n + 1}/{s.repeats}"
-            log.info("%s: baselines", label)
-            streams, base_cost = await self._measured(f"{label}, baselines", f"l{n}", baselines)
             run: dict[str, Any] = {
-                "baselines": {b.route: stream_summary(b) for b in streams},
-                "baselines_other_processes_cpu_share": base_cost.other_share,
+                "baselines": {},
+                "baselines_other_processes_cpu_share": {},
                 "bridged": {},
             }
+            for g, group in enumerate(BASELINE_GROUPS):
+                name = " + ".join(group)
+                log.info("%s: baselines %s", label, name)
+                streams, base_cost = await self._measured(
+                    f"{label}, baselines {name}", f"l{n}-b{g}", partial(self._baselines, group)
+                )
+                run["baselines"].update({b.route: stream_summary(b) for b in streams})
+                run["baselines_other_processes_cpu_share"][name] = base_cost.other_share
             for i, route in enumerate(self.routes):
                 log.info("%s: %s", label, route.name)
                 stream, cost = await self._measured(
@@ -194,7 +230,7 @@ class MatrixBench:
                     "source": route.source,
                     "target": route.target,
                     **stream_summary(stream),
-                    "cost": cost_summary(cost),
+                    "cost": cost_summary(cost, (route.source, route.target)),
                 }
             runs.append(run)
         return runs
@@ -223,7 +259,7 @@ class MatrixBench:
                         s.concurrency,
                     ),  # fmt: skip
                 )
-                run[label] = {**burst_summary(burst), "cost": cost_summary(cost)}
+                run[label] = {**burst_summary(burst), "cost": cost_summary(cost, ("bund", "tchap"))}
             runs.append(run)
         return runs
 

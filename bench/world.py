@@ -1,10 +1,15 @@
-"""The benchmark's world: two real Synapse homeservers (``bund.test``, ``tchap.test``), the bridge
-between them as a subprocess, and the rooms and users every measurement needs.
+"""The benchmark's world: two real Synapse homeservers (``bund.test``, ``tchap.test``), a real
+Prosody (``xmpp.test``, the bridge as its component), a real SMTP server standing in for the
+outbound mail relay, the bridge as a subprocess, and the rooms and users every measurement needs.
 
 Built from the test harness pieces (`tests.harness`), but with its own bridge config: INFO
-logging (the tests' DEBUG logging costs the bridge CPU on every event), one ``main`` link for
-latency, ``tp0``…``tp49`` links for throughput, and unbridged ``local`` rooms on each side for
-the baselines. Synapse may return up to `TIMELINE_LIMIT` events per room in one ``/sync``
+logging (the tests' DEBUG logging costs the bridge CPU on every event, and Prosody's costs
+Prosody CPU on every stanza), one ``main`` link (bund ↔ tchap) for latency, ``tp0``…``tp49``
+links (bund ↔ tchap) for throughput, a ``muc`` link (bund ↔ a MUC) and a ``mail`` link (bund ↔
+the ``mail`` network, whose one member's mailbox is on the relay), and unbridged ``local``
+rooms on every network for the baselines (a MUC of its own; for mail, that member's address).
+Each link has one target, so a route's cost per message is that of one delivery, as on
+``main``. Synapse may return up to `TIMELINE_LIMIT` events per room in one ``/sync``
 response, so a receiving client sees every message of a burst without paging.
 """
 
@@ -17,8 +22,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.mail import Mailbox
+from bench.xmpp import Occupant
 from tests.harness import BridgeProcess, Homeserver, User, free_port
 from tests.harness.bridge import REPO_ROOT
+from tests.harness.dns import dkim_keypair
+from tests.harness.prosody import Prosody
 
 TIMELINE_LIMIT = 10_000
 THROUGHPUT_LINKS = 50
@@ -67,6 +76,44 @@ delivery:
   max_backoff: 1.5
 """
 
+COMPONENT = "passerelle.xmpp.test"
+MUC = "muc@conference.xmpp.test"
+LOCAL_MUC = "local@conference.xmpp.test"
+MAIL_DOMAIN = "lists.passerelle.test"
+MAIL_LINK = f"mail@{MAIL_DOMAIN}"
+READER = "reader@mailbox.test"
+"""The ``mail`` link's one member: every bridged mail goes to this mailbox on the relay."""
+WRITER = "writer@mailbox.test"
+"""Who sends the baseline's mails straight to the relay."""
+
+OTHER_NETWORKS = """\
+  xmpp:
+    kind: xmpp
+    server:
+      host: 127.0.0.1
+      port: {component_port}
+    component: {component}
+    secret: {{file: xmpp-secret}}
+    domain: xmpp.test
+    org_label: BSI
+    name_suffix: " (XMPP)"
+  mail:
+    kind: email
+    domain: {mail_domain}
+    inbound:
+      host: 127.0.0.1
+      port: {inbound_port}
+    relay:
+      host: 127.0.0.1
+      port: {relay_port}
+      security: none
+    dkim:
+      selector: bench
+      key: {{file: dkim-mail.key}}
+    spool: spool/mail
+    name_suffix: " (Mail)"
+"""
+
 PEOPLE = """\
 people:
   - id: max
@@ -76,9 +123,28 @@ people:
       bund: "@max:bund.test"
 """
 
+READER_PERSON = """\
+  - id: reader
+    name: Rita Reader
+    accounts:
+      mail: {reader}
+"""
+
+OTHER_LINKS = """\
+  - id: muc
+    rooms:
+      bund: "#muc:bund.test"
+      xmpp: {muc}
+  - id: mail
+    people: [reader]
+    rooms:
+      bund: "#mail:bund.test"
+      mail: {mail_link}
+"""
+
 
 def link_names() -> list[str]:
-    """Every bridged link of the benchmark world: ``main`` and the throughput links."""
+    """The bund ↔ tchap links of the benchmark world: ``main`` and the throughput links."""
     return ["main", *(f"tp{i}" for i in range(THROUGHPUT_LINKS))]
 
 
@@ -87,6 +153,15 @@ class Ports:
     bund: int
     tchap: int
     bridge: int
+
+
+@dataclass(frozen=True)
+class OtherPorts:
+    """Where the bridge reaches Prosody and the relay, and where it listens for mail."""
+
+    component: int
+    relay: int
+    mail_inbound: int
 
 
 def new_tokens() -> dict[str, str]:
@@ -105,7 +180,7 @@ def head_yaml(database: Path, ports: Ports) -> str:
     return HEAD.format(database=database, bridge_port=ports.bridge)
 
 
-def bench_config(root: Path, ports: Ports, tokens: dict[str, str]) -> str:
+def bench_config(root: Path, ports: Ports, tokens: dict[str, str], other: OtherPorts) -> str:
     links = "".join(
         f"  - id: {name}\n    rooms:\n"
         f'      bund: "#{name}:bund.test"\n      tchap: "#{name}:tchap.test"\n'
@@ -114,10 +189,32 @@ def bench_config(root: Path, ports: Ports, tokens: dict[str, str]) -> str:
     return (
         head_yaml(root / "passerelle.db", ports)
         + networks_yaml(ports, tokens)
+        + OTHER_NETWORKS.format(
+            component_port=other.component,
+            component=COMPONENT,
+            mail_domain=MAIL_DOMAIN,
+            inbound_port=other.mail_inbound,
+            relay_port=other.relay,
+        )
         + PEOPLE
+        + READER_PERSON.format(reader=READER)
         + "links:\n"
         + links
+        + OTHER_LINKS.format(muc=MUC, mail_link=MAIL_LINK)
     )
+
+
+class BenchProsody(Prosody):
+    """The harness's Prosody, logging at INFO like the bridge here (its DEBUG log would cost
+    Prosody CPU on every stanza, in the baseline as in the bridged runs)."""
+
+    DEBUG = 'levels = { min = "debug" }'
+
+    def config(self) -> str:
+        text = super().config()
+        if self.DEBUG not in text:
+            raise RuntimeError("the harness's Prosody config no longer sets its log level here")
+        return text.replace(self.DEBUG, 'levels = { min = "info" }')
 
 
 @dataclass
@@ -128,10 +225,16 @@ class BenchWorld:
     tokens: dict[str, str]
     bund: Homeserver
     tchap: Homeserver
+    prosody: Prosody
+    mailbox: Mailbox
     bridge: BridgeProcess
     users: dict[str, User] = field(default_factory=dict)
+    occupants: dict[str, Occupant] = field(default_factory=dict)
+    """``alice`` (who sends in the MUCs) and ``bob`` (who watches them)."""
     rooms: dict[str, str] = field(default_factory=dict)
-    """``"<network>:<room>"`` → room ID (``bund:main``, ``tchap:tp7``, ``bund:local``…)."""
+    """``"<network>:<room>"`` → room ID (``bund:main``, ``tchap:tp7``, ``bund:local``…), MUC JID
+    (``xmpp:muc``, ``xmpp:local``) or address (``mail:mail``, the link's; ``mail:local``, the
+    mailbox the baseline writes to)."""
 
     @property
     def bridge_url(self) -> str:
@@ -141,7 +244,10 @@ class BenchWorld:
         await self.bridge.astop()
         for user in self.users.values():
             await user.close()
-        await asyncio.gather(self.bund.astop(), self.tchap.astop())
+        for occupant in self.occupants.values():
+            await occupant.close()
+        await asyncio.gather(self.bund.astop(), self.tchap.astop(), self.prosody.astop())
+        self.mailbox.stop()
 
 
 def generate_registration(config_path: Path) -> None:
@@ -153,11 +259,16 @@ def generate_registration(config_path: Path) -> None:
     )
 
 
-def write_world_files(root: Path, ports: Ports, tokens: dict[str, str]) -> Path:
-    """The bridge config and the registrations generated from it; returns the config path."""
+def write_world_files(
+    root: Path, ports: Ports, tokens: dict[str, str], other: OtherPorts, xmpp_secret: str
+) -> Path:
+    """The bridge config, the secrets it names and the registrations generated from it; returns
+    the config path."""
     root.mkdir(parents=True, exist_ok=True)
+    (root / "xmpp-secret").write_text(xmpp_secret + "\n")
+    (root / "dkim-mail.key").write_bytes(dkim_keypair().private_pem)
     config_path = root / "config.yaml"
-    config_path.write_text(bench_config(root, ports, tokens))
+    config_path.write_text(bench_config(root, ports, tokens, other))
     generate_registration(config_path)
     return config_path
 
@@ -181,19 +292,50 @@ async def _rooms_for(owner: User, members: list[User], names: list[str], tchap: 
     return rooms
 
 
+async def _occupants(world: BenchWorld) -> None:
+    """Alice and Bob logged in, both in the bridged MUC and the local one (which their joining
+    creates, before the bridge starts, as people do)."""
+    password = secrets.token_hex(8)
+    for name in ("alice", "bob"):
+        jid = await asyncio.to_thread(world.prosody.register, name, password)
+        occupant = world.occupants[name] = Occupant(jid, password, world.prosody.c2s_port)
+        await occupant.connect()
+        for room in (MUC, LOCAL_MUC):
+            await occupant.join(room, name.title())
+
+
 async def start_bench_world(root: Path) -> BenchWorld:
-    """Homeservers, users and rooms up, then the bridge, ready (every link room set up)."""
+    """Servers, users and rooms up, then the bridge, ready (every link room set up)."""
     ports = Ports(free_port(), free_port(), free_port())
     tokens = new_tokens()
-    config_path = await asyncio.to_thread(write_world_files, root, ports, tokens)
+    secret = secrets.token_hex(16)
+    prosody = BenchProsody(root / "prosody", components={COMPONENT: secret})
+    mailbox = Mailbox()
+    other = OtherPorts(prosody.component_port, mailbox.port, free_port())
+    config_path = await asyncio.to_thread(write_world_files, root, ports, tokens, other, secret)
     extra = {"filter_timeline_limit": TIMELINE_LIMIT}
     bund = Homeserver("bund.test", root / "bund", port=ports.bund, extra_config=extra,
                       appservice_files=[root / "bund-registration.yaml"])  # fmt: skip
     tchap = Homeserver("tchap.test", root / "tchap", port=ports.tchap, extra_config=extra,
                        appservice_files=[root / "tchap-registration.yaml"])  # fmt: skip
     bridge = BridgeProcess(config_path, root, port=ports.bridge)
-    world = BenchWorld(root, config_path, ports, tokens, bund, tchap, bridge)
-    await asyncio.gather(bund.start(), tchap.start())
+    world = BenchWorld(root, config_path, ports, tokens, bund, tchap, prosody, mailbox, bridge)
+    try:
+        await _populate(world)
+    except BaseException:
+        await world.stop()
+        raise
+    return world
+
+
+async def _populate(world: BenchWorld) -> None:
+    """Start the servers, then the people and rooms, then the bridge."""
+    bund, tchap, prosody = world.bund, world.tchap, world.prosody
+    world.mailbox.start()
+    await asyncio.gather(bund.start(), tchap.start(), prosody.start())
+    await _occupants(world)
+    world.rooms.update({"xmpp:muc": MUC, "xmpp:local": LOCAL_MUC, "mail:mail": MAIL_LINK,
+                        "mail:local": READER})  # fmt: skip
     u = world.users
     u["max"] = await User.register(bund, "max", displayname="Max Mustermann")
     u["erika"] = await User.register(bund, "erika", displayname="Erika Musterfrau")
@@ -203,10 +345,9 @@ async def start_bench_world(root: Path) -> BenchWorld:
                                      displayname="Marie Curie [Recherche]")  # fmt: skip
     names = [*link_names(), "local"]
     bund_rooms, tchap_rooms = await asyncio.gather(
-        _rooms_for(u["max"], [u["erika"]], names, tchap=False),
+        _rooms_for(u["max"], [u["erika"]], [*names, "muc", "mail"], tchap=False),
         _rooms_for(u["jean"], [u["marie"]], names, tchap=True),
     )
     world.rooms.update({f"bund:{n}": r for n, r in bund_rooms.items()})
     world.rooms.update({f"tchap:{n}": r for n, r in tchap_rooms.items()})
     await world.bridge.start()
-    return world

@@ -91,7 +91,7 @@ class XmppUser:
         self.nicks[room] = nick
 
     def occupants(self, room: str) -> list[str]:
-        return list(self.client.plugin["xep_0045"].get_roster(room))
+        return list(self.client.plugin["xep_0045"].get_roster(JID(room)))
 
     # -- sending -----------------------------------------------------------------------------------
 
