@@ -101,6 +101,7 @@ class LoopSQLiteDatabase(Database):
     ) -> None:  # fmt: skip
         super().__init__(url, upgrade_table, db_args, **kwargs)
         self._path = url.path
+        self._sqlite: sqlite3.Connection | None = None
         self._conn: LoggingConnection | None = None
         self._lock = asyncio.Lock()
         self._parent: LoopSQLiteDatabase | None = None
@@ -118,7 +119,6 @@ class LoopSQLiteDatabase(Database):
                 self._path,
                 detect_types=sqlite3.PARSE_DECLTYPES,
                 isolation_level=None,
-                check_same_thread=False,
             )
             for pragma in PRAGMAS:
                 conn.execute(pragma)
@@ -130,8 +130,9 @@ class LoopSQLiteDatabase(Database):
     async def stop(self) -> None:
         if self._parent is None and self._conn is not None:
             async with self._lock:
+                assert self._sqlite is not None
                 self._sqlite.close()
-                self._conn = None
+                self._conn = self._sqlite = None
 
     @asynccontextmanager
     async def acquire_direct(self) -> AsyncIterator[LoggingConnection]:
