@@ -389,7 +389,7 @@ class _Schema:
             network = networks.get(network_name) if type(network_name) is str else None
             if network is None or type(value) is not str:
                 return None
-            account = self.kind(network.kind).valid_account(value)
+            account = KINDS[network.kind].account_format.parse(value)
             if account is None:
                 return None
             if owners.setdefault(network_name, {}).setdefault(account, person_id) != person_id:
@@ -469,7 +469,7 @@ class _Schema:
         for key, value in entries:
             known = self.network_key(key, networks)
             network = networks.get(key.value)
-            account = self.kind(network.kind).account(value) if network else None
+            account = self.r.account(value, KINDS[network.kind].account_format) if network else None
             if not known or account is None:
                 ok = False
                 continue

@@ -38,6 +38,21 @@ class Problem:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
+@dataclass(frozen=True)
+class AccountFormat:
+    """What an account on a network kind looks like (``people[].accounts.<network>``), and how
+    it is stored (addresses and JIDs compare case-insensitively, so they are kept lower-case)."""
+
+    pattern: re.Pattern[str]
+    what: str
+    """How an error names it: "a Matrix user ID (@user:server)"."""
+    normalize: Callable[[str], str] = str
+
+    def parse(self, value: str) -> str | None:
+        """The account as stored, or None when ``value`` is not one (nothing is reported)."""
+        return self.normalize(value) if self.pattern.fullmatch(value) else None
+
+
 class Node(NamedTuple):
     """A YAML value with its dotted key path and its position, for located error messages.
 
@@ -239,6 +254,10 @@ class Reader:
             self.error(node, f"{quote(value)} is not {what}")
             return None
         return value
+
+    def account(self, node: Node, account_format: AccountFormat) -> str | None:
+        value = self.matching(node, account_format.pattern, account_format.what)
+        return None if value is None else account_format.normalize(value)
 
     def integer(self, node: Node, minimum: int, maximum: int | None = None) -> int | None:
         value = node.value

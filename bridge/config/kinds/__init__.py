@@ -14,12 +14,14 @@ from bridge.config.kinds.email import EmailSchema
 from bridge.config.kinds.matrix import MatrixSchema
 from bridge.config.kinds.xmpp import XmppSchema
 from bridge.config.model import LinkRoom, Listen, Network
-from bridge.config.reader import Node, Reader
+from bridge.config.reader import AccountFormat, Node, Reader
 
 
 class KindSchema(Protocol):
     keys: tuple[str, ...]
     """The keys a network entry of this kind may have, besides ``kind``."""
+    account_format: AccountFormat
+    """A person's account on a network of this kind (``people[].accounts.<network>``)."""
 
     def __init__(self, reader: Reader, path: Path) -> None: ...
 
@@ -27,16 +29,6 @@ class KindSchema(Protocol):
         self, name: str, node: Node, fields: dict[str, Node], listen: Listen
     ) -> Network | None:
         """The network's settings, or None after recording every problem with them."""
-        ...
-
-    def account(self, node: Node) -> str | None:
-        """A person's account on a network of this kind (``people[].accounts.<network>``)."""
-        ...
-
-    @staticmethod
-    def valid_account(value: str) -> str | None:
-        """`account` for a value known to be a string, without reporting: the account as
-        stored, or None when `account` would find it wrong."""
         ...
 
     def room(self, network: str, node: Node) -> LinkRoom | None:

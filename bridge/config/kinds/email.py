@@ -15,7 +15,7 @@ from pathlib import Path
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
 from bridge.config.model import LinkRoom, Listen
-from bridge.config.reader import NO_STRINGS, Node, Reader, quote
+from bridge.config.reader import NO_STRINGS, AccountFormat, Node, Reader, quote
 
 DEFAULT_INBOUND_HOST = "127.0.0.1"
 DEFAULT_INBOUND_PORT = 2525
@@ -118,6 +118,7 @@ def normalize_address(value: str) -> str:
 
 
 class EmailSchema:
+    account_format = AccountFormat(ADDRESS_RE, "an email address (name@domain)", normalize_address)
     keys: tuple[str, ...] = (
         "domain",
         "inbound",
@@ -135,14 +136,6 @@ class EmailSchema:
     def __init__(self, reader: Reader, path: Path) -> None:
         self.r = reader
         self.path = path
-
-    def account(self, node: Node) -> str | None:
-        value = self.r.matching(node, ADDRESS_RE, "an email address (name@domain)")
-        return normalize_address(value) if value is not None else None
-
-    @staticmethod
-    def valid_account(value: str) -> str | None:
-        return normalize_address(value) if ADDRESS_RE.fullmatch(value) else None
 
     def room(self, network: str, node: Node) -> LinkRoom | None:
         """A link's address: ``name@<the network's domain>``."""

@@ -19,7 +19,15 @@ from bridge.config.model import (
     RelaySettings,
     RoomCreate,
 )
-from bridge.config.reader import NO_STRINGS, SERVER_NAME_RE, Node, Reader, describe, quote
+from bridge.config.reader import (
+    NO_STRINGS,
+    SERVER_NAME_RE,
+    AccountFormat,
+    Node,
+    Reader,
+    describe,
+    quote,
+)
 
 DEFAULT_RELAY_FORMAT = "**{name}**: {message}"
 LOCALPART_RE = re.compile(r"[a-z0-9._=/-]+")
@@ -33,6 +41,7 @@ def generate_hint(file: Path, what: str) -> str:
 
 
 class MatrixSchema:
+    account_format = AccountFormat(USER_ID_RE, "a Matrix user ID (@user:server)")
     keys: tuple[str, ...] = (
         "flavour",
         "homeserver",
@@ -51,13 +60,6 @@ class MatrixSchema:
     def __init__(self, reader: Reader, path: Path) -> None:
         self.r = reader
         self.path = path
-
-    def account(self, node: Node) -> str | None:
-        return self.r.matching(node, USER_ID_RE, "a Matrix user ID (@user:server)")
-
-    @staticmethod
-    def valid_account(value: str) -> str | None:
-        return value if USER_ID_RE.fullmatch(value) else None
 
     def network(
         self, name: str, node: Node, fields: dict[str, Node], listen: Listen

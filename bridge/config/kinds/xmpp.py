@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.config.model import LinkRoom, Listen
-from bridge.config.reader import NO_STRINGS, Node, Reader, describe, quote
+from bridge.config.reader import NO_STRINGS, AccountFormat, Node, Reader, describe, quote
 
 DEFAULT_SERVER_HOST = "127.0.0.1"
 DEFAULT_COMPONENT_PORT = 5347
@@ -56,6 +56,7 @@ class XmppNetwork:
 
 
 class XmppSchema:
+    account_format = AccountFormat(BARE_JID_RE, "a bare JID (user@domain)", str.lower)
     keys: tuple[str, ...] = (
         "server",
         "component",
@@ -73,14 +74,6 @@ class XmppSchema:
     def __init__(self, reader: Reader, path: Path) -> None:
         self.r = reader
         self.path = path
-
-    def account(self, node: Node) -> str | None:
-        value = self.r.matching(node, BARE_JID_RE, "a bare JID (user@domain)")
-        return value.lower() if value is not None else None
-
-    @staticmethod
-    def valid_account(value: str) -> str | None:
-        return value.lower() if BARE_JID_RE.fullmatch(value) else None
 
     def room(self, network: str, node: Node) -> LinkRoom | None:
         """A MUC JID: ``"room@conference.example"`` or ``{room: …}``."""
