@@ -8,10 +8,12 @@ it lives in ``tests.harness`` so test modules can import it without importing co
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from tests.harness import BridgeError, HomeserverError, in_ci, require_server, synapse_available
+from tests.harness.postgres import Opener, store_opener
 from tests.world import World, start_world
 
 __all__ = ["in_ci", "require_server", "synapse_available"]
@@ -29,3 +31,11 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         require_server("synapse and the bridge", str(e))
     yield started
     await started.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    """Opens the bridge `Store` on this test's own database, once per kind; call it again to
+    "restart"."""
+    async with store_opener(request.param, tmp_path) as opener:
+        yield opener

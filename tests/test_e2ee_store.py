@@ -4,51 +4,12 @@ crypto tables migrate beside the bridge's own without disturbing them."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-
-import asyncpg
-import pytest
 from mautrix.crypto import OlmAccount, PgCryptoStore
 from mautrix.types import DeviceID
 
 from bridge.store import Store
 from connectors.matrix.crypto_store import PICKLE_KEY, PendingEvents, crypto_databases
-from tests.test_store import _postgres_url
-
-Opener = Callable[[], Awaitable[Store]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    """Opens the bridge `Store` on this test's own database; call again to "restart"."""
-    opened: list[Store] = []
-    schema = None
-    db_args = None
-    url = f"sqlite:{tmp_path}/s.db"
-    if request.param == "postgres":
-        url = await _postgres_url()
-        schema = f"t_{uuid.uuid4().hex}"
-        conn = await asyncpg.connect(url)
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.close()
-        db_args = {"server_settings": {"search_path": schema}}
-
-    async def opener() -> Store:
-        store = await Store.open(url, db_args=db_args)
-        opened.append(store)
-        return store
-
-    try:
-        yield opener
-    finally:
-        for store in opened:
-            await store.close()
-        if schema is not None:
-            conn = await asyncpg.connect(url)
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            await conn.close()
+from tests.harness.postgres import Opener
 
 
 async def _identity(store: Store, network: str) -> tuple[str | None, str | None]:

@@ -8,77 +8,12 @@ on a developer machine and fail in CI (``require_server``).
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
-import asyncpg
 import pytest
 
 from bridge.events import Event, Kind, Sender
 from bridge.store import GhostProfile, OutboxItem, Store, upgrade_table
-from tests.harness import require_server
-
-PG_HOST = "127.0.0.1:5432"
-PG_DATABASE = "test"
-PG_USERS = ("postgres", "root")
-
-Opener = Callable[[], Awaitable[Store]]
-
-
-async def _postgres_url() -> str:
-    """The URL of the test database as the first role that can log in, or why there is none."""
-    errors = []
-    for user in PG_USERS:
-        url = f"postgres://{user}@{PG_HOST}/{PG_DATABASE}"
-        try:
-            conn = await asyncpg.connect(url, timeout=5)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as e:
-            errors.append(f"{user}: {e}")
-            continue
-        await conn.close()
-        return url
-    require_server("postgresql", f"cannot connect to {PG_HOST}/{PG_DATABASE} ({'; '.join(errors)})")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    """A function opening a `Store` on this test's own database; call it again to "restart".
-
-    Stores left open by the test are closed afterwards, and the PostgreSQL schema is dropped.
-    """
-    opened: list[Store] = []
-    schema: str | None = None
-    url: str
-    if request.param == "sqlite":
-        url = f"sqlite:{tmp_path}/s.db"
-        db_args = None
-    else:
-        url = await _postgres_url()
-        schema = f"t_{uuid.uuid4().hex}"
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(f'CREATE SCHEMA "{schema}"')
-        finally:
-            await conn.close()
-        db_args = {"server_settings": {"search_path": schema}}
-
-    async def opener() -> Store:
-        store = await Store.open(url, db_args=db_args)
-        opened.append(store)
-        return store
-
-    try:
-        yield opener
-    finally:
-        for store in opened:
-            await store.close()  # closing twice is harmless
-        if schema is not None:
-            conn = await asyncpg.connect(url)
-            try:
-                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            finally:
-                await conn.close()
+from tests.harness.postgres import Opener
 
 
 @pytest.fixture

@@ -1,0 +1,75 @@
+"""The bridge's store on a throw-away database of either kind: a SQLite file, or a fresh schema
+on the PostgreSQL server at 127.0.0.1:5432 (trust auth, database ``test``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+
+from bridge.store import Store
+from tests.harness import require_server
+
+PG_HOST = "127.0.0.1:5432"
+PG_DATABASE = "test"
+PG_USERS = ("postgres", "root")
+
+Opener = Callable[[], Awaitable[Store]]
+
+
+async def postgres_url() -> str:
+    """The URL of the test database as the first role that can log in; without one, a skip
+    on a developer machine and a failure in CI (`require_server`)."""
+    errors = []
+    for user in PG_USERS:
+        url = f"postgres://{user}@{PG_HOST}/{PG_DATABASE}"
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as e:
+            errors.append(f"{user}: {e}")
+            continue
+        await conn.close()
+        return url
+    require_server("postgresql", f"cannot connect to {PG_HOST}/{PG_DATABASE} ({'; '.join(errors)})")
+
+
+@asynccontextmanager
+async def store_opener(kind: str, tmp_path: Path) -> AsyncIterator[Opener]:
+    """A function opening a `Store` on a database of its own (``sqlite`` or ``postgres``);
+    calling it again is a restart. Stores left open are closed afterwards, and the PostgreSQL
+    schema is dropped."""
+    opened: list[Store] = []
+    schema: str | None = None
+    url: str
+    if kind == "sqlite":
+        url = f"sqlite:{tmp_path}/s.db"
+        db_args = None
+    else:
+        url = await postgres_url()
+        schema = f"t_{uuid.uuid4().hex}"
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+        finally:
+            await conn.close()
+        db_args = {"server_settings": {"search_path": schema}}
+
+    async def opener() -> Store:
+        store = await Store.open(url, db_args=db_args)
+        opened.append(store)
+        return store
+
+    try:
+        yield opener
+    finally:
+        for store in opened:
+            await store.close()  # closing twice is harmless
+        if schema is not None:
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            finally:
+                await conn.close()
