@@ -182,8 +182,8 @@ _MARKERS = re.compile(r"[ \t]*[\x00\x01\x02][\x00\x01\x02 \t]*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _SPACES = re.compile(r"[ \t\r\n\f]+")
 
-_VOID = frozenset({"br", "hr", "img", "wbr", "area", "base", "col", "embed", "input", "link",
-                   "meta", "source", "track"})  # fmt: skip
+VOID_ELEMENTS = frozenset({"br", "hr", "img", "wbr", "area", "base", "col", "embed", "input",
+                           "link", "meta", "source", "track"})  # fmt: skip
 _PARA_TAGS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table",
                         "ul", "ol", "hr", "details"})  # fmt: skip
 _LINE_TAGS = frozenset({"div", "li", "tr", "summary", "caption", "thead", "tbody", "dl", "dt",
@@ -191,13 +191,15 @@ _LINE_TAGS = frozenset({"div", "li", "tr", "summary", "caption", "thead", "tbody
 _SKIP = frozenset({"mx-reply", "script", "style", "head", "title"})
 
 
-class _Node:
+class Element:
+    """An element of `element_tree`: its tag, attributes, and children (elements and text)."""
+
     __slots__ = ("tag", "attrs", "children")
 
     def __init__(self, tag: str, attrs: dict[str, str]) -> None:
         self.tag = tag
         self.attrs = attrs
-        self.children: list[_Node | str] = []
+        self.children: list[Element | str] = []
 
 
 class _TreeBuilder(HTMLParser):
@@ -205,17 +207,17 @@ class _TreeBuilder(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.root = _Node("", {})
+        self.root = Element("", {})
         self._stack = [self.root]
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = _Node(tag, {k: v or "" for k, v in attrs})
+        node = Element(tag, {k: v or "" for k, v in attrs})
         self._stack[-1].children.append(node)
-        if tag not in _VOID:
+        if tag not in VOID_ELEMENTS:
             self._stack.append(node)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._stack[-1].children.append(_Node(tag, {k: v or "" for k, v in attrs}))
+        self._stack[-1].children.append(Element(tag, {k: v or "" for k, v in attrs}))
 
     def handle_endtag(self, tag: str) -> None:
         for depth in range(len(self._stack) - 1, 0, -1):
@@ -225,6 +227,14 @@ class _TreeBuilder(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         self._stack[-1].children.append(_CONTROL.sub("", data))
+
+
+def element_tree(html: str) -> Element:
+    """``html`` as a tree under a root element with no tag (control characters dropped)."""
+    builder = _TreeBuilder()
+    builder.feed(html)
+    builder.close()
+    return builder.root
 
 
 def _finish(text: str) -> str:
@@ -247,7 +257,7 @@ def _is_pill(href: str) -> bool:
     return href.startswith(("https://matrix.to/#/@", "https://matrix.to/#/%40", "matrix:u/"))
 
 
-def _render_children(node: _Node, pre: bool) -> str:
+def _render_children(node: Element, pre: bool) -> str:
     parts: list[str] = []
     for child in node.children:
         if isinstance(child, str):
@@ -257,7 +267,7 @@ def _render_children(node: _Node, pre: bool) -> str:
     return "".join(parts)
 
 
-def _render_list(node: _Node, pre: bool) -> str:
+def _render_list(node: Element, pre: bool) -> str:
     ordered = node.tag == "ol"
     try:
         counter = int(node.attrs.get("start", "1")) if ordered else 1
@@ -265,7 +275,7 @@ def _render_list(node: _Node, pre: bool) -> str:
         counter = 1
     items: list[str] = []
     for child in node.children:
-        if not isinstance(child, _Node) or child.tag != "li":
+        if not isinstance(child, Element) or child.tag != "li":
             continue
         bullet = f"{counter}. " if ordered else "- "
         counter += 1
@@ -278,7 +288,7 @@ def _render_list(node: _Node, pre: bool) -> str:
     return _PARA + "\n".join(items) + _PARA
 
 
-def _render(node: _Node, pre: bool) -> str:
+def _render(node: Element, pre: bool) -> str:
     tag = node.tag
     if tag in _SKIP:
         return ""
@@ -301,7 +311,7 @@ def _render(node: _Node, pre: bool) -> str:
         cells = [
             _finish(_render_children(c, pre))
             for c in node.children
-            if isinstance(c, _Node) and c.tag in ("td", "th")
+            if isinstance(c, Element) and c.tag in ("td", "th")
         ]
         return _LINE + " | ".join(cells) + _LINE
     inner = _render_children(node, pre)
@@ -327,7 +337,4 @@ def html_to_text(html: str) -> str:
     ``1. item``, blockquotes ``> ``-prefixed lines, links ``label (url)`` (user pills keep just
     their label), images their alt text; reply fallbacks, scripts and styles are left out.
     """
-    builder = _TreeBuilder()
-    builder.feed(html)
-    builder.close()
-    return _finish(_render(builder.root, False)).replace(_PRE_SPACE, " ")
+    return _finish(_render(element_tree(html), False)).replace(_PRE_SPACE, " ")

@@ -9,9 +9,7 @@ spoilers, which XEP-0393 clients would not render that way.
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
-
-from bridge.html import escape, html_to_text, sanitize
+from bridge.html import VOID_ELEMENTS, Element, element_tree, escape, html_to_text, sanitize
 
 _SPAN_TAGS = {"*": "strong", "_": "em", "~": "del"}
 _DIRECTIVES = "*_~`"
@@ -120,46 +118,9 @@ def styled_to_html(body: str) -> str | None:
 # -- HTML → XEP-0393 ------------------------------------------------------------------------------
 
 _MARKERS = {"b": "*", "strong": "*", "i": "_", "em": "_", "s": "~", "del": "~", "strike": "~"}
-_VOID = frozenset({"br", "hr", "img", "wbr"})
 
 
-class _Node:
-    __slots__ = ("tag", "attrs", "children")
-
-    def __init__(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tag = tag
-        self.attrs = attrs
-        self.children: list[_Node | str] = []
-
-
-class _Tree(HTMLParser):
-    """A minimal element tree, tolerant of unclosed and stray end tags."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = _Node("", [])
-        self._stack = [self.root]
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = _Node(tag, attrs)
-        self._stack[-1].children.append(node)
-        if tag not in _VOID:
-            self._stack.append(node)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._stack[-1].children.append(_Node(tag, attrs))
-
-    def handle_endtag(self, tag: str) -> None:
-        for depth in range(len(self._stack) - 1, 0, -1):
-            if self._stack[depth].tag == tag:
-                del self._stack[depth:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        self._stack[-1].children.append(data)
-
-
-def _text(node: _Node | str) -> str:
+def _text(node: Element | str) -> str:
     if isinstance(node, str):
         return node
     return "".join(_text(c) for c in node.children)
@@ -176,7 +137,7 @@ def _wrap(marker: str, inner: str) -> str:
     return f"{lead}{marker}{stripped}{marker}{trail}"
 
 
-def _render(node: _Node | str) -> str:
+def _render(node: Element | str) -> str:
     """HTML again, with the formatting XEP-0393 knows turned into its directives (as text)."""
     if isinstance(node, str):
         return escape(node)
@@ -191,8 +152,8 @@ def _render(node: _Node | str) -> str:
         return _wrap("`", escape(_text(node)))
     if not tag:
         return inner
-    attrs = "".join(f' {k}="{escape(v or "")}"' for k, v in node.attrs)
-    if tag in _VOID:
+    attrs = "".join(f' {k}="{escape(v)}"' for k, v in node.attrs.items())
+    if tag in VOID_ELEMENTS:
         return f"<{tag}{attrs}>"
     return f"<{tag}{attrs}>{inner}</{tag}>"
 
@@ -201,7 +162,4 @@ def html_to_styled(html: str) -> str:
     """The XMPP body for (sanitized) Matrix HTML: bold, italic, strike, code, preformatted
     blocks and quotes as XEP-0393 directives; everything else as `bridge.html.html_to_text`
     renders it (lists, links with their URL, line breaks)."""
-    tree = _Tree()
-    tree.feed(html)
-    tree.close()
-    return html_to_text(_render(tree.root))
+    return html_to_text(_render(element_tree(html)))
