@@ -233,13 +233,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         intent = await self._ghost(sender, None)
         initial_state: list[dict[str, object]] = []
         if self.network.flavour is Flavour.TCHAP:
-            initial_state.append(
-                {
-                    "type": tchap.ACCESS_RULES_EVENT,
-                    "state_key": "",
-                    "content": {"rule": tchap.AccessRule.DIRECT.value},
-                }  # fmt: skip
-            )
+            initial_state.append(tchap.access_rules_state(tchap.AccessRule.DIRECT))
         if self.network.encryption is Encryption.REQUIRE:
             initial_state.append(self.encryption_state())
         room_id = await intent.create_room(

@@ -298,13 +298,7 @@ class MatrixConnector(Connector):
         if self.network.flavour is Flavour.TCHAP:
             # A bridged room has people from outside by definition: Tchap calls that
             # an "external access" room.
-            initial_state.append(
-                {
-                    "type": tchap.ACCESS_RULES_EVENT,
-                    "state_key": "",
-                    "content": {"rule": tchap.AccessRule.UNRESTRICTED.value},
-                }  # fmt: skip
-            )
+            initial_state.append(tchap.access_rules_state(tchap.AccessRule.UNRESTRICTED))
         encrypted = create.encrypted if create and create.encrypted is not None else None
         if encrypted or (encrypted is None and self.network.encryption is Encryption.REQUIRE):
             initial_state.append(self.encryption_state())

@@ -123,6 +123,11 @@ def parse_access_rule(content: dict[str, Any] | None) -> AccessRule:
         return AccessRule.RESTRICTED
 
 
+def access_rules_state(rule: AccessRule) -> dict[str, Any]:
+    """The initial state event that gives a room being created its access rule."""
+    return {"type": ACCESS_RULES_EVENT, "state_key": "", "content": {"rule": rule.value}}
+
+
 def restricted_room_refusal(
     rule: AccessRule, foreign_domains: Iterable[str], allowed: Iterable[str]
 ) -> str | None:
