@@ -6,7 +6,7 @@ PYTHON3 ?= python3
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install system-deps test lint sandbox bench clean
+.PHONY: install system-deps test fuzz lint sandbox bench clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ system-deps:
 
 test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The fuzz suite alone, with many random examples per property (make test runs a bounded,
+# repeatable number of them).
+fuzz: $(VENV)/.installed
+	FUZZ_PROFILE=fuzz $(PY) -m pytest -q tests/fuzz $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
