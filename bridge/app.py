@@ -23,6 +23,12 @@ from bridge.store import Store
 
 log = logging.getLogger("passerelle")
 
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+"""Largest request body the listener reads. Only a homeserver that presented its token gets
+that far; a Synapse transaction carries up to 50 events and 100 ephemeral and 100 to-device
+events of at most 64 KiB each, so this is well above the largest it sends (aiohttp's default,
+1 MiB, made a burst of long messages a transaction refused forever)."""
+
 
 def build_connector(name: str, gateway: Gateway) -> Connector:
     """The connector for one configured network: ``connectors.<kind>.build`` (imported only
@@ -46,7 +52,7 @@ class Gateway:
         }
         self.router = Router(config, self.links, store, self.directory, self.connectors)
         self._direct_lock = asyncio.Lock()
-        self.web = web.Application()
+        self.web = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.web.router.add_get("/_passerelle/ready", self._ready)
         self.web.router.add_get("/metrics", self._metrics)
         for name, connector in self.connectors.items():

@@ -64,6 +64,8 @@ URL_SCHEMES: frozenset[str] = frozenset({"https", "http", "ftp", "mailto", "magn
 #: Tags removed together with everything inside them (their text is code, not prose).
 _CONTENT_TAGS: frozenset[str] = frozenset({"script", "style"})
 
+_URL_TRIM = "".join(chr(c) for c in range(0x21))
+"""What URL parsers strip from both ends of a URL: C0 controls and space."""
 _COLOR = re.compile(r"#[0-9a-fA-F]{3,8}|[a-zA-Z]{1,30}")
 _DIGITS = re.compile(r"[0-9]{1,6}")
 
@@ -71,14 +73,18 @@ _DIGITS = re.compile(r"[0-9]{1,6}")
 def _filter_attribute(tag: str, attr: str, value: str) -> str | None:
     """Check attribute values nh3 cannot express; return the value to keep, or None to drop it.
 
-    Called by nh3 for every attribute that passed the per-tag allow list.
+    Called by nh3 for every attribute that passed the per-tag allow list. URLs are checked as
+    browsers read them, without the leading and trailing spaces and control characters that
+    URL parsers (nh3's included) ignore, so ``" mxc://…"`` is an mxc URI here too.
     """
     if tag == "img" and attr == "src":
         # Only content-repository media: an http(s) image would make every reader's client
         # fetch a third-party URL (tracking, and outside the closed federations).
-        return value if value.startswith("mxc://") else None
+        src = value.strip(_URL_TRIM)
+        return src if src.startswith("mxc://") else None
     if tag == "a" and attr == "href":
-        return None if value.lower().startswith("mxc:") else value
+        href = value.strip(_URL_TRIM)
+        return None if href.lower().startswith("mxc:") else href
     if tag == "code" and attr == "class":
         kept = [c for c in value.split() if c.startswith("language-") and len(c) > 9]
         return " ".join(kept) or None
@@ -100,6 +106,8 @@ def sanitize(html: str) -> str:
     """
     if not html:
         return ""
+    if _too_deep(html):
+        html = _flatten(html)
     result: str = nh3.clean(
         html,
         tags=set(ALLOWED_TAGS),
@@ -189,6 +197,10 @@ _PARA_TAGS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "
 _LINE_TAGS = frozenset({"div", "li", "tr", "summary", "caption", "thead", "tbody", "dl", "dt",
                         "dd"})  # fmt: skip
 _SKIP = frozenset({"mx-reply", "script", "style", "head", "title"})
+MAX_DEPTH = 64
+"""Deepest element nesting kept from any HTML (no message needs more; see `_TreeBuilder`)."""
+_IMPLICITLY_CLOSED = frozenset({"p", "li", "dt", "dd", "tr", "td", "th", "option"})
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^>]*?(/?)>")
 
 
 class Element:
@@ -203,14 +215,23 @@ class Element:
 
 
 class _TreeBuilder(HTMLParser):
-    """Builds a minimal element tree; tolerant of unclosed and stray end tags."""
+    """Builds a minimal element tree; tolerant of unclosed and stray end tags.
+
+    Elements nested deeper than `MAX_DEPTH` are left out (their text stays, in the deepest
+    element kept), so that every walk over the tree has bounded recursion, whatever the input.
+    """
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.root = Element("", {})
         self._stack = [self.root]
+        self._dropped: dict[str, int] = {}
+        """Start tags left out for depth, by tag, so their end tags are left out too."""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in VOID_ELEMENTS and len(self._stack) > MAX_DEPTH:
+            self._dropped[tag] = self._dropped.get(tag, 0) + 1
+            return
         node = Element(tag, {k: v or "" for k, v in attrs})
         self._stack[-1].children.append(node)
         if tag not in VOID_ELEMENTS:
@@ -220,6 +241,9 @@ class _TreeBuilder(HTMLParser):
         self._stack[-1].children.append(Element(tag, {k: v or "" for k, v in attrs}))
 
     def handle_endtag(self, tag: str) -> None:
+        if self._dropped.get(tag):
+            self._dropped[tag] -= 1
+            return
         for depth in range(len(self._stack) - 1, 0, -1):
             if self._stack[depth].tag == tag:
                 del self._stack[depth:]
@@ -230,11 +254,48 @@ class _TreeBuilder(HTMLParser):
 
 
 def element_tree(html: str) -> Element:
-    """``html`` as a tree under a root element with no tag (control characters dropped)."""
+    """``html`` as a tree under a root element with no tag (control characters dropped), at
+    most `MAX_DEPTH` elements deep."""
     builder = _TreeBuilder()
     builder.feed(html)
     builder.close()
     return builder.root
+
+
+def _too_deep(html: str) -> bool:
+    """Whether ``html`` may nest elements deeper than `MAX_DEPTH`: a linear scan of its tags,
+    counting the elements HTML closes implicitly (paragraphs, list items, cells) as closed, so
+    that sloppy but ordinary mail HTML does not count as deep."""
+    depth = 0
+    for match in _TAG.finditer(html):
+        closing, tag = match.group(1), match.group(2).lower()
+        if tag in VOID_ELEMENTS or tag in _IMPLICITLY_CLOSED or match.group(3):
+            continue
+        depth += -1 if closing else 1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
+
+def _flatten(html: str) -> str:
+    """``html`` rebuilt with at most `MAX_DEPTH` nested elements. The sanitizer's HTML5 parser
+    takes time quadratic in the nesting depth (its scope checks walk the stack of open
+    elements): a message of ten thousand nested lists would hold the bridge for seconds."""
+    return _serialize(element_tree(html))
+
+
+def _serialize(node: Element) -> str:
+    parts: list[str] = []
+    for child in node.children:
+        if isinstance(child, str):
+            parts.append(escape(child))
+            continue
+        attrs = "".join(f' {k}="{escape(v)}"' for k, v in child.attrs.items())
+        if child.tag in VOID_ELEMENTS:
+            parts.append(f"<{child.tag}{attrs}>")
+        else:
+            parts.append(f"<{child.tag}{attrs}>{_serialize(child)}</{child.tag}>")
+    return "".join(parts)
 
 
 def _finish(text: str) -> str:

@@ -47,6 +47,7 @@ class Links:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._direct: dict[str, Link] = {}
+        self._chats: dict[str, DirectChat] = {}
 
     def get(self, link_id: str) -> Link:
         direct = self._direct.get(link_id)
@@ -55,7 +56,11 @@ class Links:
     def add_direct(self, chat: DirectChat) -> Link:
         link = chat.as_link()
         self._direct[link.id] = link
+        self._chats[link.id] = chat
         return link
 
     def is_direct(self, link_id: str) -> bool:
         return link_id in self._direct
+
+    def direct_chat(self, link_id: str) -> DirectChat | None:
+        return self._chats.get(link_id)

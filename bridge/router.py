@@ -27,15 +27,16 @@ log = logging.getLogger(__name__)
 
 
 def known_sender(config: Config, sender: Sender) -> Sender:
-    """The sender as targets should show them: the mapped person's name and organisation, or
-    the remote profile with the source network's default organisation."""
+    """The sender as targets should show them (see `bridge.naming`): the mapped person's name
+    and organisation, or the remote profile with the organisation its network vouches for
+    (the connector's, e.g. a Tchap name's), else the source network's default."""
     network = config.networks[sender.network]
     person = config.person_by_account(sender.network, sender.user_id)
     return dataclasses.replace(
         sender,
         person_id=person.id if person else None,
         display_name=person.name if person else sender.display_name,
-        org=(person.org if person and person.org else None) or network.org_label,
+        org=(person.org if person else None) or sender.org or network.org_label,
         suffix=network.name_suffix,
     )
 
@@ -105,6 +106,12 @@ class Router:
         room_id = self.directory.room_for(item.link_id, item.target)
         if room_id is None:
             raise DeliveryError(f"the {item.target} room of link {item.link_id} is not set up")
+        refused = self.directory.disabled_reason(item.link_id, item.target)
+        if refused is not None:
+            # Queued before the room was switched off (its access rule or encryption changed):
+            # what the room may no longer receive is not delivered.
+            raise DeliveryError(f"the {item.target} room is no longer bridged: {refused}",
+                                permanent=True)  # fmt: skip
         reply_to = target = None
         if event.reply_to:
             reply_to = await self.store.counterpart(event.network, event.reply_to, item.target)

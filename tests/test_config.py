@@ -246,7 +246,7 @@ def test_relay_format_and_mode_blocks(tmp_path: Path) -> None:
     assert errors_of(path) == [
         f"{path}:13:17: networks.tchap.appservice: only allowed when mode is appservice",
         f"{path}:17:15: networks.tchap.relay.format: "
-        "may only use the placeholders {name} and {message}",
+        "may only use the placeholders {name} and {message}, as written",
     ]
 
 

@@ -4,6 +4,7 @@ person in the other linked room does."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -206,6 +207,32 @@ async def test_restricted_tchap_room_is_refused(world: World) -> None:
     assert not [m for m in members if m.startswith("@passerelle_")]
 
 
+async def test_an_access_rule_under_another_state_key_leaves_a_room_restricted(
+    world: World,
+) -> None:
+    """Only the access-rules event with the empty state key is the room's rule: one a room
+    admin adds under another key must not make the bridge link a restricted room."""
+    max_, jean = world.users["max"], world.users["jean"]
+    await jean.client.send_state_event(
+        RoomID(world.rooms["tchap:restr"]),
+        EventType.find("im.vector.room.access_rules", EventType.Class.STATE),
+        {"rule": "unrestricted"},  # type: ignore[arg-type]
+        state_key="unrestricted-really",
+    )
+    # Events of one homeserver reach the bridge in order: once this crossed, so did the rule.
+    seen_first = unique("nach der Regel")
+    await jean.send_text(world.rooms["tchap:main"], seen_first)
+    await max_.wait_for(world.rooms["bund:main"], body_is(seen_first))
+
+    outward = unique("bleibt draußen")
+    await max_.send_text(world.rooms["bund:restr"], outward)
+    marker = unique("marker")
+    await max_.send_text(world.rooms["bund:main"], marker)
+    await jean.wait_for(world.rooms["tchap:main"], body_is(marker))
+    await asyncio.sleep(1)
+    assert outward not in await bodies(jean, world.rooms["tchap:restr"])
+
+
 async def test_relay_mode_posts_as_bot_with_name_and_reads_via_sync(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
     text = unique("Hallo Relay")
@@ -287,6 +314,48 @@ async def test_resent_transaction_is_bridged_once(world: World) -> None:
     await jean.wait_for(world.rooms["tchap:main"], body_is(reused))
     seen = await bodies(jean, world.rooms["tchap:main"])
     assert seen.count(text) == 1
+
+
+async def test_a_burst_of_long_messages_crosses_whole(world: World) -> None:
+    """Long messages sent while the bridge is held up reach it in one transaction of several
+    megabytes; a transaction the bridge refused would be retried by the homeserver for ever."""
+    max_, jean = world.users["max"], world.users["jean"]
+    texts = [unique(f"Langer Bericht {i:02d}") + " " + "Absatz. " * 7_500 for i in range(30)]
+    world.bridge.pause()
+    try:
+        for text in texts:
+            await max_.send_text(world.rooms["bund:main"], text)
+    finally:
+        world.bridge.resume()
+    await jean.wait_for(world.rooms["tchap:main"], body_is(texts[-1]), timeout=90)
+    arrived = await bodies(jean, world.rooms["tchap:main"], limit=200)
+    assert [b for b in arrived if b in texts] == texts
+
+
+async def test_one_unreadable_event_does_not_hold_up_its_transaction(world: World) -> None:
+    """Bytes that are not UTF-8, numbers beyond any integer type, nesting deeper than a parser
+    recurses: the transaction is taken, its other events cross, nothing stops."""
+    jean, token = world.users["jean"], world.hs_token("bund")
+    logged_before = len(world.bridge.log_text())
+    good = [unique(f"lesbar {i}") for i in range(3)]
+    events = [json.dumps(_synthetic_message(world, text)).encode() for text in good]
+    odd = _synthetic_message(world, "PLACEHOLDER")
+    odd["content"]["depth"] = "DEEP"
+    hostile = (
+        json.dumps(odd).encode()
+        .replace(b"PLACEHOLDER", b"caf\\u00e9 \\ud800 \xff\xfe")
+        .replace(b'"DEEP"', b"[" * 5000 + b"]" * 5000)
+        .replace(b'"origin_server_ts": 0', b'"origin_server_ts": ' + b"9" * 5000)
+    )  # fmt: skip
+    body = b'{"events": [' + b", ".join([events[0], hostile, *events[1:]]) + b"]}"
+    url = f"{world.bridge_url}/as/bund/_matrix/app/v1/transactions/odd-{uuid.uuid4().hex}"
+    async with aiohttp.ClientSession() as session:
+        async with session.put(url, data=body, headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 200
+    for text in good:
+        await jean.wait_for(world.rooms["tchap:main"], body_is(text))
+    await jean.wait_for(world.rooms["tchap:main"], body_is("café \ufffd \ufffd\ufffd"))
+    assert "Traceback" not in world.bridge.log_text()[logged_before:]
 
 
 async def test_bridge_killed_mid_conversation_loses_and_doubles_nothing(world: World) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bridge.html import (
+    MAX_DEPTH,
     escape,
     html_to_text,
     sanitize,
@@ -10,6 +13,7 @@ from bridge.html import (
     strip_reply_fallback,
     text_to_html,
 )
+from connectors.xmpp.styling import html_to_styled
 
 # formatted_body of an Element Web reply (with the legacy reply fallback).
 ELEMENT_REPLY_HTML = (
@@ -58,6 +62,25 @@ class TestSanitize:
     def test_relative_and_mxc_links_removed(self) -> None:
         assert sanitize('<a href="/etc/passwd">x</a>') == "<a>x</a>"
         assert sanitize('<a href="mxc://bund.example/abc">x</a>') == "<a>x</a>"
+
+    @pytest.mark.parametrize("space", [" ", "\t", "\n", "\x01", "  \r\n"])
+    def test_urls_are_checked_as_browsers_read_them(self, space: str) -> None:
+        """Spaces and control characters around a URL are ignored by URL parsers: they must
+        not carry an mxc link or a remote image past the checks."""
+        assert sanitize(f'<a href="{space}mxc://bund.example/abc">x</a>') == "<a>x</a>"
+        assert sanitize(f'<img src="{space}https://tracker.example/p.png">') == "<img>"
+        assert sanitize(f'<img src="{space}mxc://bund.example/a">') == (
+            '<img src="mxc://bund.example/a">'
+        )
+
+    def test_deep_nesting_is_cut_and_quick(self) -> None:
+        """Ten thousand nested lists would hold the sanitizer for seconds (its parser is
+        quadratic in the depth) and every tree walk would overflow the stack."""
+        out = sanitize("<ul><li>" * 10_000 + "tief" + "</li></ul>" * 10_000)
+        assert out.count("<ul>") <= MAX_DEPTH
+        assert html_to_text(out).endswith("tief")
+        assert html_to_text("<b>" * 5_000 + "fett") == "fett"
+        assert html_to_styled("<em>" * 5_000 + "x").strip("_") == "x"
 
     def test_non_mxc_image_source_removed(self) -> None:
         out = sanitize('<img src="https://tracker.example/pixel.png" alt="logo">')

@@ -7,7 +7,6 @@ import pytest
 from connectors.matrix.tchap import (
     ACCESS_RULES_EVENT,
     AccessRule,
-    display_name,
     is_external_server,
     may_transition,
     parse_access_rule,
@@ -70,20 +69,6 @@ class TestServers:
 
 
 class TestDisplayName:
-    def test_compose(self) -> None:
-        assert display_name("Jean Dupont", "Intérieur") == "Jean Dupont [Intérieur]"
-
-    def test_no_org(self) -> None:
-        assert display_name("Jean Dupont", None) == "Jean Dupont"
-        assert display_name("Jean Dupont", "  ") == "Jean Dupont"
-
-    def test_already_has_org(self) -> None:
-        assert display_name("Jean Dupont [Intérieur]", "Intérieur") == "Jean Dupont [Intérieur]"
-        assert display_name("Max Mustermann [BMI]", "Intérieur") == "Max Mustermann [BMI]"
-
-    def test_whitespace_normalised(self) -> None:
-        assert display_name("  Jean   Dupont ", " Intérieur ") == "Jean Dupont [Intérieur]"
-
     def test_split(self) -> None:
         assert split_display_name("Jean Dupont [Intérieur]") == ("Jean Dupont", "Intérieur")
         assert split_display_name("Marie Curie-Sklodowska [Enseignement supérieur]") == (
@@ -96,12 +81,6 @@ class TestDisplayName:
         assert split_display_name("[Intérieur]") == ("[Intérieur]", None)
         assert split_display_name("Jean []") == ("Jean []", None)
         assert split_display_name("Jean [a] suite") == ("Jean [a] suite", None)
-
-    def test_roundtrip(self) -> None:
-        assert split_display_name(display_name("Jean Dupont", "Intérieur")) == (
-            "Jean Dupont",
-            "Intérieur",
-        )
 
 
 class TestAccessRules:

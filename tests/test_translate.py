@@ -13,13 +13,11 @@ from typing import Any
 
 import pytest
 
-from bridge.config.model import Flavour
 from bridge.connector import Outgoing
 from bridge.events import Attachment, AttachmentKind, Event, Kind, MsgType, Sender
 from connectors.matrix.relay_format import DEFAULT_RELAY_TEMPLATE
 from connectors.matrix.translate import (
     MalformedEvent,
-    display_name,
     event_from_matrix,
     ghost_localpart,
     matrix_content,
@@ -632,25 +630,3 @@ def test_ghost_localparts_never_collide() -> None:
 def test_ghost_localparts_of_different_networks_do_not_collide() -> None:
     assert ghost_localpart("_p_", "a", "@b_c:x") != ghost_localpart("_p_", "a_b", "@c:x")
     assert ghost_localpart("_p_", "tchap", "@a:x") != ghost_localpart("_p_", "bund", "@a:x")
-
-
-def test_display_name_on_tchap() -> None:
-    sender = Sender(network="bund", user_id="@max:bmi.example", display_name="Max Mustermann",
-                    org="BMI", suffix=" (BundesMessenger)")  # fmt: skip
-    assert display_name(sender, Flavour.TCHAP) == "Max Mustermann [BMI]"
-
-
-def test_display_name_on_tchap_without_org() -> None:
-    sender = Sender(network="bund", user_id="@max:bmi.example", display_name="Max Mustermann")
-    assert display_name(sender, Flavour.TCHAP) == "Max Mustermann"
-
-
-def test_display_name_on_matrix() -> None:
-    sender = Sender(
-        network="tchap",
-        user_id="@jean.dupont-interieur.gouv.fr:agent.interieur.tchap.gouv.fr",
-        display_name="Jean Dupont [Intérieur]",
-        org="Intérieur",
-        suffix=" (Tchap)",
-    )
-    assert display_name(sender, Flavour.MATRIX) == "Jean Dupont [Intérieur] (Tchap)"

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import ScalarNode
 
 from bridge.config.fastread import FastReadFailed, fast_document
 from bridge.config.kinds import KINDS, KindSchema
@@ -52,9 +54,31 @@ class ConfigError(Exception):
 # -- document ------------------------------------------------------------------------------------
 
 
+class _Constructor(RoundTripConstructor):  # type: ignore[misc]
+    """ruamel's round-trip constructor, with a value it cannot convert (``!!int`` on text, an
+    integer of thousands of digits) reported at its place without repeating it: Python's own
+    message quotes the value, and the value may be a token."""
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except YAMLError:
+            if not isinstance(node, ScalarNode):
+                raise
+            reason = "not of that type"
+        except Exception as exc:  # ruamel's converters raise whatever their input makes them
+            reason = type(exc).__name__
+        tag = node.tag if isinstance(node.tag, str) else getattr(node.tag, "value", "")
+        tag = str(tag or "its type").replace("tag:yaml.org,2002:", "!!")
+        raise MarkedYAMLError(
+            problem=f"cannot read this value as {tag} ({reason})", problem_mark=node.start_mark
+        ) from None
+
+
 def round_trip_yaml() -> YAML:
     """The YAML instance used to read (and, for tokens, rewrite) the config file."""
     yaml = YAML(typ="rt")
+    yaml.Constructor = _Constructor
     yaml.preserve_quotes = True
     yaml.width = 4096
     return yaml
@@ -81,6 +105,8 @@ def read_document(path: Path) -> tuple[Any, str, list[Problem]]:
         return None, text, [_syntax_problem(exc)]
     except YAMLError as exc:
         return None, text, [Problem(None, None, "", f"YAML error: {exc}")]
+    except RecursionError:
+        return None, text, [Problem(None, None, "", "YAML error: values nested too deeply")]
     return doc, text, []
 
 
@@ -314,7 +340,26 @@ class _Schema:
                     "(lower-case letters, digits, '_' and '-')",
                 )
             result[key.value] = self.network(key.value, value, listen)
+        self.puppet_prefixes(entries, result)
         return result
+
+    def puppet_prefixes(
+        self, entries: list[tuple[Node, Node]], networks: Mapping[str, Network | None]
+    ) -> None:
+        """XMPP puppets are ``<network>_<ID>@component``: with networks ``bund`` and ``bund_2``,
+        ``bund``'s user ``2_x`` and ``bund_2``'s user ``x`` would be one address."""
+        if not any(n is not None and n.kind == "xmpp" for n in networks.values()):
+            return
+        names = [key.value for key, _ in entries]
+        for key, _ in entries:
+            shorter = next((n for n in names if key.value.startswith(f"{n}_")), None)
+            if shorter is not None:
+                self.r.error(
+                    key,
+                    f"network name {quote(key.value)} starts with the network name "
+                    f"{quote(shorter)} and '_': their people's XMPP addresses could be the same "
+                    "(use '-' instead of '_')",
+                )
 
     def network(self, name: str, node: Node, listen: Listen) -> Network | None:
         """A network entry: ``kind`` picks the schema that checks the rest of its keys."""

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
@@ -109,6 +112,12 @@ def describe(value: object) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, AbstractSet):
+        return "a set"
+    if isinstance(value, bytes):
+        return "binary data"
+    if isinstance(value, date):
+        return "a date"
     return type(value).__name__
 
 
@@ -275,6 +284,9 @@ class Reader:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.error(node, f"expected a number, got {describe(value)}")
             return None
+        if not math.isfinite(value):
+            self.error(node, "must be a finite number")
+            return None
         if value <= 0:
             self.error(node, "must be a positive number")
             return None
@@ -298,8 +310,12 @@ class Reader:
         value = self.string(node)
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (reading it checks the port)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
             self.error(node, f"{quote(value)} is not an http(s) URL")
             return None
         return value.rstrip("/")
@@ -314,11 +330,13 @@ class Reader:
                 f"expected a string, {{env: NAME}} or {{file: PATH}}, got {describe(node.value)}",
             )
             return None
+        keys = list(node.value)
+        if len(keys) != 1 or keys[0] not in ("env", "file"):
+            # The keys are not repeated: a token pasted as a key would be printed.
+            self.error(node, "expected a string, {env: NAME} or {file: PATH}")
+            return None
         fields = self.fields(node, ("env", "file"))
         if fields is None:
-            return None
-        if len(fields) != 1:
-            self.error(node, "give exactly one of 'env' or 'file'")
             return None
         ((source, ref_node),) = fields.items()
         ref = self.nonempty(ref_node)

@@ -7,6 +7,8 @@ and turns a `SecretError` into a located config error; the secret itself never a
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,13 +27,39 @@ def from_env(name: str, env: Mapping[str, str]) -> str:
     return value
 
 
+MAX_SECRET_BYTES = 64 * 1024
+"""Larger than any token, password or key file; a bigger file is not a secret file."""
+
+
 def from_file(path: str, base_dir: Path) -> str:
-    """The stripped contents of `path` (relative to `base_dir`), which must not be empty."""
+    """The stripped contents of `path` (relative to `base_dir`), which must be a regular file of
+    at most `MAX_SECRET_BYTES`, not empty.
+
+    Opened without blocking and checked before reading, so that a FIFO cannot hang the check,
+    a device cannot feed it for ever, and a pseudo-file (``/proc/self/environ``, whose size
+    reads 0) is refused rather than read into a token.
+    """
     full = base_dir / Path(path).expanduser()
     try:
-        value = full.read_text(encoding="utf-8").strip()
+        fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
         raise SecretError(f"cannot read secret file {str(full)!r}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SecretError(f"secret file {str(full)!r} is not a regular file")
+        if info.st_size == 0:
+            what = "is empty" if not os.read(fd, 1) else "is a pseudo-file, not a regular file"
+            raise SecretError(f"secret file {str(full)!r} {what}")
+        if info.st_size > MAX_SECRET_BYTES:
+            raise SecretError(f"secret file {str(full)!r} is larger than {MAX_SECRET_BYTES} bytes")
+        data = os.read(fd, MAX_SECRET_BYTES + 1)
+    except OSError as exc:
+        raise SecretError(f"cannot read secret file {str(full)!r}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    try:
+        value = data[:MAX_SECRET_BYTES].decode("utf-8").strip()
     except UnicodeDecodeError:
         raise SecretError(f"secret file {str(full)!r} is not UTF-8 text") from None
     if not value:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -38,15 +37,18 @@ from mautrix.client.state_store import MemoryStateStore
 from mautrix.errors import MatrixRequestError
 from mautrix.types import Membership, RoomCreatePreset, RoomID, UserID
 
+from bridge import json_input
 from bridge.config.model import Encryption, Flavour, MatrixNetwork
 from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing, Typing
 from bridge.events import Sender
+from bridge.naming import shown_name
 from bridge.policy import account_domain
 from bridge.store import GhostProfile
 from connectors.matrix import tchap
 from connectors.matrix.base import MatrixConnector
 from connectors.matrix.crypto import DEVICE_NAME
-from connectors.matrix.translate import display_name, ghost_localpart, ghost_owner
+from connectors.matrix.http import client_session
+from connectors.matrix.translate import ghost_localpart, ghost_owner
 
 READY_TIMEOUT = 30.0
 TO_DEVICE_KEYS = ("de.sorunome.msc2409.to_device", "to_device")
@@ -107,7 +109,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         self.web.router.add_post("/_matrix/app/v1/ping", self._ping)
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession()
+        self._session = client_session()
         self._api = AppServiceAPI(
             base_url=self.network.homeserver,
             bot_mxid=UserID(f"@{self.settings.bot}:{self.network.server_name}"),
@@ -182,7 +184,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         localpart = ghost_localpart(self.settings.ghost_prefix, sender.network, sender.user_id)
         user_id = UserID(f"@{localpart}:{self.network.server_name}")
         intent = self._intent(user_id)
-        wanted = GhostProfile(display_name(sender, self.network.flavour), sender.avatar)
+        wanted = GhostProfile(shown_name(sender), sender.avatar)
         if self._ghosts.get(user_id) == wanted:
             return intent
         current = await self.host.store.ghost_profile(self.name, user_id)
@@ -265,8 +267,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         network, remote = owner
         if self.host.config.networks[network].kind == "matrix":
             remote = f"@{remote}"
-        name, avatar = await self._member(room_id, inviter, intent)
-        sender = Sender(network=self.name, user_id=inviter, display_name=name, avatar=avatar)
+        sender = await self.sender(room_id, inviter, intent)
         try:
             await self._admit_direct(room_id, intent)
             await self.host.direct_chat(self.name, room_id, sender, network, remote)
@@ -310,12 +311,14 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         txn_id = request.match_info["txn_id"]
         raw_body = await request.read()
         try:
-            body = json.loads(raw_body)
-            events = body["events"]
-            if not isinstance(events, list):
-                raise TypeError("events is not a list")
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            return _error(400, "M_BAD_JSON", f"Malformed transaction: {e}")
+            body = json_input.loads(raw_body)
+        except json_input.Unreadable as e:
+            self.log.warning("Refused transaction %s: %s", txn_id, e)
+            return _error(400, "M_NOT_JSON", f"Malformed transaction: {e}")
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list):
+            self.log.warning("Refused transaction %s: no list of events", txn_id)
+            return _error(400, "M_BAD_JSON", "Malformed transaction: events must be a list")
         to_device = _first(body, TO_DEVICE_KEYS) if self.e2ee is not None else None
         to_device = to_device if isinstance(to_device, list) else []
         digest = hashlib.sha256(raw_body).hexdigest() if to_device else None
@@ -362,14 +365,14 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         self._typing[room_id] = now
         for user_id in sorted(now ^ before):
             try:
-                name, avatar = await self._member(room_id, user_id)
-                sender = Sender(network=self.name, user_id=user_id, display_name=name,
-                                avatar=avatar)  # fmt: skip
+                sender = await self.sender(room_id, user_id)
                 await self.host.typing(self.name, room_id, sender, user_id in now)
             except Exception:
                 self.log.exception("Could not pass on the typing of %s", user_id)
 
     async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
+        if await self.sender_refusal(room_id, sender) is not None:
+            return
         intent = await self._ghost(sender, None)
         await intent.set_typing(RoomID(room_id), TYPING_TIMEOUT_MS if typing else 0)
 

@@ -27,13 +27,13 @@ from mautrix.types import ContentURI, EventID, EventType, RoomAlias, RoomID, Use
 from bridge.config.model import Encryption, Flavour, Link, MatrixNetwork
 from bridge.connector import Connector, DeliveryError, Host, Outgoing
 from bridge.events import Event, Kind, Sender
-from bridge.policy import foreign_domains, sender_allowed
+from bridge.naming import MAX_NAME, shown_name
+from bridge.policy import account_domain, foreign_domains, sender_allowed
 from connectors.matrix import tchap
 from connectors.matrix.crypto import E2EE, MEGOLM, DeviceFor, KeyNotYet, Undecryptable
 from connectors.matrix.room_facts import RoomFacts
 from connectors.matrix.translate import (
     MalformedEvent,
-    display_name,
     event_from_matrix,
     matrix_content,
     parse_media_ref,
@@ -52,10 +52,11 @@ DECRYPTED_TYPES = {"m.room.message", "m.sticker", "m.reaction", "m.room.redactio
 
 
 def _profile(member: JSON, user_id: str) -> tuple[str, str | None]:
-    """Display name (the user ID when unset) and avatar of an ``m.room.member`` content."""
+    """Display name (the user ID when unset; cut to a name's length, since a member event from
+    another server may carry any amount) and avatar of an ``m.room.member`` content."""
     name, avatar = member.get("displayname"), member.get("avatar_url")
     return (
-        name if isinstance(name, str) and name else user_id,
+        name[: MAX_NAME * 4] if isinstance(name, str) and name.strip() else user_id,
         avatar if isinstance(avatar, str) and avatar.startswith("mxc://") else None,
     )
 
@@ -283,8 +284,9 @@ class MatrixConnector(Connector):
                 room_id = (await self.bot.resolve_room_alias(RoomAlias(room_id))).room_id
             if room_id not in self._joined:
                 await self.bot.join_room(RoomID(room_id), max_retries=2)
-        self.host.directory.bind(link.id, self.name, room_id)
+        # Checked before it is bound: nothing may be delivered into a room not checked yet.
         await self._check_room(link.id, room_id)
+        self.host.directory.bind(link.id, self.name, room_id)
 
     async def _create_room(self, link: Link) -> str:
         assert link.rooms[self.name].create is not None
@@ -334,18 +336,47 @@ class MatrixConnector(Connector):
             self.host.directory.enable(link_id, self.name)
             self.log.info("Link %s into %s enabled: %s no longer holds", link_id, room_id, already)
 
-    async def _access_refusal(self, link_id: str, room_id: str) -> str | None:
-        if self.network.flavour is not Flavour.TCHAP:
-            return None
+    async def _access_rule(self, room_id: str) -> tchap.AccessRule:
+        """A Tchap room's access rule (its ``im.vector.room.access_rules`` with the empty state
+        key), read once and then kept current from the room's state events."""
         if room_id not in self._access_rules:
             try:
                 state = await self.bot.get_state_event(RoomID(room_id), ACCESS_RULES)
                 self._access_rules[room_id] = state.serialize()
             except MNotFound:
                 self._access_rules[room_id] = None
-        rule = tchap.parse_access_rule(self._access_rules[room_id])
+        return tchap.parse_access_rule(self._access_rules[room_id])
+
+    async def _access_refusal(self, link_id: str, room_id: str) -> str | None:
+        if self.network.flavour is not Flavour.TCHAP:
+            return None
+        rule = await self._access_rule(room_id)
         domains = foreign_domains(self.host.config, self.host.links.get(link_id), self.name)
         return tchap.restricted_room_refusal(rule, domains, self.network.restricted_rooms_allow)
+
+    async def sender_refusal(self, room_id: str, sender: Sender) -> str | None:
+        """Why ``sender`` may not appear in this room, if they may not: a Tchap room that is not
+        open to externals takes people only from the domains in ``restricted_rooms_allow``.
+        Checked for every message and every ghost, since a network brings more than its own
+        server's users (a federated user of the German homeserver, say)."""
+        if self.network.flavour is not Flavour.TCHAP or self._invited_here(room_id, sender):
+            return None
+        rule = await self._access_rule(room_id)
+        return tchap.restricted_room_refusal(
+            rule, [account_domain(sender.user_id)], self.network.restricted_rooms_allow
+        )
+
+    def _invited_here(self, room_id: str, sender: Sender) -> bool:
+        """Whether ``sender`` is the person whose ghost someone here invited into this room to
+        chat with them: the room's own member let them in (and the homeserver, which enforces
+        its rules on invites, allowed it)."""
+        link_id = self.host.directory.link_for(self.name, room_id)
+        chat = self.host.links.direct_chat(link_id) if link_id is not None else None
+        return (
+            chat is not None
+            and chat.origin_network == self.name
+            and (sender.network, sender.user_id) == (chat.peer_network, chat.peer_user)
+        )
 
     # Receiving
 
@@ -379,7 +410,7 @@ class MatrixConnector(Connector):
             await self._on_member(raw, room_id)
             return None
         bound = self.host.directory.bound_link(self.name, room_id)
-        if "state_key" in raw and etype in (tchap.ACCESS_RULES_EVENT, "m.room.encryption"):
+        if raw.get("state_key") == "" and etype in (tchap.ACCESS_RULES_EVENT, "m.room.encryption"):
             content = raw.get("content")
             content = content if isinstance(content, dict) else {}
             if etype == "m.room.encryption":
@@ -398,8 +429,7 @@ class MatrixConnector(Connector):
             self.log.info("Not bridging %s: %s is not an allowed domain", raw.get("event_id"),
                           sender_id)  # fmt: skip
             return None
-        name, avatar = await self._member(room_id, sender_id)
-        sender = Sender(network=self.name, user_id=sender_id, display_name=name, avatar=avatar)
+        sender = await self.sender(room_id, sender_id)
         try:
             return event_from_matrix(raw, link_id=link_id, network=self.name, sender=sender)
         except MalformedEvent as e:
@@ -438,6 +468,17 @@ class MatrixConnector(Connector):
                 except Exception as e:
                     self.log.warning("Room of link %s still not ready: %s", link.id, e)
 
+    async def sender(self, room_id: str, user_id: str, api: ClientAPI | None = None) -> Sender:
+        """A member of a room as the sender of what they post there. On Tchap the homeserver
+        writes the agent's organisation into their name, and it is taken as their
+        organisation (`bridge.naming` shows it in brackets everywhere else)."""
+        name, avatar = await self._member(room_id, user_id, api)
+        org = None
+        if self.network.flavour is Flavour.TCHAP:
+            name, org = tchap.split_display_name(name)
+        return Sender(network=self.name, user_id=user_id, display_name=name, org=org,
+                      avatar=avatar)  # fmt: skip
+
     async def _member(
         self, room_id: str, user_id: str, api: ClientAPI | None = None
     ) -> tuple[str, str | None]:
@@ -456,8 +497,12 @@ class MatrixConnector(Connector):
     # Sending
 
     async def send(self, out: Outgoing, media: bytes | None) -> str | None:
-        api, template = await self.poster(out)
         event = out.event
+        if not out.sender_is_local:
+            refusal = await self.sender_refusal(out.room_id, event.sender)
+            if refusal is not None:
+                raise DeliveryError(refusal, permanent=True)
+        api, template = await self.poster(out)
         try:
             if event.kind is Kind.REDACTION:
                 assert out.target is not None
@@ -476,7 +521,7 @@ class MatrixConnector(Connector):
                     )
             etype, content = matrix_content(
                 out,
-                sender_name=display_name(event.sender, self.network.flavour),
+                sender_name=shown_name(event.sender),
                 relay_template=template,
                 mxc=mxc,
                 file=file,

@@ -23,6 +23,7 @@ from mautrix.types import LoginType, RoomID, SyncToken, UserID
 from bridge.config.model import MatrixNetwork
 from bridge.connector import Host, Outgoing
 from connectors.matrix.base import MatrixConnector
+from connectors.matrix.http import client_session
 
 JSON = dict[str, Any]
 SYNC_TIMEOUT_MS = 30_000
@@ -43,7 +44,7 @@ class RelayConnector(MatrixConnector):
         self.client: Client
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession()
+        self._session = client_session()
         self.client = Client(
             UserID(self.settings.user_id),
             base_url=self.network.homeserver,

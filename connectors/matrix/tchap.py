@@ -13,7 +13,6 @@ __all__ = [
     "ACCESS_RULES_EVENT",
     "EXTERNAL_SERVER",
     "AccessRule",
-    "display_name",
     "is_external_server",
     "may_transition",
     "parse_access_rule",
@@ -31,7 +30,6 @@ ACCESS_RULES_EVENT = "im.vector.room.access_rules"
 
 _SUBADDRESS = re.compile(r"\+[^@]*(?=@[^@]*$)")
 _NOT_LOCALPART = re.compile(r"[^a-z0-9_.=/-]")
-_DISPLAY = re.compile(r"^(?P<name>.*?\S)\s*\[(?P<org>[^\[\]]*\S[^\[\]]*)\]\s*$", re.DOTALL)
 
 
 def user_id_from_email(email: str, server_name: str) -> str:
@@ -75,29 +73,22 @@ def is_external_server(server_name: str) -> bool:
     return server_name.strip().lower() == EXTERNAL_SERVER
 
 
-def display_name(name: str, org: str | None) -> str:
-    """A Tchap-style display name: ``Jean Dupont [Intérieur]``.
-
-    Used for ghosts on Tchap and relay prefixes. A name that already ends in ``[…]`` is kept as
-    is (no ``Jean [Intérieur] [Intérieur]``); without an organisation the name is returned alone.
-    """
-    name = " ".join(name.split())
-    org = " ".join(org.split()) if org else ""
-    if not org or _DISPLAY.match(name):
-        return name
-    return f"{name} [{org}]" if name else f"[{org}]"
-
-
 def split_display_name(display: str) -> tuple[str, str | None]:
     """Split ``Jean Dupont [Intérieur]`` into ``("Jean Dupont", "Intérieur")``.
 
-    Used on incoming Tchap profiles to fill a person's name and organisation. Without a trailing
+    Used on incoming Tchap profiles: the homeserver puts the agent's organisation in their
+    name, and the bridge shows it as the organisation (`bridge.naming`). Without a trailing
     ``[org]`` (or with nothing before it) the whole, trimmed, name is returned with ``None``.
+    Plain string operations, no regular expression: names come from other servers too, and a
+    backtracking pattern over a long one would be slow.
     """
-    match = _DISPLAY.match(display.strip())
-    if match is None:
-        return display.strip(), None
-    return match.group("name").strip(), match.group("org").strip()
+    text = display.strip()
+    opening = text.rfind("[")
+    if text.endswith("]") and opening > 0:
+        name, org = text[:opening].strip(), text[opening + 1 : -1].strip()
+        if name and org and "]" not in org:
+            return name, org
+    return text, None
 
 
 class AccessRule(StrEnum):

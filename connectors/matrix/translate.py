@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from bridge.config.model import Flavour
 from bridge.connector import Outgoing
 from bridge.events import Attachment, AttachmentKind, Event, Kind, MsgType, Sender
 from bridge.html import (
@@ -25,7 +24,6 @@ from bridge.html import (
     strip_plain_reply_fallback,
     strip_reply_fallback,
 )
-from connectors.matrix import tchap
 from connectors.matrix.relay_format import render_relay
 
 JSON = dict[str, Any]
@@ -266,16 +264,6 @@ def ghost_owner(localpart: str, prefix: str, networks: list[str]) -> tuple[str, 
 
 def _unescape(match: re.Match[str]) -> str:
     return bytes.fromhex(match.group().replace("=", "")).decode("utf-8", "replace")
-
-
-def display_name(sender: Sender, flavour: Flavour) -> str:
-    """How a remote person is named on a network of this flavour.
-
-    Tchap shows ``First Last [Org]``; a plain Matrix network shows the name with the source
-    network's suffix (a Tchap user's name already carries their organisation)."""
-    if flavour is Flavour.TCHAP:
-        return tchap.display_name(sender.display_name, sender.org)
-    return f"{sender.display_name}{sender.suffix}"
 
 
 def _message_content(event: Event, *, text: str, html: str | None) -> JSON:

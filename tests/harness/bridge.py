@@ -7,6 +7,7 @@ and so that crash/restart tests can SIGKILL it like an operator's process manage
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -105,6 +106,16 @@ class BridgeProcess:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process hangs as one held up by a long pause would (its sockets still
+        accept connections, nothing answers)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
 
     async def restart(self) -> None:
         await self.astop()

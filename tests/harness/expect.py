@@ -27,9 +27,9 @@ def body_has(text: str) -> Predicate:
     return lambda e: e.get("type") == "m.room.message" and text in e["content"].get("body", "")
 
 
-async def bodies(user: User, room_id: str) -> list[str | None]:
-    """Bodies of the room's recent messages as ``user`` sees them, oldest first."""
-    return [e["content"].get("body") for e in await user.messages(room_id)]
+async def bodies(user: User, room_id: str, limit: int = 50) -> list[str | None]:
+    """Bodies of the room's ``limit`` latest events as ``user`` sees them, oldest first."""
+    return [e["content"].get("body") for e in await user.messages(room_id, limit)]
 
 
 async def name_of(user: User, room_id: str, user_id: str) -> str:

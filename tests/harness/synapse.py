@@ -103,6 +103,18 @@ class Homeserver:
         self.stdout_path = self.workdir / "stdout.log"
         self.start_seconds: float | None = None
         self._configured = False
+        self.federation_port: int | None = None
+        """Set by `federating`: the port of this server's TLS federation listener."""
+
+    @classmethod
+    def federating(cls, workdir: Path, **kwargs: Any) -> Homeserver:
+        """A homeserver that federates with others made this way, on loopback: its server name
+        is ``127.0.0.1:<port>`` (an IP literal, so no DNS is involved) and it serves federation
+        over TLS there with a self-signed certificate, which the others accept."""
+        port = free_port()
+        hs = cls(f"127.0.0.1:{port}", workdir, **kwargs)
+        hs.federation_port = port
+        return hs
 
     @property
     def url(self) -> str:
@@ -118,16 +130,7 @@ class Homeserver:
             "server_name": self.server_name,
             "public_baseurl": self.url + "/",
             "pid_file": str(w / "homeserver.pid"),
-            "listeners": [
-                {
-                    "port": self.port,
-                    "bind_addresses": ["127.0.0.1"],
-                    "type": "http",
-                    "tls": False,
-                    "x_forwarded": False,
-                    "resources": [{"names": ["client"], "compress": False}],
-                }
-            ],
+            "listeners": self.config_listeners(),
             "database": {"name": "sqlite3", "args": {"database": str(w / "homeserver.db")}},
             "media_store_path": str(w / "media_store"),
             "signing_key_path": str(w / "signing.key"),
@@ -170,8 +173,45 @@ class Homeserver:
             "rc_presence": {"per_user": _NO_LIMIT},
             "rc_third_party_invite": _NO_LIMIT,
         }
+        if self.federation_port is not None:
+            cfg.update(self._federation_config())
         cfg.update(self.extra_config)
         return cfg
+
+    def _federation_config(self) -> dict[str, Any]:
+        from tests.harness.smtp import self_signed_certificate
+
+        assert self.federation_port is not None
+        cert, key = self_signed_certificate(self.workdir / "tls")
+        listener = {
+            "port": self.federation_port,
+            "bind_addresses": ["127.0.0.1"],
+            "type": "http",
+            "tls": True,
+            "x_forwarded": False,
+            "resources": [{"names": ["federation"], "compress": False}],
+        }
+        return {
+            "listeners": [*self.config_listeners(), listener],
+            "tls_certificate_path": str(cert),
+            "tls_private_key_path": str(key),
+            "federation_verify_certificates": False,
+            "federation_domain_whitelist": None,
+            "ip_range_blacklist": [],  # the other servers are on 127.0.0.1
+        }
+
+    def config_listeners(self) -> list[dict[str, Any]]:
+        """The client API listener."""
+        return [
+            {
+                "port": self.port,
+                "bind_addresses": ["127.0.0.1"],
+                "type": "http",
+                "tls": False,
+                "x_forwarded": False,
+                "resources": [{"names": ["client"], "compress": False}],
+            }
+        ]
 
     def _write_config(self) -> None:
         """Write config, log config and signing key once; restarts reuse them."""

@@ -216,16 +216,21 @@ class MatrixSchema:
         return RelaySettings(user_id, access_token, password, device_id, fmt)
 
     def relay_format(self, node: Node) -> str | None:
+        """The relay template: text with ``{name}`` and ``{message}`` exactly as written (no
+        format specs or conversions: the template is filled in by `render_relay`, never by
+        ``str.format``, so ``{name:>9}`` would show literally)."""
         value = self.r.string(node)
         if value is None:
             return None
         try:
-            fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
-            value.format(name="", message="")
-        except (KeyError, IndexError, ValueError, AttributeError):
-            self.r.error(node, "may only use the placeholders {name} and {message}")
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(value)
+                      if f is not None]  # fmt: skip
+        except ValueError:
+            fields = [("", None, None)]
+        if any(f not in ("name", "message") or spec or conv for f, spec, conv in fields):
+            self.r.error(node, "may only use the placeholders {name} and {message}, as written")
             return None
-        if "message" not in fields:
+        if "message" not in (f for f, _, _ in fields):
             self.r.error(node, "must contain {message}")
             return None
         return value
