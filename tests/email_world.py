@@ -32,6 +32,8 @@ from tests.harness.smtp import RelayServer, self_signed_certificate
 from tests.world import UNRESTRICTED, generate_registration, homeservers
 
 MAX_MESSAGE_BYTES = 1024 * 1024
+PARSE_TIMEOUT = 5
+"""Seconds the bridge's mail worker may spend on one step of reading a mail (default 10)."""
 CLAIRE = "claire.martin@anssi.test"
 MAX = "max@bmi.test"
 NETWORKS = {
@@ -88,7 +90,11 @@ MAIL_NETWORK = """\
   {name}:
     kind: email
     domain: {domain}
-    inbound: {{host: 127.0.0.1, port: {port}, max_message_bytes: {max_bytes}{tls}}}
+    inbound:
+      host: 127.0.0.1
+      port: {port}
+      max_message_bytes: {max_bytes}
+      parse_timeout: {parse_timeout}{tls}
     relay: {{host: 127.0.0.1, port: {relay_port}, security: none}}
     dkim: {{selector: pass1, key: {{file: dkim-{name}.key}}}}
     auth_policy: {policy}
@@ -210,7 +216,10 @@ def write_config(
             policy=auth_policy,
             dns=dns,
             max_bytes=MAX_MESSAGE_BYTES,
-            tls=", tls_cert: tls/cert.pem, tls_key: tls/key.pem" if name == TLS_NETWORK else "",
+            parse_timeout=PARSE_TIMEOUT,
+            tls="\n      tls_cert: tls/cert.pem\n      tls_key: tls/key.pem"
+            if name == TLS_NETWORK
+            else "",
         )
     path = root / "config.yaml"
     path.write_text(

@@ -8,6 +8,8 @@ import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from email import policy
+from email.parser import BytesHeaderParser
 from typing import Any
 
 import aiosmtplib
@@ -19,6 +21,7 @@ from tests.email_world import (
     CLAIRE,
     MAX,
     MAX_MESSAGE_BYTES,
+    PARSE_TIMEOUT,
     EmailWorld,
     compose,
     send_mail,
@@ -26,7 +29,13 @@ from tests.email_world import (
     start_email_world,
     wire,
 )
-from tests.harness import BridgeError, HomeserverError, require_server, synapse_available
+from tests.harness import (
+    BridgeError,
+    HomeserverError,
+    User,
+    require_server,
+    synapse_available,
+)
 from tests.harness.bridge import REPO_ROOT
 from tests.harness.dns import dkim_keypair
 from tests.harness.expect import body_has, body_is, name_of, unique
@@ -314,3 +323,133 @@ async def test_starttls_is_offered_where_a_certificate_is_configured(world: Emai
         offered[network] = smtp.supports_extension("starttls")
         await smtp.quit()
     assert offered == {"mail": False, "mail-lax": True}
+
+
+ENCODED_CRLF_NAME = "=?utf-8?q?Erika=0D=0AReply-To:_attacker=40evil=2Eexample?="
+"""A Matrix display name that decodes to a line break and a ``Reply-To`` header (issue 10)."""
+MAILED_HEADERS = {
+    "dkim-signature", "from", "to", "reply-to", "subject", "date", "message-id", "list-id",
+    "list-post", "precedence", "content-type", "content-transfer-encoding", "mime-version",
+}  # fmt: skip
+
+
+async def test_a_display_name_cannot_add_headers_to_the_mail(world: EmailWorld) -> None:
+    erika = await User.register(
+        world.bund, f"erika-{uuid.uuid4().hex[:6]}", displayname=ENCODED_CRLF_NAME
+    )
+    try:
+        await erika.join(world.rooms["bund:wg"])
+        text = unique("Bitte an mich antworten")
+        await erika.send_text(world.rooms["bund:wg"], text)
+        mail = await world.relay.wait_for(mentions(text))
+    finally:
+        await erika.close()
+    head = BytesHeaderParser(policy=policy.compat32).parsebytes(mail.raw)
+    names = [name.lower() for name in head.keys()]
+    assert sorted(names) == sorted(MAILED_HEADERS), "one of each header, none injected"
+    assert str(mail.message["Reply-To"]) == "wg <wg@lists.passerelle.test>"
+    sender = mail.message["From"].addresses
+    assert [a.addr_spec for a in sender] == ["wg@lists.passerelle.test"]
+    assert sender[0].display_name.startswith("Erika Reply-To: attacker@evil.example")
+    assert dkim.verify(mail.raw, dnsfunc=world.dns.txt)
+
+
+def folded(name: str, pieces: list[str]) -> str:
+    """A header field of many pieces, one per line, as a mail client folds a long one."""
+    return f"{name}: " + "\r\n ".join(pieces)
+
+
+def hostile(headers: str, body: str = "Hallo\r\n") -> bytes:
+    return (f"From: {MAX}\r\nTo: wg@lists.passerelle.test\r\n{headers}\r\n\r\n{body}").encode()
+
+
+PARAMETERS = [f"p{i}=v{i};" for i in range(40_000)]
+SLOW_MAILS = {
+    "700 KB Subject of encoded words": (
+        hostile(folded("Subject", ["=?utf-8?q?=C3=A4=C3=B6=C3=BC?="] * 24_000)),
+        (552, "5.3.4 Header block larger than 65536 bytes"),
+    ),
+    "40,000 Content-Type parameters": (
+        hostile(folded("Content-Type", ["text/plain;", *PARAMETERS])),
+        (552, "5.3.4 Header block larger than 65536 bytes"),
+    ),
+    "40,000 parameters in a MIME part": (
+        hostile(
+            'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"',
+            "--b\r\n" + folded("Content-Type", ["text/plain;", *PARAMETERS]) + "\r\n\r\nHallo"
+            "\r\n--b--\r\n",
+        ),
+        (554, f"5.6.0 Message too complex: not read within {PARSE_TIMEOUT:g} s"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SLOW_MAILS)
+async def test_a_mail_slow_to_read_is_refused_while_other_links_keep_flowing(
+    world: EmailWorld, case: str
+) -> None:
+    raw, refusal = SLOW_MAILS[case]
+    assert len(raw) < MAX_MESSAGE_BYTES
+    submission = asyncio.create_task(send_mail(world, "mail", raw, MAX))
+    await asyncio.sleep(0.5)  # the bridge has the mail by now
+    text = unique("Läuft die Brücke noch?")
+    await world.users["max"].send_text(world.rooms["bund:wg"], text)
+    await world.users["jean"].wait_for(world.rooms["tchap:wg"], body_is(text))
+    with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+        await submission
+    assert (refused.value.code, refused.value.message) == refusal
+
+
+UTF8_NAME = "Jürgen Müller"
+NESTED_COMMENT = ["(" * 500] * 4 + [")" * 500] * 4
+"""2,000 nested parentheses, folded (a line may not be longer than 1,000 characters)."""
+BAD_MAILS = {
+    "non-ASCII From address, no Message-ID": (
+        b"From: J\xfcrgen <m\xe4x@bmi.test>\r\nSubject: Hallo\r\n\r\nHallo\r\n",
+        "the From address is not UTF-8",
+    ),
+    "empty Message-ID": (
+        hostile("Message-ID: <>"),
+        "unreadable Message-ID header",
+    ),
+    "Date in the year 10^20": (
+        hostile("Date: Mon, 1 Jan 100000000000000000000 10:00:00 +0000"),
+        "unreadable Date header",
+    ),
+    "2,000 nested parentheses in From": (
+        (folded("From", NESTED_COMMENT + [MAX]) + "\r\n\r\nHallo\r\n").encode(),
+        "unreadable From header (nested too deeply)",
+    ),
+    "2,000 nested parentheses in Content-Type": (
+        hostile(folded("Content-Type", ["text/plain", *NESTED_COMMENT])),
+        "unreadable Content-Type header (nested too deeply)",
+    ),
+    "1,000 nested HTML elements": (
+        hostile("Content-Type: text/html", "<div>\r\n" * 1000 + "tief" + "</div>\r\n" * 1000),
+        "HTML nested deeper than 100 elements",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MAILS)
+async def test_a_malformed_mail_gets_a_precise_refusal_and_no_traceback(
+    world: EmailWorld, case: str
+) -> None:
+    raw, reason = BAD_MAILS[case]
+    logged = len(world.bridge.log_text())
+    with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+        await send_mail(world, "mail", raw, MAX)
+    assert (refused.value.code, refused.value.message) == (
+        550,
+        f"5.6.0 Malformed message: {reason}",
+    )
+    log = world.bridge.log_text()[logged:]
+    assert f"Refused a malformed mail from {MAX}: {reason}" in log
+    assert "Traceback" not in log
+
+
+async def test_a_raw_utf8_sender_name_without_message_id_is_bridged(world: EmailWorld) -> None:
+    text = unique("Grüße ohne Message-ID")
+    raw = f"From: {UTF8_NAME} <{MAX}>\r\nSubject: \r\n\r\n{text}\r\n".encode()
+    await send_mail(world, "mail", raw, MAX)
+    await world.users["jean"].wait_for(world.rooms["tchap:wg"], body_is(text))

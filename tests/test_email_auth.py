@@ -12,8 +12,20 @@ from email.message import EmailMessage
 import dkim
 import pytest
 
-from connectors.email.auth import Authenticator, DkimResult, aligned, decide
+from bridge.config.kinds.email import InboundSettings
+from connectors.email.auth import (
+    MAX_SIGNATURES,
+    Authenticator,
+    DkimResult,
+    Verdict,
+    aligned,
+    decide,
+)
+from connectors.email.head import HeaderLimits, header_end
+from connectors.email.worker import MailWorker
 from tests.harness.dns import DkimKeyPair, DnsServer, dkim_keypair
+
+LIMITS = HeaderLimits.of(InboundSettings("127.0.0.1", 2525, None, None, 1 << 20))
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +45,20 @@ def dns_server(keys: DkimKeyPair) -> Iterator[DnsServer]:
 
 
 @pytest.fixture(scope="module")
-def auth(dns_server: DnsServer) -> Authenticator:
-    return Authenticator((("127.0.0.1", dns_server.port),))
+def worker() -> Iterator[MailWorker]:
+    started = MailWorker(budget=30)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def auth(dns_server: DnsServer, worker: MailWorker) -> Authenticator:
+    return Authenticator((("127.0.0.1", dns_server.port),), worker)
+
+
+async def check(auth: Authenticator, raw: bytes, *envelope: str) -> Verdict:
+    """``auth.check`` as the connector calls it, after measuring the header block."""
+    return await auth.check(raw, header_end(raw, LIMITS), *envelope)
 
 
 def raw_mail(sender: str, body: str = "Bonjour\n") -> bytes:
@@ -55,8 +79,8 @@ async def test_valid_signature_verifies_even_when_spf_fails(
     auth: Authenticator, keys: DkimKeyPair
 ) -> None:
     raw = signed(raw_mail("Claire <claire@anssi.test>"), keys.private_pem)
-    verdict = await auth.check(
-        raw, "claire@anssi.test", "127.0.0.1", "mx.anssi.test", "claire@anssi.test"
+    verdict = await check(
+        auth, raw, "claire@anssi.test", "127.0.0.1", "mx.anssi.test", "claire@anssi.test"
     )
     assert verdict.verified and not verdict.temporary
     assert verdict.reason.startswith("dkim=pass (d=anssi.test); spf=fail")
@@ -65,8 +89,8 @@ async def test_valid_signature_verifies_even_when_spf_fails(
 async def test_signature_with_another_key_fails(auth: Authenticator) -> None:
     forger = dkim_keypair(1024)
     raw = signed(raw_mail("Claire <claire@anssi.test>"), forger.private_pem)
-    verdict = await auth.check(
-        raw, "claire@anssi.test", "127.0.0.1", "evil.test", "claire@anssi.test"
+    verdict = await check(
+        auth, raw, "claire@anssi.test", "127.0.0.1", "evil.test", "claire@anssi.test"
     )
     assert not verdict.verified and not verdict.temporary
     assert "dkim=fail (d=anssi.test" in verdict.reason
@@ -74,7 +98,8 @@ async def test_signature_with_another_key_fails(auth: Authenticator) -> None:
 
 async def test_body_changed_after_signing_fails(auth: Authenticator, keys: DkimKeyPair) -> None:
     raw = signed(raw_mail("Claire <claire@anssi.test>"), keys.private_pem)
-    verdict = await auth.check(
+    verdict = await check(
+        auth,
         raw.replace(b"Bonjour", b"Virement"),
         "claire@anssi.test",
         "127.0.0.1",
@@ -86,15 +111,16 @@ async def test_body_changed_after_signing_fails(auth: Authenticator, keys: DkimK
 
 
 async def test_spf_pass_of_the_from_domain_verifies(auth: Authenticator) -> None:
-    verdict = await auth.check(
-        raw_mail("max@bmi.test"), "max@bmi.test", "127.0.0.1", "mail.bmi.test", "max@bmi.test"
+    verdict = await check(
+        auth, raw_mail("max@bmi.test"), "max@bmi.test", "127.0.0.1", "mail.bmi.test", "max@bmi.test"
     )
     assert verdict.verified
     assert verdict.reason == "dkim=none; spf=pass (smtp.mailfrom domain bmi.test)"
 
 
 async def test_spf_pass_of_another_domain_does_not(auth: Authenticator) -> None:
-    verdict = await auth.check(
+    verdict = await check(
+        auth,
         raw_mail("claire@anssi.test"),
         "claire@anssi.test",
         "127.0.0.1",
@@ -110,7 +136,7 @@ async def test_signature_of_an_unrelated_domain_does_not(
     other = dkim_keypair(1024)
     dns_server.publish("sel._domainkey.evil.test", other.record)
     raw = signed(raw_mail("claire@anssi.test"), other.private_pem, domain="evil.test")
-    verdict = await auth.check(raw, "claire@anssi.test", "127.0.0.1", "evil.test", "x@evil.test")
+    verdict = await check(auth, raw, "claire@anssi.test", "127.0.0.1", "evil.test", "x@evil.test")
     assert not verdict.verified
     assert "dkim=pass (d=evil.test)" in verdict.reason
 
@@ -131,3 +157,26 @@ def test_a_dns_failure_postpones_the_decision() -> None:
     passed = decide([DkimResult("pass", "anssi.test")], "temperror", "anssi.test", "anssi.test")
     assert passed.verified and not passed.temporary
     assert not decide([], "none", "", "anssi.test").temporary
+
+
+async def test_a_key_that_cannot_be_looked_up_postpones_the_decision(
+    auth: Authenticator, dns_server: DnsServer, keys: DkimKeyPair
+) -> None:
+    dns_server.fail("sel._domainkey.broken.test")
+    raw = signed(raw_mail("Claire <claire@broken.test>"), keys.private_pem, "broken.test")
+    verdict = await check(auth, raw, "claire@broken.test", "127.0.0.1", "x", "claire@broken.test")
+    assert verdict.temporary and not verdict.verified
+    assert verdict.reason.startswith("dkim=temperror (d=broken.test: DNS: ")
+
+
+async def test_only_the_first_signatures_are_checked(
+    auth: Authenticator, keys: DkimKeyPair
+) -> None:
+    forger = dkim_keypair(1024)
+    raw = raw_mail("Claire <claire@anssi.test>")
+    raw = signed(raw, keys.private_pem)
+    for _ in range(MAX_SIGNATURES):
+        raw = signed(raw, forger.private_pem)
+    verdict = await check(auth, raw, "claire@anssi.test", "127.0.0.1", "x", "claire@anssi.test")
+    assert verdict.reason.count("dkim=fail (d=anssi.test") == MAX_SIGNATURES
+    assert not verdict.verified, "the genuine signature is below the ones checked"

@@ -57,6 +57,13 @@ def test_defaults(tmp_path: Path) -> None:
     assert mail.domain == "lists.passerelle.test"
     assert (mail.inbound.host, mail.inbound.port) == ("127.0.0.1", 2525)
     assert mail.inbound.max_message_bytes == 25 * 1024 * 1024 and mail.inbound.tls_cert is None
+    inbound = mail.inbound
+    assert (inbound.max_header_bytes, inbound.max_headers, inbound.max_header_field_bytes) == (
+        64 * 1024,
+        500,
+        16 * 1024,
+    )
+    assert inbound.parse_timeout == 10
     assert (mail.relay.host, mail.relay.port, mail.relay.security) == (
         "smtp.example",
         587,
@@ -77,7 +84,14 @@ def test_everything_set(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         """\
-        inbound: {host: 0.0.0.0, port: 25, max_message_bytes: 1048576}
+        inbound:
+          host: 0.0.0.0
+          port: 25
+          max_message_bytes: 1048576
+          max_header_bytes: 32768
+          max_headers: 200
+          max_header_field_bytes: 8192
+          parse_timeout: 2.5
         dkim: {selector: pass2024, key: {file: dkim.key}}
         auth_policy: mark
         dns: ["127.0.0.1:5353", "::1", "[::1]:53", 192.0.2.53]
@@ -104,6 +118,12 @@ def test_everything_set(tmp_path: Path) -> None:
     assert mail.auth_policy is AuthPolicy.MARK
     assert mail.allowed_domains == ("bmi.bund.de",) and mail.domains == ("bmi.bund.de",)
     assert mail.spool == Path("/var/lib/passerelle/mail") and mail.spool_days == 2
+    assert (
+        mail.inbound.max_header_bytes,
+        mail.inbound.max_headers,
+        mail.inbound.max_header_field_bytes,
+        mail.inbound.parse_timeout,
+    ) == (32768, 200, 8192, 2.5)
 
 
 def test_link_address_must_be_on_the_mail_domain(tmp_path: Path) -> None:
@@ -134,6 +154,25 @@ def test_problems_are_reported_at_their_place(tmp_path: Path) -> None:
         "networks.mail.dkim.key: is not a PEM RSA private key (BEGIN RSA PRIVATE KEY)",
         "networks.mail.auth_policy: must be one of: reject, quarantine, mark",
         'networks.mail.dns[0]: "ns.example.org" is not a nameserver IP address[:port]',
+    ]
+
+
+def test_limits_on_received_mail_are_checked(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        inbound:
+          max_header_bytes: 100
+          max_headers: many
+          max_header_field_bytes: 0
+          parse_timeout: 3600
+    """,
+    )
+    assert [e.split(": ", 1)[1] for e in errors_of(path)] == [
+        "networks.mail.inbound.max_header_bytes: must be at least 1024",
+        "networks.mail.inbound.max_headers: expected an integer, got a string",
+        "networks.mail.inbound.max_header_field_bytes: must be at least 1000",
+        "networks.mail.inbound.parse_timeout: must be at most 20 seconds",
     ]
 
 

@@ -15,12 +15,14 @@ import pytest
 
 from bridge.events import AttachmentKind, Kind
 from connectors.email.parse import (
+    MAX_HTML_DEPTH,
     MAX_TEXT_BYTES,
     MalformedMail,
     header_message_id,
     mail_events,
     message_remote_id,
     parse_mail,
+    read_head,
 )
 from connectors.email.quotes import split_plain
 
@@ -322,3 +324,121 @@ def test_a_forwarded_mail_travels_whole_as_an_eml_attachment() -> None:
     (forwarded,) = parsed.attachments
     assert (forwarded.name, forwarded.mimetype) == ("attachment-1.eml", "message/rfc822")
     assert b"Subject: Original" in forwarded.data and b"Der Originaltext." in forwarded.data
+
+
+HOSTILE = [
+    (
+        b"From: J\xfcrgen <m\xe4x@b.test>\r\nSubject: Hallo\r\n\r\nHallo\r\n",
+        "the From address is not UTF-8",
+    ),
+    (
+        mail('From: "a\x01b"@b.test'),
+        "the From address is not one address of at most 254 characters",
+    ),
+    (mail("From: a@b.test\nMessage-ID: <>"), "unreadable Message-ID header"),
+    (
+        mail("From: a@b.test\nDate: Mon, 1 Jan 100000000000000000000 10:00:00 +0000"),
+        "unreadable Date header",
+    ),
+    (
+        mail(f"From: {'(' * 2000}{')' * 2000} a@b.test"),
+        "unreadable From header (nested too deeply)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), HOSTILE)
+def test_hostile_headers_are_malformed_with_the_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(MalformedMail) as refused:
+        parse_mail(raw)
+    assert str(refused.value) == reason
+    with pytest.raises(MalformedMail) as refused:
+        read_head(raw, raw.index(b"\r\n\r\n") + 4)
+    assert str(refused.value) == reason, "the header step says the same"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (
+            mail(f"From: a@b.test\nContent-Type: text/plain {'(' * 2000}{')' * 2000}"),
+            "unreadable Content-Type header or MIME parts (nested too deeply)",
+        ),
+        (
+            mail("From: a@b.test\nContent-Type: text/html", "<div>" * 1000 + "x" + "</div>" * 1000),
+            f"HTML nested deeper than {MAX_HTML_DEPTH} elements",
+        ),
+        (
+            mail(
+                'From: a@b.test\nContent-Type: multipart/mixed; boundary="b"',
+                "--b\nContent-Type: text/plain\n\nHallo\n--b\nContent-Type: image/png;"
+                f" name*=x{'(' * 2000}\nContent-Disposition: attachment; filename"
+                f"={'(' * 2000}{')' * 2000}\n\nxx\n--b--\n",
+            ),
+            "unreadable Content-Type header or MIME parts (nested too deeply)",
+        ),
+    ],
+)
+def test_hostile_content_is_malformed_with_the_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(MalformedMail) as refused:
+        parse_mail(raw)
+    assert str(refused.value) == reason
+
+
+def test_html_as_deep_as_a_long_thread_is_kept() -> None:
+    html = "<div><blockquote>" * (MAX_HTML_DEPTH // 2) + "Ja" + "</blockquote></div>" * 50
+    parsed = parse_mail(mail("From: a@b.test\nContent-Type: text/html", html))
+    assert parsed.text == "Ja" or parsed.text.endswith("Ja")
+    assert parsed.html is not None and parsed.html.count("<blockquote>") == MAX_HTML_DEPTH // 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "name", "subject"),
+    [
+        # 8-bit headers as SMTPUTF8 clients (UTF-8) and old Windows mailers (Latin-1) send them.
+        (
+            b"From: J\xc3\xbcrgen <j@b.test>\r\nSubject: Gr\xc3\xbc\xc3\x9fe\r\n\r\nHallo\r\n",
+            "Jürgen",
+            "Grüße",
+        ),
+        (
+            b"From: J\xfcrgen \x96 BSI <j@b.test>\r\nSubject: Hallo\r\n\r\nHallo\r\n",
+            "Jürgen – BSI",
+            "Hallo",
+        ),
+        # Nothing that would end or turn a line around reaches a room or another mail.
+        (
+            mail(
+                "From: =?utf-8?q?Eve=E2=80=AE_=0D=0AX-Evil:_1?= <e@b.test>\n"
+                "Subject: =?utf-8?q?a=E2=80=A8b?="
+            ),
+            "Eve X-Evil: 1",
+            "a b",
+        ),
+    ],
+)
+def test_names_and_subjects_are_clean_text(raw: bytes, name: str, subject: str) -> None:
+    parsed = parse_mail(raw)
+    assert (parsed.from_name, parsed.subject) == (name, subject)
+    assert parsed.message_id.endswith("@no-message-id.invalid>")
+
+
+def test_a_message_id_outside_printable_ascii_is_replaced() -> None:
+    parsed = parse_mail(mail("From: a@b.test\nMessage-ID: <a\x01b@c.test>"))
+    assert parsed.message_id.endswith("@no-message-id.invalid>")
+    assert parse_mail(mail("From: a@b.test\nMessage-ID: <a.b@c.test>")).message_id == "<a.b@c.test>"
+
+
+def test_the_head_says_what_the_whole_mail_says() -> None:
+    raw = mail("From: Claire <Claire@ANSSI.test>\nAuto-Submitted: auto-replied\nSubject: Abwesend")
+    head = read_head(raw, raw.index(b"\r\n\r\n") + 4)
+    parsed = parse_mail(raw)
+    assert (
+        (head.from_address, head.message_id, head.auto_submitted)
+        == (
+            parsed.from_address,
+            parsed.message_id,
+            parsed.auto_submitted,
+        )
+        == ("claire@anssi.test", parsed.message_id, True)
+    )

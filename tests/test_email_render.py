@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesHeaderParser
 
 import dkim
 import pytest
 
 from bridge.config.kinds.email import DkimKey
-from bridge.connector import Outgoing
+from bridge.connector import DeliveryError, Outgoing
 from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
 from connectors.email.outbound import wire_bytes
 from connectors.email.parse import parse_mail
@@ -158,6 +160,90 @@ def test_header_injection_through_names_is_impossible() -> None:
     assert b"\r\nBcc:" not in head
 
 
+ENCODED_CRLF = "=?utf-8?q?Erika=0D=0AReply-To:_attacker=40evil=2Eexample?="
+HEADERS = [
+    "From", "To", "Reply-To", "Subject", "Date", "Message-ID", "List-Id", "List-Post",
+    "Precedence", "Content-Type", "Content-Transfer-Encoding", "MIME-Version",
+]  # fmt: skip
+
+
+def headers_of(raw: bytes) -> list[tuple[str, str]]:
+    """Every header field of the mail's top part, as a receiving server splits them."""
+    return BytesHeaderParser(policy=policy.compat32).parsebytes(raw).items()
+
+
+def test_encoded_words_in_a_display_name_cannot_add_headers() -> None:
+    erika = Sender("bund", "@erika:bund.test", ENCODED_CRLF, org="BMI")
+    raw = render(outgoing(message(sender=erika, text=ENCODED_CRLF)))
+    assert [name for name, _ in headers_of(raw)] == HEADERS
+    parsed = parse_mail(raw)
+    assert parsed.from_name == "Erika Reply-To: attacker@evil.example [BMI] via Passerelle"
+    assert parsed.from_address == ADDRESS
+    assert parsed.subject == "[cyber-wg] Erika Reply-To: attacker@evil.example"
+
+
+def test_every_name_the_mail_carries_is_clean() -> None:
+    att = Attachment(
+        kind=AttachmentKind.FILE,
+        name="=?utf-8?q?plan=0D=0AX-Evil:_1?=.pdf\u202e",
+        mimetype="text/plain\r\nX-Evil: 2",
+        size=len(PDF),
+        ref="mxc://bund.test/x",
+    )
+    evil = Sender("bund", "@e:b", "\u202eevE", org=ENCODED_CRLF, suffix="\u2028(Bund)")
+    msg = render_mail(
+        outgoing(message(sender=evil, text="", attachment=att)),
+        link_id="wg\u2029=?utf-8?q?=0A?=",
+        address=ADDRESS,
+        message_id="<new.1@lists.passerelle.test>",
+        date=DATE,
+        media=PDF,
+    )
+    raw = wire_bytes(msg, "lists.passerelle.test", None)
+    assert [name for name, _ in headers_of(raw)] == [
+        *HEADERS[:9], "MIME-Version", "Content-Type"
+    ]  # fmt: skip
+    (got,) = parse_mail(raw).attachments
+    assert (got.name, got.mimetype) == ("plan X-Evil: 1.pdf", "application/pdf")
+    part = list(msg.iter_attachments())[0]
+    assert part.get_content_type() == "application/octet-stream"
+    assert [name for name, _ in part.items()] == [
+        "Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "MIME-Version"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("mimetype", ["multipart/mixed", "message/delivery-status", "", "pdf"])
+def test_an_attachment_type_that_would_break_the_structure_is_octet_stream(
+    mimetype: str,
+) -> None:
+    att = Attachment(AttachmentKind.FILE, "a.bin", mimetype, len(PDF), "mxc://b/x")
+    raw = render(outgoing(message(text="", attachment=att)), media=PDF)
+    (got,) = parse_mail(raw).attachments
+    assert (got.mimetype, got.data) == ("application/octet-stream", PDF)
+
+
+def test_a_mail_whose_header_would_break_a_line_is_not_sent() -> None:
+    msg = render_mail(
+        outgoing(message()),
+        link_id="cyber-wg",
+        address=ADDRESS,
+        message_id="<new.1@lists.passerelle.test>",
+        date=DATE,
+        media=None,
+    )
+    msg.set_raw("X-Injected", "a\r\nBcc: everyone@example.org")
+    with pytest.raises(DeliveryError) as refused:
+        wire_bytes(msg, "lists.passerelle.test", None)
+    assert refused.value.permanent
+    assert str(refused.value) == (
+        "not sent: its X-Injected header would hold a line break or control character"
+    )
+    del msg["X-Injected"]
+    msg.replace_header("Subject", "a\x00b")
+    with pytest.raises(DeliveryError, match="its Subject header"):
+        wire_bytes(msg, "lists.passerelle.test", None)
+
+
 @pytest.fixture(scope="module")
 def dns_server() -> Iterator[DnsServer]:
     server = DnsServer()
@@ -203,3 +289,21 @@ def test_notice_is_marked_automatic() -> None:
     assert parsed.auto_submitted
     assert parsed.from_name == "Passerelle"
     assert parsed.text == "⚠️ Message did not arrive"
+
+
+def test_notice_subject_is_clean() -> None:
+    msg = render_notice(
+        link_id="cyber-wg",
+        address=ADDRESS,
+        text=f"⚠️ Message from {ENCODED_CRLF} could not be delivered",
+        message_id="<n.1@lists.passerelle.test>",
+        date=DATE,
+    )
+    raw = wire_bytes(msg, "lists.passerelle.test", None)
+    assert [name for name, _ in headers_of(raw)] == [
+        "From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "List-Id",
+        "Content-Type", "Content-Transfer-Encoding", "MIME-Version",
+    ]  # fmt: skip
+    assert parse_mail(raw).subject == (
+        "[cyber-wg] ⚠️ Message from Erika Reply-To: attacker@evil.example could"
+    )

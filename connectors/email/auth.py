@@ -8,6 +8,11 @@ again later", so a genuine sender is never marked or refused because a lookup ti
 
 Every lookup goes to the nameservers the network configures (or the system's resolver), never
 elsewhere; tests point them at their own DNS server on loopback.
+
+Where the work happens: the keys of a mail's DKIM signatures (at most `MAX_SIGNATURES`) are
+looked up first, in a thread; then dkimpy checks the signatures against them in the mail worker
+(`connectors.email.worker`), where canonicalising a hostile mail has a time budget and cannot
+hold the event loop's GIL. SPF is DNS only and runs in a thread meanwhile.
 """
 
 from __future__ import annotations
@@ -15,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +29,15 @@ import dns.nameserver
 import dns.resolver
 import spf
 
+from connectors.email.head import fields
+from connectors.email.headers import one_line
+from connectors.email.worker import MailWorker
+
 log = logging.getLogger(__name__)
 
 DNS_TIMEOUT = 5.0
-_SIGNATURE_HEADER = re.compile(rb"^dkim-signature\s*:", re.IGNORECASE | re.MULTILINE)
+MAX_SIGNATURES = 5
+"""DKIM signatures checked per mail, from the top (the newest); more vouch for no one."""
 
 # pyspf resolves through its module-level ``DNSLookup`` function, always with dnspython's
 # process-wide default resolver. Swapping that function for one that uses the resolver of the
@@ -80,24 +88,6 @@ def make_resolver(nameservers: tuple[tuple[str, int], ...]) -> dns.resolver.Reso
     return resolver
 
 
-def txt_lookup(resolver: dns.resolver.Resolver) -> Callable[..., bytes | None]:
-    """dkimpy's ``dnsfunc``: the first TXT record of a name, its strings joined."""
-
-    def lookup(name: bytes | str, timeout: float = DNS_TIMEOUT) -> bytes | None:
-        qname = name.decode() if isinstance(name, bytes) else name
-        try:
-            answer = resolver.resolve(qname, "TXT", lifetime=timeout, raise_on_no_answer=False)
-        except dns.resolver.NXDOMAIN:
-            return None
-        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
-            raise dkim.DnsTimeoutError(str(exc)) from exc
-        for rdata in answer:
-            return b"".join(rdata.strings)
-        return None
-
-    return lookup
-
-
 def aligned(domain: str, from_domain: str) -> bool:
     """Relaxed alignment: the authenticated domain is the From domain or a parent of it."""
     domain, from_domain = domain.lower().rstrip("."), from_domain.lower().rstrip(".")
@@ -145,54 +135,131 @@ def decide(
     return Verdict(False, temporary, reason)
 
 
+@dataclass(frozen=True)
+class Signature:
+    """One ``DKIM-Signature`` of a mail, as far as finding its key goes."""
+
+    index: int
+    """Among the mail's signatures, from the top, as dkimpy counts them."""
+    domain: str | None
+    key_name: str | None
+    """``<selector>._domainkey.<domain>``, lower-case; None when the tags are unreadable."""
+
+
+def signatures(block: bytes) -> list[Signature]:
+    """The first `MAX_SIGNATURES` DKIM signatures in a mail's header block (cheap: their
+    tag lists are split, nothing is verified)."""
+    found: list[Signature] = []
+    values = [v for n, v in fields(block) if n.strip().lower() == b"dkim-signature"]
+    for index, value in enumerate(values[:MAX_SIGNATURES]):
+        try:
+            tags = dkim.util.parse_tag_value(value)
+            domain = one_line(tags[b"d"].decode("ascii")).lower().rstrip(".")
+            selector = one_line(tags[b"s"].decode("ascii")).lower()
+        except (dkim.util.InvalidTagValueList, KeyError, UnicodeDecodeError):
+            found.append(Signature(index, None, None))
+            continue
+        found.append(Signature(index, domain, f"{selector}._domainkey.{domain}"))
+    return found
+
+
+def _key_name(name: bytes | str) -> str:
+    text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
+    return text.lower().rstrip(".")
+
+
+def verify_dkim(
+    raw: bytes, signatures: tuple[Signature, ...], keys: dict[str, bytes | None]
+) -> list[DkimResult]:
+    """dkimpy's verdict on each of ``signatures`` of ``raw``, with the key records looked up
+    already (``keys``: name → TXT record, None when there is none). Pure CPU work, for the
+    mail worker."""
+
+    def lookup(name: bytes | str, timeout: float = DNS_TIMEOUT) -> bytes | None:
+        return keys.get(_key_name(name))
+
+    results = []
+    for signature in signatures:
+        checker = None
+        try:
+            checker = dkim.DKIM(raw, timeout=int(DNS_TIMEOUT))
+            ok = checker.verify(idx=signature.index, dnsfunc=lookup)
+            results.append(
+                DkimResult(
+                    "pass" if ok else "fail",
+                    _domain(checker) or signature.domain,
+                    "" if ok else "signature does not match",
+                )
+            )
+        except dkim.DKIMException as exc:
+            # dkimpy raises for broken signatures as well as for mismatching bodies; its
+            # message may carry both hashes, which say nothing to an admin.
+            detail = str(exc).split(" (", 1)[0][:120]
+            results.append(DkimResult("fail", _domain(checker) or signature.domain, detail))
+    return results
+
+
 class Authenticator:
     """Checks a received mail's DKIM signatures and its envelope's SPF record."""
 
-    def __init__(self, nameservers: tuple[tuple[str, int], ...]) -> None:
+    def __init__(self, nameservers: tuple[tuple[str, int], ...], worker: MailWorker) -> None:
         self.resolver = make_resolver(nameservers)
-        self._txt = txt_lookup(self.resolver)
+        self.worker = worker
 
     async def check(
-        self, raw: bytes, from_address: str, peer_ip: str, helo: str, mail_from: str
+        self, raw: bytes, head_end: int, from_address: str, peer_ip: str, helo: str, mail_from: str
     ) -> Verdict:
-        """The verdict on a mail From ``from_address``; the lookups run in a worker thread."""
-        context = contextvars.copy_context()
-        context.run(_spf_resolver.set, self.resolver)
-        return await asyncio.get_running_loop().run_in_executor(
-            None, context.run, self._check, raw, from_address, peer_ip, helo, mail_from
-        )
-
-    def _check(
-        self, raw: bytes, from_address: str, peer_ip: str, helo: str, mail_from: str
-    ) -> Verdict:
+        """The verdict on a mail From ``from_address`` whose header block ends at ``head_end``.
+        Raises what `MailWorker.run` raises when checking the signatures overruns its budget."""
         from_domain = from_address.rpartition("@")[2]
         envelope = mail_from or f"postmaster@{helo}"
         spf_domain = envelope.rpartition("@")[2]
-        return decide(self.dkim(raw), self.spf(peer_ip, envelope, helo), spf_domain, from_domain)
+        context = contextvars.copy_context()
+        context.run(_spf_resolver.set, self.resolver)
+        spf_result = asyncio.get_running_loop().run_in_executor(
+            None, context.run, self.spf, peer_ip, envelope, helo
+        )
+        try:
+            dkim_results = await self.dkim(raw, signatures(raw[:head_end]))
+        finally:
+            spf_text = await spf_result
+        return decide(dkim_results, spf_text, spf_domain, from_domain)
 
-    def dkim(self, raw: bytes) -> list[DkimResult]:
-        head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
-        count = len(_SIGNATURE_HEADER.findall(head))
-        results = []
-        for index in range(count):
-            checker = None
+    async def dkim(self, raw: bytes, found: list[Signature]) -> list[DkimResult]:
+        """Each signature's result, in order: keys looked up here, signatures checked in the
+        mail worker; a key whose lookup failed makes its signature a ``temperror``."""
+        names = {s.key_name for s in found if s.key_name is not None}
+        keys, failed = await asyncio.to_thread(self._keys, names)
+        checkable = tuple(s for s in found if s.key_name not in failed)
+        verified = await self.worker.run(verify_dkim, raw, checkable, keys) if checkable else []
+        checked = iter(verified)
+        return [
+            DkimResult("temperror", s.domain, f"DNS: {failed[s.key_name]}")
+            if s.key_name in failed
+            else next(checked)
+            for s in found
+        ]
+
+    def _keys(self, names: set[str]) -> tuple[dict[str, bytes | None], dict[str, str]]:
+        """``(records, failures)``: each name's first TXT record (its strings joined; None when
+        there is none), and why a lookup could not be answered."""
+        records: dict[str, bytes | None] = {}
+        failed: dict[str, str] = {}
+        for name in names:
             try:
-                checker = dkim.DKIM(raw, timeout=int(DNS_TIMEOUT))
-                ok = checker.verify(idx=index, dnsfunc=self._txt)
-                domain = checker.domain.decode() if checker.domain else None
-                results.append(
-                    DkimResult(
-                        "pass" if ok else "fail", domain, "" if ok else "signature does not match"
-                    )
+                answer = self.resolver.resolve(
+                    name, "TXT", lifetime=DNS_TIMEOUT, raise_on_no_answer=False
                 )
-            except dkim.DnsTimeoutError as exc:
-                results.append(DkimResult("temperror", _domain(checker), f"DNS: {exc}"))
-            except dkim.DKIMException as exc:
-                # dkimpy raises for broken signatures as well as for mismatching bodies; its
-                # message may carry both hashes, which say nothing to an admin.
-                detail = str(exc).split(" (", 1)[0][:120]
-                results.append(DkimResult("fail", _domain(checker), detail))
-        return results
+            except dns.resolver.NXDOMAIN:
+                records[name] = None
+            except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+                failed[name] = str(exc)
+            except dns.exception.DNSException as exc:
+                records[name] = None
+                log.info("DKIM key %s cannot be looked up: %s", name, exc)
+            else:
+                records[name] = next((b"".join(r.strings) for r in answer), None)
+        return records, failed
 
     def spf(self, ip: str, sender: str, helo: str) -> str:
         try:

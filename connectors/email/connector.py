@@ -6,6 +6,12 @@ network's ``allowed_domains``. The envelope sender is checked at ``RCPT TO`` (by
 that bounce-address schemes of a person's own mail system pass); the From address, which is
 what the rooms show, is checked at ``DATA``. Then DKIM and SPF decide whether that From address
 is genuine, and the network's ``auth_policy`` what happens when it is not.
+
+At ``DATA``, the cheap checks come first and every reading of the mail happens in the mail
+worker (`connectors.email.worker`), never on the event loop: the header block's size, field
+count and field lengths (`connectors.email.head`), then its From header alone, then DKIM and
+SPF, and only then the whole MIME structure. A mail refused on the way gets a 5xx naming the
+reason and one log line; 451 ("try again later") is kept for failures of the bridge's own.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from bridge.config.kinds.email import AuthPolicy, EmailNetwork
 from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Host, Outgoing
 from connectors.email.auth import Authenticator
+from connectors.email.head import HeaderLimits, OverLimit, header_end
 from connectors.email.inbound import InboundServer, Received
 from connectors.email.outbound import Relay, wire_bytes
 from connectors.email.parse import (
@@ -27,9 +34,11 @@ from connectors.email.parse import (
     mail_events,
     message_remote_id,
     parse_mail,
+    read_head,
 )
 from connectors.email.render import mailed, render_mail, render_notice
 from connectors.email.spool import Spool, spool_key
+from connectors.email.worker import MailWorker, TooComplex
 
 BIND_RETRY_SECONDS = 5.0
 SWEEP_INTERVAL_SECONDS = 3600.0
@@ -45,7 +54,9 @@ class EmailConnector(Connector):
         self.network = network
         self.host = host
         self.log = logging.getLogger(f"passerelle.{network.name}")
-        self.auth = Authenticator(network.dns)
+        self.limits = HeaderLimits.of(network.inbound)
+        self.worker = MailWorker(network.inbound.parse_timeout)
+        self.auth = Authenticator(network.dns, self.worker)
         self.relay = Relay(network.relay)
         self.spool = Spool(network.spool)
         self.server = InboundServer(network.inbound, network.domain, self)
@@ -69,6 +80,7 @@ class EmailConnector(Connector):
 
     async def _listen(self) -> None:
         inbound = self.network.inbound
+        await self.worker.start()
         while True:
             try:
                 await self.server.start()
@@ -107,6 +119,7 @@ class EmailConnector(Connector):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop()
+        await asyncio.to_thread(self.worker.stop)
 
     # Who may post
 
@@ -151,70 +164,84 @@ class EmailConnector(Connector):
         return None
 
     async def data(self, received: Received) -> str:
+        sender = received.mail_from or "<>"
         try:
-            mail = parse_mail(received.raw)
+            return await self._receive(received)
+        except OverLimit as e:
+            self.log.warning("Refused a mail from %s: %s", sender, e)
+            return f"552 5.3.4 {e}"
         except MalformedMail as e:
-            self.log.warning("Refused a malformed mail from %s: %s", received.mail_from or "<>", e)
+            self.log.warning("Refused a malformed mail from %s: %s", sender, e)
             return f"550 5.6.0 Malformed message: {e}"
-        if not received.mail_from or mail.auto_submitted:
+        except TooComplex as e:
+            self.log.warning("Refused a mail from %s: %s", sender, e)
+            return f"554 5.6.0 Message too complex: {e}"
+
+    async def _receive(self, received: Received) -> str:
+        """The reply to one mail's ``DATA``; raises `OverLimit`, `MalformedMail` or `TooComplex`
+        for a mail that cannot be read."""
+        raw = received.raw
+        end = header_end(raw, self.limits)
+        head = await self.worker.run(read_head, raw, end)
+        if not received.mail_from or head.auto_submitted:
             self.log.info(
-                "Not bridging %s from %s to %s: %s (subject %r)",
-                mail.message_id,
-                mail.from_address,
+                "Not bridging %s from %s to %s: %s",
+                head.message_id,
+                head.from_address,
                 ", ".join(received.recipients),
                 "an automatic reply" if received.mail_from else "a bounce",
-                mail.subject,
             )
             return "250 2.0.0 OK, not bridged (automatic message)"
-        if _domain(mail.from_address) == self.network.domain:
+        if _domain(head.from_address) == self.network.domain:
             self.log.warning(
                 "Refused %s: From %s is the bridge's own domain (a mail loop)",
-                mail.message_id,
-                mail.from_address,
+                head.message_id,
+                head.from_address,
             )
             return f"550 5.4.6 Mail from {self.network.domain} is not taken back (mail loop)"
         links = [self._links[r] for r in received.recipients if r in self._links]
-        allowed = [link for link in links if self._from_allowed(link, mail.from_address)]
+        allowed = [link for link in links if self._from_allowed(link, head.from_address)]
         for link in links:
             if link not in allowed:
                 self.log.warning(
                     "Not bridging %s into link %s: %s may not post there",
-                    mail.message_id,
+                    head.message_id,
                     link.id,
-                    mail.from_address,
+                    head.from_address,
                 )
         if not allowed:
-            return f"550 5.7.1 <{mail.from_address}> may not post to these addresses"
+            return f"550 5.7.1 <{head.from_address}> may not post to these addresses"
         verdict = await self.auth.check(
-            received.raw, mail.from_address, received.peer_ip, received.helo, received.mail_from
+            raw, end, head.from_address, received.peer_ip, received.helo, received.mail_from
         )
         if verdict.temporary:
             self.log.warning(
-                "Sender check of %s failed for now: %s", mail.message_id, verdict.reason
+                "Sender check of %s failed for now: %s", head.message_id, verdict.reason
             )
             return "451 4.7.0 Cannot verify the sender right now, please try again later"
         if not verdict.verified:
             policy = self.network.auth_policy
             self.log.warning(
                 "Unverified sender %s of %s (%s): %s",
-                mail.from_address,
-                mail.message_id,
+                head.from_address,
+                head.message_id,
                 policy,
                 verdict.reason,
             )
             if policy is AuthPolicy.REJECT:
-                return f"550 5.7.1 Sender <{mail.from_address}> not verified by DKIM or SPF"
+                return f"550 5.7.1 Sender <{head.from_address}> not verified by DKIM or SPF"
             if policy is AuthPolicy.QUARANTINE:
                 path = await asyncio.to_thread(
                     self.spool.quarantine,
-                    received.raw,
-                    mail.message_id,
-                    mail.from_address,
+                    raw,
+                    head.message_id,
+                    head.from_address,
                     [link.rooms[self.name].room or "" for link in allowed],
                     verdict.reason,
                 )
-                self.log.warning("Quarantined %s as %s", mail.message_id, path)
+                self.log.warning("Quarantined %s as %s", head.message_id, path)
                 return "250 2.0.0 OK, held for review"
+        mail = await self.worker.run(parse_mail, raw)
         return await self._bridge(mail, allowed, verified=verdict.verified)
 
     async def _bridge(self, mail: ParsedMail, links: list[Link], *, verified: bool) -> str:

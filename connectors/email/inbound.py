@@ -18,6 +18,7 @@ from typing import Protocol
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bridge.config.kinds.email import InboundSettings
+from connectors.email.headers import one_line
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class _Handler:
             helo=session.host_name or "",
         )
         try:
-            return await self.gate.data(received)
+            # A reason may quote the mail (a From address): one line, or it would be two replies.
+            return one_line(await self.gate.data(received))
         except Exception:
             log.exception("Could not handle a mail from %s", received.mail_from or "<>")
             return "451 4.3.0 Temporary failure, please try again later"

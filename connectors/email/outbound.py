@@ -8,6 +8,7 @@ order); a 5xx answer means the relay will never take this mail, which `DeliveryE
 from __future__ import annotations
 
 import logging
+import re
 from email import policy
 from email.message import EmailMessage
 
@@ -35,14 +36,35 @@ SIGNED_HEADERS = [
     b"content-type",
     b"content-transfer-encoding",
 ]
+_FOLD = re.compile(rb"\r\n[ \t]")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def check_headers(msg: EmailMessage) -> None:
+    """Raise a permanent `DeliveryError` when a header of any part of ``msg``, as the generator
+    folds it, would hold a line break, NUL or other control character outside folding.
+
+    `render` cleans every value it writes (`connectors.email.headers`); this is the last word
+    before the mail is signed, whatever the email package of this Python does with a value.
+    """
+    for part in msg.walk():
+        for name, value in part.raw_items():  # what the generator folds, as it folds it
+            folded = policy.SMTP.fold_binary(name, value)
+            if _CONTROL.search(_FOLD.sub(b" ", folded.removesuffix(b"\r\n"))):
+                raise DeliveryError(
+                    f"not sent: its {name} header would hold a line break or control character",
+                    permanent=True,
+                )
 
 
 def wire_bytes(msg: EmailMessage, domain: str, key: DkimKey | None) -> bytes:
-    """The mail as sent: CRLF lines, with a ``DKIM-Signature`` of ``domain`` when a key is set.
+    """The mail as sent: CRLF lines, with a ``DKIM-Signature`` of ``domain`` when a key is set;
+    `check_headers` first.
 
     Text parts are quoted-printable and attachments base64 (see `render`), so no relay needs
     to re-encode the body and break the signature.
     """
+    check_headers(msg)
     data = msg.as_bytes(policy=policy.SMTP)
     if key is None:
         return data

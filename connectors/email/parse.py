@@ -31,6 +31,7 @@ from typing import Any
 
 from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
 from bridge.html import escape, html_to_text, sanitize, text_to_html
+from connectors.email.headers import one_line
 from connectors.email.quotes import split_html, split_plain
 
 MAX_PARTS = 100
@@ -42,6 +43,11 @@ MAX_HTML_BYTES = 32 * 1024
 Longer text is cut (and says so); longer HTML is left out, the text stands for it."""
 MAX_THREAD = 20
 """Message-IDs of ``In-Reply-To``/``References`` looked up for a reply's parent."""
+MAX_HTML_DEPTH = 100
+"""Elements nested in a mail's sanitized HTML: deeper is no layout a person made, and would
+exhaust the recursion of whatever renders it next."""
+MAX_ADDRESS = 254
+"""Characters of a From address (RFC 5321's limit on a path, less its angle brackets)."""
 TRUNCATED = "\n[…truncated]"
 QUOTE_SUMMARY = "Quoted text"
 
@@ -55,11 +61,12 @@ _BASE64_DEFECTS = (
     errors.InvalidBase64PaddingDefect,
     errors.InvalidBase64LengthDefect,
 )
-_MSGID = re.compile(r"<[^<>\s@]+@[^<>\s]+>")
+_MSGID = re.compile(r"<[\x21-\x3b\x3d\x3f\x41-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
+"""``<left@right>`` in printable ASCII, as RFC 5322 has it: a Message-ID goes into the headers of
+every mail that answers it."""
 _REPLY_SUBJECT = re.compile(
     r"^\s*(?:(?:re|aw|antw|sv|r[ée]f|r[ée]p|wg|tr|fwd?)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE
 )
-_SPACES = re.compile(r"\s+")
 _WINDOWS_1252 = {
     "iso-8859-1": "cp1252",
     "latin1": "cp1252",
@@ -68,6 +75,9 @@ _WINDOWS_1252 = {
     "l1": "cp1252",
 }
 _IMAGE_WITHOUT_SOURCE = re.compile(r"<img(?![^>]*\ssrc=)[^>]*>", re.IGNORECASE)
+_TAG = re.compile(r"""<(/?)([a-zA-Z][\w-]*)(?:[^>"']|"[^"]*"|'[^']*')*>""")
+_VOID_TAGS = frozenset({"br", "hr", "img"})
+_TOO_DEEP = "(nested too deeply)"
 
 
 class MalformedMail(ValueError):
@@ -119,8 +129,33 @@ class ParsedMail:
         return bool(_REPLY_SUBJECT.match(self.subject))
 
 
+def _text(value: str) -> str:
+    """Header text with the raw 8-bit bytes a mail may carry (which the email package keeps as
+    surrogates) read as UTF-8, or else as Windows-1252."""
+    try:
+        data = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
 def _one_line(value: object) -> str:
-    return _SPACES.sub(" ", str(value or "")).strip()
+    return one_line(_text(str(value or "")))
+
+
+def _header(msg: Message, name: str) -> str:
+    """A header's value as the email package reads it ("" when there is none); raises
+    `MalformedMail` naming the header when it cannot be read."""
+    try:
+        value = msg.get(name)
+        return "" if value is None else str(value)
+    except RecursionError:
+        raise MalformedMail(f"unreadable {name} header {_TOO_DEEP}") from None
+    except Exception:  # the header parsers raise IndexError, OverflowError… on hostile input
+        raise MalformedMail(f"unreadable {name} header") from None
 
 
 def _decode(part: Message) -> str:
@@ -246,17 +281,17 @@ def _attachments(msg: EmailMessage, bodies: set[int]) -> tuple[MailAttachment, .
     return tuple(found)
 
 
-def _message_id(msg: EmailMessage, raw: bytes, sender: str) -> str:
-    header = msg.get("Message-ID")
-    match = _MSGID.search(str(header)) if header is not None else None
-    if match is not None and len(match.group()) <= 250:
-        return match.group()
-    head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+def _message_id(msg: Message, raw: bytes, sender: str) -> str:
+    """The mail's Message-ID; derived from what a redelivery keeps when it has none."""
+    header = _MSGID.search(_header(msg, "Message-ID"))
+    if header is not None and len(header.group()) <= 250:
+        return header.group()
+    body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")[2]
     stable = b"\0".join(
         [
             sender.encode(),
-            _one_line(msg.get("Date")).encode(),
-            _one_line(msg.get("Subject")).encode(),
+            _one_line(_header(msg, "Date")).encode(),
+            _one_line(_header(msg, "Subject")).encode(),
             body,
         ]
     )
@@ -266,28 +301,49 @@ def _message_id(msg: EmailMessage, raw: bytes, sender: str) -> str:
 def _thread(msg: EmailMessage) -> tuple[str, ...]:
     ids: list[str] = []
     for header, newest_first in (("In-Reply-To", False), ("References", True)):
-        found = _MSGID.findall(str(msg.get(header) or ""))
+        found = _MSGID.findall(_header(msg, header))
         for msgid in reversed(found) if newest_first else found:
             if msgid not in ids:
                 ids.append(msgid)
     return tuple(ids[:MAX_THREAD])
 
 
-def _sender(msg: EmailMessage) -> tuple[str, str]:
-    try:
-        header = msg["From"]
-        addresses: tuple[Any, ...] = tuple(getattr(header, "addresses", ()) or ())
-    except (IndexError, ValueError, TypeError, AttributeError) as exc:
-        raise MalformedMail(f"unreadable From header: {exc}") from None
+def _sender(msg: Message) -> tuple[str, str]:
+    """``(address, name)`` of the From header, which must name exactly one address."""
+    _header(msg, "From")
+    header = msg["From"]
+    addresses: tuple[Any, ...] = tuple(getattr(header, "addresses", ()) or ())
     if len(addresses) != 1 or not addresses[0].username or not addresses[0].domain:
         raise MalformedMail("the From header must name exactly one address")
-    address = addresses[0].addr_spec.lower()
+    try:
+        address = str(addresses[0].addr_spec).encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        raise MalformedMail("the From address is not UTF-8") from None
+    if one_line(address) != address or " " in address or len(address) > MAX_ADDRESS:
+        raise MalformedMail("the From address is not one address of at most 254 characters")
+    address = address.lower()
     return address, _one_line(addresses[0].display_name) or address
 
 
+def _depth(html: str) -> int:
+    """How deeply the elements of well-formed (sanitized) HTML nest."""
+    depth = deepest = 0
+    for tag in _TAG.finditer(html):
+        if tag.group(1):
+            depth -= 1
+        elif tag.group(2).lower() not in _VOID_TAGS:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
+
+
 def _clean(html: str) -> str:
-    """Sanitized HTML without the ``<img>`` tags the sanitizer emptied (remote images)."""
-    return _IMAGE_WITHOUT_SOURCE.sub("", sanitize(html)).strip()
+    """Sanitized HTML without the ``<img>`` tags the sanitizer emptied (remote images); raises
+    `MalformedMail` for HTML nested deeper than `MAX_HTML_DEPTH`."""
+    clean = _IMAGE_WITHOUT_SOURCE.sub("", sanitize(html)).strip()
+    if _depth(clean) > MAX_HTML_DEPTH:
+        raise MalformedMail(f"HTML nested deeper than {MAX_HTML_DEPTH} elements")
+    return clean
 
 
 def _truncate(text: str) -> str:
@@ -325,34 +381,70 @@ def _body(msg: EmailMessage) -> tuple[str, str | None, set[int]]:
     return _truncate(text), html, bodies
 
 
-def parse_mail(raw: bytes) -> ParsedMail:
-    """Read a received mail. Raises `MalformedMail` for what cannot be bridged: a broken MIME
-    structure, no single From address, undecodable attachments, absurd part counts."""
-    try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
-    except Exception as exc:  # the parser is lenient; anything it raises is a broken mail
-        raise MalformedMail(f"unparsable mail: {type(exc).__name__}") from None
-    assert isinstance(msg, EmailMessage)
-    _check_structure(msg)
+@dataclass(frozen=True)
+class Head:
+    """What the header block of a received mail says about where it comes from: enough to
+    decide whether to read the rest."""
+
+    from_address: str
+    """Lower-cased, as `ParsedMail.from_address`."""
+    message_id: str
+    """As `ParsedMail.message_id`."""
+    auto_submitted: bool
+
+
+def _read_headers(msg: Message, raw: bytes) -> tuple[str, str, str, bool]:
+    """``(from address, from name, Message-ID, auto-submitted)``, after checking that the
+    headers the bridge relies on can be read."""
     address, name = _sender(msg)
+    _header(msg, "Date")
+    auto = _one_line(_header(msg, "Auto-Submitted")).lower()
+    return address, name, _message_id(msg, raw, address), bool(auto) and auto != "no"
+
+
+def read_head(raw: bytes, end: int) -> Head:
+    """Read only the header block of a mail (``raw[:end]``, as `connectors.email.head` found
+    it). Raises `MalformedMail` as `parse_mail` does for the same headers."""
     try:
-        text, html, bodies = _body(msg)
-        attachments = _attachments(msg, bodies)
+        msg = BytesParser(policy=policy.default).parsebytes(raw[:end], headersonly=True)
+    except RecursionError:
+        raise MalformedMail(f"unreadable Content-Type header {_TOO_DEEP}") from None
+    except Exception as exc:  # the parser is lenient; anything it raises is a broken mail
+        raise MalformedMail(f"unreadable headers ({type(exc).__name__})") from None
+    address, _name, message_id, auto = _read_headers(msg, raw)
+    return Head(address, message_id, auto)
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """Read a received mail. Raises `MalformedMail`, and nothing else, for what cannot be
+    bridged: a broken MIME structure, no single From address, an unreadable header the bridge
+    relies on, undecodable attachments, absurd part counts or nesting."""
+    try:
+        return _parse(raw)
     except MalformedMail:
         raise
-    except (LookupError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise MalformedMail(f"unreadable MIME content: {type(exc).__name__}: {exc}") from None
-    auto = _one_line(msg.get("Auto-Submitted")).lower()
+    except RecursionError:
+        raise MalformedMail(f"unreadable Content-Type header or MIME parts {_TOO_DEEP}") from None
+    except Exception as exc:  # the email package is lenient, but raises all kinds of errors
+        raise MalformedMail(f"unreadable MIME content ({type(exc).__name__})") from None
+
+
+def _parse(raw: bytes) -> ParsedMail:
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    _check_structure(msg)
+    address, name, message_id, auto = _read_headers(msg, raw)
+    text, html, bodies = _body(msg)
+    attachments = _attachments(msg, bodies)
     return ParsedMail(
-        message_id=_message_id(msg, raw, address),
+        message_id=message_id,
         from_address=address,
         from_name=name,
-        subject=_one_line(msg.get("Subject")),
+        subject=_one_line(_header(msg, "Subject")),
         text=text,
         html=html,
         attachments=attachments,
         thread=_thread(msg),
-        auto_submitted=bool(auto) and auto != "no",
+        auto_submitted=auto,
     )
 
 

@@ -24,11 +24,17 @@ from email.utils import format_datetime
 from bridge.connector import Outgoing
 from bridge.events import Event, Kind, Sender
 from bridge.html import html_to_text
+from connectors.email.headers import header_text
 from connectors.email.parse import header_message_id
 
 BRIDGE_NAME = "Passerelle"
 SUBJECT_SUMMARY = 60
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+MAX_NAME_WORD = 60
+"""Characters of one word in a display name. The email package's folder (3.11 at least) writes
+an empty line, which ends the header block, into an address header whose display name has a
+word longer than a line after another word; `check_headers` would then refuse the mail."""
+_MIMETYPE = re.compile(r"([a-z0-9][a-z0-9!#$&^_.+-]{0,63})/([a-z0-9][a-z0-9!#$&^_.+-]{0,63})")
+"""RFC 6838 type and subtype names; an attachment's MIME type comes from another network."""
 
 
 def mailed(event: Event) -> bool:
@@ -36,22 +42,26 @@ def mailed(event: Event) -> bool:
     return event.kind in (Kind.MESSAGE, Kind.EDIT)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(_CONTROL.sub(" ", text).split())
-
-
 def sender_label(sender: Sender) -> str:
     """The sender as a From name: ``Name [Org]``, or the name with its network's suffix when
     no organisation is known or the name already shows it."""
-    name = _one_line(sender.display_name) or sender.user_id
+    name = header_text(sender.display_name) or header_text(sender.user_id)
     if sender.org and f"[{sender.org}]" not in name:
-        return f"{name} [{_one_line(sender.org)}]"
-    return _one_line(f"{name}{sender.suffix}")
+        return f"{name} [{header_text(sender.org)}]"
+    return header_text(f"{name}{sender.suffix}")
+
+
+def _display_name(text: str) -> str:
+    """``text`` with every word longer than `MAX_NAME_WORD` cut short, for an address header."""
+    return " ".join(
+        word if len(word) <= MAX_NAME_WORD else word[: MAX_NAME_WORD - 1] + "…"
+        for word in text.split(" ")
+    )
 
 
 def _subject(link_id: str, event: Event) -> str:
     summary = event.summary(SUBJECT_SUMMARY) or "…"
-    subject = f"[{link_id}] {_one_line(summary)}"
+    subject = header_text(f"[{link_id}] {summary}")
     return f"Correction: {subject}" if event.kind is Kind.EDIT else subject
 
 
@@ -65,6 +75,21 @@ def _texts(event: Event) -> tuple[str, str | None]:
         text = f"Correction: {text}"
         html = f"<p><em>Correction:</em></p>{html}" if html else None
     return text, html
+
+
+def _encodable(text: str) -> str:
+    """``text`` without the lone surrogates (which JSON lets through) that UTF-8 cannot hold."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _attachment_type(mimetype: str | None) -> tuple[str, str]:
+    """``(maintype, subtype)`` of an attachment: its own when it is a well-formed type of a
+    single part, else ``application/octet-stream`` (a ``multipart`` or ``message`` type would
+    make the mail's structure lie)."""
+    match = _MIMETYPE.fullmatch((mimetype or "").strip().lower())
+    if match is None or match.group(1) in ("multipart", "message"):
+        return "application", "octet-stream"
+    return match.group(1), match.group(2)
 
 
 def render_mail(
@@ -84,9 +109,11 @@ def render_mail(
     event = out.event
     msg = EmailMessage()
     local, _, domain = address.partition("@")
-    msg["From"] = Address(f"{sender_label(event.sender)} via {BRIDGE_NAME}", local, domain)
-    msg["To"] = Address(link_id, local, domain)
-    msg["Reply-To"] = Address(link_id, local, domain)
+    name = header_text(link_id)
+    sender = _display_name(f"{sender_label(event.sender)} via {BRIDGE_NAME}")
+    msg["From"] = Address(sender, local, domain)
+    msg["To"] = Address(_display_name(name), local, domain)
+    msg["Reply-To"] = Address(_display_name(name), local, domain)
     msg["Subject"] = _subject(link_id, event)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
@@ -94,20 +121,23 @@ def render_mail(
     if parent:
         msg["In-Reply-To"] = header_message_id(parent)
         msg["References"] = header_message_id(parent)
-    msg["List-Id"] = f"{link_id} <{local}.{domain}>"
+    msg["List-Id"] = f"{name} <{local}.{domain}>"
     msg["List-Post"] = f"<mailto:{address}>"
     msg["Precedence"] = "list"
     text, html = _texts(event)
-    msg.set_content(text, cte="quoted-printable")
+    msg.set_content(_encodable(text), cte="quoted-printable")
     if html:
         msg.add_alternative(
-            f"<html><body>{html}</body></html>", subtype="html", cte="quoted-printable"
+            _encodable(f"<html><body>{html}</body></html>"), subtype="html", cte="quoted-printable"
         )
     att = event.attachment
     if event.kind is Kind.MESSAGE and att is not None and media is not None:
-        maintype, _, subtype = (att.mimetype or "application/octet-stream").partition("/")
+        maintype, subtype = _attachment_type(att.mimetype)
         msg.add_attachment(
-            media, maintype=maintype, subtype=subtype or "octet-stream", filename=att.name
+            media,
+            maintype=maintype,
+            subtype=subtype,
+            filename=header_text(att.name) or "attachment",
         )
     return msg
 
@@ -119,12 +149,13 @@ def render_notice(
     be delivered elsewhere)."""
     msg = EmailMessage()
     local, _, domain = address.partition("@")
+    name = header_text(link_id)
     msg["From"] = Address(BRIDGE_NAME, local, domain)
-    msg["To"] = Address(link_id, local, domain)
-    msg["Subject"] = f"[{link_id}] {_one_line(text)[:SUBJECT_SUMMARY]}"
+    msg["To"] = Address(_display_name(name), local, domain)
+    msg["Subject"] = header_text(f"[{name}] {header_text(text)[:SUBJECT_SUMMARY]}")
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
     msg["Auto-Submitted"] = "auto-generated"
-    msg["List-Id"] = f"{link_id} <{local}.{domain}>"
-    msg.set_content(text, cte="quoted-printable")
+    msg["List-Id"] = f"{name} <{local}.{domain}>"
+    msg.set_content(_encodable(text), cte="quoted-printable")
     return msg

@@ -46,6 +46,7 @@ def dkim_keypair(bits: int = 2048) -> DkimKeyPair:
 class _Records(BaseResolver):  # type: ignore[misc]
     def __init__(self) -> None:
         self.txt: dict[str, list[str]] = {}
+        self.failing: set[str] = set()
         self.lock = threading.Lock()
 
     def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
@@ -53,7 +54,10 @@ class _Records(BaseResolver):  # type: ignore[misc]
         name = str(request.q.qname).rstrip(".").lower()
         with self.lock:
             values = list(self.txt.get(name, []))
-        if request.q.qtype == QTYPE.TXT and values:
+            failing = name in self.failing
+        if failing:
+            reply.header.rcode = RCODE.SERVFAIL
+        elif request.q.qtype == QTYPE.TXT and values:
             for value in values:
                 # A TXT string holds at most 255 bytes; DKIM keys are split over several.
                 chunks = [value[i : i + 255] for i in range(0, len(value), 255)]
@@ -82,6 +86,11 @@ class DnsServer:
     def publish(self, name: str, value: str) -> None:
         with self._records.lock:
             self._records.txt.setdefault(name.lower(), []).append(value)
+
+    def fail(self, name: str) -> None:
+        """Answer SERVFAIL for ``name`` from now on, as a broken authoritative server does."""
+        with self._records.lock:
+            self._records.failing.add(name.lower())
 
     def start(self) -> None:
         for server in self._servers:

@@ -20,6 +20,13 @@ from bridge.config.reader import NO_STRINGS, AccountFormat, Node, Reader, quote
 DEFAULT_INBOUND_HOST = "127.0.0.1"
 DEFAULT_INBOUND_PORT = 2525
 DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_HEADERS = 500
+DEFAULT_MAX_HEADER_FIELD_BYTES = 16 * 1024
+DEFAULT_PARSE_TIMEOUT = 10.0
+MAX_PARSE_TIMEOUT = 20.0
+"""A mail is read in three steps, each with this budget, and the answer to DATA must come before
+the bridge's SMTP server drops the quiet connection (after 120 s)."""
 DEFAULT_SPOOL_DAYS = 7.0
 ADDRESS_RE = re.compile(r"[^@\s<>()\[\],;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 DOMAIN_RE = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
@@ -54,6 +61,15 @@ class InboundSettings:
     """Certificate chain offered with STARTTLS; no STARTTLS without it."""
     tls_key: Path | None
     max_message_bytes: int
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    """A received mail's header block, measured before anything reads it."""
+    max_headers: int = DEFAULT_MAX_HEADERS
+    """Header fields of a received mail."""
+    max_header_field_bytes: int = DEFAULT_MAX_HEADER_FIELD_BYTES
+    """One header field of a received mail, with its continuation lines."""
+    parse_timeout: float = DEFAULT_PARSE_TIMEOUT
+    """Seconds the mail worker may spend on each step of reading one mail (its header, its
+    DKIM signatures, its MIME structure) before the mail is refused and the worker replaced."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +230,20 @@ class EmailSchema:
 
     def inbound(self, node: Node) -> InboundSettings | None:
         r = self.r
-        fields = r.fields(node, ("host", "port", "tls_cert", "tls_key", "max_message_bytes"))
+        fields = r.fields(
+            node,
+            (
+                "host",
+                "port",
+                "tls_cert",
+                "tls_key",
+                "max_message_bytes",
+                "max_header_bytes",
+                "max_headers",
+                "max_header_field_bytes",
+                "parse_timeout",
+            ),
+        )
         if fields is None:
             return None
         host = r.optional(fields, "host", r.nonempty, DEFAULT_INBOUND_HOST)
@@ -222,12 +251,41 @@ class EmailSchema:
         size = r.optional(
             fields, "max_message_bytes", lambda n: r.integer(n, 1024), DEFAULT_MAX_MESSAGE_BYTES
         )
+        header_bytes = r.optional(
+            fields, "max_header_bytes", lambda n: r.integer(n, 1024), DEFAULT_MAX_HEADER_BYTES
+        )
+        headers = r.optional(fields, "max_headers", lambda n: r.integer(n, 10), DEFAULT_MAX_HEADERS)
+        field_bytes = r.optional(
+            fields,
+            "max_header_field_bytes",
+            lambda n: r.integer(n, 1000),
+            DEFAULT_MAX_HEADER_FIELD_BYTES,
+        )
+        timeout = r.optional(fields, "parse_timeout", self.parse_timeout, DEFAULT_PARSE_TIMEOUT)
         cert = r.optional(fields, "tls_cert", self.file, None)
         key = r.optional(fields, "tls_key", self.file, None)
         tls_ok = self.tls_pair(node, fields, cert, key)
-        if host is None or port is None or size is None or not tls_ok:
+        if (
+            host is None
+            or port is None
+            or size is None
+            or header_bytes is None
+            or headers is None
+            or field_bytes is None
+            or timeout is None
+            or not tls_ok
+        ):
             return None
-        return InboundSettings(host, port, cert, key, size)
+        return InboundSettings(
+            host, port, cert, key, size, header_bytes, headers, field_bytes, timeout
+        )
+
+    def parse_timeout(self, node: Node) -> float | None:
+        value = self.r.positive_number(node)
+        if value is not None and not value <= MAX_PARSE_TIMEOUT:
+            self.r.error(node, f"must be at most {MAX_PARSE_TIMEOUT:g} seconds")
+            return None
+        return value
 
     def tls_pair(
         self, node: Node, fields: dict[str, Node], cert: Path | None, key: Path | None
