@@ -35,6 +35,7 @@ __all__ = [
     "strip_plain_reply_fallback",
     "strip_reply_fallback",
     "text_to_html",
+    "too_deep",
 ]
 
 #: Tags of the client-server spec's HTML subset, plus ``mx-reply`` (reply fallbacks).
@@ -106,7 +107,7 @@ def sanitize(html: str) -> str:
     """
     if not html:
         return ""
-    if _too_deep(html):
+    if too_deep(html):
         html = _flatten(html)
     result: str = nh3.clean(
         html,
@@ -197,8 +198,9 @@ _PARA_TAGS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "
 _LINE_TAGS = frozenset({"div", "li", "tr", "summary", "caption", "thead", "tbody", "dl", "dt",
                         "dd"})  # fmt: skip
 _SKIP = frozenset({"mx-reply", "script", "style", "head", "title"})
-MAX_DEPTH = 64
-"""Deepest element nesting kept from any HTML (no message needs more; see `_TreeBuilder`)."""
+MAX_DEPTH = 100
+"""Deepest element nesting kept from any HTML (no layout a person made needs more; see
+`_TreeBuilder`)."""
 _IMPLICITLY_CLOSED = frozenset({"p", "li", "dt", "dd", "tr", "td", "th", "option"})
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^>]*?(/?)>")
 
@@ -262,8 +264,8 @@ def element_tree(html: str) -> Element:
     return builder.root
 
 
-def _too_deep(html: str) -> bool:
-    """Whether ``html`` may nest elements deeper than `MAX_DEPTH`: a linear scan of its tags,
+def too_deep(html: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``html`` may nest elements deeper than ``limit``: a linear scan of its tags,
     counting the elements HTML closes implicitly (paragraphs, list items, cells) as closed, so
     that sloppy but ordinary mail HTML does not count as deep."""
     depth = 0
@@ -272,7 +274,7 @@ def _too_deep(html: str) -> bool:
         if tag in VOID_ELEMENTS or tag in _IMPLICITLY_CLOSED or match.group(3):
             continue
         depth += -1 if closing else 1
-        if depth > MAX_DEPTH:
+        if depth > limit:
             return True
     return False
 

@@ -81,8 +81,8 @@ async def test_mail_arrives_in_both_rooms_with_name_and_attachment(world: EmailW
     )
     expected = f"{subject}\n\n{text}"
     for user, room, name in (
-        (max_, world.rooms["bund:wg"], "Claire Martin (Mail)"),
-        (jean, world.rooms["tchap:wg"], "Claire Martin [ANSSI]"),
+        (max_, world.rooms["bund:wg"], "Claire Martin [ANSSI] (Mail)"),
+        (jean, world.rooms["tchap:wg"], "Claire Martin [ANSSI] (Mail)"),
     ):
         seen = await user.wait_for(room, body_is(expected))
         assert await name_of(user, room, seen["sender"]) == name
@@ -164,7 +164,8 @@ async def test_mail_from_a_person_with_spf_lands_under_their_mapped_name(world: 
     msg = compose(MAX, world.address("mail"), "", text, name="max")
     await send_mail(world, "mail", wire(msg), MAX)
     seen = await jean.wait_for(world.rooms["tchap:wg"], body_is(text))
-    assert await name_of(jean, world.rooms["tchap:wg"], seen["sender"]) == "Max Mustermann [BMI]"
+    shown = await name_of(jean, world.rooms["tchap:wg"], seen["sender"])
+    assert shown == "Max Mustermann [BMI] (Mail)"
 
 
 async def test_forged_sender_is_rejected_marked_or_quarantined(world: EmailWorld) -> None:

@@ -30,7 +30,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
-from bridge.html import escape, html_to_text, sanitize, text_to_html
+from bridge.html import MAX_DEPTH, escape, html_to_text, sanitize, text_to_html, too_deep
 from connectors.email.headers import one_line
 from connectors.email.quotes import split_html, split_plain
 
@@ -43,9 +43,8 @@ MAX_HTML_BYTES = 32 * 1024
 Longer text is cut (and says so); longer HTML is left out, the text stands for it."""
 MAX_THREAD = 20
 """Message-IDs of ``In-Reply-To``/``References`` looked up for a reply's parent."""
-MAX_HTML_DEPTH = 100
-"""Elements nested in a mail's sanitized HTML: deeper is no layout a person made, and would
-exhaust the recursion of whatever renders it next."""
+MAX_HTML_DEPTH = MAX_DEPTH
+"""Elements nested in a mail's HTML: deeper is refused as malformed."""
 MAX_ADDRESS = 254
 """Characters of a From address (RFC 5321's limit on a path, less its angle brackets)."""
 TRUNCATED = "\n[…truncated]"
@@ -75,8 +74,6 @@ _WINDOWS_1252 = {
     "l1": "cp1252",
 }
 _IMAGE_WITHOUT_SOURCE = re.compile(r"<img(?![^>]*\ssrc=)[^>]*>", re.IGNORECASE)
-_TAG = re.compile(r"""<(/?)([a-zA-Z][\w-]*)(?:[^>"']|"[^"]*"|'[^']*')*>""")
-_VOID_TAGS = frozenset({"br", "hr", "img"})
 _TOO_DEEP = "(nested too deeply)"
 
 
@@ -325,25 +322,13 @@ def _sender(msg: Message) -> tuple[str, str]:
     return address, _one_line(addresses[0].display_name) or address
 
 
-def _depth(html: str) -> int:
-    """How deeply the elements of well-formed (sanitized) HTML nest."""
-    depth = deepest = 0
-    for tag in _TAG.finditer(html):
-        if tag.group(1):
-            depth -= 1
-        elif tag.group(2).lower() not in _VOID_TAGS:
-            depth += 1
-            deepest = max(deepest, depth)
-    return deepest
-
-
 def _clean(html: str) -> str:
     """Sanitized HTML without the ``<img>`` tags the sanitizer emptied (remote images); raises
-    `MalformedMail` for HTML nested deeper than `MAX_HTML_DEPTH`."""
-    clean = _IMAGE_WITHOUT_SOURCE.sub("", sanitize(html)).strip()
-    if _depth(clean) > MAX_HTML_DEPTH:
+    `MalformedMail` for HTML nested deeper than `MAX_HTML_DEPTH` (no layout a person made, and
+    the sanitizer's time grows with the square of the depth)."""
+    if too_deep(html, MAX_HTML_DEPTH):
         raise MalformedMail(f"HTML nested deeper than {MAX_HTML_DEPTH} elements")
-    return clean
+    return _IMAGE_WITHOUT_SOURCE.sub("", sanitize(html)).strip()
 
 
 def _truncate(text: str) -> str:

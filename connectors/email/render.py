@@ -24,6 +24,7 @@ from email.utils import format_datetime
 from bridge.connector import Outgoing
 from bridge.events import Event, Kind, Sender
 from bridge.html import html_to_text
+from bridge.naming import shown_name
 from connectors.email.headers import header_text
 from connectors.email.parse import header_message_id
 
@@ -43,12 +44,9 @@ def mailed(event: Event) -> bool:
 
 
 def sender_label(sender: Sender) -> str:
-    """The sender as a From name: ``Name [Org]``, or the name with its network's suffix when
-    no organisation is known or the name already shows it."""
-    name = header_text(sender.display_name) or header_text(sender.user_id)
-    if sender.org and f"[{sender.org}]" not in name:
-        return f"{name} [{header_text(sender.org)}]"
-    return header_text(f"{name}{sender.suffix}")
+    """The sender as a From name: as every network shows them (`bridge.naming`), made safe
+    for a header."""
+    return header_text(shown_name(sender))
 
 
 def _display_name(text: str) -> str:
