@@ -8,16 +8,19 @@ import asyncio
 import importlib
 import logging
 import signal
+from typing import Any
 
 import uvloop
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge.claims import Claims, LocalClaims
 from bridge.config.model import Config
 from bridge.connector import Connector, DirectChatRefused, DirectChats
 from bridge.directory import RoomDirectory
 from bridge.events import Event, Sender
 from bridge.links import DirectChat, Links, direct_link_id
+from bridge.notices import notice
 from bridge.router import Router, known_sender
 from bridge.store import Store
 
@@ -42,15 +45,16 @@ def build_connector(name: str, gateway: Gateway) -> Connector:
 class Gateway:
     """Implements `bridge.connector.Host` for the connectors."""
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: Store, claims: Claims | None = None) -> None:
         self.config = config
         self.store = store
+        claims = claims or LocalClaims()
         self.directory = RoomDirectory()
         self.links = Links(config)
         self.connectors: dict[str, Connector] = {
             name: build_connector(name, self) for name in config.networks
         }
-        self.router = Router(config, self.links, store, self.directory, self.connectors)
+        self.router = Router(config, self.links, store, self.directory, self.connectors, claims)
         self._direct_lock = asyncio.Lock()
         self.web = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.web.router.add_get("/_passerelle/ready", self._ready)
@@ -76,7 +80,8 @@ class Gateway:
                 return link_id
             peer = self.connectors.get(peer_network)
             if not isinstance(peer, DirectChats):
-                raise DirectChatRefused(f"{peer_network} does not support direct chats")
+                label = self.config.networks[peer_network].label
+                raise DirectChatRefused(notice("direct_refused.unsupported", network=label))
             peer_room = await peer.open_direct(
                 link_id, peer_user, known_sender(self.config, sender)
             )
@@ -132,11 +137,19 @@ class Gateway:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def _unobserved(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """What asyncio would print for an exception nobody awaited, as a log line: the bridge
+    goes on (the task's work is supervised, see `bridge.tasks`)."""
+    exc = context.get("exception")
+    log.error("Unhandled in the event loop: %s", context.get("message"), exc_info=exc)
+
+
 async def serve(config: Config) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_unobserved)
     store = await Store.open(config.database)
     gateway = Gateway(config, store)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:

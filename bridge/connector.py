@@ -10,10 +10,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from bridge.config.model import Config
 from bridge.events import Event, Sender
+from bridge.notices import Notice
 
 if TYPE_CHECKING:
     from bridge.directory import RoomDirectory
@@ -22,15 +24,54 @@ if TYPE_CHECKING:
 
 
 class DirectChatRefused(Exception):
-    """A direct chat that cannot be opened; the message says why, for the person who asked."""
+    """A direct chat that cannot be opened; ``reason`` says why, for the person who asked (in
+    their language; ``str()`` is the English text, for logs)."""
+
+    def __init__(self, reason: Notice) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+class Refusal(StrEnum):
+    """Why a message could not be delivered, as the sender's notice says it (the details of a
+    `DeliveryError` go to the log, never to people)."""
+
+    REFUSED = "refused"
+    """The target network refused this message."""
+    TOO_LARGE = "too_large"
+    NOT_ALLOWED = "not_allowed"
+    """The sender may not appear in that room (a restricted Tchap room, say)."""
+    ROOM_OFF = "room_off"
+    """The room is no longer bridged (its access rule or encryption changed)."""
+    CANNOT_ENCRYPT = "cannot_encrypt"
+    FILE_UNAVAILABLE = "file_unavailable"
+    """The attachment could not be fetched from where it was sent."""
+    EXPIRED = "expired"
+    """The network could not be reached for as long as messages are kept."""
 
 
 class DeliveryError(Exception):
-    """A send that failed. ``permanent`` ones are not retried (the target refused the content)."""
+    """A send that failed because of this message or its room: it counts as an attempt.
+    ``permanent`` ones are not retried (the target will never take it); ``reason`` is what the
+    sender is told when it is given up."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool = False, reason: Refusal = Refusal.REFUSED
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.reason = reason
+
+
+class Unavailable(Exception):
+    """The target cannot take anything right now: not this message's fault, so it waits and
+    no attempt is counted. ``network_down`` when the whole network is unreachable (connection
+    refused, time-outs, 5xx answers, rate limits), as opposed to one room that is not ready yet;
+    every queue to a network that is down resumes as soon as it answers again."""
+
+    def __init__(self, message: str, *, network_down: bool = True) -> None:
+        super().__init__(message)
+        self.network_down = network_down
 
 
 @dataclass(frozen=True)
@@ -49,6 +90,9 @@ class Outgoing:
     fetch_source_media: Callable[[str], Awaitable[bytes]]
     """Fetches bytes the source connector knows by reference (the sender's avatar): the
     target calls it only when it needs them, without ever talking to the source itself."""
+    delivery_id: str = ""
+    """Stable for this delivery across retries and restarts: a Matrix transaction ID, an XMPP
+    origin-id or a mail's Message-ID made from it lets the target recognise a resend."""
 
 
 class Host(Protocol):
@@ -101,9 +145,12 @@ class Connector(ABC):
     async def send(self, out: Outgoing, media: bytes | None) -> str | None:
         """Render and send one event; return its ID on this network (None if it has none).
 
-        Called by the outbox, one event at a time per link, in order. Raise `DeliveryError`
-        with ``permanent=True`` for content this network will never accept; any other exception
-        means "try again later". Must not call other connectors or the store's outbox.
+        Called by the outbox, one event at a time per link, in order, possibly again after a
+        crash (``out.delivery_id`` is the same every time: pass it on where the network
+        recognises a resend). Raise `Unavailable` when the network (or the room) cannot take
+        anything right now, `DeliveryError` when it will not take this message (``permanent``
+        when it never will); any other exception counts as a failed attempt. Must not call
+        other connectors or the store's outbox.
         """
 
     @abstractmethod

@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
+import asyncpg
 from mautrix.util.async_db import Database, Scheme, UpgradeTable
 from mautrix.util.async_db.connection import LoggingConnection
 from yarl import URL
@@ -153,7 +154,26 @@ def open_database(
     parsed = URL(url)
     if parsed.scheme in ("sqlite", "sqlite3"):
         return LoopSQLiteDatabase(parsed, upgrade_table, db_args)
-    return Database.create(parsed, upgrade_table=upgrade_table, db_args=db_args)
+    # mautrix ends the process (exit status 26) on an asyncpg "internal client error", which a
+    # connection the server terminated can raise; the store retries instead (`unreachable`).
+    args = {"meow_exit_on_ice": False, **(db_args or {})}
+    return Database.create(parsed, upgrade_table=upgrade_table, db_args=args)
+
+
+_SQLITE_TRANSIENT = ("locked", "busy", "disk", "readonly", "unable to open", "i/o")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a database error means "the database cannot be reached or written right now"
+    (a dropped or terminated connection, a server restarting, a busy or read-only SQLite
+    file), as opposed to a mistake in a statement: the first is worth retrying."""
+    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError
+                  | asyncpg.InsufficientResourcesError | asyncpg.InterfaceError
+                  | asyncpg.InternalClientError | OSError | TimeoutError):  # fmt: skip
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(word in str(exc).lower() for word in _SQLITE_TRANSIENT)
+    return False
 
 
 def database_view(db: Database, upgrade_table: UpgradeTable) -> Database:

@@ -20,3 +20,11 @@ ARRIVAL_TO_SEND = Histogram(
     ["network"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+NETWORK_UP = Gauge(
+    "passerelle_network_up", "1 while the network answers, 0 while it is down", ["network"]
+)
+EXPIRED = Counter(
+    "passerelle_events_expired_total",
+    "Events given up because their network stayed unreachable for delivery.give_up_after",
+    ["network"],
+)

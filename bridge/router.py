@@ -15,12 +15,17 @@ import time
 from collections.abc import Mapping
 
 from bridge import metrics
+from bridge.claims import Claims
 from bridge.config.model import Config
-from bridge.connector import Connector, DeliveryError, Outgoing, Typing
+from bridge.connector import Connector, DeliveryError, Outgoing, Refusal, Typing, Unavailable
 from bridge.directory import RoomDirectory
 from bridge.events import Event, Kind, Sender
+from bridge.health import NetworkHealth
 from bridge.links import Links
+from bridge.naming import clean
+from bridge.notices import Notice, notice
 from bridge.outbox import Outbox
+from bridge.policy import account_domain
 from bridge.store import OutboxItem, Store
 
 log = logging.getLogger(__name__)
@@ -49,13 +54,17 @@ class Router:
         store: Store,
         directory: RoomDirectory,
         connectors: Mapping[str, Connector],
+        claims: Claims,
     ) -> None:
         self.config = config
         self.links = links
         self.store = store
         self.directory = directory
         self.connectors = connectors
-        self.outbox = Outbox(store, config.delivery, self.deliver, self.report_undeliverable)
+        self.claims = claims
+        self.health = NetworkHealth(list(config.networks))
+        self.outbox = Outbox(store, config.delivery, self.health, claims, self.deliver,
+                             self.report_undeliverable)  # fmt: skip
         self._arrival: dict[tuple[str, str], float] = {}
 
     async def ingest(self, event: Event) -> bool:
@@ -105,13 +114,14 @@ class Router:
         arrived = self._arrival.pop((event.remote_id, item.target), None)
         room_id = self.directory.room_for(item.link_id, item.target)
         if room_id is None:
-            raise DeliveryError(f"the {item.target} room of link {item.link_id} is not set up")
+            raise Unavailable(f"the {item.target} room of link {item.link_id} is not set up yet",
+                              network_down=False)  # fmt: skip
         refused = self.directory.disabled_reason(item.link_id, item.target)
         if refused is not None:
             # Queued before the room was switched off (its access rule or encryption changed):
             # what the room may no longer receive is not delivered.
             raise DeliveryError(f"the {item.target} room is no longer bridged: {refused}",
-                                permanent=True)  # fmt: skip
+                                permanent=True, reason=Refusal.ROOM_OFF)  # fmt: skip
         reply_to = target = None
         if event.reply_to:
             reply_to = await self.store.counterpart(event.network, event.reply_to, item.target)
@@ -128,7 +138,11 @@ class Router:
                 return
         media = None
         if event.kind is Kind.MESSAGE and event.attachment is not None:
-            media = await self.connectors[event.network].fetch_media(event.attachment.ref)
+            try:
+                media = await self.connectors[event.network].fetch_media(event.attachment.ref)
+            except Unavailable as e:  # the source is down, not the target
+                raise Unavailable(f"the file cannot be fetched from {event.network} now: {e}",
+                                  network_down=False) from e  # fmt: skip
         person = self.config.person(event.sender.person_id) if event.sender.person_id else None
         out = Outgoing(
             event=event,
@@ -137,27 +151,47 @@ class Router:
             target=target,
             sender_is_local=bool(person and item.target in person.accounts),
             fetch_source_media=self.connectors[event.network].fetch_media,
+            delivery_id=item.delivery_id,
         )
         if arrived is not None:
             metrics.ARRIVAL_TO_SEND.labels(item.target).observe(time.perf_counter() - arrived)
         remote_id = await self.connectors[item.target].send(out, media)
         await self.store.delivered(item, remote_id, room_id)
 
-    async def report_undeliverable(self, item: OutboxItem, error: str) -> None:
-        """Tell the sender's room which message did not reach which network."""
+    async def report_undeliverable(self, item: OutboxItem, reason: Refusal, error: str) -> None:
+        """Tell the sender's room, in its language, which message did not reach which network
+        and why, in words people use (``error``, the details, went to the log)."""
         event = item.event
-        what = {
-            Kind.MESSAGE: "Message",
-            Kind.EDIT: "Edit",
-            Kind.REDACTION: "Deletion",
-            Kind.REACTION: "Reaction",
-        }[event.kind]
-        quote = f" “{event.summary()}”" if event.summary() else ""
-        text = (
-            f"⚠️ {what} from {event.sender.display_name}{quote} could not be delivered to "
-            f"{item.target}: {error}"
+        target = self.config.networks[item.target]
+        lifetime = self.config.delivery.give_up_after
+        text = undelivered_notice(event, target.label, reason, lifetime).render(
+            self.config.networks[event.network].language
         )
         try:
             await self.connectors[event.network].notify(event.room_id, text)
         except Exception:
             log.exception("Could not post the delivery failure notice in %s", event.room_id)
+
+
+def undelivered_notice(event: Event, network: str, reason: Refusal, lifetime: float) -> Notice:
+    """The notice for the sender of ``event``, which could not be delivered to ``network``."""
+    values: dict[str, str | int | Notice] = {"network": network}
+    if reason is Refusal.EXPIRED and lifetime < 2 * 3600:
+        key, values = "reason.expired_minutes", {"minutes": max(1, round(lifetime / 60))}
+    elif reason is Refusal.EXPIRED and lifetime < 2 * 86400:
+        key, values = "reason.expired_hours", {"hours": round(lifetime / 3600)}
+    elif reason is Refusal.EXPIRED:
+        key, values = "reason.expired", {"days": round(lifetime / 86400)}
+    elif reason is Refusal.NOT_ALLOWED:
+        key, values = "reason.not_allowed", {"domain": account_domain(event.sender.user_id)}
+    else:
+        key = f"reason.{reason.value}"
+    summary = event.summary()
+    return notice(
+        f"undelivered.{event.kind.value}",
+        quote=notice("quote", text=summary) if summary else "",
+        sender=clean(event.sender.display_name) or clean(event.sender.user_id),
+        network=network,
+        reaction=event.reaction or "",
+        reason=Notice(key, values),
+    )

@@ -10,18 +10,23 @@ them), which also runs the versioned migrations below.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import hashlib
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
 
-from bridge.database import open_database
+from bridge.database import open_database, unreachable
 from bridge.events import Event
 from bridge.links import DirectChat
 
+log = logging.getLogger(__name__)
 upgrade_table = UpgradeTable()
 
 
@@ -99,6 +104,12 @@ async def _upgrade_v2(conn: Connection, scheme: Scheme) -> None:
     )
 
 
+@upgrade_table.register(description="When each outbox item was queued")  # type: ignore[call-arg,arg-type]
+async def _upgrade_v3(conn: Connection, scheme: Scheme) -> None:
+    await conn.execute("ALTER TABLE outbox ADD COLUMN queued DOUBLE PRECISION NOT NULL DEFAULT 0")
+    await conn.execute("UPDATE outbox SET queued=$1", time.time())
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     id: int
@@ -106,7 +117,18 @@ class OutboxItem:
     target: str
     event: Event
     attempts: int
+    """Failed attempts this item itself caused (a network that was down counts none)."""
     next_attempt: float
+    queued: float = 0.0
+    """When it was queued (wall clock): it expires after ``delivery.give_up_after``."""
+
+    @property
+    def delivery_id(self) -> str:
+        """The same for every attempt at this item, across restarts and instances, and never
+        the same for two items: made from the event's own identity (row IDs are reused once a
+        table empties, and a homeserver would take a reused transaction ID for a resend)."""
+        key = "\0".join((self.link_id, self.event.network, self.event.remote_id, self.target))
+        return "passerelle-" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -124,6 +146,46 @@ def _rows_changed(result: object) -> int:
     if isinstance(result, str):
         return int(result.rsplit(" ", 1)[-1])
     return int(getattr(result, "rowcount", 0))
+
+
+R = TypeVar("R")
+PATIENCE = 10.0
+"""Seconds a store call on the way in (storing a received event, looking an ID up) waits for an
+unreachable database before it fails, so that the source is answered "try again later"."""
+
+
+def _retried(patience: float | None) -> Callable[[Callable[..., Awaitable[R]]],
+                                                 Callable[..., Awaitable[R]]]:  # fmt: skip
+    """Retry a store call while the database is unreachable (`bridge.database.unreachable`),
+    with backoff up to 30 s, for ``patience`` seconds (None: until it answers; the outbox's
+    bookkeeping waits rather than send anything twice). A failed transaction was rolled back,
+    and every call here can be made again."""
+
+    def wrap(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        @functools.wraps(method)
+        async def retrying(*args: Any, **kwargs: Any) -> R:
+            started, delay, warned = time.monotonic(), 0.5, False
+            while True:
+                try:
+                    result = await method(*args, **kwargs)
+                except Exception as exc:
+                    waited = time.monotonic() - started
+                    if not unreachable(exc) or (patience is not None and waited >= patience):
+                        raise
+                    if not warned:
+                        log.warning("The database is unreachable (%s: %s); retrying",
+                                    type(exc).__name__, exc)  # fmt: skip
+                        warned = True
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                if warned:
+                    log.info("The database answers again")
+                return result
+
+        return retrying
+
+    return wrap
 
 
 class Store:
@@ -150,6 +212,7 @@ class Store:
 
     # Incoming events and the outbox
 
+    @_retried(PATIENCE)
     async def accept(self, event: Event, targets: list[str]) -> bool:
         """Store an incoming event and its deliveries atomically; False if it was seen before.
 
@@ -167,17 +230,18 @@ class Store:
             )
             if not _rows_changed(inserted):
                 return False
-            payload = event.to_json()
+            payload, now = event.to_json(), time.time()
             await conn.executemany(
-                "INSERT INTO outbox (link_id, target, event) VALUES ($1, $2, $3)",
-                [(event.link_id, target, payload) for target in targets],
+                "INSERT INTO outbox (link_id, target, event, queued) VALUES ($1, $2, $3, $4)",
+                [(event.link_id, target, payload, now) for target in targets],
             )
         return True
 
+    @_retried(None)
     async def queue_head(self, link_id: str, target: str, limit: int) -> list[OutboxItem]:
         """The first ``limit`` items of a queue, oldest first."""
         rows = await self.db.fetch(
-            "SELECT id, event, attempts, next_attempt FROM outbox"
+            "SELECT id, event, attempts, next_attempt, queued FROM outbox"
             " WHERE link_id=$1 AND target=$2 ORDER BY id LIMIT $3",
             link_id,
             target,
@@ -191,15 +255,18 @@ class Store:
                 event=Event.from_json(row["event"]),
                 attempts=row["attempts"],
                 next_attempt=row["next_attempt"],
+                queued=row["queued"],
             )
             for row in rows
         ]
 
+    @_retried(None)
     async def queues(self) -> list[tuple[str, str]]:
         """Every (link, target) with something waiting: the work to resume after a restart."""
         rows = await self.db.fetch("SELECT DISTINCT link_id, target FROM outbox")
         return [(row["link_id"], row["target"]) for row in rows]
 
+    @_retried(None)
     async def delivered(self, item: OutboxItem, remote_id: str | None, room_id: str) -> None:
         """Drop the item from the outbox and remember what it became on the target."""
         async with self._transaction() as conn:
@@ -216,6 +283,7 @@ class Store:
                 )
             await conn.execute("DELETE FROM outbox WHERE id=$1", item.id)
 
+    @_retried(None)
     async def retry_later(self, item: OutboxItem, delay: float, error: str) -> None:
         await self.db.execute(
             "UPDATE outbox SET attempts=attempts+1, next_attempt=$2, last_error=$3 WHERE id=$1",
@@ -224,14 +292,17 @@ class Store:
             error[:500],
         )
 
+    @_retried(None)
     async def give_up(self, item: OutboxItem) -> None:
         await self.db.execute("DELETE FROM outbox WHERE id=$1", item.id)
 
+    @_retried(PATIENCE)
     async def outbox_size(self) -> int:
         return int(await self.db.fetchval("SELECT COUNT(*) FROM outbox"))
 
     # The ID map
 
+    @_retried(PATIENCE)
     async def counterpart(self, network: str, remote_id: str, target: str) -> str | None:
         """The ID on ``target`` of the message known as ``remote_id`` on ``network``."""
         row = await self.db.fetchrow(
@@ -249,6 +320,7 @@ class Store:
             target,
         )
 
+    @_retried(PATIENCE)
     async def is_known(self, network: str, remote_id: str) -> bool:
         return bool(
             await self.db.fetchval(
@@ -258,6 +330,7 @@ class Store:
 
     # Appservice transactions
 
+    @_retried(PATIENCE)
     async def txn_handled(self, network: str, txn_id: str, digest: str) -> bool:
         """Whether this very transaction (same ID *and* same content) was handled before.
 
@@ -273,6 +346,7 @@ class Store:
             )
         )
 
+    @_retried(PATIENCE)
     async def mark_txn_handled(self, network: str, txn_id: str, digest: str) -> None:
         await self.db.execute(
             "INSERT INTO handled_txn (network, txn_id, digest) VALUES ($1, $2, $3)"
@@ -284,6 +358,7 @@ class Store:
 
     # Rooms, sync positions, ghost profiles
 
+    @_retried(PATIENCE)
     async def created_rooms(self, network: str) -> dict[str, str]:
         """Every room the bridge created on ``network``, by link: one query at start-up."""
         rows = await self.db.fetch(
@@ -291,6 +366,7 @@ class Store:
         )
         return {row["link_id"]: row["room_id"] for row in rows}
 
+    @_retried(PATIENCE)
     async def save_created_room(self, link_id: str, network: str, room_id: str) -> None:
         await self.db.execute(
             "INSERT INTO created_room (link_id, network, room_id) VALUES ($1, $2, $3)",
@@ -299,6 +375,7 @@ class Store:
             room_id,
         )
 
+    @_retried(PATIENCE)
     async def direct_chats(self) -> list[DirectChat]:
         rows = await self.db.fetch(
             "SELECT link_id, origin_network, origin_room, peer_network, peer_user, peer_room"
@@ -306,6 +383,7 @@ class Store:
         )
         return [DirectChat(**dict(row)) for row in rows]
 
+    @_retried(PATIENCE)
     async def save_direct_chat(self, chat: DirectChat) -> None:
         await self.db.execute(
             "INSERT INTO direct_chat (link_id, origin_network, origin_room, peer_network,"
@@ -318,11 +396,13 @@ class Store:
             chat.peer_room,
         )
 
+    @_retried(PATIENCE)
     async def sync_position(self, network: str) -> str | None:
         return await self.db.fetchval(
             "SELECT next_batch FROM sync_position WHERE network=$1", network
         )
 
+    @_retried(PATIENCE)
     async def save_sync_position(self, network: str, next_batch: str) -> None:
         await self.db.execute(
             "INSERT INTO sync_position (network, next_batch) VALUES ($1, $2)"
@@ -331,6 +411,7 @@ class Store:
             next_batch,
         )
 
+    @_retried(PATIENCE)
     async def ghost_profile(self, network: str, user_id: str) -> GhostProfile | None:
         row = await self.db.fetchrow(
             "SELECT displayname, avatar FROM ghost_profile WHERE network=$1 AND user_id=$2",
@@ -339,6 +420,7 @@ class Store:
         )
         return GhostProfile(row["displayname"], row["avatar"]) if row else None
 
+    @_retried(PATIENCE)
     async def save_ghost_profile(self, network: str, user_id: str, profile: GhostProfile) -> None:
         await self.db.execute(
             "INSERT INTO ghost_profile (network, user_id, displayname, avatar)"

@@ -129,7 +129,10 @@ async def test_a_federated_stranger_never_enters_a_restricted_tchap_room(
     notice = await max_.wait_for(fw.rooms["bund"], lambda e: secret in e["content"].get("body", "")
                                  and e["content"].get("msgtype") == "m.notice")  # fmt: skip
     assert "evil" not in notice["sender"]
-    assert "restricted" in notice["content"]["body"]
+    assert notice["content"]["body"] == (
+        f"⚠️ Nachricht „{secret}“ von Jean Dupont [Intérieur] konnte nicht an Tchap zugestellt "
+        f"werden (der Raum dort nimmt niemanden von {fw.evil.server_name} auf)."
+    )
 
     marker = unique("Hallo aus Berlin")
     await max_.send_text(fw.rooms["bund"], marker)

@@ -163,11 +163,12 @@ async def test_replies_and_edits_land_on_the_right_message_both_ways(world: E2EE
 
 async def test_unencrypted_room_refused_where_encryption_is_required(world: E2EEWorld) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    notice = await jean.wait_for_decrypted(world.rooms["tchap:plain"], notice_with("not bridged"))
+    notice = await jean.wait_for_decrypted(world.rooms["tchap:plain"], notice_with("pas relié"))
     assert notice["sender"] == "@passerelle:tchap.test"
-    assert (
-        "requires end-to-end encryption and the room is not encrypted"
-        in (notice["content"]["body"])
+    assert notice["content"]["body"] == (
+        "Ce salon n’est pas relié : ce réseau exige le chiffrement de bout en bout et le salon "
+        "n’est pas chiffré. Rien n’y entre ni n’en sort tant qu’un administrateur ne l’a pas "
+        "changé."
     )
     outward = unique("unverschlüsselt")
     await max_.send_text(world.rooms["bund:plain"], outward)
@@ -213,12 +214,12 @@ async def test_undecryptable_messages_are_reported_in_the_room(world: E2EEWorld)
     jean = world.users["jean"]
     room = world.rooms["tchap:secret"]
     await _send_raw_encrypted(jean, room, {"algorithm": "org.example.rot13", "ciphertext": "x"})
-    notice = await jean.wait_for_decrypted(room, notice_with("org.example.rot13"))
+    notice = await jean.wait_for_decrypted(room, notice_with("non pris en charge"))
     assert notice["encrypted"]
     assert notice["sender"] == "@passerelle:tchap.test"
     assert notice["content"]["body"] == (
-        "⚠️ A message from Jean Dupont [Intérieur] could not be decrypted by the bridge and was "
-        "not bridged: unsupported encryption algorithm 'org.example.rot13'."
+        "⚠️ Un message de Jean Dupont [Intérieur] n’a pas pu être déchiffré par la passerelle et "
+        "n’a pas été relayé (chiffrement non pris en charge)."
     )
 
     # A session whose key Jean's client never shares: the bridge waits for it, then says so.
@@ -235,9 +236,7 @@ async def test_undecryptable_messages_are_reported_in_the_room(world: E2EEWorld)
         "session_id": session.id, "sender_key": jean.machine.account.identity_key,
         "device_id": jean.client.device_id,
     })  # fmt: skip
-    notice = await jean.wait_for_decrypted(
-        room, notice_with(f"did not arrive within {ROOM_KEY_WAIT['tchap']} seconds")
-    )
+    notice = await jean.wait_for_decrypted(room, notice_with("sa clé n’est pas arrivée"))
     assert notice["encrypted"]
 
 
@@ -307,7 +306,7 @@ async def test_message_whose_key_comes_late_is_bridged_when_it_arrives(
 
     # The same ciphertext again, as a new event: a replay, reported and not bridged.
     await _send_raw_encrypted(max_, room, content)
-    notice = await max_.wait_for_decrypted(room, notice_with("replays an earlier message"))
+    notice = await max_.wait_for_decrypted(room, notice_with("schon einmal empfangen"))
     assert notice["encrypted"]
 
 

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bridge.claims import LocalClaims
 from bridge.config.model import Delivery
+from bridge.connector import Refusal
+from bridge.health import NetworkHealth
 from bridge.outbox import Outbox
 from bridge.store import OutboxItem, Store
 
@@ -16,7 +19,7 @@ async def _deliver(item: OutboxItem) -> None:
     raise AssertionError("backoff must not deliver anything")
 
 
-async def _give_up(item: OutboxItem, reason: str) -> None:
+async def _give_up(item: OutboxItem, reason: Refusal, error: str) -> None:
     raise AssertionError("backoff must not give up on anything")
 
 
@@ -27,6 +30,8 @@ async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
         yield Outbox(
             store,
             Delivery(max_attempts=8, initial_backoff=0.5, max_backoff=10),
+            NetworkHealth([]),
+            LocalClaims(),
             _deliver,
             _give_up,
         )

@@ -1,18 +1,20 @@
 """The router and the outbox between connectors, in memory: the real `Router`, `Outbox` and
-`Store` (SQLite), with connectors that only record what they are asked to send and post. What
-crosses a link, and what must not once a room was switched off."""
+`Store` (SQLite), with connectors that record what they are asked to send and post, and that a
+test can make unreachable or refusing. What crosses a link, in which order, what waits for a
+network that is down, and what the sender is told when something does not cross."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from bridge.claims import LocalClaims
 from bridge.config.load import load_config
-from bridge.connector import Connector, Outgoing
+from bridge.connector import Connector, DeliveryError, Outgoing, Unavailable
 from bridge.directory import RoomDirectory
 from bridge.events import Event, Kind, Sender
 from bridge.links import Links
@@ -20,30 +22,37 @@ from bridge.router import Router
 from bridge.store import Store
 
 CONFIG = """\
+delivery: {{max_attempts: 3, initial_backoff: 0.01, max_backoff: 0.05, give_up_after: {life}}}
 networks:
   bund:
     homeserver: http://127.0.0.1:1
     server_name: bund.example
     org_label: BMI
-    appservice: {as_token: a, hs_token: b}
+    appservice: {{as_token: a, hs_token: b}}
   tchap:
     flavour: tchap
     homeserver: http://127.0.0.1:2
     server_name: tchap.example
-    appservice: {as_token: c, hs_token: d}
+    name_suffix: " (Tchap)"
+    appservice: {{as_token: c, hs_token: d}}
 links:
   - id: wg
-    rooms: {bund: "!wg:bund.example", tchap: "!wg:tchap.example"}
+    rooms: {{bund: "!wg:bund.example", tchap: "!wg:tchap.example"}}
+  - id: other
+    rooms: {{bund: "!other:bund.example", tchap: "!other:tchap.example"}}
 """
 
 
 class Recording(Connector):
-    """A network that records what the core asks of it, and sends nothing anywhere."""
+    """A network that records what the core asks of it and sends nothing anywhere; ``fail``
+    decides what a send raises (nothing: it is delivered)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.sent: list[Outgoing] = []
+        self.tries = 0
         self.notices: list[tuple[str, str]] = []
+        self.fail: Callable[[Outgoing], Exception | None] = lambda out: None
 
     async def start(self) -> None:
         return None
@@ -52,6 +61,10 @@ class Recording(Connector):
         return None
 
     async def send(self, out: Outgoing, media: bytes | None) -> str | None:
+        self.tries += 1
+        error = self.fail(out)
+        if error is not None:
+            raise error
         self.sent.append(out)
         return f"${self.name}-{len(self.sent)}"
 
@@ -60,6 +73,9 @@ class Recording(Connector):
 
     async def notify(self, room_id: str, text: str) -> None:
         self.notices.append((room_id, text))
+
+    def texts(self) -> list[str]:
+        return [out.event.text for out in self.sent]
 
 
 @dataclass
@@ -70,33 +86,42 @@ class Bridge:
     tchap: Recording
 
 
-@pytest.fixture
-async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
-    (tmp_path / "config.yaml").write_text(CONFIG)
-    config = load_config(tmp_path / "config.yaml", {})
-    store = await Store.open(f"sqlite:{tmp_path}/passerelle.db")
+async def open_bridge(root: Path, life: str = "5d") -> Bridge:
+    (root / "config.yaml").write_text(CONFIG.format(life=life))
+    config = load_config(root / "config.yaml", {})
+    store = await Store.open(f"sqlite:{root}/passerelle.db")
     directory = RoomDirectory()
     bund, tchap = Recording("bund"), Recording("tchap")
-    router = Router(config, Links(config), store, directory, {"bund": bund, "tchap": tchap})
-    directory.bind("wg", "bund", "!wg:bund.example")
-    directory.bind("wg", "tchap", "!wg:tchap.example")
+    router = Router(config, Links(config), store, directory, {"bund": bund, "tchap": tchap},
+                    LocalClaims())  # fmt: skip
+    for link in ("wg", "other"):
+        directory.bind(link, "bund", f"!{link}:bund.example")
+        directory.bind(link, "tchap", f"!{link}:tchap.example")
     await router.outbox.start()
-    try:
-        yield Bridge(router, directory, bund, tchap)
-    finally:
-        await router.outbox.stop()
-        await store.close()
+    return Bridge(router, directory, bund, tchap)
 
 
-def message(remote_id: str, text: str) -> Event:
+async def close(bridge: Bridge) -> None:
+    await bridge.router.outbox.stop()
+    await bridge.router.store.close()
+
+
+@pytest.fixture
+async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
+    opened = await open_bridge(tmp_path)
+    yield opened
+    await close(opened)
+
+
+def message(remote_id: str, text: str, link: str = "wg") -> Event:
     sender = Sender(network="bund", user_id="@max:bund.example", display_name="Max")
-    return Event(kind=Kind.MESSAGE, link_id="wg", network="bund", room_id="!wg:bund.example",
+    return Event(kind=Kind.MESSAGE, link_id=link, network="bund", room_id=f"!{link}:bund.example",
                  remote_id=remote_id, sender=sender, text=text)  # fmt: skip
 
 
-async def settled(router: Router) -> None:
+async def settled(router: Router, timeout: float = 10) -> None:  # noqa: ASYNC109
     """Until the outbox has nothing left to do."""
-    for _ in range(200):
+    for _ in range(int(timeout * 100)):
         if await router.store.outbox_size() == 0:
             return
         await asyncio.sleep(0.01)
@@ -109,6 +134,7 @@ async def test_a_message_crosses_with_its_senders_organisation(bridge: Bridge) -
     [out] = bridge.tchap.sent
     assert (out.room_id, out.event.text, out.event.sender.org) == ("!wg:tchap.example", "Hallo",
                                                                   "BMI")  # fmt: skip
+    assert out.delivery_id.startswith("passerelle-")
     assert bridge.bund.sent == []
 
 
@@ -116,13 +142,80 @@ async def test_what_was_queued_is_not_delivered_into_a_room_switched_off_since(
     bridge: Bridge,
 ) -> None:
     """Queued while the room was fine, delivered after its access rule or encryption changed:
-    the room must not receive it, and the sender is told."""
+    the room must not receive it, and the sender is told, in German on the German network."""
     await bridge.router.outbox.stop()
     assert await bridge.router.ingest(message("$2", "vertraulich"))
     bridge.directory.disable("wg", "tchap", "the room is end-to-end encrypted")
     await bridge.router.outbox.start()
     await settled(bridge.router)
     assert bridge.tchap.sent == []
-    [(room, notice)] = bridge.bund.notices
-    assert room == "!wg:bund.example"
-    assert "vertraulich" in notice and "no longer bridged" in notice
+    assert bridge.bund.notices == [("!wg:bund.example", "⚠️ Nachricht „vertraulich“ von Max "
+                                    "konnte nicht an Tchap zugestellt werden (der Raum dort ist "
+                                    "nicht mehr verbunden).")]  # fmt: skip
+
+
+async def test_a_network_that_is_down_delays_without_using_up_attempts(bridge: Bridge) -> None:
+    """Far more failed tries than max_attempts while Tchap is unreachable: nothing is given
+    up, order holds, and both links resume as soon as it answers."""
+    down = True
+    bridge.tchap.fail = lambda out: Unavailable("connection refused") if down else None
+    texts = [f"Nachricht {i}" for i in range(4)]
+    for i, text in enumerate(texts):
+        await bridge.router.ingest(message(f"$d{i}", text))
+    await bridge.router.ingest(message("$o1", "anderer Raum", link="other"))
+    while bridge.tchap.tries < 12:
+        await asyncio.sleep(0.01)
+    assert not bridge.router.health.is_up("tchap")
+    assert bridge.tchap.sent == [] and bridge.bund.notices == []
+    down = False
+    await settled(bridge.router)
+    assert [t for t in bridge.tchap.texts() if t in texts] == texts
+    assert "anderer Raum" in bridge.tchap.texts()
+    assert bridge.router.health.is_up("tchap")
+    assert bridge.bund.notices == []
+
+
+async def test_a_message_the_network_refuses_is_given_up_after_its_attempts(
+    bridge: Bridge,
+) -> None:
+    bridge.tchap.fail = lambda out: (
+        DeliveryError("403 M_FORBIDDEN") if out.event.text == "abgelehnt" else None
+    )
+    await bridge.router.ingest(message("$r1", "abgelehnt"))
+    await bridge.router.ingest(message("$r2", "danach"))
+    await settled(bridge.router)
+    assert bridge.tchap.texts() == ["danach"]
+    assert bridge.tchap.tries == 3 + 1
+    [(_, notice)] = bridge.bund.notices
+    assert notice == "⚠️ Nachricht „abgelehnt“ von Max konnte nicht an Tchap zugestellt werden " \
+                     "(Tchap hat sie abgelehnt)."  # fmt: skip
+
+
+async def test_messages_expire_by_age_and_the_sender_is_told(tmp_path: Path) -> None:
+    bridge = await open_bridge(tmp_path, life="1s")
+    try:
+        bridge.tchap.fail = lambda out: Unavailable("503 Service Unavailable")
+        await bridge.router.ingest(message("$e1", "zu spät"))
+        await settled(bridge.router)
+        assert bridge.tchap.sent == []
+        assert bridge.bund.notices == [("!wg:bund.example", "⚠️ Nachricht „zu spät“ von Max "
+                                        "konnte nicht an Tchap zugestellt werden (seit 1 min nicht "
+                                        "erreichbar).")]  # fmt: skip
+    finally:
+        await close(bridge)
+
+
+async def test_queues_left_by_a_crash_are_resumed_in_order(tmp_path: Path) -> None:
+    first = await open_bridge(tmp_path)
+    first.tchap.fail = lambda out: Unavailable("connection refused")
+    texts = [f"vor dem Absturz {i}" for i in range(3)]
+    for i, text in enumerate(texts):
+        await first.router.ingest(message(f"$c{i}", text))
+    await close(first)
+    second = await open_bridge(tmp_path)
+    try:
+        await settled(second.router)
+        assert second.tchap.texts() == texts
+        assert len({out.delivery_id for out in second.tchap.sent}) == 3
+    finally:
+        await close(second)

@@ -20,6 +20,9 @@ from tests.harness import BridgeProcess, Homeserver, User, free_port
 from tests.harness.bridge import REPO_ROOT
 
 RELAY_PASSWORD = "relay-bot-password-for-tests"
+GIVE_UP_AFTER = 25
+"""Seconds a message waits for a network that is down (``delivery.give_up_after``), short for
+the tests; eight attempts of the configured backoff take about 9 s."""
 UNRESTRICTED = {"type": "im.vector.room.access_rules", "state_key": "",
                 "content": {"rule": "unrestricted"}}  # fmt: skip
 RESTRICTED = {"type": "im.vector.room.access_rules", "state_key": "",
@@ -67,6 +70,7 @@ delivery:
   max_attempts: 8
   initial_backoff: 0.2
   max_backoff: 1.5
+  give_up_after: {give_up_after}s
 networks:
 {matrix_networks}  tchap-relay:
     kind: matrix
@@ -149,7 +153,8 @@ def write_config(root: Path, bund_port: int, tchap_port: int, bridge_port: int) 
     path = root / "config.yaml"
     networks = matrix_networks(bund_port, tchap_port)
     path.write_text(CONFIG.format(root=root, tchap_port=tchap_port, bridge_port=bridge_port,
-                                  matrix_networks=networks))  # fmt: skip
+                                  matrix_networks=networks,
+                                  give_up_after=GIVE_UP_AFTER))  # fmt: skip
     return path
 
 

@@ -298,10 +298,13 @@ class _Schema:
         return self.r.choice(level_node, LOG_LEVELS)
 
     def delivery(self, node: Node) -> Delivery | None:
-        fields = self.r.fields(node, ("max_attempts", "initial_backoff", "max_backoff"))
+        fields = self.r.fields(
+            node, ("max_attempts", "initial_backoff", "max_backoff", "give_up_after")
+        )
         if fields is None:
             return None
         default = Delivery()
+        lifetime = self.r.optional(fields, "give_up_after", self.r.duration, default.give_up_after)
         attempts = self.r.optional(
             fields, "max_attempts", lambda n: self.r.integer(n, 1), default.max_attempts
         )
@@ -311,7 +314,7 @@ class _Schema:
         maximum = self.r.optional(
             fields, "max_backoff", self.r.positive_number, default.max_backoff
         )
-        if attempts is None or initial is None or maximum is None:
+        if attempts is None or initial is None or maximum is None or lifetime is None:
             return None
         if initial > maximum:
             self.r.error(
@@ -320,7 +323,7 @@ class _Schema:
                 node.key_path("max_backoff"),
             )
             return None
-        return Delivery(attempts, initial, maximum)
+        return Delivery(attempts, initial, maximum, lifetime)
 
     # -- networks ----------------------------------------------------------------------------
 

@@ -85,6 +85,8 @@ class MatrixNetwork:
     """Tchap only: domains of other networks whose people may enter ``restricted`` rooms."""
 
     kind: str = "matrix"
+    label: str = ""
+    language: str = "de"
     encryption: Encryption = Encryption.OFF
     room_key_wait: float = 60.0
     """Seconds an encrypted message whose room key has not arrived waits for it before the
@@ -111,6 +113,16 @@ class Network(Protocol):
 
     @property
     def name_suffix(self) -> str: ...
+
+    @property
+    def label(self) -> str:
+        """How notices name this network for people ("Tchap", "BundesMessenger")."""
+        ...
+
+    @property
+    def language(self) -> str:
+        """The language of the notices posted on this network (``de``, ``fr`` or ``en``)."""
+        ...
 
     @property
     def allowed_domains(self) -> tuple[str, ...]: ...
@@ -170,11 +182,15 @@ class Listen:
 
 @dataclass(frozen=True)
 class Delivery:
-    """Retry policy of the outbox: attempts and exponential backoff bounds, in seconds."""
+    """How long the outbox keeps trying. A network that is down never uses up a message's
+    attempts: messages wait for it up to ``give_up_after`` (like a mail server's queue
+    lifetime); ``max_attempts`` counts only failures this very message causes."""
 
     max_attempts: int = 8
     initial_backoff: float = 1.0
     max_backoff: float = 300.0
+    give_up_after: float = 5 * 86400.0
+    """Seconds a message waits for a network that is down before the sender is told."""
 
 
 @dataclass(frozen=True)

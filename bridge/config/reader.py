@@ -20,10 +20,13 @@ from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from bridge.config.secrets import SecretError, from_env, from_file
+from bridge.notices import LANGUAGES
 
 T = TypeVar("T")
 
 NO_STRINGS: tuple[str, ...] = ()
+DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([dhms])")
+DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 SERVER_NAME_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
@@ -119,6 +122,20 @@ def describe(value: object) -> str:
     if isinstance(value, date):
         return "a date"
     return type(value).__name__
+
+
+PRESENTATION_KEYS = ("org_label", "name_suffix", "label", "language")
+"""The keys of every network kind that say how its people and its notices are shown."""
+
+
+@dataclass(frozen=True)
+class Presentation:
+    org_label: str | None
+    name_suffix: str
+    label: str
+    """How notices name the network; by default its ``name_suffix`` without the brackets
+    (" (Tchap)" → "Tchap"), else its name."""
+    language: str
 
 
 def quote(value: str) -> str:
@@ -291,6 +308,33 @@ class Reader:
             self.error(node, "must be a positive number")
             return None
         return float(value)
+
+    def duration(self, node: Node) -> float | None:
+        """Seconds, given as a number of seconds or as text with a unit: ``5d``, ``12h``,
+        ``30m``, ``90s``."""
+        value = node.value
+        if isinstance(value, str):
+            match = DURATION_RE.fullmatch(value.strip())
+            if match is None:
+                self.error(node, f"{quote(value)} is not a duration (e.g. 5d, 12h, 30m, 90s)")
+                return None
+            value = float(match.group(1)) * DURATION_UNITS[match.group(2)]
+            node = Node(value, node.path, node.line, node.col)
+        return self.positive_number(node)
+
+    def presentation(
+        self, name: str, fields: Mapping[str, Node], default_language: str
+    ) -> Presentation | None:
+        """A network's `PRESENTATION_KEYS`."""
+        org_label = self.optional(fields, "org_label", self.nonempty, None)
+        name_suffix = self.optional(fields, "name_suffix", self.string, "")
+        default = (name_suffix or "").strip(" ()[]") or name
+        label = self.optional(fields, "label", self.nonempty, default)
+        language = self.optional(fields, "language", lambda n: self.choice(n, LANGUAGES),
+                                 default_language)  # fmt: skip
+        if name_suffix is None or label is None or language is None:
+            return None
+        return Presentation(org_label, name_suffix, label, language)
 
     def choice(self, node: Node, choices: Collection[str]) -> str | None:
         value = self.string(node)

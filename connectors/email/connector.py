@@ -24,6 +24,7 @@ from email.utils import make_msgid
 from bridge.config.kinds.email import AuthPolicy, EmailNetwork
 from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Host, Outgoing
+from bridge.tasks import supervise
 from connectors.email.auth import Authenticator
 from connectors.email.head import HeaderLimits, OverLimit, header_end
 from connectors.email.inbound import InboundServer, Received
@@ -74,8 +75,8 @@ class EmailConnector(Connector):
                 self._links[room.room] = link
                 self.host.directory.bind(link.id, self.name, room.room)
         self._tasks = [
-            asyncio.create_task(self._listen(), name=f"smtp:{self.name}"),
-            asyncio.create_task(self._sweep_regularly(), name=f"spool:{self.name}"),
+            supervise(f"smtp:{self.name}", self._listen, self.log),
+            supervise(f"spool:{self.name}", self._sweep_regularly, self.log),
         ]
 
     async def _listen(self) -> None:

@@ -42,8 +42,10 @@ from bridge.config.model import Encryption, Flavour, MatrixNetwork
 from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing, Typing
 from bridge.events import Sender
 from bridge.naming import shown_name
+from bridge.notices import notice
 from bridge.policy import account_domain
 from bridge.store import GhostProfile
+from bridge.tasks import supervise
 from connectors.matrix import tchap
 from connectors.matrix.base import MatrixConnector
 from connectors.matrix.crypto import DEVICE_NAME
@@ -119,7 +121,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             client_session=self._session,
         )
         self.bot = self._api.bot_intent()
-        self._setup_task = asyncio.create_task(self._setup(), name=f"setup:{self.name}")
+        self._setup_task = supervise(f"setup:{self.name}", self._setup, self.log)
 
     async def _setup(self) -> None:
         while True:
@@ -133,7 +135,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             except Exception as e:
                 self.log.warning("Homeserver %s not reachable yet: %s", self.network.homeserver, e)
                 await asyncio.sleep(2)
-        if self.network.encryption is not Encryption.OFF:
+        if self.network.encryption is not Encryption.OFF and self.e2ee is None:
             client = self._device_client()
             await self.start_e2ee(client, lambda stored: self._bot_device(client, stored))
         await self.setup_rooms()
@@ -225,13 +227,13 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         """A private room that the sender's ghost opens with ``user_id``; the bot joins too so
         that delivery notices can be posted there."""
         if self.network.flavour is Flavour.TCHAP:
-            reason = tchap.restricted_room_refusal(
+            refusal = tchap.restricted_room_refusal(
                 tchap.AccessRule.DIRECT,
                 [account_domain(sender.user_id)],
                 self.network.restricted_rooms_allow,
             )
-            if reason:
-                raise DirectChatRefused(reason)
+            if refusal is not None:
+                raise DirectChatRefused(refusal)
         intent = await self._ghost(sender, None)
         initial_state: list[dict[str, object]] = []
         if self.network.flavour is Flavour.TCHAP:
@@ -273,23 +275,23 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             await self.host.direct_chat(self.name, room_id, sender, network, remote)
         except DirectChatRefused as e:
             # In the clear even in an encrypted chat: the bot's device may not be in it.
-            await intent.send_notice(RoomID(room_id), f"This chat cannot be bridged: {e}")
+            refused = notice("direct_refused", reason=e.reason).render(self.network.language)
+            await intent.send_notice(RoomID(room_id), refused)
             await intent.leave_room(RoomID(room_id))
 
     async def _admit_direct(self, room_id: str, intent: IntentAPI) -> None:
         """Refuse a chat whose encryption this network may not bridge; bring the bot into an
         encrypted one, since its device is the one that reads and writes for the ghosts."""
-        reason = await self.encryption_refusal(room_id, intent)
-        if reason:
-            raise DirectChatRefused(reason)
+        refusal = await self.encryption_refusal(room_id, intent)
+        if refusal is not None:
+            raise DirectChatRefused(refusal)
         if await self.room_encryption(room_id, intent) is not None:
             try:
                 await intent.invite_user(RoomID(room_id), self.bot.mxid)
                 await self.bot.join_room(RoomID(room_id))
             except MatrixRequestError as e:
-                raise DirectChatRefused(
-                    f"the bridge bot, which decrypts for {intent.mxid}, cannot join it ({e})"
-                ) from e
+                self.log.warning("The bot cannot join direct chat %s: %s", room_id, e)
+                raise DirectChatRefused(notice("direct_refused.bot_cannot_join")) from e
 
     # The homeserver → bridge API
 

@@ -19,15 +19,18 @@ from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
+from mautrix.api import Method, Path
 from mautrix.client import Client, ClientAPI
 from mautrix.crypto.attachments import decrypt_attachment, encrypt_attachment
-from mautrix.errors import DecryptionError, MatrixRequestError, MNotFound
+from mautrix.errors import DecryptionError, MatrixConnectionError, MatrixRequestError, MNotFound
 from mautrix.types import ContentURI, EventID, EventType, RoomAlias, RoomID, UserID
 
 from bridge.config.model import Encryption, Flavour, Link, MatrixNetwork
-from bridge.connector import Connector, DeliveryError, Host, Outgoing
+from bridge.connector import Connector, DeliveryError, Host, Outgoing, Refusal, Unavailable
 from bridge.events import Event, Kind, Sender
-from bridge.naming import MAX_NAME, shown_name
+from bridge.naming import MAX_NAME, clean, shown_name
+from bridge.notices import Notice, notice
 from bridge.policy import account_domain, foreign_domains, sender_allowed
 from connectors.matrix import tchap
 from connectors.matrix.crypto import E2EE, MEGOLM, DeviceFor, KeyNotYet, Undecryptable
@@ -44,11 +47,26 @@ JSON = dict[str, Any]
 ACCESS_RULES = EventType.find(tchap.ACCESS_RULES_EVENT, t_class=EventType.Class.STATE)
 SETUP_RETRY_SECONDS = 5.0
 SETUP_CONCURRENCY = 8
-_PERMANENT_ERRCODES = {"M_TOO_LARGE", "M_BAD_JSON", "M_NOT_JSON", "M_INVALID_PARAM"}
+_PERMANENT_ERRCODES = {"M_BAD_JSON", "M_NOT_JSON", "M_INVALID_PARAM"}
 ENCRYPTION_STATE = {"algorithm": MEGOLM}
 """The ``m.room.encryption`` content of rooms the bridge creates encrypted."""
 DECRYPTED_TYPES = {"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"}
 """What an encrypted event may carry to be bridged (state changes are never encrypted)."""
+
+
+def delivery_failure(network: str, error: Exception) -> Exception:
+    """What a failed request to the homeserver means for the outbox: the network is unavailable
+    (no answer, 5xx, rate limited: the message waits, no attempt counted), or it refused this
+    request (an attempt; permanent where no retry can help)."""
+    if not isinstance(error, MatrixRequestError):
+        return Unavailable(f"{network} is unreachable: {type(error).__name__}: {error}")
+    if error.http_status >= 500 or error.http_status == 429 or error.errcode == "M_LIMIT_EXCEEDED":
+        return Unavailable(f"{network} answered {error.http_status} {error.errcode}: {error}")
+    if error.errcode == "M_TOO_LARGE" or error.http_status == 413:
+        return DeliveryError(f"{network} refused it as too large: {error}", permanent=True,
+                             reason=Refusal.TOO_LARGE)  # fmt: skip
+    return DeliveryError(f"{network} refused it: {error}",
+                         permanent=error.errcode in _PERMANENT_ERRCODES)  # fmt: skip
 
 
 def _profile(member: JSON, user_id: str) -> tuple[str, str | None]:
@@ -154,25 +172,20 @@ class MatrixConnector(Connector):
                 self.facts.set_encryption(room_id, None)
         return self.facts.encryption(room_id)
 
-    async def encryption_refusal(self, room_id: str, api: ClientAPI | None = None) -> str | None:
+    async def encryption_refusal(self, room_id: str, api: ClientAPI | None = None) -> Notice | None:
         """Why this network may not bridge the room as it is encrypted (or not), if it may not."""
         mode = self.network.encryption
         encryption = await self.room_encryption(room_id, api)
         if encryption is None:
-            if mode is Encryption.REQUIRE:
-                return "this network requires end-to-end encryption and the room is not encrypted"
-            return None
+            return notice("room_off.not_encrypted") if mode is Encryption.REQUIRE else None
         if mode is Encryption.OFF:
-            return "the room is end-to-end encrypted and encryption is off for this network"
+            return notice("room_off.encrypted")
         if encryption.get("algorithm") != MEGOLM:
-            algorithm = encryption.get("algorithm")
-            return f"the room uses an unsupported encryption algorithm ({algorithm})"
+            return notice("room_off.algorithm", algorithm=str(encryption.get("algorithm"))[:60])
         if self.e2ee is None:
-            why = self.e2ee_unavailable or "it has not started"
-            return (
-                "the room is end-to-end encrypted and the bridge's encryption is unavailable "
-                f"({why})"
-            )
+            self.log.warning("Encryption is unavailable on %s: %s", self.name,
+                             self.e2ee_unavailable or "it has not started")  # fmt: skip
+            return notice("room_off.no_e2ee")
         return None
 
     async def _encrypted(self, room_id: str, api: ClientAPI) -> bool:
@@ -184,6 +197,7 @@ class MatrixConnector(Connector):
             raise DeliveryError(
                 f"{self.name} room {room_id} is encrypted and the bridge cannot encrypt there",
                 permanent=True,
+                reason=Refusal.CANNOT_ENCRYPT,
             )
         return True
 
@@ -208,11 +222,11 @@ class MatrixConnector(Connector):
             await self.e2ee.park(raw)
             return None
         except Undecryptable as e:
-            await self._report_undecryptable(raw, str(e))
+            await self._report_undecryptable(raw, e)
             return None
         except Exception as e:
-            await self._report_undecryptable(raw, f"decryption failed ({type(e).__name__})")
             self.log.exception("Decrypting %s failed", raw.get("event_id"))
+            await self._report_undecryptable(raw, Undecryptable(f"{type(e).__name__}: {e}"))
             return None
         if decrypted["type"] not in DECRYPTED_TYPES:
             self.log.info("Not bridging encrypted %s %s", decrypted["type"], raw.get("event_id"))
@@ -226,17 +240,16 @@ class MatrixConnector(Connector):
         if decrypted["type"] in DECRYPTED_TYPES:
             await self.handle_room_event(decrypted)
 
-    async def _report_undecryptable(self, raw: JSON, reason: str) -> None:
+    async def _report_undecryptable(self, raw: JSON, problem: Undecryptable) -> None:
         room_id, sender = str(raw.get("room_id")), str(raw.get("sender"))
         self.log.warning("Cannot decrypt %s from %s in %s: %s", raw.get("event_id"), sender,
-                         room_id, reason)  # fmt: skip
+                         room_id, problem)  # fmt: skip
         name, _ = await self._member(room_id, sender)
+        text = notice(
+            "undecryptable", sender=clean(name), reason=notice(f"undecryptable.{problem.kind}")
+        ).render(self.network.language)
         try:
-            await self.notify(
-                room_id,
-                f"⚠️ A message from {name} could not be decrypted by the bridge and was not "
-                f"bridged: {reason}.",
-            )
+            await self.notify(room_id, text)
         except Exception as e:
             self.log.warning("Could not post the decryption notice in %s: %s", room_id, e)
 
@@ -320,19 +333,18 @@ class MatrixConnector(Connector):
         """Refuse a room this link may not be bridged into: a Tchap room whose access rule keeps
         out the people the link brings in, or a room whose encryption this network cannot or may
         not bridge. Checked again whenever either changes."""
-        reason = await self._access_refusal(link_id, room_id) or await self.encryption_refusal(
+        refusal = await self._access_refusal(link_id, room_id) or await self.encryption_refusal(
             room_id
         )
+        reason = str(refusal) if refusal is not None else None
         already = self.host.directory.disabled_reason(link_id, self.name)
-        if reason and reason != already:
-            self.host.directory.disable(link_id, self.name, reason)
-            self.log.error("Refusing to bridge link %s into %s: %s", link_id, room_id, reason)
+        if refusal is not None and reason != already:
+            self.host.directory.disable(link_id, self.name, str(refusal))
+            self.log.error("Refusing to bridge link %s into %s: %s", link_id, room_id, refusal)
             await self.notify(
-                room_id,
-                f"This room is not bridged: {reason}. Nothing will be bridged into or out of "
-                "it while this holds.",
+                room_id, notice("room_off", reason=refusal).render(self.network.language)
             )
-        elif not reason and already:
+        elif refusal is None and already:
             self.host.directory.enable(link_id, self.name)
             self.log.info("Link %s into %s enabled: %s no longer holds", link_id, room_id, already)
 
@@ -347,14 +359,14 @@ class MatrixConnector(Connector):
                 self._access_rules[room_id] = None
         return tchap.parse_access_rule(self._access_rules[room_id])
 
-    async def _access_refusal(self, link_id: str, room_id: str) -> str | None:
+    async def _access_refusal(self, link_id: str, room_id: str) -> Notice | None:
         if self.network.flavour is not Flavour.TCHAP:
             return None
         rule = await self._access_rule(room_id)
         domains = foreign_domains(self.host.config, self.host.links.get(link_id), self.name)
         return tchap.restricted_room_refusal(rule, domains, self.network.restricted_rooms_allow)
 
-    async def sender_refusal(self, room_id: str, sender: Sender) -> str | None:
+    async def sender_refusal(self, room_id: str, sender: Sender) -> Notice | None:
         """Why ``sender`` may not appear in this room, if they may not: a Tchap room that is not
         open to externals takes people only from the domains in ``restricted_rooms_allow``.
         Checked for every message and every ghost, since a network brings more than its own
@@ -501,41 +513,53 @@ class MatrixConnector(Connector):
         if not out.sender_is_local:
             refusal = await self.sender_refusal(out.room_id, event.sender)
             if refusal is not None:
-                raise DeliveryError(refusal, permanent=True)
-        api, template = await self.poster(out)
+                raise DeliveryError(str(refusal), permanent=True, reason=Refusal.NOT_ALLOWED)
         try:
-            if event.kind is Kind.REDACTION:
-                assert out.target is not None
-                return str(await api.redact(RoomID(out.room_id), EventID(out.target)))
-            encrypted = await self._encrypted(out.room_id, api)
-            mxc = file = None
-            if media is not None and event.attachment is not None:
-                if encrypted:
-                    file = await self._upload_encrypted(api, media)
-                else:
-                    mxc = await api.upload_media(
-                        media,
-                        mime_type=event.attachment.mimetype,
-                        filename=event.attachment.name,
-                        size=len(media),
-                    )
-            etype, content = matrix_content(
-                out,
-                sender_name=shown_name(event.sender),
-                relay_template=template,
-                mxc=mxc,
-                file=file,
-            )
-            return await self._send_event(api, out.room_id, etype, content, encrypted)
+            return await self._send(out, media)
         except MatrixRequestError as e:
             if e.errcode == "M_DUPLICATE_ANNOTATION":
                 return None  # the same reaction is already there (relay bot reacting twice)
-            permanent = e.errcode in _PERMANENT_ERRCODES or e.http_status == 413
-            raise DeliveryError(f"{self.name} refused it: {e}", permanent=permanent) from e
+            raise delivery_failure(self.name, e) from e
+        except (MatrixConnectionError, aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise delivery_failure(self.name, e) from e
+
+    async def _send(self, out: Outgoing, media: bytes | None) -> str | None:
+        """The requests of one delivery, each with a transaction ID made from
+        ``out.delivery_id``: the homeserver takes a resend (after a crash, a lost answer) as
+        the same event instead of a new one."""
+        event = out.event
+        api, template = await self.poster(out)
+        if event.kind is Kind.REDACTION:
+            assert out.target is not None
+            path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(out.target)]
+            answer = await api.api.request(Method.PUT, path[out.delivery_id], {})
+            return str(answer["event_id"])
+        encrypted = await self._encrypted(out.room_id, api)
+        mxc = file = None
+        if media is not None and event.attachment is not None:
+            if encrypted:
+                file = await self._upload_encrypted(api, media)
+            else:
+                mxc = await api.upload_media(
+                    media,
+                    mime_type=event.attachment.mimetype,
+                    filename=event.attachment.name,
+                    size=len(media),
+                )
+        etype, content = matrix_content(
+            out,
+            sender_name=shown_name(event.sender),
+            relay_template=template,
+            mxc=mxc,
+            file=file,
+        )
+        return await self._send_event(api, out.room_id, etype, content, encrypted,
+                                      txn_id=out.delivery_id or None)  # fmt: skip
 
     async def _send_event(
-        self, api: ClientAPI, room_id: str, etype: str, content: JSON, encrypted: bool
-    ) -> str:
+        self, api: ClientAPI, room_id: str, etype: str, content: JSON, encrypted: bool,
+        txn_id: str | None = None,
+    ) -> str:  # fmt: skip
         if encrypted:
             assert self.e2ee is not None
             content = await self.e2ee.encrypt(room_id, etype, content)
@@ -544,6 +568,7 @@ class MatrixConnector(Connector):
             RoomID(room_id),
             EventType.find(etype, EventType.Class.MESSAGE),
             content,  # type: ignore[arg-type]
+            txn_id=txn_id,
         )
         return str(event_id)
 
@@ -560,15 +585,22 @@ class MatrixConnector(Connector):
 
     async def fetch_media(self, ref: str) -> bytes:
         mxc, keys = parse_media_ref(ref)
-        data = await self.bot.download_media(ContentURI(mxc))
+        try:
+            data = await self.bot.download_media(ContentURI(mxc))
+        except MatrixRequestError as e:
+            failure = delivery_failure(self.name, e)
+            if isinstance(failure, DeliveryError):
+                failure.reason = Refusal.FILE_UNAVAILABLE
+            raise failure from e
+        except (MatrixConnectionError, aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise delivery_failure(self.name, e) from e
         if keys is None:
             return data
         try:
             return decrypt_attachment(data, keys.key, keys.sha256, keys.iv)
         except DecryptionError as e:
-            raise DeliveryError(
-                f"the attachment could not be decrypted: {e}", permanent=True
-            ) from e
+            raise DeliveryError(f"the attachment could not be decrypted: {e}", permanent=True,
+                                reason=Refusal.FILE_UNAVAILABLE) from e  # fmt: skip
 
     async def notify(self, room_id: str, text: str) -> None:
         """A notice from the bot, encrypted in an encrypted room when the bridge can encrypt

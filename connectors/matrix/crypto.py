@@ -70,14 +70,20 @@ class KeyNotYet(Exception):
 
 
 class Undecryptable(Exception):
-    """An encrypted event that will not be decrypted; the message says why, for the room."""
+    """An encrypted event that will not be decrypted; the message says why (for the log), and
+    ``kind`` which of the room's notices fits (`bridge.notices`, ``undecryptable.<kind>``):
+    ``no_key``, ``algorithm``, ``replayed`` or ``failed``."""
+
+    def __init__(self, message: str, kind: str = "failed") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 DeviceFor = Callable[[str | None], Awaitable[str]]
 """Given the device ID stored from an earlier run (None on the first), make sure the device
 exists on the homeserver and return its ID."""
 Decrypted = Callable[[JSON], Awaitable[None]]
-Undecrypted = Callable[[JSON, str], Awaitable[None]]
+Undecrypted = Callable[[JSON, "Undecryptable"], Awaitable[None]]
 
 
 class E2EE:
@@ -272,7 +278,7 @@ class E2EE:
             raise Undecryptable("the encrypted event has no content")
         algorithm = content.get("algorithm")
         if algorithm != MEGOLM:
-            raise Undecryptable(f"unsupported encryption algorithm {algorithm!r}")
+            raise Undecryptable(f"unsupported encryption algorithm {algorithm!r}", "algorithm")
         session_id, ciphertext = content.get("session_id"), content.get("ciphertext")
         if not isinstance(session_id, str) or not isinstance(ciphertext, str):
             raise Undecryptable("the encrypted event lacks its session or ciphertext")
@@ -297,7 +303,9 @@ class E2EE:
                 index,
                 timestamp if isinstance(timestamp, int) else 0,
             ):
-                raise Undecryptable("it replays an earlier message (message index reused)")
+                raise Undecryptable(
+                    "it replays an earlier message (message index reused)", "replayed"
+                )
         await self._check_sender(raw, session.sender_key, session.signing_key,
                                  bool(session.forwarding_chain))  # fmt: skip
         try:
@@ -367,11 +375,10 @@ class E2EE:
             try:
                 decrypted = await self.decrypt(raw)
             except KeyNotYet:
-                await self._on_undecryptable(
-                    raw, f"its key did not arrive within {self.room_key_wait:g} seconds"
-                )
+                late = f"its key did not arrive within {self.room_key_wait:g} seconds"
+                await self._on_undecryptable(raw, Undecryptable(late, "no_key"))
             except Undecryptable as e:
-                await self._on_undecryptable(raw, str(e))
+                await self._on_undecryptable(raw, e)
             else:
                 await self._on_decrypted(decrypted)
             await self._pending.remove(event_id)

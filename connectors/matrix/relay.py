@@ -22,6 +22,7 @@ from mautrix.types import LoginType, RoomID, SyncToken, UserID
 
 from bridge.config.model import MatrixNetwork
 from bridge.connector import Host, Outgoing
+from bridge.tasks import supervise
 from connectors.matrix.base import MatrixConnector
 from connectors.matrix.http import client_session
 
@@ -53,7 +54,7 @@ class RelayConnector(MatrixConnector):
             log=self.log,  # type: ignore[arg-type]
         )
         self.bot = self.client
-        self._sync_task = asyncio.create_task(self._run(), name=f"sync:{self.name}")
+        self._sync_task = supervise(f"sync:{self.name}", self._run, self.log)
 
     async def stop(self) -> None:
         if self._sync_task:
@@ -97,8 +98,9 @@ class RelayConnector(MatrixConnector):
             except Exception as e:
                 self.log.warning("Cannot log in to %s yet: %s", self.network.homeserver, e)
                 await asyncio.sleep(2)
-        await self.start_e2ee(self.client, self._login_device)
-        setup = asyncio.create_task(self.setup_rooms())
+        if self.e2ee is None:
+            await self.start_e2ee(self.client, self._login_device)
+        setup = supervise(f"setup:{self.name}", self.setup_rooms, self.log)
         try:
             await self._sync_forever()
         finally:

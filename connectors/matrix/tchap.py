@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
+from bridge.notices import Notice, notice
+
 __all__ = [
     "ACCESS_RULES_EVENT",
     "EXTERNAL_SERVER",
@@ -121,7 +123,7 @@ def access_rules_state(rule: AccessRule) -> dict[str, Any]:
 
 def restricted_room_refusal(
     rule: AccessRule, foreign_domains: Iterable[str], allowed: Iterable[str]
-) -> str | None:
+) -> Notice | None:
     """Why a Tchap room may not be bridged with these foreign domains, or None if it may.
 
     Called before linking a room and whenever a link would bring in people from new domains.
@@ -136,8 +138,8 @@ def restricted_room_refusal(
     refused = sorted({d.strip().lower() for d in foreign_domains} - permitted)
     if not refused:
         return None
-    kind = "a direct chat" if rule == AccessRule.DIRECT else "restricted (no external users)"
-    return f"Tchap room is {kind}; domains not allowed there: {', '.join(refused)}"
+    key = "room_off.direct" if rule == AccessRule.DIRECT else "room_off.restricted"
+    return notice(key, domains=", ".join(refused))
 
 
 def may_transition(old: AccessRule, new: AccessRule) -> bool:

@@ -15,7 +15,14 @@ from pathlib import Path
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
 from bridge.config.model import LinkRoom, Listen
-from bridge.config.reader import NO_STRINGS, AccountFormat, Node, Reader, quote
+from bridge.config.reader import (
+    NO_STRINGS,
+    PRESENTATION_KEYS,
+    AccountFormat,
+    Node,
+    Reader,
+    quote,
+)
 
 DEFAULT_INBOUND_HOST = "127.0.0.1"
 DEFAULT_INBOUND_PORT = 2525
@@ -108,6 +115,8 @@ class EmailNetwork:
     """Age after which a spooled attachment is removed even if something still waits for it."""
     org_label: str | None
     name_suffix: str
+    label: str
+    language: str
     allowed_domains: tuple[str, ...]
     """Mail domains whose senders may post to any link even when not listed in its people."""
 
@@ -144,8 +153,7 @@ class EmailSchema:
         "dns",
         "spool",
         "spool_days",
-        "org_label",
-        "name_suffix",
+        *PRESENTATION_KEYS,
         "allowed_domains",
     )
 
@@ -190,8 +198,7 @@ class EmailSchema:
         dns = r.optional(fields, "dns", self.nameservers, no_nameservers)
         spool = r.optional(fields, "spool", self.directory, r.base_dir / "mail-spool" / name)
         spool_days = r.optional(fields, "spool_days", r.positive_number, DEFAULT_SPOOL_DAYS)
-        org_label = r.optional(fields, "org_label", r.nonempty, None)
-        name_suffix = r.optional(fields, "name_suffix", r.string, "")
+        shown = r.presentation(name, fields, "en")
         allowed = r.optional(fields, "allowed_domains", self.domain_list, NO_STRINGS)
         if (
             domain is None
@@ -202,7 +209,7 @@ class EmailSchema:
             or dns is None
             or spool is None
             or spool_days is None
-            or name_suffix is None
+            or shown is None
             or allowed is None
         ):
             return None
@@ -216,8 +223,10 @@ class EmailSchema:
             dns=dns,
             spool=spool,
             spool_days=spool_days,
-            org_label=org_label,
-            name_suffix=name_suffix,
+            org_label=shown.org_label,
+            name_suffix=shown.name_suffix,
+            label=shown.label,
+            language=shown.language,
             allowed_domains=allowed,
         )
 

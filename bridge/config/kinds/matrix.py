@@ -21,6 +21,7 @@ from bridge.config.model import (
 )
 from bridge.config.reader import (
     NO_STRINGS,
+    PRESENTATION_KEYS,
     SERVER_NAME_RE,
     AccountFormat,
     Node,
@@ -47,8 +48,7 @@ class MatrixSchema:
         "homeserver",
         "server_name",
         "mode",
-        "org_label",
-        "name_suffix",
+        *PRESENTATION_KEYS,
         "allowed_domains",
         "restricted_rooms_allow",
         "encryption",
@@ -75,8 +75,7 @@ class MatrixSchema:
             else None
         )
         mode = r.optional(fields, "mode", lambda n: r.choice(n, list(MatrixMode)), "appservice")
-        org_label = r.optional(fields, "org_label", r.nonempty, None)
-        name_suffix = r.optional(fields, "name_suffix", r.string, "")
+        shown = r.presentation(name, fields, "fr" if flavour == Flavour.TCHAP else "de")
         allowed = r.optional(fields, "allowed_domains", r.string_list, NO_STRINGS)
         restricted = self.restricted_rooms_allow(fields, flavour)
         encryption = r.optional(
@@ -89,7 +88,7 @@ class MatrixSchema:
             or homeserver is None
             or server_name is None
             or mode is None
-            or name_suffix is None
+            or shown is None
             or allowed is None
             or restricted is None
             or encryption is None
@@ -105,8 +104,10 @@ class MatrixSchema:
             mode=MatrixMode(mode),
             appservice=appservice,
             relay=relay,
-            org_label=org_label,
-            name_suffix=name_suffix,
+            org_label=shown.org_label,
+            name_suffix=shown.name_suffix,
+            label=shown.label,
+            language=shown.language,
             allowed_domains=allowed,
             restricted_rooms_allow=restricted,
             encryption=Encryption(encryption),

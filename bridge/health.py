@@ -1,0 +1,67 @@
+"""Whether each network answers: up, or down since when and why.
+
+A network that is down is not a message that failed. The outbox reports here what its sends
+found (`down` on an `Unavailable`, `up` on any success), waits here while a network is down, and
+every queue to that network resumes the moment one send gets through again. A change of state
+is logged once (not once per message) and exposed as the ``passerelle_network_up`` metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from bridge import metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class State:
+    up: bool = True
+    since: float = 0.0
+    """Wall-clock time of the last change."""
+    reason: str = ""
+
+
+class NetworkHealth:
+    def __init__(self, networks: list[str]) -> None:
+        self._states = {name: State(since=time.time()) for name in networks}
+        self._up = {name: asyncio.Event() for name in networks}
+        for name in networks:
+            self._up[name].set()
+            metrics.NETWORK_UP.labels(name).set(1)
+
+    def state(self, network: str) -> State:
+        return self._states[network]
+
+    def is_up(self, network: str) -> bool:
+        return self._states[network].up
+
+    def down(self, network: str, reason: str) -> None:
+        state = self._states[network]
+        state.reason = reason
+        if state.up:
+            state.up, state.since = False, time.time()
+            self._up[network].clear()
+            metrics.NETWORK_UP.labels(network).set(0)
+            log.warning("Network %s is down (%s); its messages wait until it answers", network,
+                        reason)  # fmt: skip
+
+    def up(self, network: str) -> None:
+        state = self._states[network]
+        if not state.up:
+            log.info("Network %s answers again after %.0fs; delivering what waited", network,
+                     time.time() - state.since)  # fmt: skip
+            state.up, state.since, state.reason = True, time.time(), ""
+            self._up[network].set()
+            metrics.NETWORK_UP.labels(network).set(1)
+
+    async def wait_up(self, network: str, timeout: float) -> None:  # noqa: ASYNC109
+        """Until ``network`` is seen up again, or ``timeout`` seconds (whichever comes first)."""
+        try:
+            await asyncio.wait_for(self._up[network].wait(), timeout)
+        except TimeoutError:
+            pass
