@@ -416,3 +416,41 @@ async def test_typing_crosses_both_ways(xw: XmppWorld) -> None:
         and m["from"].resource.startswith("Max Mustermann") and m["chat_state"] == "composing"
     )  # fmt: skip
     assert not composing["body"]
+
+
+# -- hostile input: each is refused or survived, and everything else keeps crossing -------------
+
+
+async def test_a_malformed_file_url_keeps_the_bridge_in_the_room(xw: XmppWorld) -> None:
+    """A message whose out-of-band URL cannot be parsed is not bridged, and not answered with
+    an error (which would get the bridge kicked from the room, again on every history
+    replay)."""
+    alice, max_ = xw.xmpp["alice"], xw.users["max"]
+    since = len(alice.presences)
+    broken = alice.client.make_message(mto=MUC, mbody=unique("Kaputt"), mtype="groupchat")
+    broken["oob"]["url"] = "http://[::1"
+    broken.send()
+    marker = unique("Noch alle da")
+    alice.say(MUC, marker)
+    await max_.wait_for(xw.rooms["bund"], body_is(marker))
+    assert alice.left(MUC, "Passerelle", since) == []
+    assert broken["body"] not in await bodies(max_, xw.rooms["bund"])
+
+
+async def test_a_chat_to_a_malformed_address_leaves_one_to_one_chats_working(
+    xw: XmppWorld,
+) -> None:
+    """Addresses on the component that no puppet has, including ones that crashed the
+    unescaping (``x\\``): each is answered item-not-found, and a chat after them still opens."""
+    alice = xw.xmpp["alice"]
+    for localpart in ("x\\", "x\\5", "bund_x\\5cy"):
+        error = await alice.direct(f"{localpart}@{COMPONENT}", unique("Hallo?"))
+        assert error["error"]["condition"] == "item-not-found"
+    lena = await User.register(xw.bund, "lena", displayname="Lena Lang")
+    xw.users["lena"] = lena
+    since = (await lena.client.sync(timeout=0))["next_batch"]
+    text = unique("Hallo Lena, kurz unter uns")
+    alice.chat(f"bund_lena\\3abund.test@{COMPONENT}", text)
+    room = await next_invite(lena, since)
+    await lena.join(room)
+    await lena.wait_for(room, body_is(text))

@@ -214,6 +214,8 @@ def test_chat_states_and_empty_bodies_make_no_event() -> None:
          'xmlns="urn:xmpp:reactions:0"/></message>', "reactions without an id"),
         ('<message type="groupchat" from="r@c.test/n" to="c.test"><body>f</body><x '
          'xmlns="jabber:x:oob"><url>file:///etc/passwd</url></x></message>', r"not http\(s\)"),
+        ('<message type="groupchat" from="r@c.test/n" to="c.test"><body>f</body><x '
+         'xmlns="jabber:x:oob"><url>http://[::1</url></x></message>', "URL is malformed"),
         ('<message type="groupchat" from="r@c.test/n" to="c.test"><body>x</body><delay '
          'xmlns="urn:xmpp:delay" stamp="yesterday"/></message>', "not a timestamp"),
         (f'<message type="groupchat" from="r@c.test/n" to="c.test"><body>{"x" * 70000}</body>'

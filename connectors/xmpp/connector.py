@@ -28,7 +28,7 @@ from bridge.config.kinds.xmpp import XmppNetwork
 from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing
 from bridge.events import Event, Kind, Sender
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
-from connectors.xmpp.component import Component, Handlers, NotConnected, VCard
+from connectors.xmpp.component import FATAL, Component, Handlers, NotConnected, VCard
 from connectors.xmpp.direct import OneToOne
 from connectors.xmpp.files import Files
 from connectors.xmpp.rooms import Quote, Room, Seat
@@ -107,6 +107,7 @@ class XmppConnector(Connector, Typing):
                 vcard=self._vcard,
             ),
             gateway_name=network.nick,
+            quiet=list(self.rooms),
         )
         self.files = Files(
             self.component, network.domain, network.upload_service, network.max_file_bytes
@@ -353,7 +354,9 @@ class XmppConnector(Connector, Typing):
             msg = await room.queue.get()
             try:
                 await self._receive(room, msg)
-            except Exception:
+            except FATAL:
+                raise
+            except BaseException:
                 self.log.exception("Could not bridge message %s in %s", msg.id, room.jid)
 
     async def _receive(self, room: Room, msg: Message) -> None:

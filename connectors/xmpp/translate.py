@@ -252,7 +252,11 @@ def parse_message(el: ET.Element) -> Message:
     if oob_el is not None:
         url_el = _child(oob_el, NS_OOB, "url")
         url = (url_el.text or "").strip() if url_el is not None else ""
-        if urlsplit(url).scheme not in ("http", "https"):
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError as e:  # e.g. an unclosed IPv6 bracket: "http://[::1"
+            raise MalformedStanza(f"out-of-band URL is malformed: {e}") from e
+        if scheme not in ("http", "https"):
             raise MalformedStanza("out-of-band URL is not http(s)")
         desc_el = _child(oob_el, NS_OOB, "desc")
         desc = ((desc_el.text or "").strip() or None) if desc_el is not None else None
