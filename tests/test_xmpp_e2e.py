@@ -421,6 +421,35 @@ async def test_typing_crosses_both_ways(xw: XmppWorld) -> None:
 # -- hostile input: each is refused or survived, and everything else keeps crossing -------------
 
 
+@pytest.fixture
+async def online(xw: XmppWorld) -> None:
+    """Every XMPP user logged in (an earlier test restarts Prosody)."""
+    for user in xw.xmpp.values():
+        await user.ensure_online()
+
+
+@pytest.mark.usefixtures("online")
+async def test_a_styling_bomb_holds_up_nothing(xw: XmppWorld) -> None:
+    """Bodies whose directives open no span cost the bridge little (they once took it half a
+    minute each, even from refused senders): other messages cross meanwhile."""
+    mallory, alice, bob = xw.xmpp["mallory"], xw.xmpp["alice"], xw.xmpp["bob"]
+    max_ = xw.users["max"]
+    bomb = "*a " * 21000
+    mallory.say(MUC, bomb)
+    mallory.say(MUC, bomb + "*")
+    allowed = "*a " * 5000 + unique("Ende")
+    alice.say(MUC, allowed)
+    answer = unique("Antwort aus Berlin")
+    await max_.send_text(xw.rooms["bund"], answer)
+    await alice.wait_for_body(MUC, answer)
+    marker = unique("Danach")
+    bob.say(MUC, marker)
+    await max_.wait_for(xw.rooms["bund"], body_is(marker))
+    seen = await bodies(max_, xw.rooms["bund"])
+    assert allowed in seen
+    assert bomb not in seen and bomb + "*" not in seen
+
+
 async def test_a_malformed_file_url_keeps_the_bridge_in_the_room(xw: XmppWorld) -> None:
     """A message whose out-of-band URL cannot be parsed is not bridged, and not answered with
     an error (which would get the bridge kicked from the room, again on every history
