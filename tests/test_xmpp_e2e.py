@@ -4,6 +4,7 @@ Matrix and Tchap rooms do, and the other way round."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from slixmpp import Message
 from tests.harness import BridgeError, HomeserverError, User, require_server, synapse_available
 from tests.harness.expect import bodies, body_is, name_of, next_invite, typing_in, unique
 from tests.harness.prosody import ProsodyError, prosody_available
+from tests.harness.xmpp_clients import XmppUser
 from tests.xmpp_world import AVATAR, COMPONENT, MUC, XmppWorld, start_xmpp_world
 
 pytestmark = pytest.mark.e2e
@@ -420,12 +422,68 @@ async def test_typing_crosses_both_ways(xw: XmppWorld) -> None:
 
 # -- hostile input: each is refused or survived, and everything else keeps crossing -------------
 
+OCCUPANT_ID = "{urn:xmpp:occupant-id:0}occupant-id"
+MUC_ITEM = "{http://jabber.org/protocol/muc#user}x/{http://jabber.org/protocol/muc#user}item"
+
 
 @pytest.fixture
 async def online(xw: XmppWorld) -> None:
     """Every XMPP user logged in (an earlier test restarts Prosody)."""
     for user in xw.xmpp.values():
         await user.ensure_online()
+
+
+@pytest.mark.usefixtures("online")
+async def test_a_message_posing_as_someone_else_is_not_bridged(xw: XmppWorld) -> None:
+    """Mallory (of a refused domain) claims Erika's JID (a MUC item in her message) and Alice's
+    occupant-id: the room passes the item on as it is, the bridge believes neither."""
+    mallory, alice = xw.xmpp["mallory"], xw.xmpp["alice"]
+    max_, jean = xw.users["max"], xw.users["jean"]
+    hello = alice.say(MUC, unique("Hallo zusammen"))
+    seen_by_mallory = await mallory.wait_for_body(MUC, hello["body"])
+    alices_id = seen_by_mallory.xml.find(OCCUPANT_ID).get("id")
+    forged = unique("Hier schreibt Erika")
+    mallory.forge(MUC, forged, jid="erika@xmpp.test/x", occupant_id=alices_id)
+    echo = await alice.wait_for_body(MUC, forged)
+    assert echo.xml.find(MUC_ITEM).get("jid") == "erika@xmpp.test/x"  # what the bridge gets too
+    marker = unique("Nach der Fälschung")
+    alice.say(MUC, marker)
+    await max_.wait_for(xw.rooms["bund"], body_is(marker))
+    await jean.wait_for(xw.rooms["tchap"], body_is(marker))
+    assert forged not in await bodies(max_, xw.rooms["bund"])
+    assert forged not in await bodies(jean, xw.rooms["tchap"])
+
+
+@pytest.mark.usefixtures("online")
+async def test_history_after_a_restart_has_the_authors_the_room_showed(xw: XmppWorld) -> None:
+    """While the bridge is away Carol writes and leaves, and Mallory forges a message as Erika:
+    replayed on rejoin, Carol's is bridged under her name (the room showed who she is before),
+    Mallory's not at all."""
+    mallory, alice, max_ = xw.xmpp["mallory"], xw.xmpp["alice"], xw.users["max"]
+    await asyncio.to_thread(xw.prosody.register, "carol", xw.password)
+    carol = XmppUser("carol@xmpp.test", xw.password, xw.prosody.c2s_port)
+    await carol.connect()
+    await carol.join(MUC, "Carol")
+    hello = unique("Carol ist da")
+    carol.say(MUC, hello)
+    await max_.wait_for(xw.rooms["bund"], body_is(hello))
+
+    await xw.bridge.astop()
+    missed, forged = unique("Carol war kurz da"), unique("Erika, angeblich")
+    carol.say(MUC, missed)
+    await alice.wait_for_body(MUC, missed)
+    await carol.close()
+    mallory.forge(MUC, forged, jid="erika@xmpp.test", occupant_id="forged")
+    marker = unique("Zurück aus der Pause")
+    alice.say(MUC, marker)
+    await alice.wait_for_body(MUC, marker)
+    await xw.bridge.start()
+
+    await max_.wait_for(xw.rooms["bund"], body_is(marker), timeout=60)
+    seen = await max_.wait_for(xw.rooms["bund"], body_is(missed))
+    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Carol [BSI] (XMPP)"
+    assert forged not in await bodies(max_, xw.rooms["bund"])
+    assert forged not in await bodies(xw.users["jean"], xw.rooms["tchap"])
 
 
 @pytest.mark.usefixtures("online")

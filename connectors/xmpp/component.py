@@ -233,6 +233,17 @@ class Component(ComponentXMPP):  # type: ignore[misc]
         except BaseException:  # the stanza's addresses are a stranger's
             log.exception("Could not answer a %s from %s with %s", kind, sender, condition)
 
+    async def features(self, jid: str, timeout: float) -> frozenset[str] | None:  # noqa: ASYNC109
+        """The disco#info features (XEP-0030) of ``jid``, or None when it answers none."""
+        try:
+            iq = await self.plugin["xep_0030"].get_info(
+                jid=JID(jid), local=False, cached=False, timeout=timeout
+            )
+        except (IqError, IqTimeout) as e:
+            log.info("No disco#info from %s: %s", jid, e)
+            return None
+        return frozenset(iq["disco_info"]["features"])
+
     async def self_ping(self, occupant: str, sender: str, timeout: float) -> PingStatus:  # noqa: ASYNC109
         """XEP-0410: is ``sender`` still the occupant ``occupant`` (``room/nick``)?"""
         status: PingStatus = await self.plugin["xep_0410"].send_self_ping(

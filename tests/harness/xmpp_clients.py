@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
@@ -164,6 +165,16 @@ class XmppUser:
         """Post an uploaded file the way clients do: the URL as body and as OOB data."""
         msg = self.client.make_message(mto=room, mbody=url, mtype="groupchat")
         msg["oob"]["url"] = url
+        msg.send()
+        return msg
+
+    def forge(self, room: str, body: str, *, jid: str, occupant_id: str) -> Message:
+        """Send a groupchat message claiming to be by someone else: their real JID in a MUC
+        ``<x><item jid/></x>`` and their XEP-0421 occupant-id, as a hostile client can."""
+        msg = self.client.make_message(mto=room, mbody=body, mtype="groupchat")
+        x = ET.SubElement(msg.xml, "{http://jabber.org/protocol/muc#user}x")
+        ET.SubElement(x, "{http://jabber.org/protocol/muc#user}item", {"jid": jid})
+        ET.SubElement(msg.xml, "{urn:xmpp:occupant-id:0}occupant-id", {"id": occupant_id})
         msg.send()
         return msg
 
