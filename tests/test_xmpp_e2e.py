@@ -54,14 +54,14 @@ async def test_muc_text_reaches_both_matrix_rooms_under_the_senders_names(xw: Xm
     xw.xmpp["alice"].say(MUC, text)
     seen = await max_.wait_for(xw.rooms["bund"], body_is(text))
     assert seen["sender"].startswith("@passerelle_xmpp_alice")
-    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Alice Arnaud (XMPP)"
+    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Alice Arnaud [BSI] (XMPP)"
     seen = await jean.wait_for(xw.rooms["tchap"], body_is(text))
-    assert await name_of(jean, xw.rooms["tchap"], seen["sender"]) == "Alice Arnaud [BSI]"
+    assert await name_of(jean, xw.rooms["tchap"], seen["sender"]) == "Alice Arnaud [BSI] (XMPP)"
 
     text = unique("Bob ist auch da")
     xw.xmpp["bob"].say(MUC, text)
     seen = await max_.wait_for(xw.rooms["bund"], body_is(text))
-    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Bob (XMPP)"
+    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Bob [BSI] (XMPP)"
 
 
 async def test_matrix_text_reaches_the_muc_under_real_names(xw: XmppWorld) -> None:
@@ -180,7 +180,7 @@ async def test_reactions_cross_both_ways(xw: XmppWorld) -> None:
     reaction = await max_.wait_for(xw.rooms["bund"], lambda e: e.get("type") == "m.reaction" and (
         e["content"].get("m.relates_to", {}).get("event_id") == event_id))  # fmt: skip
     assert reaction["content"]["m.relates_to"]["key"] == "❤️"
-    assert await name_of(max_, xw.rooms["bund"], reaction["sender"]) == "Alice Arnaud (XMPP)"
+    assert await name_of(max_, xw.rooms["bund"], reaction["sender"]) == "Alice Arnaud [BSI] (XMPP)"
     alice.react(MUC, seen["stanza_id"]["id"], [])
     await max_.wait_for(
         xw.rooms["bund"],
@@ -376,7 +376,7 @@ async def test_one_to_one_chat_opens_a_direct_room_and_answers_flow_back(xw: Xmp
     room = await next_invite(max_, since)
     await max_.join(room)
     seen = await max_.wait_for(room, body_is(text))
-    assert await name_of(max_, room, seen["sender"]) == "Alice Arnaud (XMPP)"
+    assert await name_of(max_, room, seen["sender"]) == "Alice Arnaud [BSI] (XMPP)"
 
     answer = unique("Gern, hier die Antwort")
     await max_.send_text(room, answer)
