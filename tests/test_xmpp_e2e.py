@@ -12,10 +12,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from mautrix.types import RoomID
 from slixmpp import Message
 
-from tests.harness import BridgeError, HomeserverError, User, require_server, synapse_available
+from tests.harness import (
+    BridgeError,
+    HomeserverError,
+    User,
+    free_port,
+    require_server,
+    synapse_available,
+)
 from tests.harness.expect import bodies, body_is, name_of, next_invite, typing_in, unique
 from tests.harness.prosody import ProsodyError, prosody_available
 from tests.harness.xmpp_clients import XmppUser
@@ -484,6 +492,43 @@ async def test_history_after_a_restart_has_the_authors_the_room_showed(xw: XmppW
     assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Carol [BSI] (XMPP)"
     assert forged not in await bodies(max_, xw.rooms["bund"])
     assert forged not in await bodies(xw.users["jean"], xw.rooms["tchap"])
+
+
+async def test_files_are_fetched_only_from_the_upload_service(xw: XmppWorld) -> None:
+    """Out-of-band URLs to the bridge's own /metrics, a web server on loopback, and the upload
+    service under another name are not bridged (and not requested); an uploaded file is."""
+    alice, max_ = xw.xmpp["alice"], xw.users["max"]
+    requests: list[str] = []
+
+    async def secret(request: web.Request) -> web.Response:
+        requests.append(request.path)
+        return web.Response(body=b"internal only")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", secret)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        refused = [
+            f"http://127.0.0.1:{xw.bridge.port}/metrics",
+            f"http://127.0.0.1:{port}/intern.txt",
+            f"http://localhost:{xw.prosody.http_port}/file_share/x/anders.png",
+            f"http://[::ffff:127.0.0.1]:{port}/v6.txt",
+        ]
+        for url in refused:
+            alice.share(MUC, url)
+        url = await alice.upload(PNG, "echt.png", "image/png")
+        alice.share(MUC, url)
+        image = await max_.wait_for(xw.rooms["bund"], body_is("echt.png"))
+        assert await max_.client.download_media(image["content"]["url"]) == PNG
+    finally:
+        await runner.cleanup()
+    seen = await bodies(max_, xw.rooms["bund"])
+    for name in ("metrics", "intern.txt", "anders.png", "v6.txt", *refused):
+        assert name not in seen
+    assert requests == []
 
 
 @pytest.mark.usefixtures("online")

@@ -33,6 +33,7 @@ from bridge.events import Event, Kind, Sender
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
 from connectors.xmpp.component import FATAL, Component, Handlers, NotConnected, VCard
 from connectors.xmpp.direct import OneToOne
+from connectors.xmpp.fetch_policy import FilePolicy
 from connectors.xmpp.files import Files
 from connectors.xmpp.rooms import Quote, Room, Seat
 from connectors.xmpp.translate import (
@@ -124,7 +125,11 @@ class XmppConnector(Connector, Typing):
             quiet=list(self.rooms),
         )
         self.files = Files(
-            self.component, network.domain, network.upload_service, network.max_file_bytes
+            self.component,
+            network.domain,
+            network.upload_service,
+            network.max_file_bytes,
+            FilePolicy(network.file_hosts, network.file_private_networks),
         )
         self._echoes: dict[str, _Echo] = {}
         self._joins: dict[tuple[str, str], asyncio.Future[str]] = {}
@@ -444,11 +449,16 @@ class XmppConnector(Connector, Typing):
 
     def _refusal(self, msg: Message, author: str | None) -> str | None:
         """Why a message (not the bridge's own) is not bridged, checked before it is read any
-        further: an author the room never vouched for, or a domain not allowed."""
+        further: an author the room never vouched for, a domain not allowed, a file the bridge
+        would not fetch."""
         if author is None:
             return "the room never showed who that is"
         if not self._allowed(author):
             return f"{author} is of a domain not allowed"
+        if msg.oob is not None:
+            refusal = self.files.refusal(msg.oob.url)
+            if refusal is not None:
+                return f"its file is refused: {refusal}"
         return None
 
     async def _ingest(self, event: Event) -> None:

@@ -77,6 +77,14 @@ class OneToOne:
         if owner is None or owner[0] == self.network.name:
             self.component.send_error(el, "item-not-found", f"{puppet} is nobody known here")
             return
+        if msg.oob is not None:
+            refusal = self.files.refusal(msg.oob.url)
+            if refusal is not None:
+                self.log.info("Not bridging a file from %s to %s: %s", user, puppet, refusal)
+                self.component.send_error(
+                    el, "not-acceptable", "The gateway does not fetch files from there."
+                )
+                return
         network, remote = owner
         if self.host.config.networks[network].kind == "matrix":
             remote = f"@{remote}"
