@@ -3,9 +3,9 @@
 What is kept: which event on which network is which message (so edits, replies, redactions and
 reactions find their target), appservice transactions that carried to-device messages, the outbox
 (the only place that holds message content, and only until delivered), rooms the bridge created,
-sync positions and ghost profiles. SQLite by default, PostgreSQL when the URL says
-``postgres://``; both behind mautrix's ``util.async_db`` interface (`bridge.database` opens
-them), which also runs the versioned migrations below.
+sync positions, ghost profiles and who XMPP rooms said their occupants are. SQLite by default,
+PostgreSQL when the URL says ``postgres://``; both behind mautrix's ``util.async_db`` interface
+(`bridge.database` opens them), which also runs the versioned migrations below.
 """
 
 from __future__ import annotations
@@ -104,8 +104,21 @@ async def _upgrade_v2(conn: Connection, scheme: Scheme) -> None:
     )
 
 
-@upgrade_table.register(description="When each outbox item was queued")  # type: ignore[call-arg,arg-type]
+@upgrade_table.register(description="XMPP occupant identities")  # type: ignore[call-arg,arg-type]
 async def _upgrade_v3(conn: Connection, scheme: Scheme) -> None:
+    await conn.execute(
+        """CREATE TABLE xmpp_occupant (
+            network     TEXT NOT NULL,
+            room        TEXT NOT NULL,
+            occupant_id TEXT NOT NULL,
+            real_jid    TEXT NOT NULL,
+            PRIMARY KEY (network, room, occupant_id)
+        )"""
+    )
+
+
+@upgrade_table.register(description="When each outbox item was queued")  # type: ignore[call-arg,arg-type]
+async def _upgrade_v4(conn: Connection, scheme: Scheme) -> None:
     await conn.execute("ALTER TABLE outbox ADD COLUMN queued DOUBLE PRECISION NOT NULL DEFAULT 0")
     await conn.execute("UPDATE outbox SET queued=$1", time.time())
 
@@ -430,4 +443,30 @@ class Store:
             user_id,
             profile.name,
             profile.avatar,
+        )
+
+    # XMPP occupants
+
+    @_retried(PATIENCE)
+    async def occupant_identities(self, network: str) -> list[tuple[str, str, str]]:
+        """Every (room, XEP-0421 occupant-id, real bare JID or "" where the room hid it) an
+        XMPP network's rooms vouched for: who wrote the history a room replays, even of people
+        who have left since."""
+        rows = await self.db.fetch(
+            "SELECT room, occupant_id, real_jid FROM xmpp_occupant WHERE network=$1", network
+        )
+        return [(row["room"], row["occupant_id"], row["real_jid"]) for row in rows]
+
+    @_retried(PATIENCE)
+    async def save_occupant_identity(
+        self, network: str, room: str, occupant_id: str, real_jid: str
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO xmpp_occupant (network, room, occupant_id, real_jid)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (network, room, occupant_id)"
+            " DO UPDATE SET real_jid=excluded.real_jid",
+            network,
+            room,
+            occupant_id,
+            real_jid,
         )

@@ -58,6 +58,8 @@ def test_minimal_network_gets_its_defaults(tmp_path: Path) -> None:
     assert network.secret == "s3cret"
     assert network.allowed_domains == network.domains == ("xmpp.bsi.example",)
     assert network.nick == "Passerelle" and network.upload_service is None
+    assert network.file_hosts == (("xmpp.bsi.example", None), ("*.xmpp.bsi.example", None))
+    assert network.file_private_networks == ()
     assert config.link("wg").rooms["xmpp-bsi"].room == "wg@conference.xmpp.bsi.example"
     assert config.person_by_account("xmpp-bsi", "alice@xmpp.bsi.example") is not None
     assert "s3cret" not in repr(network)
@@ -75,7 +77,9 @@ def test_every_option(tmp_path: Path) -> None:
     nick: Brücke
     upload_service: upload.xmpp.bsi.example
     max_file_bytes: 1000
-    self_ping_interval: 60"""
+    self_ping_interval: 60
+    file_hosts: [upload.xmpp.bsi.example, "*.Files.Example:443", "10.0.0.7:5281", "[fd00::7]"]
+    file_private_networks: [10.0.0.0/8, "fd00::/8", 127.0.0.1]"""
     network = load_config(write(tmp_path, xmpp, room="{room: wg@conference.xmpp.bsi.example}"),
                           {}).networks["xmpp-bsi"]  # fmt: skip
     assert isinstance(network, XmppNetwork)
@@ -84,6 +88,19 @@ def test_every_option(tmp_path: Path) -> None:
     assert (network.org_label, network.name_suffix, network.nick) == ("BSI", " (XMPP)", "Brücke")
     assert network.upload_service == "upload.xmpp.bsi.example"
     assert (network.max_file_bytes, network.self_ping_interval) == (1000, 60.0)
+    assert network.file_hosts == (
+        ("upload.xmpp.bsi.example", None), ("*.files.example", 443), ("10.0.0.7", 5281),
+        ("fd00::7", None),
+    )  # fmt: skip
+    assert [str(n) for n in network.file_private_networks] == [
+        "10.0.0.0/8", "fd00::/8", "127.0.0.1/32"
+    ]  # fmt: skip
+
+
+def test_file_hosts_may_be_none_at_all(tmp_path: Path) -> None:
+    network = load_config(write(tmp_path, MINIMAL + "\n    file_hosts: []"),
+                          {"XMPP_SECRET": "s"}).networks["xmpp-bsi"]  # fmt: skip
+    assert isinstance(network, XmppNetwork) and network.file_hosts == ()
 
 
 def test_errors_are_located_and_all_reported(tmp_path: Path) -> None:
@@ -92,6 +109,8 @@ def test_errors_are_located_and_all_reported(tmp_path: Path) -> None:
     component: xmpp.bsi.example
     domain: xmpp.bsi.example
     max_file_bytes: lots
+    file_hosts: ["upload.example:99999", "http://upload.example/", "999.0.0.1"]
+    file_private_networks: [10.0.0.0/33, loopback]
     colour: blue"""
     path = write(tmp_path, xmpp)
     errors = errors_of(path)
@@ -102,6 +121,10 @@ def test_errors_are_located_and_all_reported(tmp_path: Path) -> None:
     assert any("networks.xmpp-bsi.component: must differ from domain" in e for e in errors)
     assert any("networks.xmpp-bsi.max_file_bytes: expected an integer" in e for e in errors)
     assert any("unknown key 'colour'" in e for e in errors)
+    for value in ("upload.example:99999", "http://upload.example/", "999.0.0.1"):
+        assert any("file_hosts[" in e and f'"{value}" is not a host[:port]' in e for e in errors)
+    for value in ("10.0.0.0/33", "loopback"):
+        assert any(f'"{value}" is not an IP network' in e for e in errors)
 
 
 def test_a_links_room_must_be_a_muc_jid(tmp_path: Path) -> None:

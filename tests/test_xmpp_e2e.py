@@ -4,6 +4,7 @@ Matrix and Tchap rooms do, and the other way round."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -11,12 +12,21 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from mautrix.types import RoomID
 from slixmpp import Message
 
-from tests.harness import BridgeError, HomeserverError, User, require_server, synapse_available
+from tests.harness import (
+    BridgeError,
+    HomeserverError,
+    User,
+    free_port,
+    require_server,
+    synapse_available,
+)
 from tests.harness.expect import bodies, body_is, name_of, next_invite, typing_in, unique
 from tests.harness.prosody import ProsodyError, prosody_available
+from tests.harness.xmpp_clients import XmppUser
 from tests.xmpp_world import AVATAR, COMPONENT, MUC, XmppWorld, start_xmpp_world
 
 pytestmark = pytest.mark.e2e
@@ -52,14 +62,14 @@ async def test_muc_text_reaches_both_matrix_rooms_under_the_senders_names(xw: Xm
     xw.xmpp["alice"].say(MUC, text)
     seen = await max_.wait_for(xw.rooms["bund"], body_is(text))
     assert seen["sender"].startswith("@passerelle_xmpp_alice")
-    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Alice Arnaud (XMPP)"
+    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Alice Arnaud [BSI] (XMPP)"
     seen = await jean.wait_for(xw.rooms["tchap"], body_is(text))
-    assert await name_of(jean, xw.rooms["tchap"], seen["sender"]) == "Alice Arnaud [BSI]"
+    assert await name_of(jean, xw.rooms["tchap"], seen["sender"]) == "Alice Arnaud [BSI] (XMPP)"
 
     text = unique("Bob ist auch da")
     xw.xmpp["bob"].say(MUC, text)
     seen = await max_.wait_for(xw.rooms["bund"], body_is(text))
-    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Bob (XMPP)"
+    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Bob [BSI] (XMPP)"
 
 
 async def test_matrix_text_reaches_the_muc_under_real_names(xw: XmppWorld) -> None:
@@ -178,7 +188,7 @@ async def test_reactions_cross_both_ways(xw: XmppWorld) -> None:
     reaction = await max_.wait_for(xw.rooms["bund"], lambda e: e.get("type") == "m.reaction" and (
         e["content"].get("m.relates_to", {}).get("event_id") == event_id))  # fmt: skip
     assert reaction["content"]["m.relates_to"]["key"] == "❤️"
-    assert await name_of(max_, xw.rooms["bund"], reaction["sender"]) == "Alice Arnaud (XMPP)"
+    assert await name_of(max_, xw.rooms["bund"], reaction["sender"]) == "Alice Arnaud [BSI] (XMPP)"
     alice.react(MUC, seen["stanza_id"]["id"], [])
     await max_.wait_for(
         xw.rooms["bund"],
@@ -374,7 +384,7 @@ async def test_one_to_one_chat_opens_a_direct_room_and_answers_flow_back(xw: Xmp
     room = await next_invite(max_, since)
     await max_.join(room)
     seen = await max_.wait_for(room, body_is(text))
-    assert await name_of(max_, room, seen["sender"]) == "Alice Arnaud (XMPP)"
+    assert await name_of(max_, room, seen["sender"]) == "Alice Arnaud [BSI] (XMPP)"
 
     answer = unique("Gern, hier die Antwort")
     await max_.send_text(room, answer)
@@ -416,3 +426,163 @@ async def test_typing_crosses_both_ways(xw: XmppWorld) -> None:
         and m["from"].resource.startswith("Max Mustermann") and m["chat_state"] == "composing"
     )  # fmt: skip
     assert not composing["body"]
+
+
+# -- hostile input: each is refused or survived, and everything else keeps crossing -------------
+
+OCCUPANT_ID = "{urn:xmpp:occupant-id:0}occupant-id"
+MUC_ITEM = "{http://jabber.org/protocol/muc#user}x/{http://jabber.org/protocol/muc#user}item"
+
+
+@pytest.fixture
+async def online(xw: XmppWorld) -> None:
+    """Every XMPP user logged in (an earlier test restarts Prosody)."""
+    for user in xw.xmpp.values():
+        await user.ensure_online()
+
+
+@pytest.mark.usefixtures("online")
+async def test_a_message_posing_as_someone_else_is_not_bridged(xw: XmppWorld) -> None:
+    """Mallory (of a refused domain) claims Erika's JID (a MUC item in her message) and Alice's
+    occupant-id: the room passes the item on as it is, the bridge believes neither."""
+    mallory, alice = xw.xmpp["mallory"], xw.xmpp["alice"]
+    max_, jean = xw.users["max"], xw.users["jean"]
+    hello = alice.say(MUC, unique("Hallo zusammen"))
+    seen_by_mallory = await mallory.wait_for_body(MUC, hello["body"])
+    alices_id = seen_by_mallory.xml.find(OCCUPANT_ID).get("id")
+    forged = unique("Hier schreibt Erika")
+    mallory.forge(MUC, forged, jid="erika@xmpp.test/x", occupant_id=alices_id)
+    echo = await alice.wait_for_body(MUC, forged)
+    assert echo.xml.find(MUC_ITEM).get("jid") == "erika@xmpp.test/x"  # what the bridge gets too
+    marker = unique("Nach der Fälschung")
+    alice.say(MUC, marker)
+    await max_.wait_for(xw.rooms["bund"], body_is(marker))
+    await jean.wait_for(xw.rooms["tchap"], body_is(marker))
+    assert forged not in await bodies(max_, xw.rooms["bund"])
+    assert forged not in await bodies(jean, xw.rooms["tchap"])
+
+
+@pytest.mark.usefixtures("online")
+async def test_history_after_a_restart_has_the_authors_the_room_showed(xw: XmppWorld) -> None:
+    """While the bridge is away Carol writes and leaves, and Mallory forges a message as Erika:
+    replayed on rejoin, Carol's is bridged under her name (the room showed who she is before),
+    Mallory's not at all."""
+    mallory, alice, max_ = xw.xmpp["mallory"], xw.xmpp["alice"], xw.users["max"]
+    await asyncio.to_thread(xw.prosody.register, "carol", xw.password)
+    carol = XmppUser("carol@xmpp.test", xw.password, xw.prosody.c2s_port)
+    await carol.connect()
+    await carol.join(MUC, "Carol")
+    hello = unique("Carol ist da")
+    carol.say(MUC, hello)
+    await max_.wait_for(xw.rooms["bund"], body_is(hello))
+
+    await xw.bridge.astop()
+    missed, forged = unique("Carol war kurz da"), unique("Erika, angeblich")
+    carol.say(MUC, missed)
+    await alice.wait_for_body(MUC, missed)
+    await carol.close()
+    mallory.forge(MUC, forged, jid="erika@xmpp.test", occupant_id="forged")
+    marker = unique("Zurück aus der Pause")
+    alice.say(MUC, marker)
+    await alice.wait_for_body(MUC, marker)
+    await xw.bridge.start()
+
+    await max_.wait_for(xw.rooms["bund"], body_is(marker), timeout=60)
+    seen = await max_.wait_for(xw.rooms["bund"], body_is(missed))
+    assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Carol [BSI] (XMPP)"
+    assert forged not in await bodies(max_, xw.rooms["bund"])
+    assert forged not in await bodies(xw.users["jean"], xw.rooms["tchap"])
+
+
+async def test_files_are_fetched_only_from_the_upload_service(xw: XmppWorld) -> None:
+    """Out-of-band URLs to the bridge's own /metrics, a web server on loopback, and the upload
+    service under another name are not bridged (and not requested); an uploaded file is."""
+    alice, max_ = xw.xmpp["alice"], xw.users["max"]
+    requests: list[str] = []
+
+    async def secret(request: web.Request) -> web.Response:
+        requests.append(request.path)
+        return web.Response(body=b"internal only")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", secret)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        refused = [
+            f"http://127.0.0.1:{xw.bridge.port}/metrics",
+            f"http://127.0.0.1:{port}/intern.txt",
+            f"http://localhost:{xw.prosody.http_port}/file_share/x/anders.png",
+            f"http://[::ffff:127.0.0.1]:{port}/v6.txt",
+        ]
+        for url in refused:
+            alice.share(MUC, url)
+        url = await alice.upload(PNG, "echt.png", "image/png")
+        alice.share(MUC, url)
+        image = await max_.wait_for(xw.rooms["bund"], body_is("echt.png"))
+        assert await max_.client.download_media(image["content"]["url"]) == PNG
+    finally:
+        await runner.cleanup()
+    seen = await bodies(max_, xw.rooms["bund"])
+    for name in ("metrics", "intern.txt", "anders.png", "v6.txt", *refused):
+        assert name not in seen
+    assert requests == []
+
+
+@pytest.mark.usefixtures("online")
+async def test_a_styling_bomb_holds_up_nothing(xw: XmppWorld) -> None:
+    """Bodies whose directives open no span cost the bridge little (they once took it half a
+    minute each, even from refused senders): other messages cross meanwhile."""
+    mallory, alice, bob = xw.xmpp["mallory"], xw.xmpp["alice"], xw.xmpp["bob"]
+    max_ = xw.users["max"]
+    bomb = "*a " * 21000
+    mallory.say(MUC, bomb)
+    mallory.say(MUC, bomb + "*")
+    allowed = "*a " * 5000 + unique("Ende")
+    alice.say(MUC, allowed)
+    answer = unique("Antwort aus Berlin")
+    await max_.send_text(xw.rooms["bund"], answer)
+    await alice.wait_for_body(MUC, answer)
+    marker = unique("Danach")
+    bob.say(MUC, marker)
+    await max_.wait_for(xw.rooms["bund"], body_is(marker))
+    seen = await bodies(max_, xw.rooms["bund"])
+    assert allowed in seen
+    assert bomb not in seen and bomb + "*" not in seen
+
+
+async def test_a_malformed_file_url_keeps_the_bridge_in_the_room(xw: XmppWorld) -> None:
+    """A message whose out-of-band URL cannot be parsed is not bridged, and not answered with
+    an error (which would get the bridge kicked from the room, again on every history
+    replay)."""
+    alice, max_ = xw.xmpp["alice"], xw.users["max"]
+    since = len(alice.presences)
+    broken = alice.client.make_message(mto=MUC, mbody=unique("Kaputt"), mtype="groupchat")
+    broken["oob"]["url"] = "http://[::1"
+    broken.send()
+    marker = unique("Noch alle da")
+    alice.say(MUC, marker)
+    await max_.wait_for(xw.rooms["bund"], body_is(marker))
+    assert alice.left(MUC, "Passerelle", since) == []
+    assert broken["body"] not in await bodies(max_, xw.rooms["bund"])
+
+
+async def test_a_chat_to_a_malformed_address_leaves_one_to_one_chats_working(
+    xw: XmppWorld,
+) -> None:
+    """Addresses on the component that no puppet has, including ones that crashed the
+    unescaping (``x\\``): each is answered item-not-found, and a chat after them still opens."""
+    alice = xw.xmpp["alice"]
+    for localpart in ("x\\", "x\\5", "bund_x\\5cy"):
+        error = await alice.direct(f"{localpart}@{COMPONENT}", unique("Hallo?"))
+        assert error["error"]["condition"] == "item-not-found"
+    lena = await User.register(xw.bund, "lena", displayname="Lena Lang")
+    xw.users["lena"] = lena
+    since = (await lena.client.sync(timeout=0))["next_batch"]
+    text = unique("Hallo Lena, kurz unter uns")
+    alice.chat(f"bund_lena\\3abund.test@{COMPONENT}", text)
+    room = await next_invite(lena, since)
+    await lena.join(room)
+    await lena.wait_for(room, body_is(text))

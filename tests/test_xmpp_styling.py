@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.xmpp.styling import html_to_styled, styled_to_html
+from connectors.xmpp.styling import MAX_QUOTE_DEPTH, html_to_styled, styled_to_html
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,20 @@ def test_round_trip_of_the_common_styles() -> None:
     body = "*bold* _it_ ~del~ `code`"
     html = styled_to_html(body)
     assert html is not None and html_to_styled(html) == body
+
+
+def test_directives_that_never_close_stay_text_however_many() -> None:
+    """A body of directives that each open no span (each closing one follows a space) was read
+    in time growing with the square of its length: 63 KB took half a minute."""
+    assert styled_to_html("*a " * 21000) is None
+    html = styled_to_html("*a* " * 3 + "_b " * 1000 + "~c~")
+    assert html is not None and html.count("<strong>a</strong>") == 3
+    assert html.endswith("<del>c</del>") and "<em>" not in html
+
+
+def test_quotes_nest_only_so_deep_and_deeper_markers_stay_text() -> None:
+    html = styled_to_html(">" * 5000 + " deep")
+    assert html is not None
+    assert html.count("<blockquote>") == MAX_QUOTE_DEPTH
+    text = "&gt;" * (5000 - MAX_QUOTE_DEPTH) + " deep"
+    assert html.endswith(text + "</blockquote>" * MAX_QUOTE_DEPTH)

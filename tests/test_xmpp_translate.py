@@ -54,11 +54,22 @@ LIVE = stanza(
 HISTORY = stanza(
     '<message xml:lang="en" to="passerelle.xmpp.test" id="a7932be8931245ebb2717184205af9f4" '
     'from="wg@conference.xmpp.test/Alice" type="groupchat"><body>Danach b6f469</body>'
+    '<occupant-id xmlns="urn:xmpp:occupant-id:0" id="6vIZzwiZ6PA4AC1EuMt="/>'
     '<x xmlns="http://jabber.org/protocol/muc#user"><item role="moderator" affiliation="owner" '
     'jid="alice@xmpp.test"/></x><delay xmlns="urn:xmpp:delay" from="wg@conference.xmpp.test" '
     'stamp="2026-11-26T22:23:25Z"/><stanza-id xmlns="urn:xmpp:sid:0" '
     'id="dxpbF3sdwrQ4vjmstcN8Fkk_" by="wg@conference.xmpp.test"/></message>'
 )
+FORGED = stanza(
+    '<message type="groupchat" id="f1" to="passerelle.xmpp.test" '
+    'from="wg@conference.xmpp.test/Mallory"><body>Ich bin Erika</body>'
+    '<x xmlns="http://jabber.org/protocol/muc#user"><item jid="erika@xmpp.test/x"/></x>'
+    '<occupant-id xmlns="urn:xmpp:occupant-id:0" id="kS1eSOmD2Zf1TA3LuGWw="/>'
+    '<stanza-id xmlns="urn:xmpp:sid:0" id="Qx0n3u0yJDmG3D1Ui6XWjhAa" by="wg@conference.xmpp.test"/>'
+    "</message>"
+)
+"""What a room supporting XEP-0421 passes on of Mallory's message claiming to be Erika's: her
+``<x><item jid/>`` untouched, the occupant-id the room stamped in place of hers."""
 CORRECTION = stanza(
     '<message type="groupchat" id="93adeda8" to="passerelle.xmpp.test" '
     'from="wg@conference.xmpp.test/Alice"><body>Entwurf 9fd10a</body>'
@@ -119,11 +130,40 @@ def test_live_message_reads_its_ids_and_body() -> None:
     )
 
 
-def test_history_is_marked_by_the_rooms_delay_and_names_the_author() -> None:
+def test_history_is_marked_by_the_rooms_delay_and_carries_the_occupant_id() -> None:
     msg = parse_message(HISTORY)
     assert msg.delayed_by == ROOM
-    assert msg.real_jid == "alice@xmpp.test"
+    assert msg.occupant_id == "6vIZzwiZ6PA4AC1EuMt="
     assert msg.stamp is not None and msg.stamp.year == 2026
+
+
+def test_the_author_is_who_the_rooms_presences_showed_never_the_message() -> None:
+    room = Room(ROOM, "wg", occupant_ids=True)
+    assert room.occupant_seen("Alice", "alice@xmpp.test", "6vIZzwiZ6PA4AC1EuMt=")
+    assert room.occupant_seen("Mallory", "mallory@other.test", "kS1eSOmD2Zf1TA3LuGWw=")
+    assert room.author(parse_message(FORGED)) == "mallory@other.test"
+    assert room.author(parse_message(HISTORY)) == "alice@xmpp.test"
+    room.left()  # Alice is gone; her history keeps its author
+    assert room.author(parse_message(HISTORY)) == "alice@xmpp.test"
+    stranger = Room(ROOM, "wg", occupant_ids=True)
+    assert stranger.author(parse_message(FORGED)) is None  # nobody vouches: not bridged
+
+
+def test_without_occupant_ids_the_author_is_the_nicknames_occupant() -> None:
+    room = Room(ROOM, "wg")
+    assert not room.occupant_seen("Mallory", "mallory@other.test", "forged-or-meaningless")
+    assert room.author(parse_message(FORGED)) == "mallory@other.test"
+    assert room.author(parse_message(HISTORY)) is None  # Alice is not in the room
+    room.occupant_seen("Alice", None, None)  # a room that hides real JIDs
+    assert room.author(parse_message(HISTORY)) == f"{ROOM}/Alice"
+
+
+def test_an_occupant_id_identity_is_not_forgotten_when_a_presence_hides_it() -> None:
+    room = Room(ROOM, "wg", occupant_ids=True)
+    assert room.occupant_seen("Alice", "alice@xmpp.test", "oid")
+    assert not room.occupant_seen("Alice", None, "oid")
+    assert not room.occupant_seen("Alice", "alice@xmpp.test", "oid")
+    assert room.identities == {"oid": "alice@xmpp.test"}
 
 
 def test_correction_names_the_original_message_id() -> None:
@@ -214,6 +254,8 @@ def test_chat_states_and_empty_bodies_make_no_event() -> None:
          'xmlns="urn:xmpp:reactions:0"/></message>', "reactions without an id"),
         ('<message type="groupchat" from="r@c.test/n" to="c.test"><body>f</body><x '
          'xmlns="jabber:x:oob"><url>file:///etc/passwd</url></x></message>', r"not http\(s\)"),
+        ('<message type="groupchat" from="r@c.test/n" to="c.test"><body>f</body><x '
+         'xmlns="jabber:x:oob"><url>http://[::1</url></x></message>', "URL is malformed"),
         ('<message type="groupchat" from="r@c.test/n" to="c.test"><body>x</body><delay '
          'xmlns="urn:xmpp:delay" stamp="yesterday"/></message>', "not a timestamp"),
         (f'<message type="groupchat" from="r@c.test/n" to="c.test"><body>{"x" * 70000}</body>'
@@ -257,6 +299,13 @@ def test_presences_of_the_room() -> None:
         'role="participant" affiliation="none"/></x></presence>'
     ))  # fmt: skip
     assert not other.is_self and other.real_jid == "bob@xmpp.test" and other.type == "available"
+    assert own.occupant_id is None
+    stamped = parse_presence(stanza(
+        f'<presence to="passerelle.xmpp.test" from="{ROOM}/Bob"><occupant-id '
+        'xmlns="urn:xmpp:occupant-id:0" id="b0b="/><x xmlns="http://jabber.org/protocol/muc#user">'
+        '<item jid="bob@xmpp.test/qWVucsM7" role="participant" affiliation="none"/></x></presence>'
+    ))  # fmt: skip
+    assert stamped.occupant_id == "b0b="
     renamed = parse_presence(stanza(
         f'<presence type="unavailable" to="passerelle.xmpp.test" from="{ROOM}/Bob"><x '
         'xmlns="http://jabber.org/protocol/muc#user"><item nick="Robert" role="participant"/>'

@@ -52,6 +52,9 @@ networks:
     org_label: BSI
     name_suffix: " (XMPP)"
     self_ping_interval: 2
+    # Prosody's upload service is on loopback here, so it has to be allowed by address too.
+    file_hosts: ["127.0.0.1:{upload_port}"]
+    file_private_networks: [127.0.0.1/32]
 people:
   - id: max
     name: Max Mustermann
@@ -114,6 +117,7 @@ def write_config(
             bridge_port=bridge_port,
             matrix_networks=matrix_networks(bund_port, tchap_port),
             component_port=prosody.component_port,
+            upload_port=prosody.http_port,
             component=COMPONENT,
             muc=MUC,
         )  # fmt: skip

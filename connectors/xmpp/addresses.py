@@ -11,24 +11,30 @@ import hashlib
 import re
 import unicodedata
 
-from slixmpp.jid import JID, InvalidJID, unescape_node
+from slixmpp.jid import JID, InvalidJID
 
 from bridge.events import Sender
 
 MAX_LOCALPART = 200
 """Localparts may be 1023 bytes, but long JIDs are unwieldy in clients and logs; a longer one
-keeps its start and ends in a hash of the whole."""
+keeps its start and ends in a hash of the whole (see `puppet_localpart`)."""
 MAX_NICK = 64
 
-# XEP-0106 §3.2: the characters nodeprep forbids and their escapes. slixmpp ships only the
-# unescaping (`unescape_node`).
+# XEP-0106 §3.2: the characters nodeprep forbids and their escapes. Both directions are
+# implemented here: slixmpp's `unescape_node` (Rust) panics on a trailing ``\\`` or ``\\5``,
+# with an error that is not an `Exception`, and localparts come from strangers.
 _ESCAPES = {" ": "\\20", '"': "\\22", "&": "\\26", "'": "\\27", "/": "\\2f", ":": "\\3a",
             "<": "\\3c", ">": "\\3e", "@": "\\40", "\\": "\\5c"}  # fmt: skip
+_UNESCAPES = {code: char for char, code in _ESCAPES.items()}
+_ESCAPE_SEQUENCE = re.compile("|".join(re.escape(code) for code in _UNESCAPES))
 _ESCAPABLE = "".join(re.escape(c) for c in _ESCAPES if c != "\\")
 _NEEDS_ESCAPE = re.compile(
     rf"[{_ESCAPABLE}]|\\(?=({'|'.join(re.escape(s[1:]) for s in _ESCAPES.values())}))",
     re.IGNORECASE,
 )
+_HASHED = re.compile(r"-[0-9a-f]{32}$")
+_PREP_DOMAIN = "passerelle.invalid"
+"""Any valid domain: `_prepared` only reads the localpart back."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SPACES = re.compile(r"\s+")
 _BRACKETED = re.compile(r"\[[^\]]+\]$")
@@ -40,25 +46,48 @@ def escape_node(text: str) -> str:
     return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group(0)], text)
 
 
+def unescape_node(localpart: str) -> str:
+    """XEP-0106 unescaping of a localpart (the inverse of `escape_node`): each of the ten
+    escape sequences becomes its character, in one pass; anything else stays as it is."""
+    return _ESCAPE_SEQUENCE.sub(lambda m: _UNESCAPES[m.group(0)], localpart)
+
+
+def _prepared(localpart: str) -> str | None:
+    """``localpart`` as the XMPP server compares it (nodeprep: case-folded, NFKC, some
+    characters mapped to nothing), or None when nodeprep refuses it."""
+    try:
+        return str(JID(f"{localpart}@{_PREP_DOMAIN}").node)
+    except InvalidJID:
+        return None
+
+
+def _cut(text: str, size: int) -> str:
+    """The longest start of ``text`` that fits ``size`` UTF-8 bytes."""
+    return text.encode()[:size].decode(errors="ignore")
+
+
 def puppet_localpart(network: str, user_id: str) -> str:
     """The localpart of the puppet of ``user_id`` from ``network``: ``<network>_<escaped ID>``
-    (a Matrix ID loses its leading ``@``), lower-cased as XMPP compares localparts."""
-    escaped = escape_node(f"{network}_{user_id.removeprefix('@')}").lower()
-    if len(escaped.encode()) > MAX_LOCALPART:
-        digest = hashlib.sha256(escaped.encode()).hexdigest()[:32]
-        escaped = f"{escaped.encode()[: MAX_LOCALPART - 33].decode(errors='ignore')}-{digest}"
-    return escaped
+    (a Matrix ID loses its leading ``@``).
+
+    That is kept only when the XMPP server would compare it as it is: an ID that nodeprep would
+    change (``@Alice:x``, which would otherwise be ``@alice:x``'s puppet; ``ß``, ``ﬁ``), one
+    too long, or one whose text already ends like a hashed localpart gets its (prepared,
+    shortened) start and a hash of the exact ID instead, ``-`` and 32 hex digits. So two
+    people never share a puppet, and only hashed localparts end in a hash."""
+    text = escape_node(f"{network}_{user_id.removeprefix('@')}")
+    if len(text.encode()) <= MAX_LOCALPART and not _HASHED.search(text):
+        if _prepared(text) == text:
+            return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    head = _prepared(_cut(text, MAX_LOCALPART - 33)) or f"{network}_"
+    hashed = f"{_cut(head, MAX_LOCALPART - 33)}-{digest}"
+    return hashed if _prepared(hashed) == hashed else f"{network}_-{digest}"
 
 
 def puppet_jid(network: str, user_id: str, component: str) -> str:
     """The bare JID of a remote person on the component's domain."""
-    localpart = puppet_localpart(network, user_id)
-    try:
-        return JID(f"{localpart}@{component}").bare
-    except InvalidJID:
-        # An ID with characters nodeprep refuses even escaped (e.g. unassigned code points).
-        digest = hashlib.sha256(f"{network}\0{user_id}".encode()).hexdigest()[:32]
-        return JID(f"{network}_{digest}@{component}").bare
+    return f"{puppet_localpart(network, user_id)}@{component}"
 
 
 def describe_puppet(localpart: str) -> str:
@@ -92,15 +121,12 @@ def nick_candidates(base: str, attempts: int = 20) -> list[str]:
 
 def puppet_owner(localpart: str, networks: list[str]) -> tuple[str, str] | None:
     """The (network, remote ID) a puppet localpart stands for: the inverse of
-    `puppet_localpart` (a Matrix ID comes back without its ``@``, and lower-cased), or None
-    when no network matches or the localpart was shortened with a hash."""
+    `puppet_localpart` (a Matrix ID comes back without its ``@``), or None when it is no
+    puppet's, or a hashed one (whose ID cannot be read back)."""
     text = unescape_node(localpart)
     for network in sorted(networks, key=len, reverse=True):
-        prefix = f"{network}_".lower()
-        if text.startswith(prefix) and len(text) > len(prefix):
-            if len(localpart.encode()) >= MAX_LOCALPART - 33 and re.search(
-                r"-[0-9a-f]{32}$", localpart
-            ):
-                return None
-            return network, text[len(prefix) :]
+        prefix = f"{network}_"
+        remote = text[len(prefix) :]
+        if text.startswith(prefix) and remote and puppet_localpart(network, remote) == localpart:
+            return network, remote
     return None

@@ -5,6 +5,10 @@ every incoming message and presence to the connector in arrival order, sending e
 `connectors.xmpp.translate`, answering disco (a gateway identity, XEP-0030), pings and vCards of
 puppets (XEP-0054), self-pings (XEP-0410) and HTTP upload slots (XEP-0363). What the stanzas mean
 is decided by the connector.
+
+Nothing a handler raises reaches slixmpp: it would answer the stanza's sender with an error, and
+a MUC kicks an occupant (here: the bridge) whose error bounces to another occupant. For the same
+reason no error ever answers a groupchat message or anything from a linked MUC (``quiet``).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +35,9 @@ log = logging.getLogger(__name__)
 INITIAL_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 IQ_TIMEOUT = 30.0
+FATAL = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
+"""What a handler or worker lets through: everything else is logged and survived, including
+errors that are no `Exception` (slixmpp's Rust JID functions panic with one)."""
 
 
 class NotConnected(Exception):
@@ -81,9 +88,12 @@ class Component(ComponentXMPP):  # type: ignore[misc]
         handlers: Handlers,
         *,
         gateway_name: str,
+        quiet: Collection[str] = (),
     ) -> None:
         super().__init__(jid, secret, host, port)
         self.handlers = handlers
+        self._quiet = frozenset(quiet)
+        """Bare JIDs (the linked MUCs) never answered with an error."""
         self._running = False
         self._online = asyncio.Event()
         self._lost = asyncio.Event()
@@ -169,10 +179,23 @@ class Component(ComponentXMPP):  # type: ignore[misc]
     # -- stanzas -----------------------------------------------------------------------------------
 
     def _message(self, msg: StanzaBase) -> None:
-        self.handlers.message(msg.xml)
+        self._handle(self.handlers.message, msg)
 
     def _presence(self, pres: StanzaBase) -> None:
-        self.handlers.presence(pres.xml)
+        self._handle(self.handlers.presence, pres)
+
+    @staticmethod
+    def _handle(handler: Callable[[ET.Element], None], stanza: StanzaBase) -> None:
+        try:
+            handler(stanza.xml)
+        except FATAL:
+            raise
+        except BaseException:
+            log.exception("Could not handle a %s from %s", stanza.name, stanza.xml.get("from"))
+
+    def exception(self, exception: BaseException) -> None:
+        """slixmpp's hook for what an event handler raised: logged, nothing sent."""
+        log.error("XMPP event handler failed", exc_info=exception)
 
     def send_element(self, el: ET.Element) -> None:
         """Send a ``<message/>`` or ``<presence/>`` built by the translate functions."""
@@ -183,22 +206,43 @@ class Component(ComponentXMPP):  # type: ignore[misc]
         stanza.send()
 
     def send_error(self, stanza: ET.Element, condition: str, text: str) -> None:
-        """Bounce ``stanza`` with an XMPP error (RFC 6120 §8.3)."""
+        """Bounce ``stanza`` with an XMPP error (RFC 6120 §8.3), unless it is an error, a
+        groupchat message or from a linked MUC (see the module's docstring)."""
         kind = stanza.tag.rpartition("}")[2]
-        if kind not in ("message", "presence") or stanza.get("type") == "error":
+        sender = stanza.get("from", "").partition("/")[0].lower()
+        if (
+            kind not in ("message", "presence")
+            or stanza.get("type") in ("error", "groupchat")
+            or sender in self._quiet
+        ):
+            log.debug("Not answering %s from %s with %s", kind, sender, condition)
             return
-        original = {"message": Message, "presence": Presence}[kind](self, xml=stanza)
-        reply = original.reply(clear=True)
-        if stanza.get(
-            "id"
-        ):  # slixmpp's Message.reply draws a new id; an error keeps the original's
-            reply["id"] = stanza.get("id")
-        reply["type"] = "error"
-        reply["error"]["type"] = "cancel" if condition != "policy-violation" else "modify"
-        reply["error"]["condition"] = condition
-        reply["error"]["text"] = text
-        if self.online:
-            reply.send()
+        try:
+            original = {"message": Message, "presence": Presence}[kind](self, xml=stanza)
+            reply = original.reply(clear=True)
+            if stanza.get("id"):  # slixmpp's Message.reply draws a new id; an error keeps it
+                reply["id"] = stanza.get("id")
+            reply["type"] = "error"
+            reply["error"]["type"] = "cancel" if condition != "policy-violation" else "modify"
+            reply["error"]["condition"] = condition
+            reply["error"]["text"] = text
+            if self.online:
+                reply.send()
+        except FATAL:
+            raise
+        except BaseException:  # the stanza's addresses are a stranger's
+            log.exception("Could not answer a %s from %s with %s", kind, sender, condition)
+
+    async def features(self, jid: str, timeout: float) -> frozenset[str] | None:  # noqa: ASYNC109
+        """The disco#info features (XEP-0030) of ``jid``, or None when it answers none."""
+        try:
+            iq = await self.plugin["xep_0030"].get_info(
+                jid=JID(jid), local=False, cached=False, timeout=timeout
+            )
+        except (IqError, IqTimeout) as e:
+            log.info("No disco#info from %s: %s", jid, e)
+            return None
+        return frozenset(iq["disco_info"]["features"])
 
     async def self_ping(self, occupant: str, sender: str, timeout: float) -> PingStatus:  # noqa: ASYNC109
         """XEP-0410: is ``sender`` still the occupant ``occupant`` (``room/nick``)?"""

@@ -2,10 +2,12 @@
 
 Receiving: the bridge's own occupant (the component's bare JID, nickname ``nick``) listens in
 every linked MUC; each room's messages go through one queue and one worker, so they are stored in
-the order the room sent them and a slow room holds up no other. Messages of the bridge's own
-puppets (and notices) are recognised and not bridged back; the history a room replays when the
-bridge joins is bridged only after a message the bridge already knows, i.e. what was said while
-it was away (see `connectors.xmpp.rooms.Room.replay_anchored`).
+the order the room sent them and a slow room holds up no other. A message's author is who the
+room vouches for (its presences, by XEP-0421 occupant-id or nickname: `Room.author`), never what
+the message says; who sends is checked before the message is read any further. Messages of the
+bridge's own puppets (and notices) are recognised and not bridged back; the history a room
+replays when the bridge joins is bridged only after a message the bridge already knows, i.e.
+what was said while it was away (see `connectors.xmpp.rooms.Room.replay_anchored`).
 
 Sending: a remote person's puppet joins the MUC on their first message (nickname from their
 name, a suffix if it is taken) and posts there; a send returns only once the room echoed the
@@ -21,6 +23,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from dataclasses import dataclass
 
 from slixmpp.plugins.xep_0410 import PingStatus
 
@@ -28,11 +31,13 @@ from bridge.config.kinds.xmpp import XmppNetwork
 from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing
 from bridge.events import Event, Kind, Sender
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
-from connectors.xmpp.component import Component, Handlers, NotConnected, VCard
+from connectors.xmpp.component import FATAL, Component, Handlers, NotConnected, VCard
 from connectors.xmpp.direct import OneToOne
+from connectors.xmpp.fetch_policy import FilePolicy
 from connectors.xmpp.files import Files
 from connectors.xmpp.rooms import Quote, Room, Seat
 from connectors.xmpp.translate import (
+    NS_OCCUPANT_ID,
     ORIGIN_PREFIX,
     MalformedStanza,
     Message,
@@ -61,6 +66,7 @@ from connectors.xmpp.translate import (
 from connectors.xmpp.vcards import VCards
 
 JOIN_TIMEOUT = 20.0
+DISCO_TIMEOUT = 10.0
 ECHO_TIMEOUT = 20.0
 MAINTENANCE_TICK = 5.0
 PING_TIMEOUT = 30.0
@@ -78,6 +84,15 @@ class Refused(Exception):
     def __init__(self, condition: str) -> None:
         super().__init__(condition)
         self.condition = condition
+
+
+@dataclass(frozen=True)
+class _Echo:
+    """A message the bridge posted, waiting for the room to echo it from ``room/nick``."""
+
+    future: asyncio.Future[str]
+    room: str
+    nick: str | None
 
 
 class XmppConnector(Connector, Typing):
@@ -107,16 +122,23 @@ class XmppConnector(Connector, Typing):
                 vcard=self._vcard,
             ),
             gateway_name=network.nick,
+            quiet=list(self.rooms),
         )
         self.files = Files(
-            self.component, network.domain, network.upload_service, network.max_file_bytes
+            self.component,
+            network.domain,
+            network.upload_service,
+            network.max_file_bytes,
+            FilePolicy(network.file_hosts, network.file_private_networks),
         )
-        self._echoes: dict[str, asyncio.Future[str]] = {}
+        self._echoes: dict[str, _Echo] = {}
         self._joins: dict[tuple[str, str], asyncio.Future[str]] = {}
         self._seat_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._joining: set[str] = set()
         self.vcards = VCards()
         self.direct = OneToOne(network, host, self.component, self.files, self._ingest)
+        self._identities: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+        """(room, occupant-id, real JID) learned from presences, for the store."""
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -124,11 +146,17 @@ class XmppConnector(Connector, Typing):
 
     async def start(self) -> None:
         await self.files.open()
+        for room_jid, occupant_id, real_jid in await self.host.store.occupant_identities(self.name):
+            if room_jid in self.rooms:
+                self.rooms[room_jid].identities[occupant_id] = real_jid
         for room in self.rooms.values():
             self.host.directory.bind(room.link_id, self.name, room.jid)
             self._tasks.append(asyncio.create_task(self._work(room), name=f"xmpp:{room.jid}"))
         self._tasks.append(asyncio.create_task(self._maintain(), name=f"xmpp:{self.name}"))
         self._tasks.append(asyncio.create_task(self.direct.work(), name=f"xmpp-chats:{self.name}"))
+        self._tasks.append(
+            asyncio.create_task(self._store_identities(), name=f"xmpp-occupants:{self.name}")
+        )
         self.component.start()
 
     async def stop(self) -> None:
@@ -161,7 +189,7 @@ class XmppConnector(Connector, Typing):
     def _offline(self) -> None:
         for room in self.rooms.values():
             room.left()
-        for future in [*self._echoes.values(), *self._joins.values()]:
+        for future in [*(echo.future for echo in self._echoes.values()), *self._joins.values()]:
             if not future.done():
                 future.set_exception(NotConnected("lost the XMPP server connection"))
 
@@ -175,6 +203,8 @@ class XmppConnector(Connector, Typing):
             # update, without history; leaving first makes it a fresh join.
             self._send(leave_presence(f"{room.jid}/{self.network.nick}", self.bot_jid))
             room.replay_anchored = False
+            features = await self.component.features(room.jid, DISCO_TIMEOUT)
+            room.occupant_ids = features is not None and NS_OCCUPANT_ID in features
             for nick in nick_candidates(self.network.nick):
                 try:
                     room.nick = await self._occupy(room.jid, self.bot_jid, nick, history=True)
@@ -269,16 +299,37 @@ class XmppConnector(Connector, Typing):
             return
         if pres.is_self:
             self._own_presence(room, to, pres.nick, pres.type, pres.statuses)
-            if pres.type != "unavailable" and future is not None and not future.done():
-                future.set_result(pres.nick)
-        if to != self.bot_jid:
+            if pres.type != "unavailable":
+                # The room tells each of the bridge's occupants (puppets too) who it is, even
+                # where it hides real JIDs: how the bridge knows its own messages in history.
+                self._occupant(room, pres.nick, to, pres.occupant_id)
+                if future is not None and not future.done():
+                    future.set_result(pres.nick)
+        if to != self.bot_jid or pres.is_self:
             return
         if pres.type == "unavailable":
             room.occupants.pop(pres.nick, None)
             if 303 in pres.statuses and pres.new_nick:
-                room.occupants[pres.new_nick] = pres.real_jid
+                self._occupant(room, pres.new_nick, pres.real_jid, pres.occupant_id)
         else:
-            room.occupants[pres.nick] = pres.real_jid
+            self._occupant(room, pres.nick, pres.real_jid, pres.occupant_id)
+
+    def _occupant(
+        self, room: Room, nick: str, real_jid: str | None, occupant_id: str | None
+    ) -> None:
+        """Note who an occupant is, as the room's presence tells; a new occupant-id identity
+        is stored (by `_store_identities`, in order)."""
+        if room.occupant_seen(nick, real_jid, occupant_id) and occupant_id is not None:
+            self._identities.put_nowait((room.jid, occupant_id, room.identities[occupant_id]))
+
+    async def _store_identities(self) -> None:
+        while True:
+            room, occupant_id, real_jid = await self._identities.get()
+            try:
+                await self.host.store.save_occupant_identity(self.name, room, occupant_id, real_jid)
+            except Exception:
+                self.log.exception("Could not store who occupant %s of %s is", occupant_id,
+                                   room)  # fmt: skip
 
     def _own_presence(
         self, room: Room, jid: str, nick: str, ptype: str, statuses: frozenset[int]
@@ -301,9 +352,9 @@ class XmppConnector(Connector, Typing):
             self._malformed(el, e)
             return
         if msg.type == "error":
-            future = self._echoes.get(msg.id or "")
-            if future is not None and not future.done():
-                future.set_exception(Refused(msg.error or "undefined-condition"))
+            echo = self._echoes.get(msg.id or "")
+            if echo is not None and msg.room == echo.room and not echo.future.done():
+                echo.future.set_exception(Refused(msg.error or "undefined-condition"))
             else:
                 self.log.info("Error from %s: %s", msg.sender, msg.error)
             return
@@ -316,8 +367,13 @@ class XmppConnector(Connector, Typing):
             self.log.info("Ignoring a group message from %s, which is not linked", msg.room)
             return
         echo = self._echoes.get(msg.origin_id or msg.id or "")
-        if echo is not None and not echo.done() and msg.delayed_by is None:
-            echo.set_result(msg.stanza_id(room.jid) or msg.origin_id or msg.id or "")
+        if (
+            echo is not None
+            and (echo.room, echo.nick) == (room.jid, msg.nick)
+            and msg.delayed_by is None
+            and not echo.future.done()
+        ):
+            echo.future.set_result(msg.stanza_id(room.jid) or msg.origin_id or msg.id or "")
         if to == self.bot_jid:  # each puppet gets a copy too; only the listener's is bridged
             room.queue.put_nowait(msg)
 
@@ -353,7 +409,9 @@ class XmppConnector(Connector, Typing):
             msg = await room.queue.get()
             try:
                 await self._receive(room, msg)
-            except Exception:
+            except FATAL:
+                raise
+            except BaseException:
                 self.log.exception("Could not bridge message %s in %s", msg.id, room.jid)
 
     async def _receive(self, room: Room, msg: Message) -> None:
@@ -363,28 +421,45 @@ class XmppConnector(Connector, Typing):
         remote_id = stanza_id or msg.id or fallback_id(msg)
         room.remember_ids(remote_id, msg.id, msg.origin_id)
         history = msg.delayed_by == room.jid
-        sender = self._sender(room, msg)
-        events = self._events(room, msg, remote_id, sender)
-        if self._is_own(room, msg):
+        author = room.author(msg)
+        if self._is_own(room, msg, author):
             room.replay_anchored = room.replay_anchored or history
             return
-        if msg.chat_state is not None and msg.body is None and not history:
-            if self._allowed(sender.user_id):
-                await self.host.typing(self.name, room.jid, sender, msg.chat_state == "composing")
+        refusal = self._refusal(msg, author)
+        if refusal is not None or author is None:
+            if history and await self.host.store.is_known(self.name, remote_id):
+                room.replay_anchored = True
+            self.log.log(logging.DEBUG if history else logging.INFO,
+                         "Not bridging %s from %s in %s: %s", remote_id, msg.nick, room.jid,
+                         refusal)  # fmt: skip
             return
+        sender = Sender(network=self.name, user_id=author, display_name=msg.nick)
+        if msg.chat_state is not None and msg.body is None and not history:
+            await self.host.typing(self.name, room.jid, sender, msg.chat_state == "composing")
+            return
+        events = self._events(room, msg, remote_id, sender)
         if history:
             if await self.host.store.is_known(self.name, remote_id):
                 room.replay_anchored = True
                 return
             if not room.replay_anchored:
                 return  # said before the bridge was ever here
-        if not self._allowed(sender.user_id):
-            self.log.log(logging.DEBUG if history else logging.INFO,
-                         "Not bridging %s from %s: domain not allowed", remote_id,
-                         sender.user_id)  # fmt: skip
-            return
         for event in events:
             await self._ingest(event)
+
+    def _refusal(self, msg: Message, author: str | None) -> str | None:
+        """Why a message (not the bridge's own) is not bridged, checked before it is read any
+        further: an author the room never vouched for, a domain not allowed, a file the bridge
+        would not fetch."""
+        if author is None:
+            return "the room never showed who that is"
+        if not self._allowed(author):
+            return f"{author} is of a domain not allowed"
+        if msg.oob is not None:
+            refusal = self.files.refusal(msg.oob.url)
+            if refusal is not None:
+                return f"its file is refused: {refusal}"
+        return None
 
     async def _ingest(self, event: Event) -> None:
         """Store an event; XMPP cannot redeliver, so a failing store is retried (in order)."""
@@ -399,23 +474,13 @@ class XmppConnector(Connector, Typing):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, INGEST_RETRY_MAX)
 
-    def _sender(self, room: Room, msg: Message) -> Sender:
-        real = msg.real_jid or room.occupants.get(msg.nick)
-        return Sender(
-            network=self.name,
-            user_id=real or f"{room.jid}/{msg.nick}",
-            display_name=msg.nick,
-        )
-
-    def _is_own(self, room: Room, msg: Message) -> bool:
-        real = msg.real_jid or room.occupants.get(msg.nick)
+    def _is_own(self, room: Room, msg: Message, author: str | None) -> bool:
+        """Whether the bridge's occupant or one of its puppets wrote ``msg``: by the author
+        the room vouches for, or the nickname one of them holds there now."""
         return (
-            (real is not None and real.rpartition("@")[2] == self.bot_jid)
-            or real == self.bot_jid
-            or msg.nick == room.nick
-            or msg.nick in room.puppet_nicks()
-            or (msg.origin_id or "").startswith(ORIGIN_PREFIX)
-        )
+            author is not None
+            and (author == self.bot_jid or author.rpartition("@")[2] == self.bot_jid)
+        ) or (msg.nick == room.nick or msg.nick in room.puppet_nicks())
 
     def _allowed(self, jid: str) -> bool:
         """Whether people of this JID's domain are bridged (an occupant JID counts as the MUC
@@ -424,8 +489,9 @@ class XmppConnector(Connector, Typing):
         return domain in self.network.allowed_domains
 
     def _events(self, room: Room, msg: Message, remote_id: str, sender: Sender) -> list[Event]:
-        """The events one MUC message makes, updating what the room remembers (IDs, quotes,
-        reactions) whether or not they are bridged."""
+        """The events one MUC message of an allowed author makes, updating what the room
+        remembers (quotes, corrections, reactions) whether or not they are bridged: replayed
+        history refills it."""
         make = functools.partial(Event, link_id=room.link_id, network=self.name,
                                  room_id=room.jid, sender=sender)  # fmt: skip
         retracted = msg.retract_id or msg.retract_origin_id
@@ -553,7 +619,9 @@ class XmppConnector(Connector, Typing):
         """Send to the room and wait for its echo: the room's stanza-id (or the message's own
         id in a room that assigns none)."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._echoes[msg_id] = future
+        seat = room.seats.get(sender_jid)
+        nick = room.nick if sender_jid == self.bot_jid else seat.nick if seat else None
+        self._echoes[msg_id] = _Echo(future, room.jid, nick)
         try:
             self.component.send_element(el)
             return await asyncio.wait_for(future, ECHO_TIMEOUT)
@@ -566,7 +634,8 @@ class XmppConnector(Connector, Typing):
                     room.left()
             raise
         finally:
-            if self._echoes.get(msg_id) is future:
+            echo = self._echoes.get(msg_id)
+            if echo is not None and echo.future is future:
                 del self._echoes[msg_id]
 
     async def _message(

@@ -19,7 +19,7 @@ from bridge.config.kinds.xmpp import XmppNetwork
 from bridge.connector import DeliveryError, DirectChatRefused, Host, Outgoing
 from bridge.events import Event, Kind, Sender
 from connectors.xmpp.addresses import puppet_jid, puppet_owner
-from connectors.xmpp.component import Component, NotConnected
+from connectors.xmpp.component import FATAL, Component, NotConnected
 from connectors.xmpp.files import Files
 from connectors.xmpp.translate import (
     Message,
@@ -59,11 +59,15 @@ class OneToOne:
         self._queue.put_nowait((el, msg))
 
     async def work(self) -> None:
+        """Handle the chats' messages in order; any failure but cancellation costs only the
+        message that caused it (its sender gets an error)."""
         while True:
             el, msg = await self._queue.get()
             try:
                 await self._receive(el, msg)
-            except Exception:
+            except FATAL:
+                raise
+            except BaseException:
                 self.log.exception("Could not bridge one-to-one message %s", msg.id)
                 self.component.send_error(el, "internal-server-error", "The gateway failed.")
 
@@ -73,6 +77,14 @@ class OneToOne:
         if owner is None or owner[0] == self.network.name:
             self.component.send_error(el, "item-not-found", f"{puppet} is nobody known here")
             return
+        if msg.oob is not None:
+            refusal = self.files.refusal(msg.oob.url)
+            if refusal is not None:
+                self.log.info("Not bridging a file from %s to %s: %s", user, puppet, refusal)
+                self.component.send_error(
+                    el, "not-acceptable", "The gateway does not fetch files from there."
+                )
+                return
         network, remote = owner
         if self.host.config.networks[network].kind == "matrix":
             remote = f"@{remote}"

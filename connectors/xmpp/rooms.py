@@ -1,9 +1,10 @@
 """What the connector remembers about each linked MUC while it runs.
 
-Nothing here is persisted: occupants and seats come back from the room when the bridge joins, and
-the ID and quote memories are refilled from the history the room replays on every join. The
-store keeps only one ID per message (see `connectors.xmpp.translate`), so the message ``id`` →
-``stanza-id`` map that corrections need lives here.
+Occupants and seats come back from the room when the bridge joins, and the ID and quote memories
+are refilled from the history the room replays on every join. The store keeps only one ID per
+message (see `connectors.xmpp.translate`), so the message ``id`` → ``stanza-id`` map that
+corrections need lives here. Only the occupant identities (XEP-0421 occupant-id → real JID) are
+also stored, so that history replayed after a restart keeps its authors (see `Room.author`).
 """
 
 from __future__ import annotations
@@ -74,8 +75,14 @@ class Room:
     join_failures: int = 0
     next_join: float = 0.0
     """When (monotonic clock) to try joining again after ``join_failures`` refusals."""
-    occupants: dict[str, str | None] = field(default_factory=dict)
-    """Nickname → real bare JID (None where the room does not tell)."""
+    occupant_ids: bool = False
+    """The room stamps XEP-0421 occupant-ids (its disco#info says so): then a message's author
+    is known by its occupant-id, else by its nickname."""
+    occupants: dict[str, str] = field(default_factory=dict)
+    """Nickname → real bare JID ("" where the room hides it), from the room's presences."""
+    identities: dict[str, str] = field(default_factory=dict)
+    """Occupant-id → real bare JID ("" where the room hides it), from the room's presences,
+    kept (and stored) after the occupant left: the authors of the history the room replays."""
     seats: dict[str, Seat] = field(default_factory=dict)
     """Puppet JID → its seat, for the puppets currently in the room."""
     stanza_ids: Recent[str, str] = field(default_factory=Recent)
@@ -108,6 +115,31 @@ class Room:
         if stanza_id is None:
             return None
         return self.originals.get(stanza_id) or stanza_id
+
+    def occupant_seen(self, nick: str, real_jid: str | None, occupant_id: str | None) -> bool:
+        """Note an occupant from the room's (available) presence; True when it taught a new
+        occupant-id identity, worth storing."""
+        self.occupants[nick] = real_jid or ""
+        if not self.occupant_ids or not occupant_id:
+            return False
+        known = self.identities.get(occupant_id)
+        if known == (real_jid or "") or (known and not real_jid):
+            return False
+        self.identities[occupant_id] = real_jid or ""
+        return True
+
+    def author(self, message: Message) -> str | None:
+        """Who wrote ``message``, as only the room vouches for it: the real bare JID its
+        presence showed for the message's occupant-id (in a room that stamps them) or, in a room
+        that does not, for the nickname it came from; the occupant JID (``room/nick``) where the
+        room hides real JIDs; None when the room never showed who that is."""
+        if self.occupant_ids:
+            real = self.identities.get(message.occupant_id) if message.occupant_id else None
+        else:
+            real = self.occupants.get(message.nick)
+        if real is None:
+            return None
+        return real or f"{self.jid}/{message.nick}"
 
     def left(self) -> None:
         """The room no longer has us (the connection dropped, or we were removed)."""

@@ -45,6 +45,7 @@ NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
 CHAT_STATES = ("active", "composing", "paused", "inactive", "gone")
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_VCARD_UPDATE = "vcard-temp:x:update"
+NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 
 MAX_BODY = 64 * 1024
 """Longest body bridged (characters), as on Matrix."""
@@ -128,8 +129,10 @@ class Message:
     stamp: datetime | None = None
     body: str | None = None
     has_subject: bool = False
-    real_jid: str | None = None
-    """The author's real JID where the room tells it in the message (archived history)."""
+    occupant_id: str | None = None
+    """XEP-0421: the author's ID in the room, stamped by a room that supports it (which strips
+    any an occupant sent). A ``<x><item jid/></x>`` in a message is never read: an occupant
+    can put one there and the room passes it on."""
     replace_id: str | None = None
     retract_id: str | None = None
     retract_origin_id: str | None = None
@@ -196,6 +199,12 @@ def _required_id(el: ET.Element | None, what: str) -> str | None:
     return value
 
 
+def _occupant_id(el: ET.Element) -> str | None:
+    """The XEP-0421 occupant-id of a MUC stanza, if it carries one."""
+    tag = _child(el, NS_OCCUPANT_ID, "occupant-id")
+    return (tag.get("id") or None) if tag is not None else None
+
+
 def parse_message(el: ET.Element) -> Message:
     """Read a ``<message/>``; raises `MalformedStanza` for a stanza that cannot be bridged."""
     sender, to = el.get("from"), el.get("to")
@@ -219,7 +228,6 @@ def parse_message(el: ET.Element) -> Message:
     body = (body_el.text or "") if body_el is not None else None
     if body is not None and len(body) > MAX_BODY:
         raise MalformedStanza(f"body is longer than {MAX_BODY} characters")
-    item = el.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item")
     retract_0 = None
     apply_to = _child(el, NS_FASTEN, "apply-to")
     if apply_to is not None and _child(apply_to, NS_RETRACT_0, "retract") is not None:
@@ -252,7 +260,11 @@ def parse_message(el: ET.Element) -> Message:
     if oob_el is not None:
         url_el = _child(oob_el, NS_OOB, "url")
         url = (url_el.text or "").strip() if url_el is not None else ""
-        if urlsplit(url).scheme not in ("http", "https"):
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError as e:  # e.g. an unclosed IPv6 bracket: "http://[::1"
+            raise MalformedStanza(f"out-of-band URL is malformed: {e}") from e
+        if scheme not in ("http", "https"):
             raise MalformedStanza("out-of-band URL is not http(s)")
         desc_el = _child(oob_el, NS_OOB, "desc")
         desc = ((desc_el.text or "").strip() or None) if desc_el is not None else None
@@ -268,7 +280,7 @@ def parse_message(el: ET.Element) -> Message:
         stamp=stamp,
         body=body,
         has_subject=_stream_child(el, "subject") is not None,
-        real_jid=(split_jid(item.get("jid", ""))[0] or None) if item is not None else None,
+        occupant_id=_occupant_id(el),
         replace_id=_required_id(_child(el, NS_CORRECT, "replace"), "correction"),
         retract_id=_required_id(_child(el, NS_RETRACT, "retract"), "retraction"),
         retract_origin_id=retract_0,
@@ -291,6 +303,10 @@ class Presence:
     type: str
     """``available``, ``unavailable`` or ``error``."""
     real_jid: str | None
+    """The occupant's real bare JID, where the room tells it: the room builds this item
+    itself (Prosody drops whatever ``muc#user`` element the occupant sent)."""
+    occupant_id: str | None
+    """XEP-0421: the occupant's stable ID in the room, in a room that supports it."""
     statuses: frozenset[int]
     new_nick: str | None
     """Set with status 303: the occupant changed nickname to this one."""
@@ -332,6 +348,7 @@ def parse_presence(el: ET.Element) -> Presence:
         to=to,
         type=ptype,
         real_jid=real_jid,
+        occupant_id=_occupant_id(el),
         statuses=frozenset(statuses),
         new_nick=new_nick,
         error=_error_condition(el) if ptype == "error" else None,

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from slixmpp import JID, ClientXMPP, Iq, Message
+from slixmpp import JID, ClientXMPP, Iq, Message, Presence
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 from slixmpp.xmlstream.stanzabase import StanzaBase
@@ -41,6 +42,7 @@ class XmppUser:
         for plugin in PLUGINS:
             self.client.register_plugin(plugin)
         self.received: list[Message] = []
+        self.presences: list[Presence] = []
         self.nicks: dict[str, str] = {}
         self._online = asyncio.Event()
         self.client.add_event_handler("session_start", self._session_start)
@@ -48,10 +50,17 @@ class XmppUser:
         self.client.register_handler(
             Callback("record every message", StanzaPath("message"), self._record)
         )
+        self.client.register_handler(
+            Callback("record every presence", StanzaPath("presence"), self._record_presence)
+        )
 
     def _record(self, msg: StanzaBase) -> None:
         assert isinstance(msg, Message)
         self.received.append(msg)
+
+    def _record_presence(self, pres: StanzaBase) -> None:
+        assert isinstance(pres, Presence)
+        self.presences.append(pres)
 
     async def _session_start(self, _: Any) -> None:
         self.client.send_presence()
@@ -77,6 +86,12 @@ class XmppUser:
         for room, nick in self.nicks.items():
             await self.join(room, nick)
 
+    async def ensure_online(self) -> None:
+        """Log in again (and rejoin) if the connection was lost, e.g. when the server
+        restarted in an earlier test."""
+        if not self._online.is_set():
+            await self.reconnect()
+
     async def close(self) -> None:
         if self.client.transport is not None:
             await self.client.disconnect(wait=1.0)
@@ -92,6 +107,12 @@ class XmppUser:
 
     def occupants(self, room: str) -> list[str]:
         return list(self.client.plugin["xep_0045"].get_roster(JID(room)))
+
+    def left(self, room: str, nick: str, since: int = 0) -> list[Presence]:
+        """The presences (from the ``since``-th one received on) saying ``nick`` left
+        ``room``: a departure, or a kick."""
+        return [p for p in self.presences[since:] if p["type"] == "unavailable"
+                and p["from"].bare == room and p["from"].resource == nick]  # fmt: skip
 
     # -- sending -----------------------------------------------------------------------------------
 
@@ -144,6 +165,16 @@ class XmppUser:
         """Post an uploaded file the way clients do: the URL as body and as OOB data."""
         msg = self.client.make_message(mto=room, mbody=url, mtype="groupchat")
         msg["oob"]["url"] = url
+        msg.send()
+        return msg
+
+    def forge(self, room: str, body: str, *, jid: str, occupant_id: str) -> Message:
+        """Send a groupchat message claiming to be by someone else: their real JID in a MUC
+        ``<x><item jid/></x>`` and their XEP-0421 occupant-id, as a hostile client can."""
+        msg = self.client.make_message(mto=room, mbody=body, mtype="groupchat")
+        x = ET.SubElement(msg.xml, "{http://jabber.org/protocol/muc#user}x")
+        ET.SubElement(x, "{http://jabber.org/protocol/muc#user}item", {"jid": jid})
+        ET.SubElement(msg.xml, "{urn:xmpp:occupant-id:0}occupant-id", {"id": occupant_id})
         msg.send()
         return msg
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 
 from bridge.config.model import LinkRoom, Listen
@@ -19,6 +20,17 @@ DEFAULT_SELF_PING_SECONDS = 300.0
 DOMAIN_RE = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 # A bare JID: a localpart without the characters XMPP forbids there, then a domain.
 BARE_JID_RE = re.compile(r"[^@/\s\"&'<>:]+@" + DOMAIN_RE.pattern)
+# A file host: a domain (``*.`` for its subdomains), an IPv4 address or a bracketed IPv6
+# address, then an optional port.
+FILE_HOST_RE = re.compile(
+    r"(?:(?P<name>(?:\*\.)?" + DOMAIN_RE.pattern + r")|\[(?P<v6>[0-9A-Fa-f:.]+)\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+FileHosts = tuple[tuple[str, int | None], ...]
+"""(host, port or None for any port) pairs: see `XmppNetwork.file_hosts`."""
+FILE_HOST_EXAMPLES = (
+    'e.g. upload.example.org, "*.example.org", "192.0.2.7:5281", "[2001:db8::7]:443"'
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,13 @@ class XmppNetwork:
     """Largest file fetched from an XMPP message's URL for the other networks."""
     self_ping_interval: float
     """Seconds between two XEP-0410 self-pings of each MUC (a silently lost presence)."""
+    file_hosts: FileHosts
+    """Hosts (and ports; None: any) the bridge fetches files from: an XMPP message's URL
+    elsewhere is not bridged. ``*.example.org`` is every subdomain; IP addresses in their
+    usual form. Default: ``domain`` and its subdomains; empty: no file is fetched."""
+    file_private_networks: tuple[IPv4Network | IPv6Network, ...]
+    """Loopback, private or link-local networks the file hosts may resolve to all the same
+    (by default none: only public addresses are connected to)."""
 
     kind: str = "xmpp"
 
@@ -69,6 +88,8 @@ class XmppSchema:
         "upload_service",
         "max_file_bytes",
         "self_ping_interval",
+        "file_hosts",
+        "file_private_networks",
     )
 
     def __init__(self, reader: Reader, path: Path) -> None:
@@ -115,6 +136,10 @@ class XmppSchema:
         ping = r.optional(
             fields, "self_ping_interval", r.positive_number, DEFAULT_SELF_PING_SECONDS
         )
+        default_hosts: FileHosts = ((domain, None), (f"*.{domain}", None)) if domain else ()
+        file_hosts = r.optional(fields, "file_hosts", self.file_hosts, default_hosts)
+        no_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+        private = r.optional(fields, "file_private_networks", self.networks, no_networks)
         if component is not None and domain is not None and component == domain:
             r.error(fields["component"], "must differ from domain (the users' domain)")
             component = None
@@ -128,6 +153,8 @@ class XmppSchema:
             or nick is None
             or max_file is None
             or ping is None
+            or file_hosts is None
+            or private is None
         ):
             return None
         return XmppNetwork(
@@ -144,6 +171,8 @@ class XmppSchema:
             upload_service=upload.lower() if upload else None,
             max_file_bytes=max_file,
             self_ping_interval=ping,
+            file_hosts=file_hosts,
+            file_private_networks=private,
         )
 
     def domain(self, parent: Node, fields: dict[str, Node], key: str) -> str | None:
@@ -167,3 +196,49 @@ class XmppSchema:
             self.r.error(fields["host"], f"{quote(host)} is not a host name or address")
             return None
         return host, port
+
+    def file_hosts(self, node: Node) -> FileHosts | None:
+        """``[upload.example.org, "*.example.org", "192.0.2.7:5281", "[2001:db8::7]:443"]``."""
+        items = self.r.items(node)
+        if items is None:
+            return None
+        hosts: list[tuple[str, int | None]] = []
+        ok = True
+        for item in items:
+            value = self.r.string(item)
+            if value is None:
+                ok = False
+                continue
+            match = FILE_HOST_RE.fullmatch(value.strip())
+            port = int(match.group("port")) if match and match.group("port") else None
+            host = (match.group("name") or match.group("v6")).lower() if match else ""
+            try:
+                if match is None or (port is not None and not 0 < port < 65536):
+                    raise ValueError
+                if match.group("v6") or host.replace(".", "").isdigit():
+                    host = str(ip_address(host))
+            except ValueError:
+                self.r.error(item, f"{quote(value)} is not a host[:port] ({FILE_HOST_EXAMPLES})")
+                ok = False
+                continue
+            hosts.append((host, port))
+        return tuple(hosts) if ok else None
+
+    def networks(self, node: Node) -> tuple[IPv4Network | IPv6Network, ...] | None:
+        """``[127.0.0.1/32, 10.0.0.0/8, "fd00::/8"]``: IP networks (an address is a /32)."""
+        items = self.r.items(node)
+        if items is None:
+            return None
+        result: list[IPv4Network | IPv6Network] = []
+        ok = True
+        for item in items:
+            value = self.r.string(item)
+            if value is None:
+                ok = False
+                continue
+            try:
+                result.append(ip_network(value.strip(), strict=False))
+            except ValueError:
+                self.r.error(item, f"{quote(value)} is not an IP network (e.g. 10.0.0.0/8)")
+                ok = False
+        return tuple(result) if ok else None
