@@ -16,7 +16,6 @@ from mautrix.types import DeviceID, EventType, RoomID, UserID
 
 from tests.e2ee_world import (
     ENCRYPTED,
-    ROOM_KEY_WAIT,
     CryptoUser,
     E2EEWorld,
     start_e2ee_world,

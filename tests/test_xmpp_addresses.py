@@ -104,10 +104,10 @@ def test_long_ids_are_shortened_with_a_hash() -> None:
     ("sender", "nick"),
     [
         (Sender("bund", "@max:bund.test", "Max Mustermann", org="BMI"), "Max Mustermann [BMI]"),
-        (Sender("tchap", "@j:tchap.test", "Jean Dupont [Intérieur]", suffix=" (Tchap)"),
+        (Sender("tchap", "@j:tchap.test", "Jean Dupont", org="Intérieur", suffix=" (Tchap)"),
          "Jean Dupont [Intérieur] (Tchap)"),
-        (Sender("tchap", "@j:tchap.test", "Jean Dupont [Intérieur]", org="DINUM"),
-         "Jean Dupont [Intérieur]"),
+        (Sender("bund", "@j:bund.test", "Jean Dupont [Intérieur]", org="BMI"),
+         "Jean Dupont [BMI]"),
         (Sender("bund", "@e:bund.test", "  Erika\n\tMusterfrau\x00 "), "Erika Musterfrau"),
         (Sender("bund", "@anon:bund.test", ""), "@anon:bund.test"),
     ],

@@ -301,7 +301,9 @@ class EmailConnector(Connector):
         recipients = self._recipients(link, out)
         if not recipients:
             return None
-        message_id = make_msgid(domain=self.network.domain)
+        # The same Message-ID for every attempt at this delivery: a mail resent after a crash
+        # is one mail to its readers' clients, which recognise it.
+        message_id = f"<{out.delivery_id}@{self.network.domain}>"
         msg = render_mail(
             out,
             link_id=link.id,

@@ -1,8 +1,8 @@
 """Handing mail to the configured SMTP relay (aiosmtplib), DKIM-signed (dkimpy) on the way.
 
-A relay that cannot be reached or answers 4xx is "try again later" (the outbox retries, in
-order); a 5xx answer means the relay will never take this mail, which `DeliveryError` with
-``permanent=True`` tells the outbox.
+A relay that cannot be reached or answers 4xx is unavailable (`Unavailable`: the mail waits,
+in order, and no attempt is counted); a 5xx answer means the relay will never take this mail,
+which `DeliveryError` with ``permanent=True`` tells the outbox.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import aiosmtplib
 import dkim
 
 from bridge.config.kinds.email import DkimKey, RelaySecurity, SmtpRelay
-from bridge.connector import DeliveryError
+from bridge.connector import DeliveryError, Refusal, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +100,17 @@ class Relay:
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = sorted({r.code for r in exc.recipients})
-            permanent = all(code >= 500 for code in codes)
-            raise DeliveryError(
-                f"the relay refused every recipient ({codes})", permanent=permanent
-            ) from exc
+            if not all(code >= 500 for code in codes):
+                raise Unavailable(f"the relay deferred every recipient ({codes})") from exc
+            raise DeliveryError(f"the relay refused every recipient ({codes})",
+                                permanent=True) from exc  # fmt: skip
         except aiosmtplib.SMTPResponseException as exc:
-            raise DeliveryError(
-                f"the relay answered {exc.code} {exc.message}", permanent=exc.code >= 500
-            ) from exc
+            if exc.code < 500:  # 4xx: "try again later", as a mail server's queue would
+                raise Unavailable(f"the relay answered {exc.code} {exc.message}") from exc
+            reason = Refusal.TOO_LARGE if exc.code == 552 else Refusal.REFUSED
+            raise DeliveryError(f"the relay answered {exc.code} {exc.message}", permanent=True,
+                                reason=reason) from exc  # fmt: skip
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise DeliveryError(f"the relay {s.host}:{s.port} is unreachable: {exc}") from exc
+            raise Unavailable(f"the relay {s.host}:{s.port} is unreachable: {exc}") from exc
         for recipient, (code, message) in refused.items():
             log.warning("The relay refused %s: %s %s", recipient, code, message)

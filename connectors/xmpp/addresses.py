@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 
 from slixmpp.jid import JID, InvalidJID
 
 from bridge.events import Sender
+from bridge.naming import clean, shown_name
 
 MAX_LOCALPART = 200
 """Localparts may be 1023 bytes, but long JIDs are unwieldy in clients and logs; a longer one
@@ -35,9 +35,6 @@ _NEEDS_ESCAPE = re.compile(
 _HASHED = re.compile(r"-[0-9a-f]{32}$")
 _PREP_DOMAIN = "passerelle.invalid"
 """Any valid domain: `_prepared` only reads the localpart back."""
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SPACES = re.compile(r"\s+")
-_BRACKETED = re.compile(r"\[[^\]]+\]$")
 
 
 def escape_node(text: str) -> str:
@@ -96,22 +93,10 @@ def describe_puppet(localpart: str) -> str:
 
 
 def nickname(sender: Sender) -> str:
-    """A person's MUC nickname: the display name, the organisation in brackets unless the name
-    already ends in one (Tchap names do), then the source network's suffix, e.g.
-    ``Max Mustermann [BMI]`` or ``Jean Dupont [Intérieur] (Tchap)``."""
-    name = _CONTROL.sub("", _SPACES.sub(" ", sender.display_name)).strip() or sender.user_id
-    if sender.org and not _BRACKETED.search(name):
-        name = f"{name} [{sender.org}]"
-    name = f"{name}{sender.suffix}".strip()
-    return clean_nick(name)
-
-
-def clean_nick(nick: str) -> str:
-    """A nickname a MUC accepts: NFC, no control characters, at most `MAX_NICK` characters."""
-    nick = unicodedata.normalize("NFC", _CONTROL.sub("", _SPACES.sub(" ", nick))).strip()
-    if len(nick) > MAX_NICK:
-        nick = nick[: MAX_NICK - 1].rstrip() + "…"
-    return nick or "?"
+    """A person's MUC nickname: their name as every network shows it (`bridge.naming`), e.g.
+    ``Max Mustermann [BMI]`` or ``Jean Dupont [Intérieur] (Tchap)``, at most `MAX_NICK`
+    characters."""
+    return clean(shown_name(sender), MAX_NICK) or "?"
 
 
 def nick_candidates(base: str, attempts: int = 20) -> list[str]:

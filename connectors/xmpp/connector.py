@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from slixmpp.plugins.xep_0410 import PingStatus
 
 from bridge.config.kinds.xmpp import XmppNetwork
-from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing
+from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing, Unavailable
 from bridge.events import Event, Kind, Sender
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
 from connectors.xmpp.component import FATAL, Component, Handlers, NotConnected, VCard
@@ -545,9 +545,9 @@ class XmppConnector(Connector, Typing):
         if room is None:
             raise DeliveryError(f"{out.room_id} is not a linked MUC", permanent=True)
         if not self.component.online:
-            raise DeliveryError("not connected to the XMPP server")
+            raise Unavailable("not connected to the XMPP server")
         if not room.joined:
-            raise DeliveryError(f"not in {room.jid} yet")
+            raise Unavailable(f"not in {room.jid} yet", network_down=False)
         event = out.event
         msg_id = origin_id(event.network, event.remote_id)
         try:
@@ -567,7 +567,7 @@ class XmppConnector(Connector, Typing):
                 return await self._post(room, sender_jid, el, msg_id)
             return await self._message(room, out, media, sender_jid, relay_name, msg_id)
         except NotConnected as e:
-            raise DeliveryError(str(e)) from e
+            raise Unavailable(str(e)) from e
         except Refused as e:
             raise DeliveryError(
                 f"{room.jid} refused it: {e.condition}", permanent=e.condition in _PERMANENT_SEND
@@ -626,7 +626,8 @@ class XmppConnector(Connector, Typing):
             self.component.send_element(el)
             return await asyncio.wait_for(future, ECHO_TIMEOUT)
         except TimeoutError:
-            raise DeliveryError(f"{room.jid} did not echo the message") from None
+            # Sent again later with the same id: a room that echoes it late is recognised.
+            raise Unavailable(f"{room.jid} did not echo the message", network_down=False) from None
         except Refused as e:
             if e.condition == "not-acceptable":  # the room no longer counts us as an occupant
                 room.seats.pop(sender_jid, None)

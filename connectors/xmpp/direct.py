@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 
 from bridge.config.kinds.xmpp import XmppNetwork
-from bridge.connector import DeliveryError, DirectChatRefused, Host, Outgoing
+from bridge.connector import DeliveryError, DirectChatRefused, Host, Outgoing, Unavailable
 from bridge.events import Event, Kind, Sender
 from connectors.xmpp.addresses import puppet_jid, puppet_owner
 from connectors.xmpp.component import FATAL, Component, NotConnected
@@ -150,7 +150,7 @@ class OneToOne:
         try:
             self.component.send_element(el)
         except NotConnected as e:
-            raise DeliveryError(str(e)) from e
+            raise Unavailable(str(e)) from e
         return direct_message_id(out.room_id, msg_id)
 
     async def notify(self, key: str, text: str) -> None:

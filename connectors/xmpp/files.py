@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from bridge.connector import DeliveryError
+from bridge.connector import DeliveryError, Refusal, Unavailable
 from connectors.xmpp.component import Component, UploadError
 from connectors.xmpp.fetch_policy import FilePolicy, address_refusal, url_refusal
 
@@ -109,12 +109,19 @@ class Files:
             )
         except UploadError as e:
             raise DeliveryError(str(e), permanent=e.permanent) from e
-        async with self._uploads.put(
-            put, data=data, headers={**headers, "Content-Type": content_type}
-        ) as resp:
-            if resp.status >= 400:
-                permanent = resp.status in (400, 403, 413, 415)
-                raise DeliveryError(f"upload refused: HTTP {resp.status}", permanent=permanent)
+        try:
+            async with self._uploads.put(
+                put, data=data, headers={**headers, "Content-Type": content_type}
+            ) as resp:
+                if resp.status >= 500:
+                    raise Unavailable(f"the upload service answered HTTP {resp.status}")
+                if resp.status >= 400:
+                    permanent = resp.status in (400, 403, 413, 415)
+                    reason = Refusal.TOO_LARGE if resp.status == 413 else Refusal.REFUSED
+                    raise DeliveryError(f"upload refused: HTTP {resp.status}",
+                                        permanent=permanent, reason=reason)  # fmt: skip
+        except (aiohttp.ClientError, OSError) as e:
+            raise Unavailable(f"the upload service is unreachable: {e}") from e
         return get
 
     async def fetch(self, url: str) -> bytes:
@@ -125,7 +132,13 @@ class Files:
             async with asyncio.timeout(FETCH_TIMEOUT):
                 return await self._fetch(url)
         except TimeoutError:
-            raise DeliveryError(f"fetching the file took over {FETCH_TIMEOUT:.0f}s") from None
+            raise DeliveryError(f"fetching the file took over {FETCH_TIMEOUT:.0f}s",
+                                reason=Refusal.FILE_UNAVAILABLE) from None  # fmt: skip
+        except DeliveryError as e:
+            e.reason = Refusal.FILE_UNAVAILABLE
+            raise
+        except (aiohttp.ClientError, OSError) as e:
+            raise Unavailable(f"the file's server is unreachable: {e}", network_down=False) from e
 
     async def _fetch(self, url: str) -> bytes:
         assert self._fetches is not None

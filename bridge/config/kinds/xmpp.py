@@ -9,7 +9,15 @@ from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 
 from bridge.config.model import LinkRoom, Listen
-from bridge.config.reader import NO_STRINGS, AccountFormat, Node, Reader, describe, quote
+from bridge.config.reader import (
+    NO_STRINGS,
+    PRESENTATION_KEYS,
+    AccountFormat,
+    Node,
+    Reader,
+    describe,
+    quote,
+)
 
 DEFAULT_SERVER_HOST = "127.0.0.1"
 DEFAULT_COMPONENT_PORT = 5347
@@ -51,6 +59,8 @@ class XmppNetwork:
     """Domains whose users are bridged out of this network and may write to puppets."""
     org_label: str | None
     name_suffix: str
+    label: str
+    language: str
     nick: str
     """The bridge's own nickname in every MUC it joins."""
     upload_service: str | None
@@ -82,8 +92,7 @@ class XmppSchema:
         "secret",
         "domain",
         "allowed_domains",
-        "org_label",
-        "name_suffix",
+        *PRESENTATION_KEYS,
         "nick",
         "upload_service",
         "max_file_bytes",
@@ -124,8 +133,7 @@ class XmppSchema:
         secret = r.secret(secret_node) if secret_node else None
         domain = self.domain(node, fields, "domain")
         allowed = r.optional(fields, "allowed_domains", r.string_list, NO_STRINGS)
-        org_label = r.optional(fields, "org_label", r.nonempty, None)
-        name_suffix = r.optional(fields, "name_suffix", r.string, "")
+        shown = r.presentation(name, fields, "en")
         nick = r.optional(fields, "nick", r.nonempty, DEFAULT_NICK)
         upload = r.optional(
             fields, "upload_service", lambda n: r.matching(n, DOMAIN_RE, "a domain JID"), None
@@ -149,7 +157,7 @@ class XmppSchema:
             or secret is None
             or domain is None
             or allowed is None
-            or name_suffix is None
+            or shown is None
             or nick is None
             or max_file is None
             or ping is None
@@ -165,8 +173,10 @@ class XmppSchema:
             secret=secret,
             domain=domain,
             allowed_domains=allowed or (domain,),
-            org_label=org_label,
-            name_suffix=name_suffix,
+            org_label=shown.org_label,
+            name_suffix=shown.name_suffix,
+            label=shown.label,
+            language=shown.language,
             nick=nick,
             upload_service=upload.lower() if upload else None,
             max_file_bytes=max_file,
