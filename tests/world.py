@@ -53,9 +53,16 @@ MATRIX_NETWORKS = """\
 """The two appservice networks every test world has (``{bund_port}``, ``{tchap_port}``)."""
 
 
-def matrix_networks(bund_port: int, tchap_port: int) -> str:
-    """`MATRIX_NETWORKS` for these homeserver ports, to put under a config's ``networks:``."""
-    return MATRIX_NETWORKS.format(bund_port=bund_port, tchap_port=tchap_port)
+def matrix_networks(bund_port: int, tchap_port: int, url: str | None = None) -> str:
+    """`MATRIX_NETWORKS` for these homeserver ports, to put under a config's ``networks:``;
+    with ``url``, the homeservers reach the bridge there (a reverse proxy in front of it)
+    instead of at its listen address."""
+    text = MATRIX_NETWORKS.format(bund_port=bund_port, tchap_port=tchap_port)
+    if url is not None:
+        for network in ("bund", "tchap"):
+            line = f"      id: passerelle-{network}\n"
+            text = text.replace(line, f"{line}      url: {url}/as/{network}\n")
+    return text
 
 
 CONFIG = """\

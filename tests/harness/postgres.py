@@ -73,3 +73,46 @@ async def store_opener(kind: str, tmp_path: Path) -> AsyncIterator[Opener]:
                 await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             finally:
                 await conn.close()
+
+
+def database_url(url: str, database: str) -> str:
+    """``url`` (of the test database) for another database on the same server, as that role."""
+    return url.rsplit("/", 1)[0] + "/" + database
+
+
+@asynccontextmanager
+async def fresh_database(prefix: str) -> AsyncIterator[str]:
+    """A new, empty database ``<prefix>_<random>`` on the test server, for a bridge to run on
+    as an admin's would (its own database, not a schema); its URL. Dropped afterwards, with
+    whatever connections are still open to it."""
+    admin = await postgres_url()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield database_url(admin, name)
+    finally:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+async def terminate_connections(url: str) -> int:
+    """Cut every connection to the database of ``url`` (``pg_terminate_backend``), as a
+    PostgreSQL restart or a failover does to its clients; how many there were."""
+    database = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(database_url(url, PG_DATABASE))
+    try:
+        rows = await conn.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await conn.close()
+    return sum(1 for row in rows if row[0])

@@ -65,6 +65,8 @@ class RelayedMail:
     mail_from: str
     recipients: list[str]
     raw: bytes
+    at: float = 0.0
+    """Wall-clock time at which the relay had the whole mail (its DATA command ended)."""
 
     @property
     def message(self) -> EmailMessage:
@@ -79,9 +81,8 @@ class _Recorder:
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        mail = RelayedMail(
-            envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""
-        )
+        mail = RelayedMail(envelope.mail_from or "", list(envelope.rcpt_tos),
+                           envelope.original_content or b"", time.time())  # fmt: skip
         with self.lock:
             self.mails.append(mail)
         return "250 OK"

@@ -22,7 +22,7 @@ from slixmpp.xmlstream.stanzabase import StanzaBase
 Predicate = Callable[[Message], bool]
 
 PLUGINS = ("xep_0030", "xep_0045", "xep_0054", "xep_0066", "xep_0085", "xep_0199", "xep_0203",
-           "xep_0308", "xep_0359", "xep_0363", "xep_0424", "xep_0428", "xep_0444",
+           "xep_0308", "xep_0313", "xep_0359", "xep_0363", "xep_0424", "xep_0428", "xep_0444",
            "xep_0461")  # fmt: skip
 
 
@@ -230,6 +230,16 @@ class XmppUser:
                     f"{self.jid}: no matching message after {timeout}s; latest:\n{summary}"
                 )
             await asyncio.sleep(0.1)
+
+    async def archive(self, room: str, page: int = 250) -> list[Message]:
+        """Every groupchat message the room's archive (XEP-0313) holds, oldest first: what the
+        room kept, also of what was said while this user was not in it."""
+        found: list[Message] = []
+        async for result in self.client.plugin["xep_0313"].iterate(
+            jid=JID(room), rsm={"max": page}
+        ):
+            found.append(result["mam_result"]["forwarded"]["stanza"])
+        return found
 
     async def wait_for_body(self, room: str, body: str, timeout: float = 30) -> Message:  # noqa: ASYNC109
         return await self.wait_for(
