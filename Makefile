@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 PYTHON3 ?= python3
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+FAULTS_ARGS ?=
 
-.PHONY: install system-deps test fuzz lint sandbox bench clean
+.PHONY: install system-deps test fuzz faults lint sandbox bench clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +43,12 @@ test: $(VENV)/.installed system-deps
 fuzz: $(VENV)/.installed
 	FUZZ_PROFILE=fuzz $(PY) -m pytest -q tests/fuzz $(PYTEST_ARGS)
 
+# The whole fault suite (about half an hour: ten SIGKILLs, a homeserver down 10 minutes...) on
+# real servers and PostgreSQL at 127.0.0.1:5432; make test runs a short subset of it.
+# FAULTS_ARGS=--help lists what can be shortened.
+faults: $(VENV)/.installed system-deps
+	$(PY) -m tests.faults $(FAULTS_ARGS)
+
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m mypy
@@ -58,5 +65,5 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	touch $@
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .test-servers
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .test-servers .faults
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
