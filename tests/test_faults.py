@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,7 @@ from tests.faults.scenario import (
     sigkills,
 )
 from tests.faults.traffic import Arrival
-from tests.faults.world import FaultWorld, fault_world
+from tests.faults.world import FaultWorld, fault_world, keep_logs
 from tests.harness import BridgeError, HomeserverError, require_server, synapse_available
 
 INTERVAL = 0.5
@@ -43,9 +44,14 @@ async def fw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FaultWor
         require_server("synapse and the bridge", str(e))
 
 
-def assert_whole(result: Result) -> None:
-    """Every route got every message once, in order (the table says which did not)."""
+def assert_whole(world: FaultWorld, result: Result) -> None:
+    """Every route got every message once, in order (the table says which did not; the logs
+    are kept for a look when one did not)."""
     report = table(result.tallies, result.notes) + "\n" + "\n".join(result.events)
+    if not result.ok:
+        logs = Path(".faults") / f"test-{result.run}"
+        keep_logs(world, logs)
+        report += f"\n(logs in {logs})"
     assert [t.name for t in result.tallies] == ["bund → tchap", "tchap → bund"], report
     assert all(t.sent >= 10 for t in result.tallies), report
     assert result.ok, report
@@ -67,7 +73,7 @@ async def test_sigkills_of_the_bridge_lose_and_double_nothing(fw: FaultWorld) ->
     result = await run_faults(fw, [pause(2), sigkills(3, 2, 6), pause(2)], interval=INTERVAL,
                               drain=DRAIN)  # fmt: skip
     assert sum("SIGKILL" in e for e in result.events) == 3
-    assert_whole(result)
+    assert_whole(fw, result)
 
 
 @pytest.mark.e2e
@@ -76,7 +82,7 @@ async def test_a_homeserver_down_longer_than_every_retry_loses_nothing(fw: Fault
     spent in about 9 s, and the rest given up."""
     result = await run_faults(fw, [pause(2), homeserver_down("tchap", 15), pause(3)],
                               interval=INTERVAL, drain=DRAIN)  # fmt: skip
-    assert_whole(result)
+    assert_whole(fw, result)
     notices = [e for e in await fw.users["bund"].messages(fw.rooms["bund"], 300)
                if e.get("content", {}).get("msgtype") == "m.notice"]  # fmt: skip
     assert not notices, notices
@@ -87,7 +93,7 @@ async def test_cut_database_connections_lose_and_double_nothing(fw: FaultWorld) 
     result = await run_faults(fw, [pause(2), database_cuts(2, 4), pause(3)], interval=INTERVAL,
                               drain=DRAIN)  # fmt: skip
     assert sum("pg_terminate_backend" in e for e in result.events) == 2
-    assert_whole(result)
+    assert_whole(fw, result)
     assert fw.instances[0].bridge.running
 
 
@@ -101,4 +107,4 @@ async def test_the_backup_instance_takes_over_when_the_active_one_dies(fw: Fault
                               drain=DRAIN)  # fmt: skip
     backup = fw.instances[1].url
     assert any(to == backup for _from, to in fw.proxy.switches), fw.proxy.switches
-    assert_whole(result)
+    assert_whole(fw, result)

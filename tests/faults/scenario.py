@@ -145,6 +145,7 @@ def failover(before: float, down: float, after: float) -> Fault:
 
 @dataclass
 class Result:
+    run: str
     tallies: list[Tally]
     notes: list[str]
     events: list[str]
@@ -190,7 +191,7 @@ async def run_faults(
         f"{time.monotonic() - run.started:.0f} s in all.",
         *window.notes(found, world.networks),
     ]
-    return Result(tallies, notes, run.events, time.monotonic() - run.started)
+    return Result(run_id, tallies, notes, run.events, time.monotonic() - run.started)
 
 
 async def _drain(run: Run, clock: XmppClock | None, seconds: float) -> dict[Route, list[Arrival]]:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import format_datetime, localtime
 
 import aiohttp
 import aiosmtplib
@@ -31,6 +30,7 @@ from mautrix.errors import MatrixError
 from slixmpp import JID, Message
 from slixmpp.xmlstream.stanzabase import StanzaBase
 
+from tests.email_world import compose
 from tests.faults.world import MUC, RITA, FaultWorld
 from tests.harness import User
 from tests.harness.xmpp_clients import XmppUser
@@ -117,13 +117,8 @@ class MailWriter(Writer):
         self.ports, self.to = ports, to
 
     async def write(self, text: str, key: str) -> None:
-        msg = EmailMessage()
-        msg["From"] = f"Rita Reader <{RITA}>"
-        msg["To"] = self.to
-        msg["Subject"] = text
-        msg["Date"] = format_datetime(localtime())
-        msg["Message-ID"] = f"<{key}@bmi.test>"
-        msg.set_content(text)
+        msg = compose(RITA, self.to, text, text, name="Rita Reader")
+        msg.replace_header("Message-ID", f"<{key}@bmi.test>")
         errors = []
         for port in self.ports:
             try:
