@@ -128,6 +128,7 @@ def failover(before: float, down: float, after: float) -> Fault:
 
     async def fault(run: Run) -> None:
         first, second = run.world.instances
+        switched = len(run.world.proxy.switches)
         await second.bridge.start()
         run.note(f"bridge {second.name} started as a second instance")
         await asyncio.sleep(before)
@@ -138,7 +139,10 @@ def failover(before: float, down: float, after: float) -> Fault:
         await first.bridge.start()
         run.note(f"bridge {first.name} started again")
         await asyncio.sleep(after)
-        run.note(f"proxy switches: {run.world.proxy.switches}")
+        names = {i.url: i.name for i in run.world.instances}
+        switches = ", ".join(f"{names.get(a or '', 'none')} → {names.get(b or '', 'none')}"
+                             for a, b in run.world.proxy.switches[switched:])  # fmt: skip
+        run.note(f"the proxy switched: {switches or 'never'}")
 
     return fault
 
