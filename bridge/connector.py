@@ -115,6 +115,11 @@ class Host(Protocol):
         that can show it, right away. Typing is fleeting, so it is neither stored nor retried."""
         ...
 
+    def leads(self, network: str) -> bool:
+        """Whether this instance leads ``network`` (always, with one instance): what only one
+        instance may do, such as creating a link's room, is done by the leader."""
+        ...
+
     async def direct_chat(
         self, network: str, room: str, sender: Sender, peer_network: str, peer_user: str
     ) -> str:
@@ -131,11 +136,19 @@ class Connector(ABC):
 
     name: str
 
+    @property
+    def exclusive(self) -> bool:
+        """Whether only one instance of a deployment may run this network at a time (a
+        connection its server allows once, state only one process may hold). With several
+        instances, it runs only on the one leading it, and starts on another when that one is
+        gone: `start` may then be called again after `stop`."""
+        return False
+
     @abstractmethod
     async def start(self) -> None:
         """Connect, join or create the link rooms and bind them in the directory, then start
-        receiving. Called once, before the outbox starts delivering to this connector. Must not
-        raise because the network is down: it retries in the background instead."""
+        receiving. Called before the outbox starts delivering to this connector. Must not raise
+        because the network is down: it retries in the background instead."""
 
     @abstractmethod
     async def stop(self) -> None:

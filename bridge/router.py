@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from bridge import metrics
 from bridge.claims import Claims
@@ -55,6 +55,7 @@ class Router:
         directory: RoomDirectory,
         connectors: Mapping[str, Connector],
         claims: Claims,
+        serves: Callable[[str], bool] = lambda network: True,
     ) -> None:
         self.config = config
         self.links = links
@@ -64,7 +65,7 @@ class Router:
         self.claims = claims
         self.health = NetworkHealth(list(config.networks))
         self.outbox = Outbox(store, config.delivery, self.health, claims, self.deliver,
-                             self.report_undeliverable)  # fmt: skip
+                             self.report_undeliverable, serves)  # fmt: skip
         self._arrival: dict[tuple[str, str], float] = {}
 
     async def ingest(self, event: Event) -> bool:
@@ -84,6 +85,9 @@ class Router:
         for target in targets:
             self._arrival[(event.remote_id, target)] = arrived
             self.outbox.wake(link.id, target)
+        for target in targets:
+            if not self.outbox.working(link.id, target):
+                await self.claims.announce((link.id, target))  # another instance works it
         return True
 
     async def typing(self, network: str, room_id: str, sender: Sender, typing: bool) -> None:

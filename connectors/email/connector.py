@@ -66,6 +66,11 @@ class EmailConnector(Connector):
         self._links: dict[str, Link] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
+    @property
+    def exclusive(self) -> bool:
+        """Received attachments wait in a spool on this machine's disk until delivered."""
+        return True
+
     # Set-up
 
     async def start(self) -> None:

@@ -128,13 +128,19 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             try:
                 await self.bot.ensure_registered()  # type: ignore[attr-defined]
                 await self.bot.set_displayname("Passerelle")
-                # Makes the homeserver retry transactions it queued while we were down now,
-                # instead of after its exponential backoff.
-                await self.bot.appservice_ping(self.settings.id)  # type: ignore[attr-defined]
                 break
             except Exception as e:
                 self.log.warning("Homeserver %s not reachable yet: %s", self.network.homeserver, e)
                 await asyncio.sleep(2)
+        try:
+            # Makes the homeserver retry transactions it queued while we were down now, instead
+            # of after its backoff. Only a hint: the homeserver may answer it with an error
+            # while the bridge is still starting (behind a proxy that waits for readiness, the
+            # ping cannot reach it yet), and it retries in any case.
+            await self.bot.appservice_ping(self.settings.id)  # type: ignore[attr-defined]
+        except Exception as e:
+            self.log.info("The appservice ping through %s failed (%s); going on",
+                          self.network.homeserver, e)  # fmt: skip
         if self.network.encryption is not Encryption.OFF and self.e2ee is None:
             client = self._device_client()
             await self.start_e2ee(client, lambda stored: self._bot_device(client, stored))
@@ -166,6 +172,11 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         await self.stop_e2ee()
         if self._session:
             await self._session.close()
+
+    @property
+    def exclusive(self) -> bool:
+        """Only with encryption: its device's keys and sessions may be used by one process."""
+        return self.network.encryption is not Encryption.OFF
 
     def is_own(self, user_id: str) -> bool:
         return user_id == str(self.bot.mxid) or bool(self._ghost_re.match(user_id))

@@ -158,6 +158,7 @@ class MatrixConnector(Connector):
     async def stop_e2ee(self) -> None:
         if self.e2ee is not None:
             await self.e2ee.stop()
+            self.e2ee = None
 
     async def room_encryption(self, room_id: str, api: ClientAPI | None = None) -> JSON | None:
         """The room's ``m.room.encryption`` content (None: not encrypted), read as ``api`` (a
@@ -285,6 +286,12 @@ class MatrixConnector(Connector):
         spec = link.rooms[self.name]
         if spec.create is not None:
             room_id = self._created.get(link.id)
+            if room_id is None and not self.host.leads(self.name):
+                # Only the instance leading this network creates rooms (several instances).
+                self._created = await self.host.store.created_rooms(self.name)
+                room_id = self._created.get(link.id)
+                if room_id is None:
+                    raise RuntimeError("the instance leading this network creates it")
             if room_id is None:
                 room_id = await self._create_room(link)
                 await self.host.store.save_created_room(link.id, self.name, room_id)

@@ -64,6 +64,11 @@ class RelayConnector(MatrixConnector):
         if self._session:
             await self._session.close()
 
+    @property
+    def exclusive(self) -> bool:
+        """One ``/sync`` position and one login device: one process reads as the bot."""
+        return True
+
     def is_own(self, user_id: str) -> bool:
         return user_id == self.settings.user_id
 

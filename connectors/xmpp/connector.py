@@ -142,9 +142,16 @@ class XmppConnector(Connector, Typing):
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
+    @property
+    def exclusive(self) -> bool:
+        """An XMPP server accepts one connection per component name."""
+        return True
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping = False
+        self._tasks = []
         await self.files.open()
         for room_jid, occupant_id, real_jid in await self.host.store.occupant_identities(self.name):
             if room_jid in self.rooms:

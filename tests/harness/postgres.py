@@ -73,3 +73,39 @@ async def store_opener(kind: str, tmp_path: Path) -> AsyncIterator[Opener]:
                 await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             finally:
                 await conn.close()
+
+
+@asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """The URL of a new, empty database on the test server (for bridge processes, which take
+    a database URL and nothing else), dropped afterwards with whatever is still connected."""
+    admin = await postgres_url()
+    name = f"passerelle_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+async def terminate_connections(url: str) -> int:
+    """Terminate every other connection to ``url``'s database (``pg_terminate_backend``), as an
+    admin or a failing server would; how many there were."""
+    database = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        ))  # fmt: skip
+    finally:
+        await conn.close()

@@ -1,0 +1,74 @@
+"""A reverse proxy in front of several bridge instances, as an operator would put one: every
+request goes to the first instance whose ``/_passerelle/ready`` answers 200, the others stand
+by (active/backup). The homeservers' appservice registrations point at it."""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+from aiohttp import web
+
+READY_CACHE = 0.5
+"""Seconds an instance's readiness is trusted before it is asked again."""
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2)
+HOP_HEADERS = ("host", "content-length", "transfer-encoding", "connection")
+
+
+class FailoverProxy:
+    def __init__(self, backends: list[str], host: str = "127.0.0.1", port: int = 0) -> None:
+        self.backends = backends
+        self.host, self.port = host, port
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._active: tuple[str, float] | None = None
+        self.served_by: list[str] = []
+        """The backend of every request forwarded so far."""
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{path:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _backend(self) -> str | None:
+        if self._active is not None and time.monotonic() - self._active[1] < READY_CACHE:
+            return self._active[0]
+        assert self._session is not None
+        for backend in self.backends:
+            ready = f"{backend}/_passerelle/ready"
+            try:
+                async with self._session.get(ready, timeout=PROBE_TIMEOUT) as resp:
+                    if resp.status == 200:
+                        self._active = (backend, time.monotonic())
+                        return backend
+            except (aiohttp.ClientError, TimeoutError):
+                continue
+        self._active = None
+        return None
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        backend = await self._backend()
+        if backend is None:
+            return web.Response(status=502, text="no bridge instance is ready")
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        url, body = backend + request.rel_url.path_qs, await request.read()
+        try:
+            async with self._session.request(request.method, url, data=body,
+                                             headers=headers) as resp:  # fmt: skip
+                self.served_by.append(backend)
+                body = await resp.read()
+                return web.Response(status=resp.status, body=body,
+                                    content_type=resp.content_type)  # fmt: skip
+        except (aiohttp.ClientError, TimeoutError):
+            self._active = None
+            return web.Response(status=502, text="the bridge instance did not answer")
