@@ -123,6 +123,18 @@ async def _upgrade_v4(conn: Connection, scheme: Scheme) -> None:
     await conn.execute("UPDATE outbox SET queued=$1", time.time())
 
 
+@upgrade_table.register(description="How far each room's timeline was caught up")  # type: ignore[call-arg,arg-type]
+async def _upgrade_v5(conn: Connection, scheme: Scheme) -> None:
+    await conn.execute(
+        """CREATE TABLE room_position (
+            network TEXT NOT NULL,
+            room_id TEXT NOT NULL,
+            token   TEXT NOT NULL,
+            PRIMARY KEY (network, room_id)
+        )"""
+    )
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     id: int
@@ -331,6 +343,38 @@ class Store:
             row["origin_network"],
             row["origin_id"],
             target,
+        )
+
+    @_retried(PATIENCE)
+    async def known_among(self, network: str, remote_ids: list[str]) -> set[str]:
+        """Which of ``remote_ids`` the store knows on ``network`` (bridged from there, or
+        delivered there): one query for a page of a room's timeline."""
+        if not remote_ids:
+            return set()
+        marks = ", ".join(f"${i}" for i in range(2, len(remote_ids) + 2))
+        rows = await self.db.fetch(
+            f"SELECT remote_id FROM message WHERE network=$1 AND remote_id IN ({marks})",
+            network,
+            *remote_ids,
+        )
+        return {row["remote_id"] for row in rows}
+
+    @_retried(PATIENCE)
+    async def room_positions(self, network: str) -> dict[str, str]:
+        """Room → the timeline token up to which its events were caught up (`room_position`)."""
+        rows = await self.db.fetch(
+            "SELECT room_id, token FROM room_position WHERE network=$1", network
+        )
+        return {row["room_id"]: row["token"] for row in rows}
+
+    @_retried(PATIENCE)
+    async def save_room_position(self, network: str, room_id: str, token: str) -> None:
+        await self.db.execute(
+            "INSERT INTO room_position (network, room_id, token) VALUES ($1, $2, $3)"
+            " ON CONFLICT (network, room_id) DO UPDATE SET token=excluded.token",
+            network,
+            room_id,
+            token,
         )
 
     @_retried(PATIENCE)

@@ -1,5 +1,6 @@
 """Two bridge instances on one PostgreSQL database, behind one registration URL: either may
-die, the other carries on within seconds, and nothing is lost or doubled.
+die, the other carries on within seconds, and nothing is lost or doubled; and what the
+homeserver never pushes is caught up from the rooms' timelines.
 
 Real Synapse homeservers (``bund.test``, ``tchap.test``) whose registrations point at a
 failover proxy (`tests.harness.proxy`) in front of the two bridge processes; the store is a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,13 +47,15 @@ networks:
     homeserver: http://127.0.0.1:{bund_port}
     server_name: bund.test
     org_label: BMI
-    appservice: {{id: passerelle-bund, url: "http://127.0.0.1:{proxy_port}/as/bund"}}
+    appservice: {{id: passerelle-bund, url: "http://127.0.0.1:{proxy_port}/as/bund",
+                  catch_up_interval: 2}}
   tchap:
     flavour: tchap
     homeserver: http://127.0.0.1:{tchap_port}
     server_name: tchap.test
     name_suffix: " (Tchap)"
-    appservice: {{id: passerelle-tchap, url: "http://127.0.0.1:{proxy_port}/as/tchap"}}
+    appservice: {{id: passerelle-tchap, url: "http://127.0.0.1:{proxy_port}/as/tchap",
+                  catch_up_interval: 2}}
   tchap-relay:
     flavour: tchap
     mode: relay
@@ -150,6 +154,12 @@ async def crossing(pair: Pair, texts: dict[str, list[str]]) -> None:
         assert arrived == expected, room
 
 
+async def test_start_up_does_not_depend_on_the_appservice_ping(pair: Pair) -> None:
+    """Behind a proxy that waits for readiness, the homeserver cannot reach the first instance
+    while it starts to answer its ping: it still became ready (the fixture waited for that)."""
+    assert "The appservice ping through" in pair.bridges[0].log_text()
+
+
 async def test_both_instances_serve_and_one_leads_the_relay(pair: Pair) -> None:
     max_, jean = pair.users["max"], pair.users["jean"]
     text = unique("Hallo über zwei Instanzen")
@@ -186,6 +196,44 @@ async def test_the_other_instance_carries_on_when_the_active_one_dies(pair: Pair
     await crossing(pair, texts)
     assert "now leads tchap-relay" in pair.bridges[1].log_text()
     await pair.bridges[0].start()  # back, as a standby now
+
+
+async def test_a_transaction_the_bridge_never_saw_is_caught_up(pair: Pair) -> None:
+    """The homeserver thinks it pushed these (the proxy acknowledged them), the bridge never
+    saw them: they still arrive, once each, in their order."""
+    max_ = pair.users["max"]
+    pair.proxy.swallow(1)
+    lost = [unique(f"nie gepusht {i}") for i in range(3)]
+    await asyncio.gather(*(max_.send_text(pair.rooms["bund:main"], text) for text in lost))
+    for _ in range(300):
+        if pair.proxy.swallowed:
+            break
+        await asyncio.sleep(0.1)
+    swallowed = [t for t in lost if t.encode() in pair.proxy.swallowed[0]]
+    assert swallowed
+    await crossing(pair, {"tchap:main": swallowed})
+
+
+async def test_what_was_said_while_every_instance_was_down_and_never_pushed_arrives(
+    pair: Pair,
+) -> None:
+    """The homeserver lost its pending transactions (they were removed while it was stopped):
+    once the bridge is back, it reads the room from where it was."""
+    max_ = pair.users["max"]
+    for bridge in pair.bridges:
+        await bridge.astop()
+    texts = [unique(f"während alle weg waren {i}") for i in range(3)]
+    for text in texts:
+        await max_.send_text(pair.rooms["bund:main"], text)
+    await pair.bund.astop()
+    db = sqlite3.connect(pair.bund.workdir / "homeserver.db")
+    with db:
+        db.execute("DELETE FROM application_services_txns")
+    db.close()
+    await pair.bund.start()
+    for bridge in pair.bridges:
+        await bridge.start()
+    await crossing(pair, {"tchap:main": texts})
 
 
 async def test_terminated_database_connections_lose_and_double_nothing(pair: Pair) -> None:

@@ -50,6 +50,9 @@ class AppserviceSettings:
     exclusively."""
     url: str
     """Where the homeserver reaches the bridge (registration ``url``)."""
+    catch_up_interval: float = 60.0
+    """Seconds between two reads of a recently active room's timeline for events the
+    homeserver did not push (`connectors.matrix.catch_up`)."""
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from bridge.store import GhostProfile
 from bridge.tasks import supervise
 from connectors.matrix import tchap
 from connectors.matrix.base import MatrixConnector
+from connectors.matrix.catch_up import CatchUp
 from connectors.matrix.crypto import DEVICE_NAME
 from connectors.matrix.http import client_session
 from connectors.matrix.translate import ghost_localpart, ghost_owner
@@ -103,6 +104,16 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         self._typing: dict[str, set[str]] = {}
         """Room → who the homeserver last said was typing there (the bridge's own users left
         out)."""
+        self._catch_up_task: asyncio.Task[None] | None = None
+        self.catch_up = CatchUp(
+            self.name,
+            host.store,
+            lambda: self.bot,
+            self._room_event,
+            lambda: host.directory.rooms(self.name),
+            self.settings.catch_up_interval,
+            self.log.getChild("catch-up"),
+        )
         self.web = web.Application()
         for prefix in ("/_matrix/app/v1", ""):
             self.web.router.add_put(prefix + "/transactions/{txn_id}", self._transaction)
@@ -145,6 +156,8 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             client = self._device_client()
             await self.start_e2ee(client, lambda stored: self._bot_device(client, stored))
         await self.setup_rooms()
+        if self._catch_up_task is None or self._catch_up_task.done():
+            self._catch_up_task = supervise(f"catch-up:{self.name}", self.catch_up.run, self.log)
 
     def _device_client(self) -> Client:
         """The bot as its encryption device: the appservice token, masquerading as the bot
@@ -167,8 +180,9 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         return device_id
 
     async def stop(self) -> None:
-        if self._setup_task:
-            self._setup_task.cancel()
+        for task in (self._setup_task, self._catch_up_task):
+            if task is not None:
+                task.cancel()
         await self.stop_e2ee()
         if self._session:
             await self._session.close()
@@ -353,8 +367,15 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             if not isinstance(raw, dict):
                 self.log.warning("Ignoring a non-object event in transaction %s", txn_id)
                 continue
-            await self._track_membership(raw)
-            await self.handle_room_event(raw)
+            if isinstance(raw.get("room_id"), str):
+                self.catch_up.active(raw["room_id"])
+            try:
+                await self._room_event(raw)
+            except Exception:
+                # Not acknowledged: the homeserver sends the transaction again, or may drop it;
+                # either way the rooms are read for what it holds.
+                self.catch_up.everything()
+                raise
         ephemeral = _first(body, EPHEMERAL_KEYS)
         for edu in ephemeral if isinstance(ephemeral, list) else []:
             if isinstance(edu, dict) and edu.get("type") == "m.typing":
@@ -362,6 +383,11 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         if digest:
             await self.host.store.mark_txn_handled(self.name, txn_id, digest)
         return web.json_response({})
+
+    async def _room_event(self, raw: dict[str, Any]) -> None:
+        """One room event, pushed in a transaction or read by the catch-up."""
+        await self._track_membership(raw)
+        await self.handle_room_event(raw)
 
     async def _on_typing(self, edu: dict[str, Any]) -> None:
         """Who started or stopped typing in a bridged room, from the room's whole typing list

@@ -159,7 +159,9 @@ class MatrixSchema:
 
     def appservice(self, network: str, node: Node, listen: Listen) -> AppserviceSettings | None:
         r = self.r
-        fields = r.fields(node, ("id", "bot", "ghost_prefix", "url", "as_token", "hs_token"))
+        fields = r.fields(
+            node, ("id", "bot", "ghost_prefix", "url", "as_token", "hs_token", "catch_up_interval")
+        )
         if fields is None:
             return None
         localpart = "a Matrix localpart (a-z, 0-9, ._=/-)"
@@ -174,6 +176,7 @@ class MatrixSchema:
         url = r.optional(fields, "url", r.url, f"http://{host}:{listen.port}/as/{network}")
         as_token = self.token(node, fields, "as_token")
         hs_token = self.token(node, fields, "hs_token")
+        interval = r.optional(fields, "catch_up_interval", r.duration, 60.0)
         if (
             as_id is None
             or bot is None
@@ -181,9 +184,10 @@ class MatrixSchema:
             or url is None
             or as_token is None
             or hs_token is None
+            or interval is None
         ):
             return None
-        return AppserviceSettings(as_id, as_token, hs_token, bot, prefix, url)
+        return AppserviceSettings(as_id, as_token, hs_token, bot, prefix, url, interval)
 
     def token(self, parent: Node, fields: dict[str, Node], key: str) -> str | None:
         node = fields.get(key)
