@@ -5,20 +5,21 @@ homeserver-facing HTTP listener (appservice endpoints, readiness, metrics), and 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 from typing import Any
 
 import uvloop
 from aiohttp import web
+from mautrix.util.async_db import Database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.claims import Claims, LocalClaims
 from bridge.config.model import Config
-from bridge.connector import Connector, DirectChatRefused, DirectChats
+from bridge.connector import Connector, DirectChatRefused, DirectChats, ServesHttp
 from bridge.directory import RoomDirectory
 from bridge.events import Event, Sender
+from bridge.kinds import kinds
 from bridge.links import DirectChat, Links, direct_link_id
 from bridge.notices import notice
 from bridge.pg_claims import PostgresClaims
@@ -39,12 +40,9 @@ events of at most 64 KiB each, so this is well above the largest it sends (aioht
 
 
 def build_connector(name: str, gateway: Gateway) -> Connector:
-    """The connector for one configured network: ``connectors.<kind>.build`` (imported only
-    here, so the core depends on no connector)."""
+    """The connector for one configured network, as its kind builds it (`bridge.kinds`)."""
     network = gateway.config.networks[name]
-    package = importlib.import_module(f"connectors.{network.kind}")
-    connector: Connector = package.build(network, gateway)
-    return connector
+    return kinds()[network.kind].build(network, gateway)
 
 
 class Gateway:
@@ -68,15 +66,29 @@ class Gateway:
         self.web.router.add_get("/_passerelle/ready", self._ready)
         self.web.router.add_get("/metrics", self._metrics)
         for name, connector in self.connectors.items():
-            sub = getattr(connector, "web", None)
-            if isinstance(sub, web.Application):
-                self.web.add_subapp(f"/as/{name}", sub)
+            if isinstance(connector, ServesHttp):
+                self.web.add_subapp(f"/as/{name}", connector.routes)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._states: dict[str, Database] = {}
         claims.on_lost(self._claims_lost)
 
     def leads(self, network: str) -> bool:
         return self.claims.leads(network)
+
+    def state(self, kind: str) -> Database:
+        return self._states[kind]
+
+    async def idle(self) -> bool:
+        return await self.store.outbox_size() == 0
+
+    async def _open_states(self) -> None:
+        """The tables of every kind in use, migrated (one after the other: they share the
+        database)."""
+        for name in sorted({network.kind for network in self.config.networks.values()}):
+            table = kinds()[name].state
+            if table is not None and name not in self._states:
+                self._states[name] = await self.store.open_state(table)
 
     async def ingest(self, event: Event) -> bool:
         return await self.router.ingest(event)
@@ -111,6 +123,7 @@ class Gateway:
         self.directory.bind(chat.link_id, chat.peer_network, chat.peer_room)
 
     async def start(self) -> None:
+        await self._open_states()
         await self._bind_direct_chats()
         self._runner = web.AppRunner(self.web, access_log=None)
         await self._runner.setup()
@@ -178,11 +191,7 @@ class Gateway:
     def is_ready(self) -> bool:
         """Every link room that can be set up is, on every network this instance runs: the
         bridge is passing messages."""
-        return all(
-            getattr(c, "rooms_ready", None) is None or c.rooms_ready.is_set()  # type: ignore[attr-defined]
-            for name, c in self.connectors.items()
-            if name in self._running
-        )
+        return all(c.is_ready() for name, c in self.connectors.items() if name in self._running)
 
     async def _ready(self, _: web.Request) -> web.Response:
         ready = self.is_ready()

@@ -13,11 +13,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from aiohttp import web
+
 from bridge.config.model import Config
 from bridge.events import Event, Sender
 from bridge.notices import Notice
 
 if TYPE_CHECKING:
+    from mautrix.util.async_db import Database
+
     from bridge.directory import RoomDirectory
     from bridge.links import Links
     from bridge.store import Store
@@ -115,6 +119,18 @@ class Host(Protocol):
         that can show it, right away. Typing is fleeting, so it is neither stored nor retried."""
         ...
 
+    def state(self, kind: str) -> Database:
+        """The kind's own tables (`bridge.kinds.Kind.state`) in the bridge's database, opened
+        and migrated before any connector starts. A connector keeps what only its kind needs
+        there; what every kind shares (the event-ID map, created rooms) it reads through
+        ``store``."""
+        ...
+
+    async def idle(self) -> bool:
+        """Whether nothing at all waits in the outbox (a connector may then let go of what it
+        kept for deliveries, such as received files)."""
+        ...
+
     def leads(self, network: str) -> bool:
         """Whether this instance leads ``network`` (always, with one instance): what only one
         instance may do, such as creating a link's room, is done by the leader."""
@@ -150,6 +166,12 @@ class Connector(ABC):
         receiving. Called before the outbox starts delivering to this connector. Must not raise
         because the network is down: it retries in the background instead."""
 
+    def is_ready(self) -> bool:
+        """Whether this network passes messages: every room of it that can be set up is (its
+        connection stands, its rooms are joined). The gateway is ready when every network it
+        runs is; a network still retrying some rooms in the background counts as ready."""
+        return True
+
     @abstractmethod
     async def stop(self) -> None:
         """Stop receiving and close connections. Undelivered work stays in the outbox."""
@@ -174,6 +196,16 @@ class Connector(ABC):
     async def notify(self, room_id: str, text: str) -> None:
         """Post a notice from the bridge itself into a room of this network (delivery
         failures, refused links)."""
+
+
+class ServesHttp(ABC):
+    """Optional capability: the network's server calls the bridge over HTTP (a homeserver's
+    appservice transactions). The gateway mounts ``routes`` under ``/as/<network>`` on its
+    listen address, before any connector starts; the handlers must check who calls."""
+
+    @property
+    @abstractmethod
+    def routes(self) -> web.Application: ...
 
 
 class DirectChats(ABC):

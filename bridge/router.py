@@ -168,7 +168,8 @@ class Router:
         event = item.event
         target = self.config.networks[item.target]
         lifetime = self.config.delivery.give_up_after
-        text = undelivered_notice(event, target.label, reason, lifetime).render(
+        domain = account_domain(self.config, event.sender.network, event.sender.user_id)
+        text = undelivered_notice(event, target.label, reason, lifetime, domain).render(
             self.config.networks[event.network].language
         )
         try:
@@ -177,8 +178,11 @@ class Router:
             log.exception("Could not post the delivery failure notice in %s", event.room_id)
 
 
-def undelivered_notice(event: Event, network: str, reason: Refusal, lifetime: float) -> Notice:
-    """The notice for the sender of ``event``, which could not be delivered to ``network``."""
+def undelivered_notice(
+    event: Event, network: str, reason: Refusal, lifetime: float, domain: str
+) -> Notice:
+    """The notice for the sender of ``event`` (whose domain is ``domain``), which could not be
+    delivered to ``network``."""
     values: dict[str, str | int | Notice] = {"network": network}
     if reason is Refusal.EXPIRED and lifetime < 2 * 3600:
         key, values = "reason.expired_minutes", {"minutes": max(1, round(lifetime / 60))}
@@ -187,7 +191,7 @@ def undelivered_notice(event: Event, network: str, reason: Refusal, lifetime: fl
     elif reason is Refusal.EXPIRED:
         key, values = "reason.expired", {"days": round(lifetime / 86400)}
     elif reason is Refusal.NOT_ALLOWED:
-        key, values = "reason.not_allowed", {"domain": account_domain(event.sender.user_id)}
+        key, values = "reason.not_allowed", {"domain": domain}
     else:
         key = f"reason.{reason.value}"
     summary = event.summary()

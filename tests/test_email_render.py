@@ -11,9 +11,9 @@ from email.parser import BytesHeaderParser
 import dkim
 import pytest
 
-from bridge.config.kinds.email import DkimKey
 from bridge.connector import DeliveryError, Outgoing
 from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
+from connectors.email.config import DkimKey
 from connectors.email.outbound import wire_bytes
 from connectors.email.parse import parse_mail
 from connectors.email.render import mailed, render_mail, render_notice, sender_label

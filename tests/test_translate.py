@@ -598,7 +598,7 @@ def test_ghost_localpart_is_a_valid_stable_localpart(user_id: str) -> None:
 
 
 def test_ghost_localpart_of_a_plain_id_stays_readable() -> None:
-    assert ghost_localpart("_p_", "tchap", "@jean.dupont:tchap.example") == (
+    assert ghost_localpart("_p_", "tchap", "jean.dupont:tchap.example") == (
         "_p_tchap_jean.dupont=3atchap.example"
     )
 

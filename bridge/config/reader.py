@@ -44,15 +44,29 @@ class Problem:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
+def domain_after_at(account: str) -> str:
+    """The domain of ``user@domain`` (a JID's resource left out)."""
+    return account.rpartition("@")[2].split("/", 1)[0]
+
+
 @dataclass(frozen=True)
 class AccountFormat:
-    """What an account on a network kind looks like (``people[].accounts.<network>``), and how
-    it is stored (addresses and JIDs compare case-insensitively, so they are kept lower-case)."""
+    """What an account on a network kind looks like (``people[].accounts.<network>``), how it
+    is stored (addresses and JIDs compare case-insensitively, so they are kept lower-case),
+    and how the rest of the bridge reads it."""
 
     pattern: re.Pattern[str]
     what: str
     """How an error names it: "a Matrix user ID (@user:server)"."""
     normalize: Callable[[str], str] = str
+    domain: Callable[[str], str] = domain_after_at
+    """The domain an account belongs to, for policy (allowed domains, Tchap's restricted
+    rooms)."""
+    local_form: Callable[[str], str] = str
+    """The account as written into another network's addresses (a ghost's localpart, a
+    puppet's JID): a Matrix user ID without its ``@``."""
+    from_local_form: Callable[[str], str] = str
+    """The account again from its `local_form`."""
 
     def parse(self, value: str) -> str | None:
         """The account as stored, or None when ``value`` is not one (nothing is reported)."""

@@ -7,7 +7,7 @@ timeline (``GET /rooms/{room}/messages``, ``dir=f``, as the bot) from where it l
 ingests what it does not know yet; events it knows (pushed, or posted by its own ghosts) are
 skipped with one store query per page, and storing is idempotent anyway.
 
-Where it last read is a pagination token per room (table ``room_position``). A room is read:
+Where it last read is a pagination token per room (`MatrixState`). A room is read:
 
 - once after start, for every room with a token (what was said while the bridge was down and
   its transactions were lost); a room seen for the first time gets the token of its present end
@@ -34,6 +34,7 @@ from mautrix.client import ClientAPI
 from mautrix.types import RoomID
 
 from bridge.store import Store
+from connectors.matrix.state import MatrixState
 
 JSON = dict[str, Any]
 PAGE = 100
@@ -45,7 +46,7 @@ SOON = 1.0
 class CatchUp:
     def __init__(
         self,
-        network: str,
+        state: Callable[[], MatrixState],
         store: Store,
         bot: Callable[[], ClientAPI],
         handle: Callable[[JSON], Awaitable[None]],
@@ -53,7 +54,7 @@ class CatchUp:
         interval: float,
         log: logging.Logger,
     ) -> None:
-        self._network = network
+        self._state = state
         self._store = store
         self._bot = bot
         self._handle = handle
@@ -76,7 +77,7 @@ class CatchUp:
 
     async def run(self) -> None:
         """Read rooms for ever: every room first, then the active ones each interval."""
-        self._positions = await self._store.room_positions(self._network)
+        self._positions = await self._state().room_positions()
         while True:
             if self._everything:
                 self._everything = False
@@ -111,9 +112,8 @@ class CatchUp:
         while True:
             page = await self._page(room_id, token)
             chunk = [e for e in page.get("chunk", []) if isinstance(e, dict)]
-            known = await self._store.known_among(
-                self._network, [e["event_id"] for e in chunk if isinstance(e.get("event_id"), str)]
-            )
+            ids = [e["event_id"] for e in chunk if isinstance(e.get("event_id"), str)]
+            known = await self._store.known_among(self._state().network, ids)
             for raw in chunk:
                 if raw.get("event_id") in known:
                     continue
@@ -149,4 +149,4 @@ class CatchUp:
     async def _save(self, room_id: str, token: str) -> None:
         if self._positions.get(room_id) != token:
             self._positions[room_id] = token
-            await self._store.save_room_position(self._network, room_id, token)
+            await self._state().save_room_position(room_id, token)

@@ -230,14 +230,15 @@ def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) 
 MAX_LOCALPART = 200
 
 
-def ghost_localpart(prefix: str, network: str, user_id: str) -> str:
-    """A stable ghost localpart for a remote user: the prefix, the source network, then the
-    remote ID with every character outside Matrix's localpart set written as ``=xx``.
+def ghost_localpart(prefix: str, network: str, local: str) -> str:
+    """A stable ghost localpart for a remote user: the prefix, the source network, then their
+    account as its kind writes it into addresses (``local``, `AccountFormat.local_form`) with
+    every character outside Matrix's localpart set written as ``=xx``.
 
     User IDs may not exceed 255 bytes, so an overlong result keeps its start and ends in a
     hash of the whole ID (still stable, still distinct)."""
     escaped = re.sub(r"[^a-z0-9.\-/]", lambda m: "".join(f"={b:02x}" for b in m.group().encode()),
-                     user_id.removeprefix("@"))  # fmt: skip
+                     local)  # fmt: skip
     localpart = f"{prefix}{network}_{escaped}"
     if len(localpart) > MAX_LOCALPART:
         digest = hashlib.sha256(localpart.encode()).hexdigest()[:32]
@@ -246,9 +247,8 @@ def ghost_localpart(prefix: str, network: str, user_id: str) -> str:
 
 
 def ghost_owner(localpart: str, prefix: str, networks: list[str]) -> tuple[str, str] | None:
-    """The (network, remote ID) a ghost localpart stands for: the inverse of `ghost_localpart`
-    (a Matrix user ID comes back without its leading ``@``), or None when it is not a ghost's
-    or was shortened with a hash."""
+    """The (network, account in its local form) a ghost localpart stands for: the inverse of
+    `ghost_localpart`, or None when it is not a ghost's or was shortened with a hash."""
     rest = localpart.removeprefix(prefix)
     if rest == localpart and prefix:
         return None

@@ -27,15 +27,17 @@ from dataclasses import dataclass
 
 from slixmpp.plugins.xep_0410 import PingStatus
 
-from bridge.config.kinds.xmpp import XmppNetwork
 from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing, Unavailable
 from bridge.events import Event, Kind, Sender
+from bridge.kinds import local_form
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
 from connectors.xmpp.component import FATAL, Component, Handlers, NotConnected, VCard
+from connectors.xmpp.config import XmppNetwork
 from connectors.xmpp.direct import OneToOne
 from connectors.xmpp.fetch_policy import FilePolicy
 from connectors.xmpp.files import Files
 from connectors.xmpp.rooms import Quote, Room, Seat
+from connectors.xmpp.state import XmppState
 from connectors.xmpp.translate import (
     NS_OCCUPANT_ID,
     ORIGIN_PREFIX,
@@ -142,10 +144,18 @@ class XmppConnector(Connector, Typing):
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
+    def is_ready(self) -> bool:
+        return self.rooms_ready.is_set()
+
     @property
     def exclusive(self) -> bool:
         """An XMPP server accepts one connection per component name."""
         return True
+
+    @property
+    def state(self) -> XmppState:
+        """This network's rows of the XMPP table (available once the gateway started)."""
+        return XmppState(self.host.state(self.network.kind), self.name)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -153,7 +163,7 @@ class XmppConnector(Connector, Typing):
         self._stopping = False
         self._tasks = []
         await self.files.open()
-        for room_jid, occupant_id, real_jid in await self.host.store.occupant_identities(self.name):
+        for room_jid, occupant_id, real_jid in await self.state.occupant_identities():
             if room_jid in self.rooms:
                 self.rooms[room_jid].identities[occupant_id] = real_jid
         for room in self.rooms.values():
@@ -333,7 +343,7 @@ class XmppConnector(Connector, Typing):
         while True:
             room, occupant_id, real_jid = await self._identities.get()
             try:
-                await self.host.store.save_occupant_identity(self.name, room, occupant_id, real_jid)
+                await self.state.save_occupant_identity(room, occupant_id, real_jid)
             except Exception:
                 self.log.exception("Could not store who occupant %s of %s is", occupant_id,
                                    room)  # fmt: skip
@@ -586,7 +596,8 @@ class XmppConnector(Connector, Typing):
         sender = out.event.sender
         if out.sender_is_local:
             return self.bot_jid, nickname(sender)
-        jid = puppet_jid(sender.network, sender.user_id, self.network.component)
+        jid = puppet_jid(sender.network, local_form(self.host.config, sender),
+                         self.network.component)  # fmt: skip
         await self._seat(room, jid, nickname(sender), out)
         return jid, None
 
@@ -701,7 +712,8 @@ class XmppConnector(Connector, Typing):
     async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
         """The sender's puppet says it is (no longer) typing, once it sits in the room."""
         room = self.rooms.get(room_id)
-        jid = puppet_jid(sender.network, sender.user_id, self.network.component)
+        jid = puppet_jid(sender.network, local_form(self.host.config, sender),
+                         self.network.component)  # fmt: skip
         if room is None or not room.joined or jid not in room.seats:
             return
         self._send(chat_state_stanza(room.jid, jid, f"{ORIGIN_PREFIX}{uuid.uuid4().hex}", typing))

@@ -15,11 +15,12 @@ import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 
-from bridge.config.kinds.xmpp import XmppNetwork
 from bridge.connector import DeliveryError, DirectChatRefused, Host, Outgoing, Unavailable
 from bridge.events import Event, Kind, Sender
+from bridge.kinds import account_format, local_form
 from connectors.xmpp.addresses import puppet_jid, puppet_owner
 from connectors.xmpp.component import FATAL, Component, NotConnected
+from connectors.xmpp.config import XmppNetwork
 from connectors.xmpp.files import Files
 from connectors.xmpp.translate import (
     Message,
@@ -85,9 +86,8 @@ class OneToOne:
                     el, "not-acceptable", "The gateway does not fetch files from there."
                 )
                 return
-        network, remote = owner
-        if self.host.config.networks[network].kind == "matrix":
-            remote = f"@{remote}"
+        network, local = owner
+        remote = account_format(self.host.config, network).from_local_form(local)
         key = direct_key(user, puppet)
         sender = Sender(network=self.network.name, user_id=user, display_name=user)
         link_id = self.host.directory.link_for(self.network.name, key)
@@ -129,7 +129,7 @@ class OneToOne:
             raise DeliveryError(f"{out.room_id} is not a chat", permanent=True)
         user = pair[0]
         event = out.event
-        sender_jid = puppet_jid(event.sender.network, event.sender.user_id,
+        sender_jid = puppet_jid(event.sender.network, local_form(self.host.config, event.sender),
                                 self.network.component)  # fmt: skip
         msg_id = origin_id(event.network, event.remote_id)
         if event.kind is Kind.REACTION:
