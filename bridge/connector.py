@@ -87,8 +87,8 @@ class Outgoing:
     """The target room."""
     reply_to: str | None
     """Target-network ID of the message replied to (None if unknown or not a reply)."""
-    target: str | None
-    """Target-network ID an edit, redaction or reaction applies to."""
+    relates_to: str | None
+    """Target-network ID of the message an edit, redaction or reaction applies to."""
     sender_is_local: bool
     """The sender has a real account on the target network: never ghost them there."""
     fetch_source_media: Callable[[str], Awaitable[bytes]]

@@ -2,9 +2,11 @@
 
 `Router.ingest` takes an event from a connector, fills in who the sender is from the ``people``
 mapping, and stores one outbox item per other network of the link (never back to the source).
-`Router.deliver`, called by the outbox, translates the event's references (reply, edit,
-redaction and reaction targets) into the target network's IDs, fetches attachment bytes from the
-source connector, sends, and records the new ID so later follow-ups find it.
+`Router.deliver`, called by the outbox, translates the event's references (the message it
+replies to, the one it edits, redacts or reacts to) into the target network's IDs, fetches
+attachment bytes from the source connector, sends, and records the new ID so later follow-ups
+find it. "Target" always means the network an item goes to; an event's references are
+``reply_to`` and ``relates_to``, on the source in `Event` and on the target in `Outgoing`.
 """
 
 from __future__ import annotations
@@ -126,16 +128,16 @@ class Router:
             # what the room may no longer receive is not delivered.
             raise DeliveryError(f"the {item.target} room is no longer bridged: {refused}",
                                 permanent=True, reason=Refusal.ROOM_OFF)  # fmt: skip
-        reply_to = target = None
+        reply_to = relates_to = None
         if event.reply_to:
             reply_to = await self.store.counterpart(event.network, event.reply_to, item.target)
-        if event.target:
-            target = await self.store.counterpart(event.network, event.target, item.target)
-            if target is None:
+        if event.relates_to:
+            relates_to = await self.store.counterpart(event.network, event.relates_to, item.target)
+            if relates_to is None:
                 log.info(
                     "Dropping %s of %s for %s: the original never reached it",
                     event.kind,
-                    event.target,
+                    event.relates_to,
                     item.target,
                 )
                 await self.store.delivered(item, None, room_id)
@@ -152,7 +154,7 @@ class Router:
             event=event,
             room_id=room_id,
             reply_to=reply_to,
-            target=target,
+            relates_to=relates_to,
             sender_is_local=bool(person and item.target in person.accounts),
             fetch_source_media=self.connectors[event.network].fetch_media,
             delivery_id=item.delivery_id,

@@ -549,8 +549,8 @@ class MatrixConnector(Connector):
         event = out.event
         api, template = await self.poster(out)
         if event.kind is Kind.REDACTION:
-            assert out.target is not None
-            path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(out.target)]
+            assert out.relates_to is not None
+            path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(out.relates_to)]
             answer = await api.api.request(Method.PUT, path[out.delivery_id], {})
             return str(answer["event_id"])
         encrypted = await self._encrypted(out.room_id, api)

@@ -514,7 +514,7 @@ class XmppConnector(Connector, Typing):
         retracted = msg.retract_id or msg.retract_origin_id
         if retracted:
             target = room.stanza_ids.get(retracted) or retracted
-            return [make(kind=Kind.REDACTION, remote_id=remote_id, target=target)]
+            return [make(kind=Kind.REDACTION, remote_id=remote_id, relates_to=target)]
         if msg.reactions is not None:
             target = room.stanza_ids.get(msg.reactions.target) or msg.reactions.target
             key = (sender.user_id, target)
@@ -523,11 +523,11 @@ class XmppConnector(Connector, Typing):
             room.reactions[key] = {k: before[k] if k in before else added[k]
                                    for k in msg.reactions.keys}  # fmt: skip
             events = [
-                make(kind=Kind.REACTION, remote_id=rid, target=target, reaction=k)
+                make(kind=Kind.REACTION, remote_id=rid, relates_to=target, reaction=k)
                 for k, rid in added.items()
             ]
             events += [
-                make(kind=Kind.REDACTION, remote_id=f"{rid}/withdrawn/{remote_id}", target=rid)
+                make(kind=Kind.REDACTION, remote_id=f"{rid}/withdrawn/{remote_id}", relates_to=rid)
                 for rid in removed
             ]
             return events
@@ -541,7 +541,7 @@ class XmppConnector(Connector, Typing):
             if msg.body:
                 room.quotes[original] = Quote(msg.nick, msg.body)
             return [edit_event(msg, remote_id=remote_id, link_id=room.link_id,
-                               network=self.name, sender=sender, target=original)]  # fmt: skip
+                               network=self.name, sender=sender, relates_to=original)]  # fmt: skip
         reply_to = None
         if msg.reply is not None:
             reply_to = room.stanza_ids.get(msg.reply.id) or msg.reply.id
@@ -577,9 +577,9 @@ class XmppConnector(Connector, Typing):
             if event.kind is Kind.REDACTION:
                 return await self._redact(room, out, sender_jid, msg_id)
             if event.kind is Kind.EDIT:
-                assert event.target is not None
+                assert event.relates_to is not None
                 body = message_body(event, relay_name=relay_name)
-                replace = origin_id(event.network, event.target)
+                replace = origin_id(event.network, event.relates_to)
                 el = groupchat_stanza(room.jid, sender_jid, msg_id, body, replace_id=replace)
                 return await self._post(room, sender_jid, el, msg_id)
             return await self._message(room, out, media, sender_jid, relay_name, msg_id)
@@ -687,18 +687,18 @@ class XmppConnector(Connector, Typing):
         return await self._post(room, sender_jid, el, msg_id)
 
     async def _react(self, room: Room, out: Outgoing, sender_jid: str, msg_id: str) -> str:
-        assert out.target is not None and out.event.reaction is not None
-        keys = room.sent_reactions.setdefault((sender_jid, out.target), [])
+        assert out.relates_to is not None and out.event.reaction is not None
+        keys = room.sent_reactions.setdefault((sender_jid, out.relates_to), [])
         if out.event.reaction not in keys:
             keys.append(out.event.reaction)
         if room.stanza_ids.get(msg_id) is None:
-            el = reactions_stanza(room.jid, sender_jid, msg_id, out.target, keys)
+            el = reactions_stanza(room.jid, sender_jid, msg_id, out.relates_to, keys)
             await self._post(room, sender_jid, el, msg_id)
-        return reaction_ref(out.target, sender_jid, out.event.reaction)
+        return reaction_ref(out.relates_to, sender_jid, out.event.reaction)
 
     async def _redact(self, room: Room, out: Outgoing, sender_jid: str, msg_id: str) -> str:
-        assert out.target is not None
-        reaction = parse_reaction_ref(out.target)
+        assert out.relates_to is not None
+        reaction = parse_reaction_ref(out.relates_to)
         if reaction is not None:
             target, puppet, key = reaction
             keys = room.sent_reactions.setdefault((puppet, target), [])
@@ -706,7 +706,7 @@ class XmppConnector(Connector, Typing):
                 keys.remove(key)
             el = reactions_stanza(room.jid, puppet, msg_id, target, keys)
             return await self._post(room, puppet, el, msg_id)
-        el = retraction_stanza(room.jid, sender_jid, msg_id, out.target)
+        el = retraction_stanza(room.jid, sender_jid, msg_id, out.relates_to)
         return await self._post(room, sender_jid, el, msg_id)
 
     async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:

@@ -109,11 +109,11 @@ class OneToOne:
         if retracted:
             return Event(kind=Kind.REDACTION, link_id=link_id, network=self.network.name,
                          room_id=key, remote_id=remote_id, sender=sender,
-                         target=direct_message_id(key, retracted))  # fmt: skip
+                         relates_to=direct_message_id(key, retracted))  # fmt: skip
         if msg.replace_id is not None:
             event: Event | None = edit_event(
                 msg, remote_id=remote_id, link_id=link_id, network=self.network.name,
-                sender=sender, target=direct_message_id(key, msg.replace_id),
+                sender=sender, relates_to=direct_message_id(key, msg.replace_id),
             )  # fmt: skip
         else:
             reply_to = direct_message_id(key, msg.reply.id) if msg.reply else None
@@ -135,13 +135,13 @@ class OneToOne:
         if event.kind is Kind.REACTION:
             return direct_message_id(out.room_id, msg_id)  # chats carry no reactions here
         if event.kind is Kind.REDACTION:
-            assert out.target is not None
-            el = retraction_stanza(user, sender_jid, msg_id, stanza_id_of(out.target))
+            assert out.relates_to is not None
+            el = retraction_stanza(user, sender_jid, msg_id, stanza_id_of(out.relates_to))
             el.set("type", "chat")
         elif event.kind is Kind.EDIT:
-            assert out.target is not None
+            assert out.relates_to is not None
             el = chat_stanza(user, sender_jid, msg_id, message_body(event),
-                             replace_id=stanza_id_of(out.target))  # fmt: skip
+                             replace_id=stanza_id_of(out.relates_to))  # fmt: skip
         elif event.attachment is not None and media is not None:
             url = await self.files.upload(media, event.attachment.name, event.attachment.mimetype)
             el = chat_stanza(user, sender_jid, msg_id, url, oob=Oob(url, event.text or None))
