@@ -17,6 +17,7 @@ from bridge.config.reader import (
     PRESENTATION_KEYS,
     SERVER_NAME_RE,
     AccountFormat,
+    Key,
     Node,
     Reader,
     describe,
@@ -162,33 +163,24 @@ class MatrixSchema:
         self, name: str, node: Node, fields: dict[str, Node], listen: Listen
     ) -> MatrixNetwork | None:
         r = self.r
-        flavour = r.optional(fields, "flavour", lambda n: r.choice(n, list(Flavour)), "matrix")
-        homeserver_node = r.required(node, fields, "homeserver")
-        homeserver = r.url(homeserver_node) if homeserver_node else None
-        server_node = r.required(node, fields, "server_name")
-        server_name = (
-            r.matching(server_node, SERVER_NAME_RE, "a server name (host or host:port)")
-            if server_node
-            else None
-        )
-        mode = r.optional(fields, "mode", lambda n: r.choice(n, list(MatrixMode)), "appservice")
+        values, ok = r.table(node, fields, (
+            Key("flavour", lambda r, n: r.choice(n, list(Flavour)), Flavour.MATRIX.value),
+            Key("homeserver", Reader.url),
+            Key("server_name",
+                lambda r, n: r.matching(n, SERVER_NAME_RE, "a server name (host or host:port)")),
+            Key("mode", lambda r, n: r.choice(n, list(MatrixMode)), MatrixMode.APPSERVICE.value),
+            Key("allowed_domains", Reader.string_list, NO_STRINGS),
+            Key("encryption", lambda r, n: r.choice(n, list(Encryption)), Encryption.OFF.value),
+        ))  # fmt: skip
+        flavour, mode, encryption = values["flavour"], values["mode"], values["encryption"]
         shown = r.presentation(name, fields, "fr" if flavour == Flavour.TCHAP else "de")
-        allowed = r.optional(fields, "allowed_domains", r.string_list, NO_STRINGS)
         restricted = self.restricted_rooms_allow(fields, flavour)
-        encryption = r.optional(
-            fields, "encryption", lambda n: r.choice(n, list(Encryption)), Encryption.OFF.value
-        )
         room_key_wait = self.room_key_wait(fields, encryption)
         appservice, relay = self.mode_settings(name, node, fields, mode, listen)
         if (
-            flavour is None
-            or homeserver is None
-            or server_name is None
-            or mode is None
+            not ok
             or shown is None
-            or allowed is None
             or restricted is None
-            or encryption is None
             or room_key_wait is None
             or (appservice is None and relay is None)
         ):
@@ -196,19 +188,16 @@ class MatrixSchema:
         return MatrixNetwork(
             name=name,
             flavour=Flavour(flavour),
-            homeserver=homeserver,
-            server_name=server_name,
+            homeserver=values["homeserver"],
+            server_name=values["server_name"],
             mode=MatrixMode(mode),
             appservice=appservice,
             relay=relay,
-            org_label=shown.org_label,
-            name_suffix=shown.name_suffix,
-            label=shown.label,
-            language=shown.language,
-            allowed_domains=allowed,
+            allowed_domains=values["allowed_domains"],
             restricted_rooms_allow=restricted,
             encryption=Encryption(encryption),
             room_key_wait=room_key_wait,
+            **vars(shown),
         )
 
     def restricted_rooms_allow(
