@@ -1,9 +1,10 @@
 """Which instance works which outbox queue.
 
-One instance (SQLite, or PostgreSQL with a single bridge) works every queue: `LocalClaims`.
-Several instances on one PostgreSQL database share the queues (`bridge.pg_claims`): a queue is
-worked by the instance holding its claim, and taken over by another within seconds when that
-instance dies. Either way the outbox asks the same three questions.
+One instance (SQLite) works every queue and leads every network: `LocalClaims`. Several
+instances on one PostgreSQL database share the queues (`bridge.pg_claims`): a queue is worked by
+the instance holding its claim, a network that allows one connection only is run by the
+instance leading it, and another instance takes over within seconds when one dies. The outbox
+and the gateway ask the same questions either way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ class Claims(ABC):
     @abstractmethod
     async def release(self, queue: Queue) -> None:
         """This instance stopped working ``queue`` (it is empty, or the bridge stops)."""
+
+    @abstractmethod
+    async def lead(self, network: str) -> bool:
+        """Become the instance that leads ``network`` (runs it where only one may, creates its
+        rooms); False while another instance does."""
+
+    @abstractmethod
+    def leads(self, network: str) -> bool:
+        """Whether this instance leads ``network`` right now."""
 
     @abstractmethod
     async def announce(self, queue: Queue) -> None:
@@ -46,6 +56,12 @@ class LocalClaims(Claims):
 
     async def release(self, queue: Queue) -> None:
         return None
+
+    async def lead(self, network: str) -> bool:
+        return True
+
+    def leads(self, network: str) -> bool:
+        return True
 
     async def announce(self, queue: Queue) -> None:
         return None

@@ -13,11 +13,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from aiohttp import web
+
 from bridge.config.model import Config
 from bridge.events import Event, Sender
 from bridge.notices import Notice
 
 if TYPE_CHECKING:
+    from mautrix.util.async_db import Database
+
     from bridge.directory import RoomDirectory
     from bridge.links import Links
     from bridge.store import Store
@@ -83,8 +87,8 @@ class Outgoing:
     """The target room."""
     reply_to: str | None
     """Target-network ID of the message replied to (None if unknown or not a reply)."""
-    target: str | None
-    """Target-network ID an edit, redaction or reaction applies to."""
+    relates_to: str | None
+    """Target-network ID of the message an edit, redaction or reaction applies to."""
     sender_is_local: bool
     """The sender has a real account on the target network: never ghost them there."""
     fetch_source_media: Callable[[str], Awaitable[bytes]]
@@ -115,6 +119,23 @@ class Host(Protocol):
         that can show it, right away. Typing is fleeting, so it is neither stored nor retried."""
         ...
 
+    def state(self, kind: str) -> Database:
+        """The kind's own tables (`bridge.kinds.Kind.state`) in the bridge's database, opened
+        and migrated before any connector starts. A connector keeps what only its kind needs
+        there; what every kind shares (the event-ID map, created rooms) it reads through
+        ``store``."""
+        ...
+
+    async def idle(self) -> bool:
+        """Whether nothing at all waits in the outbox (a connector may then let go of what it
+        kept for deliveries, such as received files)."""
+        ...
+
+    def leads(self, network: str) -> bool:
+        """Whether this instance leads ``network`` (always, with one instance): what only one
+        instance may do, such as creating a link's room, is done by the leader."""
+        ...
+
     async def direct_chat(
         self, network: str, room: str, sender: Sender, peer_network: str, peer_user: str
     ) -> str:
@@ -131,11 +152,25 @@ class Connector(ABC):
 
     name: str
 
+    @property
+    def exclusive(self) -> bool:
+        """Whether only one instance of a deployment may run this network at a time (a
+        connection its server allows once, state only one process may hold). With several
+        instances, it runs only on the one leading it, and starts on another when that one is
+        gone: `start` may then be called again after `stop`."""
+        return False
+
     @abstractmethod
     async def start(self) -> None:
         """Connect, join or create the link rooms and bind them in the directory, then start
-        receiving. Called once, before the outbox starts delivering to this connector. Must not
-        raise because the network is down: it retries in the background instead."""
+        receiving. Called before the outbox starts delivering to this connector. Must not raise
+        because the network is down: it retries in the background instead."""
+
+    def is_ready(self) -> bool:
+        """Whether this network passes messages: every room of it that can be set up is (its
+        connection stands, its rooms are joined). The gateway is ready when every network it
+        runs is; a network still retrying some rooms in the background counts as ready."""
+        return True
 
     @abstractmethod
     async def stop(self) -> None:
@@ -161,6 +196,16 @@ class Connector(ABC):
     async def notify(self, room_id: str, text: str) -> None:
         """Post a notice from the bridge itself into a room of this network (delivery
         failures, refused links)."""
+
+
+class ServesHttp(ABC):
+    """Optional capability: the network's server calls the bridge over HTTP (a homeserver's
+    appservice transactions). The gateway mounts ``routes`` under ``/as/<network>`` on its
+    listen address, before any connector starts; the handlers must check who calls."""
+
+    @property
+    @abstractmethod
+    def routes(self) -> web.Application: ...
 
 
 class DirectChats(ABC):

@@ -16,17 +16,22 @@ interleaved with another coroutine's statements.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from mautrix.util.async_db import Database, Scheme, UpgradeTable
 from mautrix.util.async_db.connection import LoggingConnection
 from yarl import URL
+
+log = logging.getLogger(__name__)
 
 PRAGMAS = (
     "PRAGMA foreign_keys = ON",
@@ -185,3 +190,43 @@ def database_view(db: Database, upgrade_table: UpgradeTable) -> Database:
         view = Database.create(db.url, upgrade_table=upgrade_table, log=db.log)
     view.override_pool(db)
     return view
+
+
+R = TypeVar("R")
+PATIENCE = 10.0
+"""Seconds a store call on the way in (storing a received event, looking an ID up) waits for an
+unreachable database before it fails, so that the source is answered "try again later"."""
+
+
+def retried(patience: float | None) -> Callable[[Callable[..., Awaitable[R]]],
+                                                 Callable[..., Awaitable[R]]]:  # fmt: skip
+    """Retry a store call while the database is unreachable (`bridge.database.unreachable`),
+    with backoff up to 30 s, for ``patience`` seconds (None: until it answers; the outbox's
+    bookkeeping waits rather than send anything twice). A failed transaction was rolled back,
+    and every call here can be made again."""
+
+    def wrap(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        @functools.wraps(method)
+        async def retrying(*args: Any, **kwargs: Any) -> R:
+            started, delay, warned = time.monotonic(), 0.5, False
+            while True:
+                try:
+                    result = await method(*args, **kwargs)
+                except Exception as exc:
+                    waited = time.monotonic() - started
+                    if not unreachable(exc) or (patience is not None and waited >= patience):
+                        raise
+                    if not warned:
+                        log.warning("The database is unreachable (%s: %s); retrying",
+                                    type(exc).__name__, exc)  # fmt: skip
+                        warned = True
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                if warned:
+                    log.info("The database answers again")
+                return result
+
+        return retrying
+
+    return wrap

@@ -44,3 +44,8 @@ class RoomDirectory:
 
     def room_for(self, link_id: str, network: str) -> str | None:
         return self._room_of.get((link_id, network))
+
+    def rooms(self, network: str) -> list[str]:
+        """Every room bridged on ``network`` (disabled ones left out)."""
+        return [room for (link, net), room in self._room_of.items()
+                if net == network and (link, net) not in self._disabled]  # fmt: skip

@@ -86,7 +86,7 @@ class Event:
     msgtype: MsgType = MsgType.TEXT
     reply_to: str | None = None
     """Source-network ID of the message this one replies to."""
-    target: str | None = None
+    relates_to: str | None = None
     """Source-network ID of the message an edit, redaction or reaction applies to."""
     reaction: str | None = None
     attachment: Attachment | None = None
@@ -100,6 +100,8 @@ class Event:
     @classmethod
     def from_json(cls, data: str) -> Event:
         raw = json.loads(data)
+        if "target" in raw:  # the field's name in outboxes written before it was renamed
+            raw["relates_to"] = raw.pop("target")
         raw["kind"] = Kind(raw["kind"])
         raw["msgtype"] = MsgType(raw["msgtype"])
         raw["sender"] = Sender(**raw["sender"])

@@ -68,8 +68,10 @@ class Outbox:
         claims: Claims,
         deliver: Callable[[OutboxItem], Awaitable[None]],
         give_up: GiveUp,
+        serves: Callable[[str], bool] = lambda network: True,
     ) -> None:
         self._store = store
+        self._serves = serves
         self._policy = policy
         self._health = health
         self._claims = claims
@@ -123,6 +125,10 @@ class Outbox:
             )
             metrics.OUTBOX.set(len(self._workers))
 
+    def working(self, link_id: str, target: str) -> bool:
+        """Whether this instance has a worker on the queue right now."""
+        return (link_id, target) in self._workers
+
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt."""
         doublings = min(max(attempts - 1, 0), 32)
@@ -133,7 +139,7 @@ class Outbox:
         queue is empty. A queue is known to be empty without asking the store when the last
         read came back short and nothing was added since (`wake` marks it dirty)."""
         try:
-            if not await self._claims.claim(queue):
+            if not self._serves(queue[1]) or not await self._claims.claim(queue):
                 return  # another instance works it
             delay = 1.0
             while True:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from bridge.config.model import Config, Link, Network
+from bridge.config.model import Config, Link
+from bridge.kinds import account_format
 
 
-def account_domain(account: str) -> str:
-    """The domain part of a Matrix user ID (``@u:domain``), JID or email address."""
-    if account.startswith("@") and ":" in account:
-        return account.split(":", 1)[1]
-    return account.rpartition("@")[2].split("/", 1)[0]
+def account_domain(config: Config, network: str, account: str) -> str:
+    """The domain of an account on ``network``, as its kind reads accounts."""
+    return account_format(config, network).domain(account)
 
 
-def sender_allowed(network: Network, user_id: str) -> bool:
+def sender_allowed(config: Config, network: str, user_id: str) -> bool:
     """A network with ``allowed_domains`` bridges out only its users from those domains."""
-    return not network.allowed_domains or account_domain(user_id) in network.allowed_domains
+    allowed = config.networks[network].allowed_domains
+    return not allowed or account_domain(config, network, user_id) in allowed
 
 
 def foreign_domains(config: Config, link: Link, network: str) -> list[str]:

@@ -2,9 +2,11 @@
 
 `Router.ingest` takes an event from a connector, fills in who the sender is from the ``people``
 mapping, and stores one outbox item per other network of the link (never back to the source).
-`Router.deliver`, called by the outbox, translates the event's references (reply, edit,
-redaction and reaction targets) into the target network's IDs, fetches attachment bytes from the
-source connector, sends, and records the new ID so later follow-ups find it.
+`Router.deliver`, called by the outbox, translates the event's references (the message it
+replies to, the one it edits, redacts or reacts to) into the target network's IDs, fetches
+attachment bytes from the source connector, sends, and records the new ID so later follow-ups
+find it. "Target" always means the network an item goes to; an event's references are
+``reply_to`` and ``relates_to``, on the source in `Event` and on the target in `Outgoing`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from bridge import metrics
 from bridge.claims import Claims
@@ -55,6 +57,7 @@ class Router:
         directory: RoomDirectory,
         connectors: Mapping[str, Connector],
         claims: Claims,
+        serves: Callable[[str], bool] = lambda network: True,
     ) -> None:
         self.config = config
         self.links = links
@@ -64,7 +67,7 @@ class Router:
         self.claims = claims
         self.health = NetworkHealth(list(config.networks))
         self.outbox = Outbox(store, config.delivery, self.health, claims, self.deliver,
-                             self.report_undeliverable)  # fmt: skip
+                             self.report_undeliverable, serves)  # fmt: skip
         self._arrival: dict[tuple[str, str], float] = {}
 
     async def ingest(self, event: Event) -> bool:
@@ -84,6 +87,9 @@ class Router:
         for target in targets:
             self._arrival[(event.remote_id, target)] = arrived
             self.outbox.wake(link.id, target)
+        for target in targets:
+            if not self.outbox.working(link.id, target):
+                await self.claims.announce((link.id, target))  # another instance works it
         return True
 
     async def typing(self, network: str, room_id: str, sender: Sender, typing: bool) -> None:
@@ -122,16 +128,16 @@ class Router:
             # what the room may no longer receive is not delivered.
             raise DeliveryError(f"the {item.target} room is no longer bridged: {refused}",
                                 permanent=True, reason=Refusal.ROOM_OFF)  # fmt: skip
-        reply_to = target = None
+        reply_to = relates_to = None
         if event.reply_to:
             reply_to = await self.store.counterpart(event.network, event.reply_to, item.target)
-        if event.target:
-            target = await self.store.counterpart(event.network, event.target, item.target)
-            if target is None:
+        if event.relates_to:
+            relates_to = await self.store.counterpart(event.network, event.relates_to, item.target)
+            if relates_to is None:
                 log.info(
                     "Dropping %s of %s for %s: the original never reached it",
                     event.kind,
-                    event.target,
+                    event.relates_to,
                     item.target,
                 )
                 await self.store.delivered(item, None, room_id)
@@ -148,7 +154,7 @@ class Router:
             event=event,
             room_id=room_id,
             reply_to=reply_to,
-            target=target,
+            relates_to=relates_to,
             sender_is_local=bool(person and item.target in person.accounts),
             fetch_source_media=self.connectors[event.network].fetch_media,
             delivery_id=item.delivery_id,
@@ -164,7 +170,8 @@ class Router:
         event = item.event
         target = self.config.networks[item.target]
         lifetime = self.config.delivery.give_up_after
-        text = undelivered_notice(event, target.label, reason, lifetime).render(
+        domain = account_domain(self.config, event.sender.network, event.sender.user_id)
+        text = undelivered_notice(event, target.label, reason, lifetime, domain).render(
             self.config.networks[event.network].language
         )
         try:
@@ -173,8 +180,11 @@ class Router:
             log.exception("Could not post the delivery failure notice in %s", event.room_id)
 
 
-def undelivered_notice(event: Event, network: str, reason: Refusal, lifetime: float) -> Notice:
-    """The notice for the sender of ``event``, which could not be delivered to ``network``."""
+def undelivered_notice(
+    event: Event, network: str, reason: Refusal, lifetime: float, domain: str
+) -> Notice:
+    """The notice for the sender of ``event`` (whose domain is ``domain``), which could not be
+    delivered to ``network``."""
     values: dict[str, str | int | Notice] = {"network": network}
     if reason is Refusal.EXPIRED and lifetime < 2 * 3600:
         key, values = "reason.expired_minutes", {"minutes": max(1, round(lifetime / 60))}
@@ -183,7 +193,7 @@ def undelivered_notice(event: Event, network: str, reason: Refusal, lifetime: fl
     elif reason is Refusal.EXPIRED:
         key, values = "reason.expired", {"days": round(lifetime / 86400)}
     elif reason is Refusal.NOT_ALLOWED:
-        key, values = "reason.not_allowed", {"domain": account_domain(event.sender.user_id)}
+        key, values = "reason.not_allowed", {"domain": domain}
     else:
         key = f"reason.{reason.value}"
     summary = event.summary()

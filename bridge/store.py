@@ -1,28 +1,26 @@
-"""Persistent state: IDs, not content.
+"""Persistent state every network kind shares: IDs, not content.
 
 What is kept: which event on which network is which message (so edits, replies, redactions and
-reactions find their target), appservice transactions that carried to-device messages, the outbox
-(the only place that holds message content, and only until delivered), rooms the bridge created,
-sync positions, ghost profiles and who XMPP rooms said their occupants are. SQLite by default,
+reactions find their target), the outbox (the only place that holds message content, and only
+until delivered), rooms the bridge created and direct chats. A kind keeps what only it needs in
+tables of its own (`bridge.kinds.Kind.state`, opened by `open_state`). SQLite by default,
 PostgreSQL when the URL says ``postgres://``; both behind mautrix's ``util.async_db`` interface
 (`bridge.database` opens them), which also runs the versioned migrations below.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
 
-from bridge.database import open_database, unreachable
+from bridge.database import PATIENCE, database_view, open_database, retried
 from bridge.events import Event
 from bridge.links import DirectChat
 
@@ -46,14 +44,6 @@ async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
     )
     await conn.execute("CREATE INDEX message_origin ON message (origin_network, origin_id)")
     await conn.execute(
-        """CREATE TABLE handled_txn (
-            network TEXT NOT NULL,
-            txn_id  TEXT NOT NULL,
-            digest  TEXT NOT NULL,
-            PRIMARY KEY (network, txn_id)
-        )"""
-    )
-    await conn.execute(
         f"""CREATE TABLE outbox (
             id           {serial} PRIMARY KEY,
             link_id      TEXT NOT NULL,
@@ -73,21 +63,6 @@ async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
             PRIMARY KEY (link_id, network)
         )"""
     )
-    await conn.execute(
-        """CREATE TABLE sync_position (
-            network    TEXT PRIMARY KEY,
-            next_batch TEXT NOT NULL
-        )"""
-    )
-    await conn.execute(
-        """CREATE TABLE ghost_profile (
-            network     TEXT NOT NULL,
-            user_id     TEXT NOT NULL,
-            displayname TEXT NOT NULL,
-            avatar      TEXT,
-            PRIMARY KEY (network, user_id)
-        )"""
-    )
 
 
 @upgrade_table.register(description="Direct chats opened at run time")  # type: ignore[call-arg,arg-type]
@@ -104,21 +79,8 @@ async def _upgrade_v2(conn: Connection, scheme: Scheme) -> None:
     )
 
 
-@upgrade_table.register(description="XMPP occupant identities")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v3(conn: Connection, scheme: Scheme) -> None:
-    await conn.execute(
-        """CREATE TABLE xmpp_occupant (
-            network     TEXT NOT NULL,
-            room        TEXT NOT NULL,
-            occupant_id TEXT NOT NULL,
-            real_jid    TEXT NOT NULL,
-            PRIMARY KEY (network, room, occupant_id)
-        )"""
-    )
-
-
 @upgrade_table.register(description="When each outbox item was queued")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v4(conn: Connection, scheme: Scheme) -> None:
+async def _upgrade_v3(conn: Connection, scheme: Scheme) -> None:
     await conn.execute("ALTER TABLE outbox ADD COLUMN queued DOUBLE PRECISION NOT NULL DEFAULT 0")
     await conn.execute("UPDATE outbox SET queued=$1", time.time())
 
@@ -144,61 +106,12 @@ class OutboxItem:
         return "passerelle-" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-@dataclass(frozen=True)
-class GhostProfile:
-    """What a ghost was last set to: its name, and the *source* avatar reference it shows
-    (so an unchanged avatar is not downloaded and uploaded again)."""
-
-    name: str
-    avatar: str | None
-
-
 def _rows_changed(result: object) -> int:
     """Rows an INSERT, UPDATE or DELETE changed: a cursor's count (SQLite) or the last number
     of the command tag (PostgreSQL, ``INSERT 0 1``)."""
     if isinstance(result, str):
         return int(result.rsplit(" ", 1)[-1])
     return int(getattr(result, "rowcount", 0))
-
-
-R = TypeVar("R")
-PATIENCE = 10.0
-"""Seconds a store call on the way in (storing a received event, looking an ID up) waits for an
-unreachable database before it fails, so that the source is answered "try again later"."""
-
-
-def _retried(patience: float | None) -> Callable[[Callable[..., Awaitable[R]]],
-                                                 Callable[..., Awaitable[R]]]:  # fmt: skip
-    """Retry a store call while the database is unreachable (`bridge.database.unreachable`),
-    with backoff up to 30 s, for ``patience`` seconds (None: until it answers; the outbox's
-    bookkeeping waits rather than send anything twice). A failed transaction was rolled back,
-    and every call here can be made again."""
-
-    def wrap(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-        @functools.wraps(method)
-        async def retrying(*args: Any, **kwargs: Any) -> R:
-            started, delay, warned = time.monotonic(), 0.5, False
-            while True:
-                try:
-                    result = await method(*args, **kwargs)
-                except Exception as exc:
-                    waited = time.monotonic() - started
-                    if not unreachable(exc) or (patience is not None and waited >= patience):
-                        raise
-                    if not warned:
-                        log.warning("The database is unreachable (%s: %s); retrying",
-                                    type(exc).__name__, exc)  # fmt: skip
-                        warned = True
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
-                    continue
-                if warned:
-                    log.info("The database answers again")
-                return result
-
-        return retrying
-
-    return wrap
 
 
 class Store:
@@ -225,7 +138,7 @@ class Store:
 
     # Incoming events and the outbox
 
-    @_retried(PATIENCE)
+    @retried(PATIENCE)
     async def accept(self, event: Event, targets: list[str]) -> bool:
         """Store an incoming event and its deliveries atomically; False if it was seen before.
 
@@ -250,7 +163,7 @@ class Store:
             )
         return True
 
-    @_retried(None)
+    @retried(None)
     async def queue_head(self, link_id: str, target: str, limit: int) -> list[OutboxItem]:
         """The first ``limit`` items of a queue, oldest first."""
         rows = await self.db.fetch(
@@ -273,13 +186,13 @@ class Store:
             for row in rows
         ]
 
-    @_retried(None)
+    @retried(None)
     async def queues(self) -> list[tuple[str, str]]:
         """Every (link, target) with something waiting: the work to resume after a restart."""
         rows = await self.db.fetch("SELECT DISTINCT link_id, target FROM outbox")
         return [(row["link_id"], row["target"]) for row in rows]
 
-    @_retried(None)
+    @retried(None)
     async def delivered(self, item: OutboxItem, remote_id: str | None, room_id: str) -> None:
         """Drop the item from the outbox and remember what it became on the target."""
         async with self._transaction() as conn:
@@ -296,7 +209,7 @@ class Store:
                 )
             await conn.execute("DELETE FROM outbox WHERE id=$1", item.id)
 
-    @_retried(None)
+    @retried(None)
     async def retry_later(self, item: OutboxItem, delay: float, error: str) -> None:
         await self.db.execute(
             "UPDATE outbox SET attempts=attempts+1, next_attempt=$2, last_error=$3 WHERE id=$1",
@@ -305,17 +218,24 @@ class Store:
             error[:500],
         )
 
-    @_retried(None)
+    @retried(None)
     async def give_up(self, item: OutboxItem) -> None:
         await self.db.execute("DELETE FROM outbox WHERE id=$1", item.id)
 
-    @_retried(PATIENCE)
+    async def open_state(self, upgrade_table: UpgradeTable) -> Database:
+        """A kind's own tables in this database (`bridge.kinds.Kind.state`), migrated: over the
+        store's connections, with their own version table."""
+        view = database_view(self.db, upgrade_table)
+        await view.start()
+        return view
+
+    @retried(PATIENCE)
     async def outbox_size(self) -> int:
         return int(await self.db.fetchval("SELECT COUNT(*) FROM outbox"))
 
     # The ID map
 
-    @_retried(PATIENCE)
+    @retried(PATIENCE)
     async def counterpart(self, network: str, remote_id: str, target: str) -> str | None:
         """The ID on ``target`` of the message known as ``remote_id`` on ``network``."""
         row = await self.db.fetchrow(
@@ -333,7 +253,21 @@ class Store:
             target,
         )
 
-    @_retried(PATIENCE)
+    @retried(PATIENCE)
+    async def known_among(self, network: str, remote_ids: list[str]) -> set[str]:
+        """Which of ``remote_ids`` the store knows on ``network`` (bridged from there, or
+        delivered there): one query for a page of a room's timeline."""
+        if not remote_ids:
+            return set()
+        marks = ", ".join(f"${i}" for i in range(2, len(remote_ids) + 2))
+        rows = await self.db.fetch(
+            f"SELECT remote_id FROM message WHERE network=$1 AND remote_id IN ({marks})",
+            network,
+            *remote_ids,
+        )
+        return {row["remote_id"] for row in rows}
+
+    @retried(PATIENCE)
     async def is_known(self, network: str, remote_id: str) -> bool:
         return bool(
             await self.db.fetchval(
@@ -341,37 +275,9 @@ class Store:
             )
         )
 
-    # Appservice transactions
+    # Rooms and direct chats
 
-    @_retried(PATIENCE)
-    async def txn_handled(self, network: str, txn_id: str, digest: str) -> bool:
-        """Whether this very transaction (same ID *and* same content) was handled before.
-
-        The content digest matters because Synapse on SQLite numbers its transactions from 1
-        again after a restart: a reused ID with new events must not be taken for a replay.
-        """
-        return bool(
-            await self.db.fetchval(
-                "SELECT 1 FROM handled_txn WHERE network=$1 AND txn_id=$2 AND digest=$3",
-                network,
-                txn_id,
-                digest,
-            )
-        )
-
-    @_retried(PATIENCE)
-    async def mark_txn_handled(self, network: str, txn_id: str, digest: str) -> None:
-        await self.db.execute(
-            "INSERT INTO handled_txn (network, txn_id, digest) VALUES ($1, $2, $3)"
-            " ON CONFLICT (network, txn_id) DO UPDATE SET digest=excluded.digest",
-            network,
-            txn_id,
-            digest,
-        )
-
-    # Rooms, sync positions, ghost profiles
-
-    @_retried(PATIENCE)
+    @retried(PATIENCE)
     async def created_rooms(self, network: str) -> dict[str, str]:
         """Every room the bridge created on ``network``, by link: one query at start-up."""
         rows = await self.db.fetch(
@@ -379,7 +285,7 @@ class Store:
         )
         return {row["link_id"]: row["room_id"] for row in rows}
 
-    @_retried(PATIENCE)
+    @retried(PATIENCE)
     async def save_created_room(self, link_id: str, network: str, room_id: str) -> None:
         await self.db.execute(
             "INSERT INTO created_room (link_id, network, room_id) VALUES ($1, $2, $3)",
@@ -388,7 +294,7 @@ class Store:
             room_id,
         )
 
-    @_retried(PATIENCE)
+    @retried(PATIENCE)
     async def direct_chats(self) -> list[DirectChat]:
         rows = await self.db.fetch(
             "SELECT link_id, origin_network, origin_room, peer_network, peer_user, peer_room"
@@ -396,7 +302,7 @@ class Store:
         )
         return [DirectChat(**dict(row)) for row in rows]
 
-    @_retried(PATIENCE)
+    @retried(PATIENCE)
     async def save_direct_chat(self, chat: DirectChat) -> None:
         await self.db.execute(
             "INSERT INTO direct_chat (link_id, origin_network, origin_room, peer_network,"
@@ -407,66 +313,4 @@ class Store:
             chat.peer_network,
             chat.peer_user,
             chat.peer_room,
-        )
-
-    @_retried(PATIENCE)
-    async def sync_position(self, network: str) -> str | None:
-        return await self.db.fetchval(
-            "SELECT next_batch FROM sync_position WHERE network=$1", network
-        )
-
-    @_retried(PATIENCE)
-    async def save_sync_position(self, network: str, next_batch: str) -> None:
-        await self.db.execute(
-            "INSERT INTO sync_position (network, next_batch) VALUES ($1, $2)"
-            " ON CONFLICT (network) DO UPDATE SET next_batch=excluded.next_batch",
-            network,
-            next_batch,
-        )
-
-    @_retried(PATIENCE)
-    async def ghost_profile(self, network: str, user_id: str) -> GhostProfile | None:
-        row = await self.db.fetchrow(
-            "SELECT displayname, avatar FROM ghost_profile WHERE network=$1 AND user_id=$2",
-            network,
-            user_id,
-        )
-        return GhostProfile(row["displayname"], row["avatar"]) if row else None
-
-    @_retried(PATIENCE)
-    async def save_ghost_profile(self, network: str, user_id: str, profile: GhostProfile) -> None:
-        await self.db.execute(
-            "INSERT INTO ghost_profile (network, user_id, displayname, avatar)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (network, user_id)"
-            " DO UPDATE SET displayname=excluded.displayname, avatar=excluded.avatar",
-            network,
-            user_id,
-            profile.name,
-            profile.avatar,
-        )
-
-    # XMPP occupants
-
-    @_retried(PATIENCE)
-    async def occupant_identities(self, network: str) -> list[tuple[str, str, str]]:
-        """Every (room, XEP-0421 occupant-id, real bare JID or "" where the room hid it) an
-        XMPP network's rooms vouched for: who wrote the history a room replays, even of people
-        who have left since."""
-        rows = await self.db.fetch(
-            "SELECT room, occupant_id, real_jid FROM xmpp_occupant WHERE network=$1", network
-        )
-        return [(row["room"], row["occupant_id"], row["real_jid"]) for row in rows]
-
-    @_retried(PATIENCE)
-    async def save_occupant_identity(
-        self, network: str, room: str, occupant_id: str, real_jid: str
-    ) -> None:
-        await self.db.execute(
-            "INSERT INTO xmpp_occupant (network, room, occupant_id, real_jid)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (network, room, occupant_id)"
-            " DO UPDATE SET real_jid=excluded.real_jid",
-            network,
-            room,
-            occupant_id,
-            real_jid,
         )

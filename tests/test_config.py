@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from bridge.config import ConfigError, Flavour, MatrixMode, check_config, load_config
+from bridge.config import ConfigError, check_config, load_config
+from connectors.matrix.config import Flavour, MatrixMode
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"

@@ -198,7 +198,7 @@ async def test_forged_sender_is_rejected_marked_or_quarantined(world: EmailWorld
     await max_.wait_for(world.rooms["bund:held"], body_is(genuine))
     assert not [e for e in await max_.messages(world.rooms["bund:held"]) if body_has(held)(e)]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "connectors.email", "quarantine", "-c", str(world.config_path),
+        sys.executable, "-m", "bridge", "quarantine", "-c", str(world.config_path),
         cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     stdout, _ = await process.communicate()

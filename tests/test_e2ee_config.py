@@ -7,8 +7,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from bridge.config import load_config
-from bridge.config.model import Encryption, MatrixNetwork
-from bridge.config.registration import generate_registrations
+from connectors.matrix.config import Encryption, MatrixNetwork
+from connectors.matrix.registration import generate_registrations
 from tests.test_config import VALID, errors_of, write
 
 

@@ -12,7 +12,6 @@ from email.message import EmailMessage
 import dkim
 import pytest
 
-from bridge.config.kinds.email import InboundSettings
 from connectors.email.auth import (
     MAX_SIGNATURES,
     Authenticator,
@@ -21,6 +20,7 @@ from connectors.email.auth import (
     aligned,
     decide,
 )
+from connectors.email.config import InboundSettings
 from connectors.email.head import HeaderLimits, header_end
 from connectors.email.worker import MailWorker
 from tests.harness.dns import DkimKeyPair, DnsServer, dkim_keypair

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bridge.config import ConfigError, load_config
-from bridge.config.kinds.email import AuthPolicy, EmailNetwork, RelaySecurity
-from bridge.config.registration import generate_registrations
+from connectors.email.config import AuthPolicy, EmailNetwork, RelaySecurity
+from connectors.matrix.registration import generate_registrations
 from tests.harness.dns import dkim_keypair
 
 BASE = """\

@@ -11,9 +11,9 @@ from email.parser import BytesHeaderParser
 import dkim
 import pytest
 
-from bridge.config.kinds.email import DkimKey
 from bridge.connector import DeliveryError, Outgoing
 from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
+from connectors.email.config import DkimKey
 from connectors.email.outbound import wire_bytes
 from connectors.email.parse import parse_mail
 from connectors.email.render import mailed, render_mail, render_notice, sender_label
@@ -36,12 +36,12 @@ async def _no_media(ref: str) -> bytes:
     raise AssertionError("no media expected")
 
 
-def outgoing(event: Event, reply_to: str | None = None, target: str | None = None) -> Outgoing:
+def outgoing(event: Event, reply_to: str | None = None, relates_to: str | None = None) -> Outgoing:
     return Outgoing(
         event=event,
         room_id=ADDRESS,
         reply_to=reply_to,
-        target=target,
+        relates_to=relates_to,
         sender_is_local=False,
         fetch_source_media=_no_media,
     )
@@ -122,8 +122,8 @@ def test_attachment_is_carried_byte_for_byte() -> None:
 
 
 def test_edit_is_a_correction_in_the_thread_of_the_original() -> None:
-    edit = message(kind=Kind.EDIT, target="$e1", text="Guten Abend aus Berlin")
-    raw = render(outgoing(edit, target="cyber-wg/<first.2@lists.passerelle.test>"))
+    edit = message(kind=Kind.EDIT, relates_to="$e1", text="Guten Abend aus Berlin")
+    raw = render(outgoing(edit, relates_to="cyber-wg/<first.2@lists.passerelle.test>"))
     parsed = parse_mail(raw)
     assert parsed.subject == "Correction: [cyber-wg] Guten Abend aus Berlin"
     assert parsed.text == "Correction: Guten Abend aus Berlin"
@@ -132,9 +132,9 @@ def test_edit_is_a_correction_in_the_thread_of_the_original() -> None:
 
 def test_reactions_and_redactions_are_not_mailed() -> None:
     assert mailed(message())
-    assert mailed(message(kind=Kind.EDIT, target="$e1"))
-    assert not mailed(message(kind=Kind.REACTION, target="$e1", reaction="👍"))
-    assert not mailed(message(kind=Kind.REDACTION, target="$e1"))
+    assert mailed(message(kind=Kind.EDIT, relates_to="$e1"))
+    assert not mailed(message(kind=Kind.REACTION, relates_to="$e1", reaction="👍"))
+    assert not mailed(message(kind=Kind.REDACTION, relates_to="$e1"))
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.email.__main__ import main
+from bridge.cli import main
 from connectors.email.parse import MailAttachment
 from connectors.email.spool import SWEEP_GRACE_SECONDS, Spool, spool_key
 
@@ -68,7 +68,9 @@ def test_quarantine_is_listed_for_admins(
         ["wg@l.test"],
         "dkim=fail (d=evil.test)",
     )
-    assert main(["quarantine", "-c", str(config)]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["quarantine", "-c", str(config)])
+    assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert f"mail: 1 quarantined mail(s) in {tmp_path / 'q' / 'quarantine'}" in out
     assert "from x@evil.test to wg@l.test" in out

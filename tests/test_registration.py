@@ -11,7 +11,7 @@ from ruamel.yaml import YAML
 
 from bridge.cli import main
 from bridge.config import load_config
-from bridge.config.registration import generate_registrations
+from connectors.matrix.registration import generate_registrations
 
 CONFIG = """\
 # Passerelle test config

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,9 +36,13 @@ networks:
     server_name: tchap.example
     name_suffix: " (Tchap)"
     appservice: {{as_token: c, hs_token: d}}
+  third:
+    homeserver: http://127.0.0.1:3
+    server_name: third.example
+    appservice: {{as_token: e, hs_token: f}}
 links:
   - id: wg
-    rooms: {{bund: "!wg:bund.example", tchap: "!wg:tchap.example"}}
+    rooms: {{bund: "!wg:bund.example", tchap: "!wg:tchap.example", third: "!wg:third.example"}}
   - id: other
     rooms: {{bund: "!other:bund.example", tchap: "!other:tchap.example"}}
 """
@@ -84,6 +89,7 @@ class Bridge:
     directory: RoomDirectory
     bund: Recording
     tchap: Recording
+    third: Recording
 
 
 async def open_bridge(root: Path, life: str = "5d") -> Bridge:
@@ -91,14 +97,15 @@ async def open_bridge(root: Path, life: str = "5d") -> Bridge:
     config = load_config(root / "config.yaml", {})
     store = await Store.open(f"sqlite:{root}/passerelle.db")
     directory = RoomDirectory()
-    bund, tchap = Recording("bund"), Recording("tchap")
-    router = Router(config, Links(config), store, directory, {"bund": bund, "tchap": tchap},
-                    LocalClaims())  # fmt: skip
+    bund, tchap, third = Recording("bund"), Recording("tchap"), Recording("third")
+    connectors = {"bund": bund, "tchap": tchap, "third": third}
+    router = Router(config, Links(config), store, directory, connectors, LocalClaims())
     for link in ("wg", "other"):
         directory.bind(link, "bund", f"!{link}:bund.example")
         directory.bind(link, "tchap", f"!{link}:tchap.example")
+    directory.bind("wg", "third", "!wg:third.example")
     await router.outbox.start()
-    return Bridge(router, directory, bund, tchap)
+    return Bridge(router, directory, bund, tchap, third)
 
 
 async def close(bridge: Bridge) -> None:
@@ -113,10 +120,13 @@ async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
     await close(opened)
 
 
-def message(remote_id: str, text: str, link: str = "wg") -> Event:
-    sender = Sender(network="bund", user_id="@max:bund.example", display_name="Max")
-    return Event(kind=Kind.MESSAGE, link_id=link, network="bund", room_id=f"!{link}:bund.example",
-                 remote_id=remote_id, sender=sender, text=text)  # fmt: skip
+def message(
+    remote_id: str, text: str = "", link: str = "wg", network: str = "bund", **more: Any
+) -> Event:
+    sender = Sender(network=network, user_id=f"@max:{network}.example", display_name="Max")
+    return Event(kind=more.pop("kind", Kind.MESSAGE), link_id=link, network=network,
+                 room_id=f"!{link}:{network}.example", remote_id=remote_id, sender=sender,
+                 text=text, **more)  # fmt: skip
 
 
 async def settled(router: Router, timeout: float = 10) -> None:  # noqa: ASYNC109
@@ -128,14 +138,60 @@ async def settled(router: Router, timeout: float = 10) -> None:  # noqa: ASYNC10
     raise AssertionError("the outbox did not empty")
 
 
-async def test_a_message_crosses_with_its_senders_organisation(bridge: Bridge) -> None:
+async def test_a_message_fans_out_to_every_other_room_and_never_back(bridge: Bridge) -> None:
     assert await bridge.router.ingest(message("$1", "Hallo"))
     await settled(bridge.router)
-    [out] = bridge.tchap.sent
-    assert (out.room_id, out.event.text, out.event.sender.org) == ("!wg:tchap.example", "Hallo",
-                                                                  "BMI")  # fmt: skip
-    assert out.delivery_id.startswith("passerelle-")
+    [to_tchap], [to_third] = bridge.tchap.sent, bridge.third.sent
+    assert (to_tchap.room_id, to_tchap.event.text, to_tchap.event.sender.org) == (
+        "!wg:tchap.example", "Hallo", "BMI")  # fmt: skip
+    assert to_third.room_id == "!wg:third.example"
+    assert to_tchap.delivery_id != to_third.delivery_id
     assert bridge.bund.sent == []
+
+
+async def test_an_event_seen_twice_is_bridged_once(bridge: Bridge) -> None:
+    assert await bridge.router.ingest(message("$twice", "einmal"))
+    assert not await bridge.router.ingest(message("$twice", "einmal"))
+    await settled(bridge.router)
+    assert bridge.tchap.texts() == ["einmal"]
+
+
+async def test_order_is_kept_per_link_and_target(bridge: Bridge) -> None:
+    texts = [f"Nummer {i}" for i in range(40)]
+    for i, text in enumerate(texts):
+        await bridge.router.ingest(message(f"$o{i}", text))
+        await bridge.router.ingest(message(f"$x{i}", f"anders {i}", link="other"))
+    await settled(bridge.router)
+    assert [t for t in bridge.tchap.texts() if t in texts] == texts
+    assert bridge.third.texts() == texts
+
+
+async def test_replies_edits_and_reactions_point_at_the_copy_on_each_target(
+    bridge: Bridge,
+) -> None:
+    await bridge.router.ingest(message("$orig", "Original"))
+    await settled(bridge.router)
+    copy = {"!wg:tchap.example": "$tchap-1", "!wg:third.example": "$third-1"}
+    await bridge.router.ingest(message("$reply", "Antwort", reply_to="$orig"))
+    await bridge.router.ingest(message("$edit", "Geändert", kind=Kind.EDIT, relates_to="$orig"))
+    await bridge.router.ingest(message("$like", kind=Kind.REACTION, relates_to="$orig",
+                                       reaction="👍"))  # fmt: skip
+    await settled(bridge.router)
+    for connector in (bridge.tchap, bridge.third):
+        reply, edit, like = connector.sent[1:]
+        assert reply.reply_to == copy[reply.room_id]
+        assert edit.relates_to == like.relates_to == copy[edit.room_id]
+
+
+async def test_a_follow_up_whose_original_never_arrived_is_dropped(bridge: Bridge) -> None:
+    bridge.third.fail = lambda out: DeliveryError("refused", permanent=True)
+    await bridge.router.ingest(message("$lost", "nie angekommen"))
+    await settled(bridge.router)
+    bridge.third.fail = lambda out: None
+    await bridge.router.ingest(message("$fix", "korrigiert", kind=Kind.EDIT, relates_to="$lost"))
+    await settled(bridge.router)
+    assert [out.event.kind for out in bridge.tchap.sent] == [Kind.MESSAGE, Kind.EDIT]
+    assert bridge.third.sent == []
 
 
 async def test_what_was_queued_is_not_delivered_into_a_room_switched_off_since(

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from bridge.events import Event, Kind, Sender
-from bridge.store import GhostProfile, OutboxItem, Store, upgrade_table
+from bridge.store import OutboxItem, Store, upgrade_table
 from tests.harness.postgres import Opener
 
 
@@ -58,13 +58,11 @@ async def test_migrations_run_and_reopen_keeps_version_and_data(open_store: Open
     latest = len(upgrade_table.upgrades)
     assert await store.db.fetchval("SELECT version FROM version") == latest
     assert await store.outbox_size() == 0
-    await store.save_sync_position("tchap", "s42_1")
     assert await store.accept(message("$a"), ["matrix"])
     await store.close()
 
     reopened = await open_store()
     assert await reopened.db.fetchval("SELECT version FROM version") == latest
-    assert await reopened.sync_position("tchap") == "s42_1"
     assert await reopened.outbox_size() == 1
     assert await reopened.is_known("tchap", "$a")
 
@@ -246,22 +244,6 @@ async def test_give_up_removes_without_mapping(store: Store) -> None:
 # Transactions, rooms, sync positions, ghosts
 
 
-async def test_txn_ids(store: Store) -> None:
-    assert not await store.txn_handled("matrix", "txn1", "d1")
-    await store.mark_txn_handled("matrix", "txn1", "d1")
-    await store.mark_txn_handled("matrix", "txn1", "d1")  # idempotent
-    assert await store.txn_handled("matrix", "txn1", "d1")
-    assert not await store.txn_handled("tchap", "txn1", "d1")
-    assert not await store.txn_handled("matrix", "txn2", "d1")
-
-
-async def test_reused_txn_id_with_new_content_is_not_a_replay(store: Store) -> None:
-    await store.mark_txn_handled("matrix", "1", "before-restart")
-    assert not await store.txn_handled("matrix", "1", "after-restart")
-    await store.mark_txn_handled("matrix", "1", "after-restart")
-    assert await store.txn_handled("matrix", "1", "after-restart")
-
-
 async def test_created_rooms(store: Store) -> None:
     assert await store.created_rooms("matrix") == {}
     await store.save_created_room("crisis", "matrix", "!new:matrix.example")
@@ -272,21 +254,3 @@ async def test_created_rooms(store: Store) -> None:
         "drill": "!drill:matrix.example",
     }
     assert await store.created_rooms("tchap") == {"crisis": "!new:tchap.example"}
-
-
-async def test_sync_positions_upsert(store: Store) -> None:
-    assert await store.sync_position("tchap") is None
-    await store.save_sync_position("tchap", "s1")
-    await store.save_sync_position("matrix", "m1")
-    await store.save_sync_position("tchap", "s2")
-    assert await store.sync_position("tchap") == "s2"
-    assert await store.sync_position("matrix") == "m1"
-
-
-async def test_ghost_profiles_upsert(store: Store) -> None:
-    assert await store.ghost_profile("tchap", "@a:t") is None
-    await store.save_ghost_profile("tchap", "@a:t", GhostProfile("Alice", None))
-    await store.save_ghost_profile("matrix", "@a:t", GhostProfile("Other Alice", "mxc://b/x"))
-    await store.save_ghost_profile("tchap", "@a:t", GhostProfile("Alice [BMI]", "mxc://b/y"))
-    assert await store.ghost_profile("tchap", "@a:t") == GhostProfile("Alice [BMI]", "mxc://b/y")
-    assert await store.ghost_profile("matrix", "@a:t") == GhostProfile("Other Alice", "mxc://b/x")

@@ -172,7 +172,7 @@ def test_edit_uses_new_content() -> None:
     )
     assert event.kind is Kind.EDIT
     assert event.remote_id == "$edit"
-    assert event.target == "$original"
+    assert event.relates_to == "$original"
     assert event.text == "Lage um **11 Uhr**"
     assert event.html == "Lage um <strong>11 Uhr</strong>"
     assert event.msgtype is MsgType.TEXT
@@ -187,20 +187,20 @@ def test_reaction() -> None:
         )
     )
     assert event.kind is Kind.REACTION
-    assert (event.remote_id, event.target, event.reaction) == ("$react", "$msg", "👍")
+    assert (event.remote_id, event.relates_to, event.reaction) == ("$react", "$msg", "👍")
 
 
 def test_redaction_with_top_level_redacts() -> None:
     """Room versions up to 10 carry the target outside the content."""
     event = must(room_event("m.room.redaction", {"reason": "Tippfehler"}, redacts="$gone"))
     assert event.kind is Kind.REDACTION
-    assert event.target == "$gone"
+    assert event.relates_to == "$gone"
 
 
 def test_redaction_with_redacts_in_content() -> None:
     """Room version 11 moved ``redacts`` into the content (Synapse sends both for v11)."""
     event = must(room_event("m.room.redaction", {"redacts": "$gone"}))
-    assert (event.kind, event.target) == (Kind.REDACTION, "$gone")
+    assert (event.kind, event.relates_to) == (Kind.REDACTION, "$gone")
 
 
 def test_image_with_info() -> None:
@@ -433,12 +433,14 @@ async def no_media(ref: str) -> bytes:
     raise AssertionError(f"rendering must not fetch media ({ref})")
 
 
-def outgoing(event: Event, *, reply_to: str | None = None, target: str | None = None) -> Outgoing:
+def outgoing(
+    event: Event, *, reply_to: str | None = None, relates_to: str | None = None
+) -> Outgoing:
     return Outgoing(
         event=event,
         room_id=ROOM,
         reply_to=reply_to,
-        target=target,
+        relates_to=relates_to,
         sender_is_local=False,
         fetch_source_media=no_media,
     )
@@ -478,8 +480,8 @@ def test_outbound_reply_to_unknown_parent_is_a_plain_message() -> None:
 
 
 def test_outbound_edit() -> None:
-    event = bridged(kind=Kind.EDIT, target="$orig", text="corrigé", html="<em>corrigé</em>")
-    etype, content = matrix_content(outgoing(event, target="$orig_here"), sender_name="Jean")
+    event = bridged(kind=Kind.EDIT, relates_to="$orig", text="corrigé", html="<em>corrigé</em>")
+    etype, content = matrix_content(outgoing(event, relates_to="$orig_here"), sender_name="Jean")
     assert etype == "m.room.message"
     assert content == {
         "msgtype": "m.text",
@@ -497,16 +499,16 @@ def test_outbound_edit() -> None:
 
 
 def test_outbound_plain_edit_has_no_html() -> None:
-    event = bridged(kind=Kind.EDIT, target="$orig", text="corrigé")
-    _, content = matrix_content(outgoing(event, target="$orig_here"), sender_name="Jean")
+    event = bridged(kind=Kind.EDIT, relates_to="$orig", text="corrigé")
+    _, content = matrix_content(outgoing(event, relates_to="$orig_here"), sender_name="Jean")
     assert content["body"] == "* corrigé"
     assert "formatted_body" not in content
     assert content["m.new_content"] == {"msgtype": "m.text", "body": "corrigé"}
 
 
 def test_outbound_reaction() -> None:
-    event = bridged(kind=Kind.REACTION, target="$m", reaction="👍", text="")
-    assert matrix_content(outgoing(event, target="$m_here"), sender_name="Jean") == (
+    event = bridged(kind=Kind.REACTION, relates_to="$m", reaction="👍", text="")
+    assert matrix_content(outgoing(event, relates_to="$m_here"), sender_name="Jean") == (
         "m.reaction",
         {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$m_here", "key": "👍"}},
     )
@@ -562,9 +564,9 @@ def test_outbound_relay_template() -> None:
 
 
 def test_outbound_relayed_edit_keeps_the_name_in_new_content() -> None:
-    event = bridged(kind=Kind.EDIT, target="$o", text="neu")
+    event = bridged(kind=Kind.EDIT, relates_to="$o", text="neu")
     _, content = matrix_content(
-        outgoing(event, target="$o_here"),
+        outgoing(event, relates_to="$o_here"),
         sender_name="Max Mustermann [BMI]",
         relay_template=DEFAULT_RELAY_TEMPLATE,
     )
@@ -598,7 +600,7 @@ def test_ghost_localpart_is_a_valid_stable_localpart(user_id: str) -> None:
 
 
 def test_ghost_localpart_of_a_plain_id_stays_readable() -> None:
-    assert ghost_localpart("_p_", "tchap", "@jean.dupont:tchap.example") == (
+    assert ghost_localpart("_p_", "tchap", "jean.dupont:tchap.example") == (
         "_p_tchap_jean.dupont=3atchap.example"
     )
 

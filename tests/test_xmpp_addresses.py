@@ -54,11 +54,12 @@ def test_unescape_node_never_fails(localpart: str, text: str) -> None:
 
 
 def test_puppet_jids_are_stable_valid_and_distinct() -> None:
-    jid = puppet_jid("bund", "@max:bund.test", "passerelle.xmpp.test")
+    """Made from an account's local form (a Matrix ID without its ``@``)."""
+    jid = puppet_jid("bund", "max:bund.test", "passerelle.xmpp.test")
     assert jid == "bund_max\\3abund.test@passerelle.xmpp.test"
-    assert jid == puppet_jid("bund", "@max:bund.test", "passerelle.xmpp.test")
+    assert jid == puppet_jid("bund", "max:bund.test", "passerelle.xmpp.test")
     assert JID(jid).bare == jid
-    assert jid != puppet_jid("tchap", "@max:bund.test", "passerelle.xmpp.test")
+    assert jid != puppet_jid("tchap", "max:bund.test", "passerelle.xmpp.test")
     assert describe_puppet(JID(jid).node) == "bund_max:bund.test"
     email = puppet_jid("mail", "jean.dupont@interieur.gouv.fr", "p.test")
     assert email == "mail_jean.dupont\\40interieur.gouv.fr@p.test"
@@ -125,13 +126,13 @@ def test_long_nicknames_are_cut_and_collisions_get_a_suffix() -> None:
 @pytest.mark.parametrize(
     ("network", "user_id", "expected"),
     [
-        ("bund", "@max:bund.test", ("bund", "max:bund.test")),
+        ("bund", "max:bund.test", ("bund", "max:bund.test")),
         (
             "tchap",
-            "@jean.dupont-interieur.gouv.fr:tchap.test",
+            "jean.dupont-interieur.gouv.fr:tchap.test",
             ("tchap", "jean.dupont-interieur.gouv.fr:tchap.test"),
         ),  # fmt: skip
-        ("tchap-relay", "@a b:x", ("tchap-relay", "a b:x")),
+        ("tchap-relay", "a b:x", ("tchap-relay", "a b:x")),
         ("mail", "claire@anssi.example", ("mail", "claire@anssi.example")),
     ],
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import ConfigError, load_config
-from bridge.config.kinds.xmpp import XmppNetwork
+from connectors.xmpp.config import XmppNetwork
 
 BASE = """\
 networks:

@@ -170,8 +170,8 @@ def test_correction_names_the_original_message_id() -> None:
     msg = parse_message(CORRECTION)
     assert msg.replace_id == "0c7974454aab4c7ebf836395ba31e32e"
     event = edit_event(msg, remote_id="8XXx", link_id="wg", network="xmpp", sender=SENDER,
-                       target="LZMtYdNTAHPaiG8ozl9Pb_B8")  # fmt: skip
-    assert (event.kind, event.target, event.text) == (
+                       relates_to="LZMtYdNTAHPaiG8ozl9Pb_B8")  # fmt: skip
+    assert (event.kind, event.relates_to, event.text) == (
         Kind.EDIT,
         "LZMtYdNTAHPaiG8ozl9Pb_B8",
         "Entwurf 9fd10a",
@@ -330,7 +330,7 @@ def outgoing(**kw: object) -> Outgoing:
     event = Event(**{"kind": Kind.MESSAGE, "link_id": "wg", "network": "bund",
                      "room_id": "!r:bund.test", "remote_id": "$e", "sender": SENDER,
                      **kw})  # type: ignore[arg-type]  # fmt: skip
-    return Outgoing(event=event, room_id=ROOM, reply_to=None, target=None,
+    return Outgoing(event=event, room_id=ROOM, reply_to=None, relates_to=None,
                     sender_is_local=False, fetch_source_media=_no_media)  # fmt: skip
 
 

@@ -14,15 +14,15 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import ScalarNode
 
+from bridge import kinds as registry  # a module: kinds import the config model in turn
 from bridge.config.fastread import FastReadFailed, fast_document
-from bridge.config.kinds import KINDS, KindSchema
 from bridge.config.model import Config, Delivery, Link, LinkRoom, Listen, Network, Person
 from bridge.config.reader import (
     NO_STRINGS,
@@ -32,6 +32,9 @@ from bridge.config.reader import (
     did_you_mean,
     quote,
 )
+
+if TYPE_CHECKING:
+    from bridge.kinds import KindSchema
 
 DEFAULT_DATABASE = "sqlite:passerelle.db"
 DEFAULT_HOST = "127.0.0.1"
@@ -343,16 +346,13 @@ class _Schema:
                     "(lower-case letters, digits, '_' and '-')",
                 )
             result[key.value] = self.network(key.value, value, listen)
-        self.puppet_prefixes(entries, result)
+        self.puppet_prefixes(entries)
         return result
 
-    def puppet_prefixes(
-        self, entries: list[tuple[Node, Node]], networks: Mapping[str, Network | None]
-    ) -> None:
-        """XMPP puppets are ``<network>_<ID>@component``: with networks ``bund`` and ``bund_2``,
-        ``bund``'s user ``2_x`` and ``bund_2``'s user ``x`` would be one address."""
-        if not any(n is not None and n.kind == "xmpp" for n in networks.values()):
-            return
+    def puppet_prefixes(self, entries: list[tuple[Node, Node]]) -> None:
+        """People of other networks get addresses ``<network>_<ID>`` (an XMPP puppet, say): with
+        networks ``bund`` and ``bund_2``, ``bund``'s user ``2_x`` and ``bund_2``'s user ``x``
+        would share one."""
         names = [key.value for key, _ in entries]
         for key, _ in entries:
             shorter = next((n for n in names if key.value.startswith(f"{n}_")), None)
@@ -360,8 +360,8 @@ class _Schema:
                 self.r.error(
                     key,
                     f"network name {quote(key.value)} starts with the network name "
-                    f"{quote(shorter)} and '_': their people's XMPP addresses could be the same "
-                    "(use '-' instead of '_')",
+                    f"{quote(shorter)} and '_': addresses of their people on other networks "
+                    "could be the same (use '-' instead of '_')",
                 )
 
     def network(self, name: str, node: Node, listen: Listen) -> Network | None:
@@ -370,7 +370,8 @@ class _Schema:
             self.r.fields(node, ())
             return None
         kind_node = next((v for k, v in (self.r.entries(node) or []) if k.value == "kind"), None)
-        kind = "matrix" if kind_node is None else self.r.choice(kind_node, list(KINDS))
+        known = registry.kinds()
+        kind = registry.default_kind() if kind_node is None else self.r.choice(kind_node, known)
         if kind is None:
             return None
         schema = self.kind(kind)
@@ -383,7 +384,7 @@ class _Schema:
         """The schema of a network kind, made once (every account and room asks for it)."""
         schema = self._kinds.get(kind)
         if schema is None:
-            schema = self._kinds[kind] = KINDS[kind](self.r, self.path)
+            schema = self._kinds[kind] = registry.kinds()[kind].schema(self.r, self.path)
         return schema
 
     # -- people and links --------------------------------------------------------------------
@@ -437,7 +438,7 @@ class _Schema:
             network = networks.get(network_name) if type(network_name) is str else None
             if network is None or type(value) is not str:
                 return None
-            account = KINDS[network.kind].account_format.parse(value)
+            account = registry.kinds()[network.kind].account_format.parse(value)
             if account is None:
                 return None
             if owners.setdefault(network_name, {}).setdefault(account, person_id) != person_id:
@@ -517,7 +518,8 @@ class _Schema:
         for key, value in entries:
             known = self.network_key(key, networks)
             network = networks.get(key.value)
-            account = self.r.account(value, KINDS[network.kind].account_format) if network else None
+            formats = registry.kinds()[network.kind].account_format if network else None
+            account = self.r.account(value, formats) if formats else None
             if not known or account is None:
                 ok = False
                 continue

@@ -8,93 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
-
-
-class Flavour(StrEnum):
-    MATRIX = "matrix"
-    TCHAP = "tchap"
-
-
-class MatrixMode(StrEnum):
-    APPSERVICE = "appservice"
-    RELAY = "relay"
-
-
-class Encryption(StrEnum):
-    """What a Matrix network does with end-to-end encrypted rooms (end-to-bridge encryption)."""
-
-    OFF = "off"
-    """No crypto at all: an encrypted room is refused, since the bridge could neither read it
-    nor write into it without leaking plaintext."""
-    ALLOW = "allow"
-    """Encrypted rooms are bridged encrypted, unencrypted rooms in the clear."""
-    REQUIRE = "require"
-    """Only encrypted rooms are bridged; an unencrypted one is refused until it turns
-    encryption on. Rooms the bridge creates are encrypted."""
-
-
-@dataclass(frozen=True)
-class AppserviceSettings:
-    """The bridge registered as an application service on this network's homeserver."""
-
-    id: str
-    as_token: str
-    hs_token: str
-    bot: str
-    """Localpart of the bridge bot, e.g. ``passerelle``."""
-    ghost_prefix: str
-    """Localpart prefix of every ghost; the registration claims ``@{ghost_prefix}.*``
-    exclusively."""
-    url: str
-    """Where the homeserver reaches the bridge (registration ``url``)."""
-
-
-@dataclass(frozen=True)
-class RelaySettings:
-    """Only one ordinary bot account on this network: it posts as itself with the sender's name."""
-
-    user_id: str
-    access_token: str | None
-    password: str | None
-    device_id: str | None
-    format: str
-    """How a relayed message reads; ``{name}`` and ``{message}`` are filled in, ``**…**`` is
-    bold."""
-
-
-@dataclass(frozen=True)
-class MatrixNetwork:
-    name: str
-    flavour: Flavour
-    homeserver: str
-    """Client-server API base URL, e.g. ``https://matrix.bund.example``."""
-    server_name: str
-    mode: MatrixMode
-    appservice: AppserviceSettings | None
-    relay: RelaySettings | None
-    org_label: str | None
-    """Organisation shown for this network's people when they are not in ``people``."""
-    name_suffix: str
-    """Appended to the names of this network's people where they appear as ghosts elsewhere."""
-    allowed_domains: tuple[str, ...]
-    """Homeserver domains whose users are bridged out of this network; empty means all."""
-    restricted_rooms_allow: tuple[str, ...]
-    """Tchap only: domains of other networks whose people may enter ``restricted`` rooms."""
-
-    kind: str = "matrix"
-    label: str = ""
-    language: str = "de"
-    encryption: Encryption = Encryption.OFF
-    room_key_wait: float = 60.0
-    """Seconds an encrypted message whose room key has not arrived waits for it before the
-    room is told that it could not be bridged."""
-
-    @property
-    def domains(self) -> tuple[str, ...]:
-        return (self.server_name,)
 
 
 class Network(Protocol):
@@ -146,22 +61,12 @@ class Person:
 
 
 @dataclass(frozen=True, slots=True)
-class RoomCreate:
-    """Ask the bridge to create the room itself (once; the created room ID is stored)."""
-
-    name: str
-    topic: str | None
-    encrypted: bool | None = None
-    """Turn end-to-end encryption on in the new room; None follows the network (encrypted when
-    it requires encryption)."""
-
-
-@dataclass(frozen=True, slots=True)
 class LinkRoom:
     network: str
     room: str | None
-    """A room ID (``!…``) or alias (``#…``) of an existing room, or None when ``create`` is set."""
-    create: RoomCreate | None
+    """The room's address on its network, or None when the network creates it (``create``)."""
+    create: object | None
+    """What the network's kind needs to create the room (e.g. a Matrix room's name)."""
 
 
 @dataclass(frozen=True, slots=True)

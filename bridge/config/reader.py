@@ -8,10 +8,11 @@ Shared by the core schema (`bridge.config.load`) and the per-kind network schema
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
@@ -44,15 +45,29 @@ class Problem:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
+def domain_after_at(account: str) -> str:
+    """The domain of ``user@domain`` (a JID's resource left out)."""
+    return account.rpartition("@")[2].split("/", 1)[0]
+
+
 @dataclass(frozen=True)
 class AccountFormat:
-    """What an account on a network kind looks like (``people[].accounts.<network>``), and how
-    it is stored (addresses and JIDs compare case-insensitively, so they are kept lower-case)."""
+    """What an account on a network kind looks like (``people[].accounts.<network>``), how it
+    is stored (addresses and JIDs compare case-insensitively, so they are kept lower-case),
+    and how the rest of the bridge reads it."""
 
     pattern: re.Pattern[str]
     what: str
     """How an error names it: "a Matrix user ID (@user:server)"."""
     normalize: Callable[[str], str] = str
+    domain: Callable[[str], str] = domain_after_at
+    """The domain an account belongs to, for policy (allowed domains, Tchap's restricted
+    rooms)."""
+    local_form: Callable[[str], str] = str
+    """The account as written into another network's addresses (a ghost's localpart, a
+    puppet's JID): a Matrix user ID without its ``@``."""
+    from_local_form: Callable[[str], str] = str
+    """The account again from its `local_form`."""
 
     def parse(self, value: str) -> str | None:
         """The account as stored, or None when ``value`` is not one (nothing is reported)."""
@@ -122,6 +137,23 @@ def describe(value: object) -> str:
     if isinstance(value, date):
         return "a date"
     return type(value).__name__
+
+
+REQUIRED: Any = object()
+"""The default of a `Key` that must be given."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a mapping in the config: how its value is read (a `Reader` method, or a
+    function of the reader and the node; it records every problem and returns None), its
+    default (`REQUIRED` when it must be given), and the field of the result it fills (the
+    key's own name unless said)."""
+
+    name: str
+    read: Callable[[Reader, Node], Any]
+    default: Any = REQUIRED
+    field: str = ""
 
 
 PRESENTATION_KEYS = ("org_label", "name_suffix", "label", "language")
@@ -321,6 +353,23 @@ class Reader:
             value = float(match.group(1)) * DURATION_UNITS[match.group(2)]
             node = Node(value, node.path, node.line, node.col)
         return self.positive_number(node)
+
+    def table(
+        self, parent: Node, fields: Mapping[str, Node], keys: Iterable[Key]
+    ) -> tuple[dict[str, Any], bool]:
+        """The values of a mapping's ``keys`` by field, read in order (None for one with a
+        problem, every problem recorded and located), and whether all of them were right."""
+        before = len(self.problems)
+        values = {}
+        for key in keys:
+            if key.default is REQUIRED:
+                node = self.required(parent, fields, key.name)
+                value = key.read(self, node) if node is not None else None
+            else:
+                value = self.optional(fields, key.name, functools.partial(key.read, self),
+                                      key.default)  # fmt: skip
+            values[key.field or key.name] = value
+        return values, len(self.problems) == before
 
     def presentation(
         self, name: str, fields: Mapping[str, Node], default_language: str

@@ -1,11 +1,24 @@
 """Email networks: the bridge's own SMTP server for mail to link addresses, an SMTP relay for
 mail to the links' email members, DKIM and SPF on the way in, DKIM signing on the way out."""
 
-from bridge.config.kinds.email import EmailNetwork
+from __future__ import annotations
+
 from bridge.connector import Connector, Host
+from bridge.kinds import Kind
+from connectors.email.commands import add_commands
+from connectors.email.config import EmailNetwork, EmailSchema
 
 
 def build(network: EmailNetwork, host: Host) -> Connector:
     from connectors.email.connector import EmailConnector
 
     return EmailConnector(network, host)
+
+
+KIND = Kind(
+    name="email",
+    schema=EmailSchema,
+    account_format=EmailSchema.account_format,
+    build=build,
+    commands=add_commands,
+)

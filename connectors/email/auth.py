@@ -3,7 +3,7 @@
 A mail's sender counts as verified when a DKIM signature of the From domain (or a parent of it)
 holds, or when SPF passes for an envelope sender of that domain: DMARC's rule, with relaxed
 alignment. Anything else leaves the sender unverified and the network's policy decides
-(`bridge.config.kinds.email.AuthPolicy`). A DNS failure is neither: the mail is answered "try
+(`connectors.email.config.AuthPolicy`). A DNS failure is neither: the mail is answered "try
 again later", so a genuine sender is never marked or refused because a lookup timed out.
 
 Every lookup goes to the nameservers the network configures (or the system's resolver), never

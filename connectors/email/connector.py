@@ -21,11 +21,11 @@ import logging
 from datetime import UTC, datetime
 from email.utils import make_msgid
 
-from bridge.config.kinds.email import AuthPolicy, EmailNetwork
 from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Host, Outgoing
 from bridge.tasks import supervise
 from connectors.email.auth import Authenticator
+from connectors.email.config import AuthPolicy, EmailNetwork
 from connectors.email.head import HeaderLimits, OverLimit, header_end
 from connectors.email.inbound import InboundServer, Received
 from connectors.email.outbound import Relay, wire_bytes
@@ -66,6 +66,14 @@ class EmailConnector(Connector):
         self._links: dict[str, Link] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
+    def is_ready(self) -> bool:
+        return self.rooms_ready.is_set()
+
+    @property
+    def exclusive(self) -> bool:
+        """Received attachments wait in a spool on this machine's disk until delivered."""
+        return True
+
     # Set-up
 
     async def start(self) -> None:
@@ -103,7 +111,7 @@ class EmailConnector(Connector):
     async def _sweep_regularly(self) -> None:
         while True:
             try:
-                empty = await self.host.store.outbox_size() == 0
+                empty = await self.host.idle()
                 removed = await asyncio.to_thread(
                     self.spool.sweep, empty, self.network.spool_days * 86400
                 )

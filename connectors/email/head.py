@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bridge.config.kinds.email import InboundSettings
+from connectors.email.config import InboundSettings
 from connectors.email.headers import one_line
 
 _BLANK_LINE = re.compile(rb"(?:\A|(?>\r\n|\r|\n))(?>\r\n|\r|\n)")

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from bridge.config.kinds.email import InboundSettings
+from connectors.email.config import InboundSettings
 from connectors.email.headers import one_line
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from email.message import EmailMessage
 import aiosmtplib
 import dkim
 
-from bridge.config.kinds.email import DkimKey, RelaySecurity, SmtpRelay
 from bridge.connector import DeliveryError, Refusal, Unavailable
+from connectors.email.config import DkimKey, RelaySecurity, SmtpRelay
 
 log = logging.getLogger(__name__)
 

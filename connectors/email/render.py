@@ -102,7 +102,7 @@ def render_mail(
     """The mail for one event of link ``link_id`` (whose address is ``address``).
 
     ``message_id`` is the new mail's ``<id@domain>``; ``out.reply_to`` (a reply) or
-    ``out.target`` (an edit) are IDs on the email network, as the router resolved them.
+    ``out.relates_to`` (an edit) are IDs on the email network, as the router resolved them.
     """
     event = out.event
     msg = EmailMessage()
@@ -115,7 +115,7 @@ def render_mail(
     msg["Subject"] = _subject(link_id, event)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
-    parent = out.target if event.kind is Kind.EDIT else out.reply_to
+    parent = out.relates_to if event.kind is Kind.EDIT else out.reply_to
     if parent:
         msg["In-Reply-To"] = header_message_id(parent)
         msg["References"] = header_message_id(parent)

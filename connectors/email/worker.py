@@ -47,7 +47,9 @@ class MailWorker:
 
     async def start(self) -> None:
         """Start the worker process, off the event loop (a process start blocks), so that the
-        first mail does not wait for it."""
+        first mail does not wait for it; a stopped worker starts anew."""
+        if not self._pool.active:
+            self._pool = ProcessPool(max_workers=1, context=_CONTEXT)
         future = await asyncio.to_thread(self._pool.schedule, len, args=((),))
         await asyncio.wrap_future(future)
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from bridge.config.model import MatrixMode, MatrixNetwork
+import argparse
+from typing import Any
+
 from bridge.connector import Connector, Host
+from bridge.kinds import Kind
+from connectors.matrix.config import MatrixMode, MatrixNetwork, MatrixSchema
+from connectors.matrix.state import upgrade_table
 
 
 def build(network: MatrixNetwork, host: Host) -> Connector:
@@ -14,3 +19,21 @@ def build(network: MatrixNetwork, host: Host) -> Connector:
     from connectors.matrix.relay import RelayConnector
 
     return RelayConnector(network, host)
+
+
+def commands(subcommands: argparse._SubParsersAction[Any]) -> None:
+    """``passerelle generate-registration``."""
+    from connectors.matrix.registration import add_command
+
+    add_command(subcommands)
+
+
+KIND = Kind(
+    name="matrix",
+    schema=MatrixSchema,
+    account_format=MatrixSchema.account_format,
+    build=build,
+    state=upgrade_table,
+    commands=commands,
+    default=True,  # Matrix networks came first: their entries may leave ``kind`` out
+)

@@ -38,18 +38,20 @@ from mautrix.errors import MatrixRequestError
 from mautrix.types import Membership, RoomCreatePreset, RoomID, UserID
 
 from bridge import json_input
-from bridge.config.model import Encryption, Flavour, MatrixNetwork
-from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing, Typing
+from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing, ServesHttp, Typing
 from bridge.events import Sender
+from bridge.kinds import account_format
 from bridge.naming import shown_name
 from bridge.notices import notice
 from bridge.policy import account_domain
-from bridge.store import GhostProfile
 from bridge.tasks import supervise
 from connectors.matrix import tchap
 from connectors.matrix.base import MatrixConnector
+from connectors.matrix.catch_up import CatchUp
+from connectors.matrix.config import Encryption, Flavour, MatrixNetwork
 from connectors.matrix.crypto import DEVICE_NAME
 from connectors.matrix.http import client_session
+from connectors.matrix.state import GhostProfile
 from connectors.matrix.translate import ghost_localpart, ghost_owner
 
 READY_TIMEOUT = 30.0
@@ -85,7 +87,7 @@ def _error(status: int, errcode: str, message: str) -> web.Response:
     return web.json_response({"errcode": errcode, "error": message}, status=status)
 
 
-class AppserviceConnector(MatrixConnector, DirectChats, Typing):
+class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
     def __init__(self, network: MatrixNetwork, host: Host) -> None:
         super().__init__(network, host)
         assert network.appservice is not None
@@ -103,12 +105,27 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         self._typing: dict[str, set[str]] = {}
         """Room → who the homeserver last said was typing there (the bridge's own users left
         out)."""
-        self.web = web.Application()
+        self._catch_up_task: asyncio.Task[None] | None = None
+        self.catch_up = CatchUp(
+            lambda: self.state,
+            host.store,
+            lambda: self.bot,
+            self._room_event,
+            lambda: host.directory.rooms(self.name),
+            self.settings.catch_up_interval,
+            self.log.getChild("catch-up"),
+        )
+        self._routes = web.Application()
         for prefix in ("/_matrix/app/v1", ""):
-            self.web.router.add_put(prefix + "/transactions/{txn_id}", self._transaction)
-            self.web.router.add_get(prefix + "/users/{user_id}", self._query_user)
-            self.web.router.add_get(prefix + "/rooms/{alias}", self._query_alias)
-        self.web.router.add_post("/_matrix/app/v1/ping", self._ping)
+            self._routes.router.add_put(prefix + "/transactions/{txn_id}", self._transaction)
+            self._routes.router.add_get(prefix + "/users/{user_id}", self._query_user)
+            self._routes.router.add_get(prefix + "/rooms/{alias}", self._query_alias)
+        self._routes.router.add_post("/_matrix/app/v1/ping", self._ping)
+
+    @property
+    def routes(self) -> web.Application:
+        """The homeserver → appservice API (transactions, user and alias queries, ping)."""
+        return self._routes
 
     async def start(self) -> None:
         self._session = client_session()
@@ -128,17 +145,25 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             try:
                 await self.bot.ensure_registered()  # type: ignore[attr-defined]
                 await self.bot.set_displayname("Passerelle")
-                # Makes the homeserver retry transactions it queued while we were down now,
-                # instead of after its exponential backoff.
-                await self.bot.appservice_ping(self.settings.id)  # type: ignore[attr-defined]
                 break
             except Exception as e:
                 self.log.warning("Homeserver %s not reachable yet: %s", self.network.homeserver, e)
                 await asyncio.sleep(2)
+        try:
+            # Makes the homeserver retry transactions it queued while we were down now, instead
+            # of after its backoff. Only a hint: the homeserver may answer it with an error
+            # while the bridge is still starting (behind a proxy that waits for readiness, the
+            # ping cannot reach it yet), and it retries in any case.
+            await self.bot.appservice_ping(self.settings.id)  # type: ignore[attr-defined]
+        except Exception as e:
+            self.log.info("The appservice ping through %s failed (%s); going on",
+                          self.network.homeserver, e)  # fmt: skip
         if self.network.encryption is not Encryption.OFF and self.e2ee is None:
             client = self._device_client()
             await self.start_e2ee(client, lambda stored: self._bot_device(client, stored))
         await self.setup_rooms()
+        if self._catch_up_task is None or self._catch_up_task.done():
+            self._catch_up_task = supervise(f"catch-up:{self.name}", self.catch_up.run, self.log)
 
     def _device_client(self) -> Client:
         """The bot as its encryption device: the appservice token, masquerading as the bot
@@ -161,11 +186,17 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         return device_id
 
     async def stop(self) -> None:
-        if self._setup_task:
-            self._setup_task.cancel()
+        for task in (self._setup_task, self._catch_up_task):
+            if task is not None:
+                task.cancel()
         await self.stop_e2ee()
         if self._session:
             await self._session.close()
+
+    @property
+    def exclusive(self) -> bool:
+        """Only with encryption: its device's keys and sessions may be used by one process."""
+        return self.network.encryption is not Encryption.OFF
 
     def is_own(self, user_id: str) -> bool:
         return user_id == str(self.bot.mxid) or bool(self._ghost_re.match(user_id))
@@ -183,13 +214,14 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
     async def _ghost(self, sender: Sender, fetch: MediaFetcher | None) -> IntentAPI:
         """The sender's ghost, registered and named, with their avatar when ``fetch`` can get
         it. The profile last set is remembered, so an unchanged one costs no request."""
-        localpart = ghost_localpart(self.settings.ghost_prefix, sender.network, sender.user_id)
+        local = account_format(self.host.config, sender.network).local_form(sender.user_id)
+        localpart = ghost_localpart(self.settings.ghost_prefix, sender.network, local)
         user_id = UserID(f"@{localpart}:{self.network.server_name}")
         intent = self._intent(user_id)
         wanted = GhostProfile(shown_name(sender), sender.avatar)
         if self._ghosts.get(user_id) == wanted:
             return intent
-        current = await self.host.store.ghost_profile(self.name, user_id)
+        current = await self.state.ghost_profile(user_id)
         if current != wanted:
             await intent.ensure_registered()
             if current is None or current.name != wanted.name:
@@ -198,7 +230,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             if wanted.avatar != avatar and wanted.avatar and fetch is not None:
                 avatar = await self._copy_avatar(intent, sender, fetch)
             wanted = GhostProfile(wanted.name, avatar)
-            await self.host.store.save_ghost_profile(self.name, user_id, wanted)
+            await self.state.save_ghost_profile(user_id, wanted)
         self._ghosts[user_id] = wanted
         return intent
 
@@ -229,7 +261,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         if self.network.flavour is Flavour.TCHAP:
             refusal = tchap.restricted_room_refusal(
                 tchap.AccessRule.DIRECT,
-                [account_domain(sender.user_id)],
+                [account_domain(self.host.config, sender.network, sender.user_id)],
                 self.network.restricted_rooms_allow,
             )
             if refusal is not None:
@@ -266,9 +298,8 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         await intent.join_room(RoomID(room_id))
         if owner is None:
             return
-        network, remote = owner
-        if self.host.config.networks[network].kind == "matrix":
-            remote = f"@{remote}"
+        network, local = owner
+        remote = account_format(self.host.config, network).from_local_form(local)
         sender = await self.sender(room_id, inviter, intent)
         try:
             await self._admit_direct(room_id, intent)
@@ -324,7 +355,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
         to_device = _first(body, TO_DEVICE_KEYS) if self.e2ee is not None else None
         to_device = to_device if isinstance(to_device, list) else []
         digest = hashlib.sha256(raw_body).hexdigest() if to_device else None
-        if digest and await self.host.store.txn_handled(self.name, txn_id, digest):
+        if digest and await self.state.txn_handled(txn_id, digest):
             return web.json_response({})
         if not self.rooms_ready.is_set():
             try:
@@ -342,15 +373,27 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing):
             if not isinstance(raw, dict):
                 self.log.warning("Ignoring a non-object event in transaction %s", txn_id)
                 continue
-            await self._track_membership(raw)
-            await self.handle_room_event(raw)
+            if isinstance(raw.get("room_id"), str):
+                self.catch_up.active(raw["room_id"])
+            try:
+                await self._room_event(raw)
+            except Exception:
+                # Not acknowledged: the homeserver sends the transaction again, or may drop it;
+                # either way the rooms are read for what it holds.
+                self.catch_up.everything()
+                raise
         ephemeral = _first(body, EPHEMERAL_KEYS)
         for edu in ephemeral if isinstance(ephemeral, list) else []:
             if isinstance(edu, dict) and edu.get("type") == "m.typing":
                 await self._on_typing(edu)
         if digest:
-            await self.host.store.mark_txn_handled(self.name, txn_id, digest)
+            await self.state.mark_txn_handled(txn_id, digest)
         return web.json_response({})
+
+    async def _room_event(self, raw: dict[str, Any]) -> None:
+        """One room event, pushed in a transaction or read by the catch-up."""
+        await self._track_membership(raw)
+        await self.handle_room_event(raw)
 
     async def _on_typing(self, edu: dict[str, Any]) -> None:
         """Who started or stopped typing in a bridged room, from the room's whole typing list

@@ -26,15 +26,17 @@ from mautrix.crypto.attachments import decrypt_attachment, encrypt_attachment
 from mautrix.errors import DecryptionError, MatrixConnectionError, MatrixRequestError, MNotFound
 from mautrix.types import ContentURI, EventID, EventType, RoomAlias, RoomID, UserID
 
-from bridge.config.model import Encryption, Flavour, Link, MatrixNetwork
+from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Host, Outgoing, Refusal, Unavailable
 from bridge.events import Event, Kind, Sender
 from bridge.naming import MAX_NAME, clean, shown_name
 from bridge.notices import Notice, notice
 from bridge.policy import account_domain, foreign_domains, sender_allowed
 from connectors.matrix import tchap
+from connectors.matrix.config import Encryption, Flavour, MatrixNetwork, RoomCreate
 from connectors.matrix.crypto import E2EE, MEGOLM, DeviceFor, KeyNotYet, Undecryptable
 from connectors.matrix.room_facts import RoomFacts
+from connectors.matrix.state import MatrixState
 from connectors.matrix.translate import (
     MalformedEvent,
     event_from_matrix,
@@ -104,6 +106,14 @@ class MatrixConnector(Connector):
         self.e2ee_unavailable: str | None = None
         """Why encryption could not start, when the homeserver refused it."""
 
+    def is_ready(self) -> bool:
+        return self.rooms_ready.is_set()
+
+    @property
+    def state(self) -> MatrixState:
+        """This network's rows of the Matrix tables (available once the gateway started)."""
+        return MatrixState(self.host.state(self.network.kind), self.name)
+
     @property
     def links(self) -> list[Link]:
         return [link for link in self.host.config.links if self.name in link.rooms]
@@ -132,7 +142,7 @@ class MatrixConnector(Connector):
             network=self.name,
             client=client,
             facts=self.facts,
-            db=self.host.store.db,
+            db=self.state.db,
             log=self.log.getChild("e2ee"),
             room_key_wait=self.network.room_key_wait,
             is_ghost=self.is_ghost,
@@ -158,6 +168,7 @@ class MatrixConnector(Connector):
     async def stop_e2ee(self) -> None:
         if self.e2ee is not None:
             await self.e2ee.stop()
+            self.e2ee = None
 
     async def room_encryption(self, room_id: str, api: ClientAPI | None = None) -> JSON | None:
         """The room's ``m.room.encryption`` content (None: not encrypted), read as ``api`` (a
@@ -285,6 +296,12 @@ class MatrixConnector(Connector):
         spec = link.rooms[self.name]
         if spec.create is not None:
             room_id = self._created.get(link.id)
+            if room_id is None and not self.host.leads(self.name):
+                # Only the instance leading this network creates rooms (several instances).
+                self._created = await self.host.store.created_rooms(self.name)
+                room_id = self._created.get(link.id)
+                if room_id is None:
+                    raise RuntimeError("the instance leading this network creates it")
             if room_id is None:
                 room_id = await self._create_room(link)
                 await self.host.store.save_created_room(link.id, self.name, room_id)
@@ -302,8 +319,8 @@ class MatrixConnector(Connector):
         self.host.directory.bind(link.id, self.name, room_id)
 
     async def _create_room(self, link: Link) -> str:
-        assert link.rooms[self.name].create is not None
         create = link.rooms[self.name].create
+        assert isinstance(create, RoomCreate)
         invitees = []
         for person_id in link.people:
             person = self.host.config.person(person_id)
@@ -314,12 +331,12 @@ class MatrixConnector(Connector):
             # A bridged room has people from outside by definition: Tchap calls that
             # an "external access" room.
             initial_state.append(tchap.access_rules_state(tchap.AccessRule.UNRESTRICTED))
-        encrypted = create.encrypted if create and create.encrypted is not None else None
+        encrypted = create.encrypted
         if encrypted or (encrypted is None and self.network.encryption is Encryption.REQUIRE):
             initial_state.append(self.encryption_state())
         return await self.bot.create_room(
-            name=create.name if create else None,
-            topic=create.topic if create else None,
+            name=create.name,
+            topic=create.topic,
             invitees=invitees,
             initial_state=initial_state,  # type: ignore[arg-type]
         )
@@ -375,7 +392,9 @@ class MatrixConnector(Connector):
             return None
         rule = await self._access_rule(room_id)
         return tchap.restricted_room_refusal(
-            rule, [account_domain(sender.user_id)], self.network.restricted_rooms_allow
+            rule,
+            [account_domain(self.host.config, sender.network, sender.user_id)],
+            self.network.restricted_rooms_allow,
         )
 
     def _invited_here(self, room_id: str, sender: Sender) -> bool:
@@ -437,7 +456,7 @@ class MatrixConnector(Connector):
         link_id = self.host.directory.link_for(self.name, room_id)
         if link_id is None:
             return None
-        if not sender_allowed(self.network, sender_id):
+        if not sender_allowed(self.host.config, self.name, sender_id):
             self.log.info("Not bridging %s: %s is not an allowed domain", raw.get("event_id"),
                           sender_id)  # fmt: skip
             return None
@@ -530,8 +549,8 @@ class MatrixConnector(Connector):
         event = out.event
         api, template = await self.poster(out)
         if event.kind is Kind.REDACTION:
-            assert out.target is not None
-            path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(out.target)]
+            assert out.relates_to is not None
+            path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(out.relates_to)]
             answer = await api.api.request(Method.PUT, path[out.delivery_id], {})
             return str(answer["event_id"])
         encrypted = await self._encrypted(out.room_id, api)

@@ -20,10 +20,10 @@ from mautrix.api import Method, Path
 from mautrix.client import Client, ClientAPI
 from mautrix.types import LoginType, RoomID, SyncToken, UserID
 
-from bridge.config.model import MatrixNetwork
 from bridge.connector import Host, Outgoing
 from bridge.tasks import supervise
 from connectors.matrix.base import MatrixConnector
+from connectors.matrix.config import MatrixNetwork
 from connectors.matrix.http import client_session
 
 JSON = dict[str, Any]
@@ -63,6 +63,11 @@ class RelayConnector(MatrixConnector):
         await self.stop_e2ee()
         if self._session:
             await self._session.close()
+
+    @property
+    def exclusive(self) -> bool:
+        """One ``/sync`` position and one login device: one process reads as the bot."""
+        return True
 
     def is_own(self, user_id: str) -> bool:
         return user_id == self.settings.user_id
@@ -107,7 +112,7 @@ class RelayConnector(MatrixConnector):
             setup.cancel()
 
     async def _sync_forever(self) -> None:
-        stored = await self.host.store.sync_position(self.name)
+        stored = await self.state.sync_position()
         since = SyncToken(stored) if stored else None
         filter_id = None
         backoff = 1.0
@@ -132,7 +137,7 @@ class RelayConnector(MatrixConnector):
                 if since is not None:
                     await self._process(batch, since)
                 since = SyncToken(batch["next_batch"])
-                await self.host.store.save_sync_position(self.name, since)
+                await self.state.save_sync_position(since)
                 backoff = 1.0
             except asyncio.CancelledError:
                 raise

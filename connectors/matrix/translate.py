@@ -182,7 +182,7 @@ def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) 
         redacts = raw.get("redacts") or content.get("redacts")
         if not isinstance(redacts, str):
             raise MalformedEvent("redaction without a redacts event ID")
-        return make(kind=Kind.REDACTION, target=redacts)
+        return make(kind=Kind.REDACTION, relates_to=redacts)
     if etype == "m.reaction":
         rel = _relation(content)
         if rel.get("rel_type") != "m.annotation":
@@ -190,7 +190,7 @@ def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) 
         key, target = rel.get("key"), rel.get("event_id")
         if not isinstance(key, str) or not isinstance(target, str):
             raise MalformedEvent("reaction without key or event_id")
-        return make(kind=Kind.REACTION, target=target, reaction=key)
+        return make(kind=Kind.REACTION, relates_to=target, reaction=key)
     if etype not in ("m.room.message", "m.sticker"):
         return None
     if not content:
@@ -203,7 +203,7 @@ def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) 
             raise MalformedEvent("edit without m.new_content or event_id")
         text, html = _text_and_html(new)
         msgtype = _TEXT_TYPES.get(new.get("msgtype", "m.text"), MsgType.TEXT)
-        return make(kind=Kind.EDIT, target=target, text=text, html=html, msgtype=msgtype)
+        return make(kind=Kind.EDIT, relates_to=target, text=text, html=html, msgtype=msgtype)
     in_reply = rel.get("m.in_reply_to")
     reply_to = in_reply.get("event_id") if isinstance(in_reply, dict) else None
     if reply_to is not None and not isinstance(reply_to, str):
@@ -230,14 +230,15 @@ def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) 
 MAX_LOCALPART = 200
 
 
-def ghost_localpart(prefix: str, network: str, user_id: str) -> str:
-    """A stable ghost localpart for a remote user: the prefix, the source network, then the
-    remote ID with every character outside Matrix's localpart set written as ``=xx``.
+def ghost_localpart(prefix: str, network: str, local: str) -> str:
+    """A stable ghost localpart for a remote user: the prefix, the source network, then their
+    account as its kind writes it into addresses (``local``, `AccountFormat.local_form`) with
+    every character outside Matrix's localpart set written as ``=xx``.
 
     User IDs may not exceed 255 bytes, so an overlong result keeps its start and ends in a
     hash of the whole ID (still stable, still distinct)."""
     escaped = re.sub(r"[^a-z0-9.\-/]", lambda m: "".join(f"={b:02x}" for b in m.group().encode()),
-                     user_id.removeprefix("@"))  # fmt: skip
+                     local)  # fmt: skip
     localpart = f"{prefix}{network}_{escaped}"
     if len(localpart) > MAX_LOCALPART:
         digest = hashlib.sha256(localpart.encode()).hexdigest()[:32]
@@ -246,9 +247,8 @@ def ghost_localpart(prefix: str, network: str, user_id: str) -> str:
 
 
 def ghost_owner(localpart: str, prefix: str, networks: list[str]) -> tuple[str, str] | None:
-    """The (network, remote ID) a ghost localpart stands for: the inverse of `ghost_localpart`
-    (a Matrix user ID comes back without its leading ``@``), or None when it is not a ghost's
-    or was shortened with a hash."""
+    """The (network, account in its local form) a ghost localpart stands for: the inverse of
+    `ghost_localpart`, or None when it is not a ghost's or was shortened with a hash."""
     rest = localpart.removeprefix(prefix)
     if rest == localpart and prefix:
         return None
@@ -299,7 +299,7 @@ def matrix_content(
         return "m.reaction", {
             "m.relates_to": {
                 "rel_type": "m.annotation",
-                "event_id": out.target,
+                "event_id": out.relates_to,
                 "key": event.reaction,
             }  # fmt: skip
         }
@@ -309,7 +309,7 @@ def matrix_content(
         content = {
             **_message_content(event, text=f"* {text}", html=f"* {html}" if html else None),
             "m.new_content": new,
-            "m.relates_to": {"rel_type": "m.replace", "event_id": out.target},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": out.relates_to},
         }
         return "m.room.message", content
     if event.attachment is not None and (mxc is not None or file is not None):

@@ -63,16 +63,17 @@ def _cut(text: str, size: int) -> str:
     return text.encode()[:size].decode(errors="ignore")
 
 
-def puppet_localpart(network: str, user_id: str) -> str:
-    """The localpart of the puppet of ``user_id`` from ``network``: ``<network>_<escaped ID>``
-    (a Matrix ID loses its leading ``@``).
+def puppet_localpart(network: str, local: str) -> str:
+    """The localpart of the puppet of a person of ``network``: ``<network>_<escaped ID>``,
+    ``local`` being their account as its kind writes it into addresses
+    (`AccountFormat.local_form`: a Matrix user ID without its ``@``).
 
     That is kept only when the XMPP server would compare it as it is: an ID that nodeprep would
     change (``@Alice:x``, which would otherwise be ``@alice:x``'s puppet; ``ß``, ``ﬁ``), one
     too long, or one whose text already ends like a hashed localpart gets its (prepared,
     shortened) start and a hash of the exact ID instead, ``-`` and 32 hex digits. So two
     people never share a puppet, and only hashed localparts end in a hash."""
-    text = escape_node(f"{network}_{user_id.removeprefix('@')}")
+    text = escape_node(f"{network}_{local}")
     if len(text.encode()) <= MAX_LOCALPART and not _HASHED.search(text):
         if _prepared(text) == text:
             return text
@@ -82,9 +83,10 @@ def puppet_localpart(network: str, user_id: str) -> str:
     return hashed if _prepared(hashed) == hashed else f"{network}_-{digest}"
 
 
-def puppet_jid(network: str, user_id: str, component: str) -> str:
-    """The bare JID of a remote person on the component's domain."""
-    return f"{puppet_localpart(network, user_id)}@{component}"
+def puppet_jid(network: str, local: str, component: str) -> str:
+    """The bare JID of a remote person on the component's domain (``local``: see
+    `puppet_localpart`)."""
+    return f"{puppet_localpart(network, local)}@{component}"
 
 
 def describe_puppet(localpart: str) -> str:
@@ -105,9 +107,9 @@ def nick_candidates(base: str, attempts: int = 20) -> list[str]:
 
 
 def puppet_owner(localpart: str, networks: list[str]) -> tuple[str, str] | None:
-    """The (network, remote ID) a puppet localpart stands for: the inverse of
-    `puppet_localpart` (a Matrix ID comes back without its ``@``), or None when it is no
-    puppet's, or a hashed one (whose ID cannot be read back)."""
+    """The (network, account in its local form) a puppet localpart stands for: the inverse of
+    `puppet_localpart`, or None when it is no puppet's, or a hashed one (whose ID cannot be
+    read back)."""
     text = unescape_node(localpart)
     for network in sorted(networks, key=len, reverse=True):
         prefix = f"{network}_"

@@ -27,15 +27,17 @@ from dataclasses import dataclass
 
 from slixmpp.plugins.xep_0410 import PingStatus
 
-from bridge.config.kinds.xmpp import XmppNetwork
 from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing, Unavailable
 from bridge.events import Event, Kind, Sender
+from bridge.kinds import local_form
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
 from connectors.xmpp.component import FATAL, Component, Handlers, NotConnected, VCard
+from connectors.xmpp.config import XmppNetwork
 from connectors.xmpp.direct import OneToOne
 from connectors.xmpp.fetch_policy import FilePolicy
 from connectors.xmpp.files import Files
 from connectors.xmpp.rooms import Quote, Room, Seat
+from connectors.xmpp.state import XmppState
 from connectors.xmpp.translate import (
     NS_OCCUPANT_ID,
     ORIGIN_PREFIX,
@@ -142,11 +144,26 @@ class XmppConnector(Connector, Typing):
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
+    def is_ready(self) -> bool:
+        return self.rooms_ready.is_set()
+
+    @property
+    def exclusive(self) -> bool:
+        """An XMPP server accepts one connection per component name."""
+        return True
+
+    @property
+    def state(self) -> XmppState:
+        """This network's rows of the XMPP table (available once the gateway started)."""
+        return XmppState(self.host.state(self.network.kind), self.name)
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping = False
+        self._tasks = []
         await self.files.open()
-        for room_jid, occupant_id, real_jid in await self.host.store.occupant_identities(self.name):
+        for room_jid, occupant_id, real_jid in await self.state.occupant_identities():
             if room_jid in self.rooms:
                 self.rooms[room_jid].identities[occupant_id] = real_jid
         for room in self.rooms.values():
@@ -326,7 +343,7 @@ class XmppConnector(Connector, Typing):
         while True:
             room, occupant_id, real_jid = await self._identities.get()
             try:
-                await self.host.store.save_occupant_identity(self.name, room, occupant_id, real_jid)
+                await self.state.save_occupant_identity(room, occupant_id, real_jid)
             except Exception:
                 self.log.exception("Could not store who occupant %s of %s is", occupant_id,
                                    room)  # fmt: skip
@@ -497,7 +514,7 @@ class XmppConnector(Connector, Typing):
         retracted = msg.retract_id or msg.retract_origin_id
         if retracted:
             target = room.stanza_ids.get(retracted) or retracted
-            return [make(kind=Kind.REDACTION, remote_id=remote_id, target=target)]
+            return [make(kind=Kind.REDACTION, remote_id=remote_id, relates_to=target)]
         if msg.reactions is not None:
             target = room.stanza_ids.get(msg.reactions.target) or msg.reactions.target
             key = (sender.user_id, target)
@@ -506,11 +523,11 @@ class XmppConnector(Connector, Typing):
             room.reactions[key] = {k: before[k] if k in before else added[k]
                                    for k in msg.reactions.keys}  # fmt: skip
             events = [
-                make(kind=Kind.REACTION, remote_id=rid, target=target, reaction=k)
+                make(kind=Kind.REACTION, remote_id=rid, relates_to=target, reaction=k)
                 for k, rid in added.items()
             ]
             events += [
-                make(kind=Kind.REDACTION, remote_id=f"{rid}/withdrawn/{remote_id}", target=rid)
+                make(kind=Kind.REDACTION, remote_id=f"{rid}/withdrawn/{remote_id}", relates_to=rid)
                 for rid in removed
             ]
             return events
@@ -524,7 +541,7 @@ class XmppConnector(Connector, Typing):
             if msg.body:
                 room.quotes[original] = Quote(msg.nick, msg.body)
             return [edit_event(msg, remote_id=remote_id, link_id=room.link_id,
-                               network=self.name, sender=sender, target=original)]  # fmt: skip
+                               network=self.name, sender=sender, relates_to=original)]  # fmt: skip
         reply_to = None
         if msg.reply is not None:
             reply_to = room.stanza_ids.get(msg.reply.id) or msg.reply.id
@@ -560,9 +577,9 @@ class XmppConnector(Connector, Typing):
             if event.kind is Kind.REDACTION:
                 return await self._redact(room, out, sender_jid, msg_id)
             if event.kind is Kind.EDIT:
-                assert event.target is not None
+                assert event.relates_to is not None
                 body = message_body(event, relay_name=relay_name)
-                replace = origin_id(event.network, event.target)
+                replace = origin_id(event.network, event.relates_to)
                 el = groupchat_stanza(room.jid, sender_jid, msg_id, body, replace_id=replace)
                 return await self._post(room, sender_jid, el, msg_id)
             return await self._message(room, out, media, sender_jid, relay_name, msg_id)
@@ -579,7 +596,8 @@ class XmppConnector(Connector, Typing):
         sender = out.event.sender
         if out.sender_is_local:
             return self.bot_jid, nickname(sender)
-        jid = puppet_jid(sender.network, sender.user_id, self.network.component)
+        jid = puppet_jid(sender.network, local_form(self.host.config, sender),
+                         self.network.component)  # fmt: skip
         await self._seat(room, jid, nickname(sender), out)
         return jid, None
 
@@ -669,18 +687,18 @@ class XmppConnector(Connector, Typing):
         return await self._post(room, sender_jid, el, msg_id)
 
     async def _react(self, room: Room, out: Outgoing, sender_jid: str, msg_id: str) -> str:
-        assert out.target is not None and out.event.reaction is not None
-        keys = room.sent_reactions.setdefault((sender_jid, out.target), [])
+        assert out.relates_to is not None and out.event.reaction is not None
+        keys = room.sent_reactions.setdefault((sender_jid, out.relates_to), [])
         if out.event.reaction not in keys:
             keys.append(out.event.reaction)
         if room.stanza_ids.get(msg_id) is None:
-            el = reactions_stanza(room.jid, sender_jid, msg_id, out.target, keys)
+            el = reactions_stanza(room.jid, sender_jid, msg_id, out.relates_to, keys)
             await self._post(room, sender_jid, el, msg_id)
-        return reaction_ref(out.target, sender_jid, out.event.reaction)
+        return reaction_ref(out.relates_to, sender_jid, out.event.reaction)
 
     async def _redact(self, room: Room, out: Outgoing, sender_jid: str, msg_id: str) -> str:
-        assert out.target is not None
-        reaction = parse_reaction_ref(out.target)
+        assert out.relates_to is not None
+        reaction = parse_reaction_ref(out.relates_to)
         if reaction is not None:
             target, puppet, key = reaction
             keys = room.sent_reactions.setdefault((puppet, target), [])
@@ -688,13 +706,14 @@ class XmppConnector(Connector, Typing):
                 keys.remove(key)
             el = reactions_stanza(room.jid, puppet, msg_id, target, keys)
             return await self._post(room, puppet, el, msg_id)
-        el = retraction_stanza(room.jid, sender_jid, msg_id, out.target)
+        el = retraction_stanza(room.jid, sender_jid, msg_id, out.relates_to)
         return await self._post(room, sender_jid, el, msg_id)
 
     async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
         """The sender's puppet says it is (no longer) typing, once it sits in the room."""
         room = self.rooms.get(room_id)
-        jid = puppet_jid(sender.network, sender.user_id, self.network.component)
+        jid = puppet_jid(sender.network, local_form(self.host.config, sender),
+                         self.network.component)  # fmt: skip
         if room is None or not room.joined or jid not in room.seats:
             return
         self._send(chat_state_stanza(room.jid, jid, f"{ORIGIN_PREFIX}{uuid.uuid4().hex}", typing))

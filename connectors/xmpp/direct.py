@@ -15,11 +15,12 @@ import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 
-from bridge.config.kinds.xmpp import XmppNetwork
 from bridge.connector import DeliveryError, DirectChatRefused, Host, Outgoing, Unavailable
 from bridge.events import Event, Kind, Sender
+from bridge.kinds import account_format, local_form
 from connectors.xmpp.addresses import puppet_jid, puppet_owner
 from connectors.xmpp.component import FATAL, Component, NotConnected
+from connectors.xmpp.config import XmppNetwork
 from connectors.xmpp.files import Files
 from connectors.xmpp.translate import (
     Message,
@@ -85,9 +86,8 @@ class OneToOne:
                     el, "not-acceptable", "The gateway does not fetch files from there."
                 )
                 return
-        network, remote = owner
-        if self.host.config.networks[network].kind == "matrix":
-            remote = f"@{remote}"
+        network, local = owner
+        remote = account_format(self.host.config, network).from_local_form(local)
         key = direct_key(user, puppet)
         sender = Sender(network=self.network.name, user_id=user, display_name=user)
         link_id = self.host.directory.link_for(self.network.name, key)
@@ -109,11 +109,11 @@ class OneToOne:
         if retracted:
             return Event(kind=Kind.REDACTION, link_id=link_id, network=self.network.name,
                          room_id=key, remote_id=remote_id, sender=sender,
-                         target=direct_message_id(key, retracted))  # fmt: skip
+                         relates_to=direct_message_id(key, retracted))  # fmt: skip
         if msg.replace_id is not None:
             event: Event | None = edit_event(
                 msg, remote_id=remote_id, link_id=link_id, network=self.network.name,
-                sender=sender, target=direct_message_id(key, msg.replace_id),
+                sender=sender, relates_to=direct_message_id(key, msg.replace_id),
             )  # fmt: skip
         else:
             reply_to = direct_message_id(key, msg.reply.id) if msg.reply else None
@@ -129,19 +129,19 @@ class OneToOne:
             raise DeliveryError(f"{out.room_id} is not a chat", permanent=True)
         user = pair[0]
         event = out.event
-        sender_jid = puppet_jid(event.sender.network, event.sender.user_id,
+        sender_jid = puppet_jid(event.sender.network, local_form(self.host.config, event.sender),
                                 self.network.component)  # fmt: skip
         msg_id = origin_id(event.network, event.remote_id)
         if event.kind is Kind.REACTION:
             return direct_message_id(out.room_id, msg_id)  # chats carry no reactions here
         if event.kind is Kind.REDACTION:
-            assert out.target is not None
-            el = retraction_stanza(user, sender_jid, msg_id, stanza_id_of(out.target))
+            assert out.relates_to is not None
+            el = retraction_stanza(user, sender_jid, msg_id, stanza_id_of(out.relates_to))
             el.set("type", "chat")
         elif event.kind is Kind.EDIT:
-            assert out.target is not None
+            assert out.relates_to is not None
             el = chat_stanza(user, sender_jid, msg_id, message_body(event),
-                             replace_id=stanza_id_of(out.target))  # fmt: skip
+                             replace_id=stanza_id_of(out.relates_to))  # fmt: skip
         elif event.attachment is not None and media is not None:
             url = await self.files.upload(media, event.attachment.name, event.attachment.mimetype)
             el = chat_stanza(user, sender_jid, msg_id, url, oob=Oob(url, event.text or None))

@@ -416,11 +416,11 @@ def message_event(
 
 
 def edit_event(
-    msg: Message, *, remote_id: str, link_id: str, network: str, sender: Sender, target: str
+    msg: Message, *, remote_id: str, link_id: str, network: str, sender: Sender, relates_to: str
 ) -> Event:
     text, html, msgtype = text_event_parts(msg.body or "")
     return Event(kind=Kind.EDIT, link_id=link_id, network=network, room_id=msg.room,
-                 remote_id=remote_id, sender=sender, target=target, text=text, html=html,
+                 remote_id=remote_id, sender=sender, relates_to=relates_to, text=text, html=html,
                  msgtype=msgtype)  # fmt: skip
 
 

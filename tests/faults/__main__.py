@@ -59,7 +59,7 @@ async def main(args: argparse.Namespace) -> Result:
 def run(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    for noisy in ("slixmpp", "aiohttp", "mautrix", "mail.log", "tests.harness.proxy"):
+    for noisy in ("slixmpp", "aiohttp", "mautrix", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         result = asyncio.run(main(args))

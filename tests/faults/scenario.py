@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tests.faults import window
 from tests.faults.report import Tally, tally
@@ -128,7 +129,7 @@ def failover(before: float, down: float, after: float) -> Fault:
 
     async def fault(run: Run) -> None:
         first, second = run.world.instances
-        switched = len(run.world.proxy.switches)
+        served = len(run.world.proxy.served_by)
         await second.bridge.start()
         run.note(f"bridge {second.name} started as a second instance")
         await asyncio.sleep(before)
@@ -139,12 +140,23 @@ def failover(before: float, down: float, after: float) -> Fault:
         await first.bridge.start()
         run.note(f"bridge {first.name} started again")
         await asyncio.sleep(after)
-        names = {i.url: i.name for i in run.world.instances}
-        switches = ", ".join(f"{names.get(a or '', 'none')} → {names.get(b or '', 'none')}"
-                             for a, b in run.world.proxy.switches[switched:])  # fmt: skip
-        run.note(f"the proxy switched: {switches or 'never'}")
+        run.note(f"the proxy forwarded to {served_by(run.world, served)}")
 
     return fault
+
+
+def served_by(world: FaultWorld, since: int = 0) -> str:
+    """Which instances the proxy forwarded to, in turn, from its ``since``-th request on
+    (``a ×120, b ×31, a ×12``)."""
+    names = {i.url: i.name for i in world.instances}
+    turns: list[list[Any]] = []
+    for backend in world.proxy.served_by[since:]:
+        name = names.get(backend, backend)
+        if turns and turns[-1][0] == name:
+            turns[-1][1] += 1
+        else:
+            turns.append([name, 1])
+    return ", ".join(f"{name} ×{count}" for name, count in turns) or "no instance"
 
 
 @dataclass

@@ -240,10 +240,12 @@ async def _start(
         dns.publish("bmi.test", "v=spf1 ip4:127.0.0.1 -all")
         dns.start()
         relay.start()
-    proxy = FailoverProxy([f"http://127.0.0.1:{ports[i]}" for i in ("a", "b")])
+    ports["proxy"] = free_port()
+    proxy = FailoverProxy([f"http://127.0.0.1:{ports[i]}" for i in ("a", "b")], port=ports["proxy"])
     paths = await asyncio.to_thread(
         write_configs, root, networks=networks, database=database, ports=ports,
-        proxy_url=proxy.url, give_up_after=give_up_after, prosody=prosody, dns=dns,
+        proxy_url=f"http://127.0.0.1:{ports['proxy']}", give_up_after=give_up_after,
+        prosody=prosody, dns=dns,
     )  # fmt: skip
     bund, tchap = homeservers(root, ports["bund"], ports["tchap"])
     instances = [
@@ -283,7 +285,6 @@ async def _populate(world: FaultWorld, networks: tuple[str, ...]) -> None:
     if "mail" in networks:
         world.rooms["mail"] = LINK_ADDRESS
     await world.instances[0].bridge.start()
-    await world.proxy.check()
 
 
 def keep_logs(world: FaultWorld, into: Path) -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bridge.config.kinds.email import InboundSettings
 from bridge.connector import Outgoing
 from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
+from connectors.email.config import InboundSettings
 from connectors.email.head import HeaderLimits, OverLimit, header_end
 from connectors.email.headers import header_text
 from connectors.email.outbound import wire_bytes

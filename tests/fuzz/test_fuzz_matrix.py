@@ -107,7 +107,7 @@ def test_rendering_any_event(text: str, html: str, msgtype: MsgType, kind: Kind,
     event = Event(kind=kind, link_id="wg", network="tchap", room_id="!r:t", remote_id="$x",
                   sender=SENDER, text=text, html=html or None, msgtype=msgtype,
                   reaction="👍" if kind is Kind.REACTION else None)  # fmt: skip
-    out = Outgoing(event=event, room_id=ROOM, reply_to="$p", target="$t", sender_is_local=False,
+    out = Outgoing(event=event, room_id=ROOM, reply_to="$p", relates_to="$t", sender_is_local=False,
                    fetch_source_media=_no_media)  # fmt: skip
     for template in (None, "**{name}**: {message}"):
         etype, content = matrix_content(out, sender_name=name, relay_template=template)

@@ -179,16 +179,6 @@ id_chars = st.sampled_from(
 ids = st.lists(id_chars, max_size=30).map("".join) | st.text(max_size=300)
 
 
-def matrix_network(network: str) -> bool:
-    """Half the generated networks are Matrix ones: their IDs start with ``@``, no others'
-    do (as mail addresses and JIDs cannot)."""
-    return network[0] < "n"
-
-
-def person(network: str, user_id: str) -> str:
-    return f"@{user_id}" if matrix_network(network) else user_id.lstrip("@") or "x"
-
-
 @given(names, ids, names, ids)
 @example("bund", "Alice:x", "bund", "alice:x")
 @example("bund", "straße:x", "bund", "strasse:x")
@@ -196,7 +186,7 @@ def person(network: str, user_id: str) -> str:
 def test_distinct_people_get_distinct_puppets(net1: str, id1: str, net2: str, id2: str) -> None:
     if net1 != net2 and (net1.startswith(f"{net2}_") or net2.startswith(f"{net1}_")):
         return  # the config refuses such a pair of network names
-    first, second = (net1, person(net1, id1)), (net2, person(net2, id2))
+    first, second = (net1, id1), (net2, id2)
     jids = {puppet_jid(*first, "p.test"), puppet_jid(*second, "p.test")}
     assert len(jids) == (1 if first == second else 2)
     for jid in jids:
@@ -212,8 +202,8 @@ def test_puppet_owner_inverts_the_localpart_where_it_claims_to(
     networks = [network, *(n for n in others if not n.startswith(f"{network}_"))]
     if any(a.startswith(f"{b}_") for a in networks for b in networks):
         return
-    owner = puppet_owner(puppet_localpart(network, person(network, user_id)), networks)
-    assert owner is None or owner == (network, person(network, user_id).removeprefix("@"))
+    owner = puppet_owner(puppet_localpart(network, user_id), networks)
+    assert owner is None or owner == (network, user_id)
 
 
 @given(st.text(max_size=60))

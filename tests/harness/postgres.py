@@ -75,16 +75,11 @@ async def store_opener(kind: str, tmp_path: Path) -> AsyncIterator[Opener]:
                 await conn.close()
 
 
-def database_url(url: str, database: str) -> str:
-    """``url`` (of the test database) for another database on the same server, as that role."""
-    return url.rsplit("/", 1)[0] + "/" + database
-
-
 @asynccontextmanager
-async def fresh_database(prefix: str) -> AsyncIterator[str]:
-    """A new, empty database ``<prefix>_<random>`` on the test server, for a bridge to run on
-    as an admin's would (its own database, not a schema); its URL. Dropped afterwards, with
-    whatever connections are still open to it."""
+async def fresh_database(prefix: str = "passerelle") -> AsyncIterator[str]:
+    """The URL of a new, empty database ``<prefix>_<random>`` on the test server (for bridge
+    processes, which take a database URL and nothing else), dropped afterwards with whatever is
+    still connected."""
     admin = await postgres_url()
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(admin)
@@ -93,7 +88,7 @@ async def fresh_database(prefix: str) -> AsyncIterator[str]:
     finally:
         await conn.close()
     try:
-        yield database_url(admin, name)
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
     finally:
         conn = await asyncpg.connect(admin)
         try:
@@ -103,16 +98,15 @@ async def fresh_database(prefix: str) -> AsyncIterator[str]:
 
 
 async def terminate_connections(url: str) -> int:
-    """Cut every connection to the database of ``url`` (``pg_terminate_backend``), as a
-    PostgreSQL restart or a failover does to its clients; how many there were."""
+    """Terminate every other connection to ``url``'s database (``pg_terminate_backend``), as an
+    admin or a failing server would; how many there were."""
     database = url.rsplit("/", 1)[1]
-    conn = await asyncpg.connect(database_url(url, PG_DATABASE))
+    conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        return int(await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE datname = $1 AND pid <> pg_backend_pid()",
             database,
-        )
+        ))  # fmt: skip
     finally:
         await conn.close()
-    return sum(1 for row in rows if row[0])

@@ -1,15 +1,15 @@
-"""Admin commands for email networks: ``python -m connectors.email quarantine -c CONFIG``
-lists the mail each email network kept out of the rooms (``auth_policy: quarantine``)."""
+"""Admin commands of email networks: ``passerelle quarantine -c CONFIG`` lists the mail each
+email network kept out of the rooms (``auth_policy: quarantine``)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from collections.abc import Sequence
+from typing import Any
 
-from bridge.config.kinds.email import EmailNetwork
+from bridge.cli import fail
 from bridge.config.load import ConfigError, load_config
+from connectors.email.config import EmailNetwork
 from connectors.email.spool import Spool
 
 
@@ -17,9 +17,7 @@ def quarantine(config_path: str) -> int:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        return 1
+        return fail(exc.errors)
     networks = [n for n in config.networks.values() if isinstance(n, EmailNetwork)]
     if not networks:
         print("No email network in this config.")
@@ -36,14 +34,7 @@ def quarantine(config_path: str) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m connectors.email", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    listing = commands.add_parser("quarantine", help="list quarantined mail")
+def add_commands(subcommands: argparse._SubParsersAction[Any]) -> None:
+    listing = subcommands.add_parser("quarantine", help="list the mail email networks held")
     listing.add_argument("-c", "--config", required=True, metavar="FILE")
-    args = parser.parse_args(argv)
-    return quarantine(args.config)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    listing.set_defaults(handler=lambda args: quarantine(args.config))

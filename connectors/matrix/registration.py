@@ -9,6 +9,7 @@ command is idempotent, and the homeserver and the bridge always agree on them.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
 import io
@@ -25,8 +26,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.tokens import CommentToken
 
+from bridge.cli import fail
 from bridge.config.load import ConfigError, read_document, render, round_trip_yaml, validate
-from bridge.config.model import Config, Encryption, MatrixMode, MatrixNetwork
+from bridge.config.model import Config
+from connectors.matrix.config import Encryption, MatrixMode, MatrixNetwork
 
 TOKEN_KEYS = ("as_token", "hs_token")
 EPHEMERAL = {"receive_ephemeral": True, "de.sorunome.msc2409.push_ephemeral": True}
@@ -139,6 +142,42 @@ def _set(mapping: CommentedMap, key: str, value: Any) -> None:
         CommentToken("\n" + following, token.start_mark),
         None,
     ]
+
+
+def add_command(subcommands: argparse._SubParsersAction[Any]) -> None:
+    """``passerelle generate-registration -c CONFIG [-o DIR]``."""
+    generate = subcommands.add_parser(
+        "generate-registration",
+        help="fill in missing appservice tokens and write the homeserver registration files",
+    )
+    generate.add_argument("-c", "--config", required=True, metavar="FILE")
+    generate.add_argument(
+        "-o", "--output-dir", metavar="DIR", help="where to write them (default: config's dir)"
+    )
+    generate.set_defaults(handler=lambda args: command(args.config, args.output_dir))
+
+
+def command(path: str, outdir: str | None) -> int:
+    """What ``generate-registration`` prints and its exit status; errors an admin can cause
+    are lines on stderr, never a traceback."""
+    try:
+        result = generate_registrations(path, outdir)
+    except ConfigError as exc:
+        return fail(exc.errors)
+    except OSError as exc:
+        return fail([f"{exc.filename or path}: {exc.strerror or exc}"])
+    if result.new_tokens:
+        print(f"{path}: generated {', '.join(result.new_tokens)}")
+    if not result.written:
+        print(f"{path}: no network is in appservice mode; no registration to write")
+        return 0
+    for file in result.written:
+        print(f"wrote {file}")
+    print(
+        "Add each file to app_service_config_files in its homeserver's config "
+        "(homeserver.yaml), then restart the homeserver."
+    )
+    return 0
 
 
 def generate_registrations(

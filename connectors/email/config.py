@@ -19,6 +19,7 @@ from bridge.config.reader import (
     NO_STRINGS,
     PRESENTATION_KEYS,
     AccountFormat,
+    Key,
     Node,
     Reader,
     quote,
@@ -177,58 +178,36 @@ class EmailSchema:
         self, name: str, node: Node, fields: dict[str, Node], listen: Listen
     ) -> EmailNetwork | None:
         r = self.r
-        domain_node = r.required(node, fields, "domain")
-        domain = (
-            r.matching(domain_node, DOMAIN_RE, "a mail domain (e.g. passerelle.example)")
-            if domain_node
-            else None
-        )
+        domain = r.optional(fields, "domain", self.mail_domain, None)
+        if "domain" not in fields or fields["domain"].value is None:
+            r.required(node, fields, "domain")
         if domain is not None:
-            domain = domain.lower()
             _domains.setdefault(r, {})[name] = domain
-        inbound = r.optional(fields, "inbound", self.inbound, self.default_inbound())
-        relay_node = r.required(node, fields, "relay")
-        relay = self.relay(relay_node) if relay_node else None
-        dkim = r.optional(fields, "dkim", self.dkim, None)
-        dkim_ok = "dkim" not in fields or fields["dkim"].value is None or dkim is not None
-        policy = r.optional(
-            fields, "auth_policy", lambda n: r.choice(n, list(AuthPolicy)), AuthPolicy.REJECT.value
-        )
         no_nameservers: tuple[tuple[str, int], ...] = ()
-        dns = r.optional(fields, "dns", self.nameservers, no_nameservers)
-        spool = r.optional(fields, "spool", self.directory, r.base_dir / "mail-spool" / name)
-        spool_days = r.optional(fields, "spool_days", r.positive_number, DEFAULT_SPOOL_DAYS)
+        values, ok = r.table(node, fields, (
+            Key("inbound", lambda _, n: self.inbound(n), self.default_inbound()),
+            Key("relay", lambda _, n: self.relay(n)),
+            Key("dkim", lambda _, n: self.dkim(n), None),
+            Key("auth_policy", lambda r, n: r.choice(n, list(AuthPolicy)),
+                AuthPolicy.REJECT.value),
+            Key("dns", lambda _, n: self.nameservers(n), no_nameservers),
+            Key("spool", lambda _, n: self.directory(n), r.base_dir / "mail-spool" / name),
+            Key("spool_days", Reader.positive_number, DEFAULT_SPOOL_DAYS),
+            Key("allowed_domains", lambda _, n: self.domain_list(n), NO_STRINGS),
+        ))  # fmt: skip
         shown = r.presentation(name, fields, "en")
-        allowed = r.optional(fields, "allowed_domains", self.domain_list, NO_STRINGS)
-        if (
-            domain is None
-            or inbound is None
-            or relay is None
-            or not dkim_ok
-            or policy is None
-            or dns is None
-            or spool is None
-            or spool_days is None
-            or shown is None
-            or allowed is None
-        ):
+        if domain is None or not ok or shown is None:
             return None
         return EmailNetwork(
             name=name,
             domain=domain,
-            inbound=inbound,
-            relay=relay,
-            dkim=dkim,
-            auth_policy=AuthPolicy(policy),
-            dns=dns,
-            spool=spool,
-            spool_days=spool_days,
-            org_label=shown.org_label,
-            name_suffix=shown.name_suffix,
-            label=shown.label,
-            language=shown.language,
-            allowed_domains=allowed,
+            **{**values, "auth_policy": AuthPolicy(values["auth_policy"])},
+            **vars(shown),
         )
+
+    def mail_domain(self, node: Node) -> str | None:
+        value = self.r.matching(node, DOMAIN_RE, "a mail domain (e.g. passerelle.example)")
+        return value.lower() if value is not None else None
 
     # -- blocks ------------------------------------------------------------------------------
 

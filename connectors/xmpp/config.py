@@ -13,6 +13,7 @@ from bridge.config.reader import (
     NO_STRINGS,
     PRESENTATION_KEYS,
     AccountFormat,
+    Key,
     Node,
     Reader,
     describe,
@@ -84,6 +85,17 @@ class XmppNetwork:
         return self.allowed_domains
 
 
+def _valid_domain(fields: dict[str, Node], key: str) -> str | None:
+    """The domain at ``key`` when it is one (lower-cased), without reporting anything."""
+    value = fields[key].value if key in fields else None
+    return value.lower() if isinstance(value, str) and DOMAIN_RE.fullmatch(value) else None
+
+
+def _domain(r: Reader, node: Node) -> str | None:
+    value = r.matching(node, DOMAIN_RE, "a domain (e.g. xmpp.example.org)")
+    return value.lower() if value is not None else None
+
+
 class XmppSchema:
     account_format = AccountFormat(BARE_JID_RE, "a bare JID (user@domain)", str.lower)
     keys: tuple[str, ...] = (
@@ -125,72 +137,39 @@ class XmppSchema:
         self, name: str, node: Node, fields: dict[str, Node], listen: Listen
     ) -> XmppNetwork | None:
         r = self.r
-        server = r.optional(
-            fields, "server", self.server, (DEFAULT_SERVER_HOST, DEFAULT_COMPONENT_PORT)
-        )
-        component = self.domain(node, fields, "component")
-        secret_node = r.required(node, fields, "secret")
-        secret = r.secret(secret_node) if secret_node else None
-        domain = self.domain(node, fields, "domain")
-        allowed = r.optional(fields, "allowed_domains", r.string_list, NO_STRINGS)
+        values, ok = r.table(node, fields, (
+            Key("server", lambda _, n: self.server(n),
+                (DEFAULT_SERVER_HOST, DEFAULT_COMPONENT_PORT)),
+            Key("component", _domain),
+            Key("secret", Reader.secret),
+            Key("domain", _domain),
+            Key("allowed_domains", Reader.string_list, NO_STRINGS),
+            Key("nick", Reader.nonempty, DEFAULT_NICK),
+            Key("upload_service", lambda r, n: r.matching(n, DOMAIN_RE, "a domain JID"), None),
+            Key("max_file_bytes", lambda r, n: r.integer(n, 1), DEFAULT_MAX_FILE_BYTES),
+            Key("self_ping_interval", Reader.positive_number, DEFAULT_SELF_PING_SECONDS),
+            Key("file_private_networks", lambda _, n: self.networks(n), ()),
+        ))  # fmt: skip
         shown = r.presentation(name, fields, "en")
-        nick = r.optional(fields, "nick", r.nonempty, DEFAULT_NICK)
-        upload = r.optional(
-            fields, "upload_service", lambda n: r.matching(n, DOMAIN_RE, "a domain JID"), None
-        )
-        max_file = r.optional(
-            fields, "max_file_bytes", lambda n: r.integer(n, 1), DEFAULT_MAX_FILE_BYTES
-        )
-        ping = r.optional(
-            fields, "self_ping_interval", r.positive_number, DEFAULT_SELF_PING_SECONDS
-        )
+        domain, component = _valid_domain(fields, "domain"), _valid_domain(fields, "component")
         default_hosts: FileHosts = ((domain, None), (f"*.{domain}", None)) if domain else ()
         file_hosts = r.optional(fields, "file_hosts", self.file_hosts, default_hosts)
-        no_networks: tuple[IPv4Network | IPv6Network, ...] = ()
-        private = r.optional(fields, "file_private_networks", self.networks, no_networks)
-        if component is not None and domain is not None and component == domain:
+        if component is not None and component == domain:
             r.error(fields["component"], "must differ from domain (the users' domain)")
-            component = None
-        if (
-            server is None
-            or component is None
-            or secret is None
-            or domain is None
-            or allowed is None
-            or shown is None
-            or nick is None
-            or max_file is None
-            or ping is None
-            or file_hosts is None
-            or private is None
-        ):
             return None
+        if not ok or shown is None or file_hosts is None:
+            return None
+        host, port = values.pop("server")
+        upload = values.pop("upload_service")
         return XmppNetwork(
             name=name,
-            server_host=server[0],
-            server_port=server[1],
-            component=component,
-            secret=secret,
-            domain=domain,
-            allowed_domains=allowed or (domain,),
-            org_label=shown.org_label,
-            name_suffix=shown.name_suffix,
-            label=shown.label,
-            language=shown.language,
-            nick=nick,
+            server_host=host,
+            server_port=port,
             upload_service=upload.lower() if upload else None,
-            max_file_bytes=max_file,
-            self_ping_interval=ping,
             file_hosts=file_hosts,
-            file_private_networks=private,
+            **{**values, "allowed_domains": values["allowed_domains"] or (domain,)},
+            **vars(shown),
         )
-
-    def domain(self, parent: Node, fields: dict[str, Node], key: str) -> str | None:
-        node = self.r.required(parent, fields, key)
-        if node is None:
-            return None
-        value = self.r.matching(node, DOMAIN_RE, "a domain (e.g. xmpp.example.org)")
-        return value.lower() if value is not None else None
 
     def server(self, node: Node) -> tuple[str, int] | None:
         fields = self.r.fields(node, ("host", "port"))

@@ -1,29 +1,23 @@
-"""The ``kind: matrix`` network schema: homeserver, flavour (plain Matrix or Tchap), mode
+"""The ``kind: matrix`` network configuration: homeserver, flavour (plain Matrix or Tchap), mode
 (appservice or relay) and their settings; Matrix user IDs as accounts; room IDs, aliases or
-``create:`` requests as a link's rooms."""
+``create:`` requests as a link's rooms. `MatrixSchema` reads and checks it into a
+`MatrixNetwork`."""
 
 from __future__ import annotations
 
 import re
 import string
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
-from bridge.config.model import (
-    AppserviceSettings,
-    Encryption,
-    Flavour,
-    LinkRoom,
-    Listen,
-    MatrixMode,
-    MatrixNetwork,
-    RelaySettings,
-    RoomCreate,
-)
+from bridge.config.model import LinkRoom, Listen
 from bridge.config.reader import (
     NO_STRINGS,
     PRESENTATION_KEYS,
     SERVER_NAME_RE,
     AccountFormat,
+    Key,
     Node,
     Reader,
     describe,
@@ -37,12 +31,116 @@ ROOM_ID_RE = re.compile(r"![^\s]+")
 ALIAS_RE = re.compile(r"#[^\s:]+:" + SERVER_NAME_RE.pattern)
 
 
+class Flavour(StrEnum):
+    MATRIX = "matrix"
+    TCHAP = "tchap"
+
+
+class MatrixMode(StrEnum):
+    APPSERVICE = "appservice"
+    RELAY = "relay"
+
+
+class Encryption(StrEnum):
+    """What a Matrix network does with end-to-end encrypted rooms (end-to-bridge encryption)."""
+
+    OFF = "off"
+    """No crypto at all: an encrypted room is refused, since the bridge could neither read it
+    nor write into it without leaking plaintext."""
+    ALLOW = "allow"
+    """Encrypted rooms are bridged encrypted, unencrypted rooms in the clear."""
+    REQUIRE = "require"
+    """Only encrypted rooms are bridged; an unencrypted one is refused until it turns
+    encryption on. Rooms the bridge creates are encrypted."""
+
+
+@dataclass(frozen=True)
+class AppserviceSettings:
+    """The bridge registered as an application service on this network's homeserver."""
+
+    id: str
+    as_token: str
+    hs_token: str
+    bot: str
+    """Localpart of the bridge bot, e.g. ``passerelle``."""
+    ghost_prefix: str
+    """Localpart prefix of every ghost; the registration claims ``@{ghost_prefix}.*``
+    exclusively."""
+    url: str
+    """Where the homeserver reaches the bridge (registration ``url``)."""
+    catch_up_interval: float = 60.0
+    """Seconds between two reads of a recently active room's timeline for events the
+    homeserver did not push (`connectors.matrix.catch_up`)."""
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """Only one ordinary bot account on this network: it posts as itself with the sender's name."""
+
+    user_id: str
+    access_token: str | None
+    password: str | None
+    device_id: str | None
+    format: str
+    """How a relayed message reads; ``{name}`` and ``{message}`` are filled in, ``**…**`` is
+    bold."""
+
+
+@dataclass(frozen=True)
+class MatrixNetwork:
+    name: str
+    flavour: Flavour
+    homeserver: str
+    """Client-server API base URL, e.g. ``https://matrix.bund.example``."""
+    server_name: str
+    mode: MatrixMode
+    appservice: AppserviceSettings | None
+    relay: RelaySettings | None
+    org_label: str | None
+    """Organisation shown for this network's people when they are not in ``people``."""
+    name_suffix: str
+    """Appended to the names of this network's people where they appear as ghosts elsewhere."""
+    allowed_domains: tuple[str, ...]
+    """Homeserver domains whose users are bridged out of this network; empty means all."""
+    restricted_rooms_allow: tuple[str, ...]
+    """Tchap only: domains of other networks whose people may enter ``restricted`` rooms."""
+
+    kind: str = "matrix"
+    label: str = ""
+    language: str = "de"
+    encryption: Encryption = Encryption.OFF
+    room_key_wait: float = 60.0
+    """Seconds an encrypted message whose room key has not arrived waits for it before the
+    room is told that it could not be bridged."""
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return (self.server_name,)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomCreate:
+    """Ask the bridge to create the room itself (once; the created room ID is stored)."""
+
+    name: str
+    topic: str | None
+    encrypted: bool | None = None
+    """Turn end-to-end encryption on in the new room; None follows the network (encrypted when
+    it requires encryption)."""
+
+
 def generate_hint(file: Path, what: str) -> str:
     return f"run 'passerelle generate-registration -c {file}' to {what}"
 
 
 class MatrixSchema:
-    account_format = AccountFormat(USER_ID_RE, "a Matrix user ID (@user:server)")
+    account_format = AccountFormat(
+        USER_ID_RE,
+        "a Matrix user ID (@user:server)",
+        domain=lambda user_id: user_id.partition(":")[2],
+        local_form=lambda user_id: user_id.removeprefix("@"),
+        from_local_form=lambda local: f"@{local}",
+    )
     keys: tuple[str, ...] = (
         "flavour",
         "homeserver",
@@ -65,33 +163,24 @@ class MatrixSchema:
         self, name: str, node: Node, fields: dict[str, Node], listen: Listen
     ) -> MatrixNetwork | None:
         r = self.r
-        flavour = r.optional(fields, "flavour", lambda n: r.choice(n, list(Flavour)), "matrix")
-        homeserver_node = r.required(node, fields, "homeserver")
-        homeserver = r.url(homeserver_node) if homeserver_node else None
-        server_node = r.required(node, fields, "server_name")
-        server_name = (
-            r.matching(server_node, SERVER_NAME_RE, "a server name (host or host:port)")
-            if server_node
-            else None
-        )
-        mode = r.optional(fields, "mode", lambda n: r.choice(n, list(MatrixMode)), "appservice")
+        values, ok = r.table(node, fields, (
+            Key("flavour", lambda r, n: r.choice(n, list(Flavour)), Flavour.MATRIX.value),
+            Key("homeserver", Reader.url),
+            Key("server_name",
+                lambda r, n: r.matching(n, SERVER_NAME_RE, "a server name (host or host:port)")),
+            Key("mode", lambda r, n: r.choice(n, list(MatrixMode)), MatrixMode.APPSERVICE.value),
+            Key("allowed_domains", Reader.string_list, NO_STRINGS),
+            Key("encryption", lambda r, n: r.choice(n, list(Encryption)), Encryption.OFF.value),
+        ))  # fmt: skip
+        flavour, mode, encryption = values["flavour"], values["mode"], values["encryption"]
         shown = r.presentation(name, fields, "fr" if flavour == Flavour.TCHAP else "de")
-        allowed = r.optional(fields, "allowed_domains", r.string_list, NO_STRINGS)
         restricted = self.restricted_rooms_allow(fields, flavour)
-        encryption = r.optional(
-            fields, "encryption", lambda n: r.choice(n, list(Encryption)), Encryption.OFF.value
-        )
         room_key_wait = self.room_key_wait(fields, encryption)
         appservice, relay = self.mode_settings(name, node, fields, mode, listen)
         if (
-            flavour is None
-            or homeserver is None
-            or server_name is None
-            or mode is None
+            not ok
             or shown is None
-            or allowed is None
             or restricted is None
-            or encryption is None
             or room_key_wait is None
             or (appservice is None and relay is None)
         ):
@@ -99,19 +188,16 @@ class MatrixSchema:
         return MatrixNetwork(
             name=name,
             flavour=Flavour(flavour),
-            homeserver=homeserver,
-            server_name=server_name,
+            homeserver=values["homeserver"],
+            server_name=values["server_name"],
             mode=MatrixMode(mode),
             appservice=appservice,
             relay=relay,
-            org_label=shown.org_label,
-            name_suffix=shown.name_suffix,
-            label=shown.label,
-            language=shown.language,
-            allowed_domains=allowed,
+            allowed_domains=values["allowed_domains"],
             restricted_rooms_allow=restricted,
             encryption=Encryption(encryption),
             room_key_wait=room_key_wait,
+            **vars(shown),
         )
 
     def restricted_rooms_allow(
@@ -159,7 +245,9 @@ class MatrixSchema:
 
     def appservice(self, network: str, node: Node, listen: Listen) -> AppserviceSettings | None:
         r = self.r
-        fields = r.fields(node, ("id", "bot", "ghost_prefix", "url", "as_token", "hs_token"))
+        fields = r.fields(
+            node, ("id", "bot", "ghost_prefix", "url", "as_token", "hs_token", "catch_up_interval")
+        )
         if fields is None:
             return None
         localpart = "a Matrix localpart (a-z, 0-9, ._=/-)"
@@ -174,6 +262,7 @@ class MatrixSchema:
         url = r.optional(fields, "url", r.url, f"http://{host}:{listen.port}/as/{network}")
         as_token = self.token(node, fields, "as_token")
         hs_token = self.token(node, fields, "hs_token")
+        interval = r.optional(fields, "catch_up_interval", r.duration, 60.0)
         if (
             as_id is None
             or bot is None
@@ -181,9 +270,10 @@ class MatrixSchema:
             or url is None
             or as_token is None
             or hs_token is None
+            or interval is None
         ):
             return None
-        return AppserviceSettings(as_id, as_token, hs_token, bot, prefix, url)
+        return AppserviceSettings(as_id, as_token, hs_token, bot, prefix, url, interval)
 
     def token(self, parent: Node, fields: dict[str, Node], key: str) -> str | None:
         node = fields.get(key)

@@ -1,0 +1,98 @@
+"""Network kinds: what the core knows of each, and how it finds them.
+
+A kind (Matrix, XMPP, email…) is a package ``connectors/<kind>/`` that describes itself with one
+`Kind` (its ``KIND``) and is listed once, as an entry point of the group ``passerelle.kinds``
+in ``pyproject.toml``. The core never names a kind: it reads a network's ``kind`` key, looks the
+kind up here, and from its descriptor gets everything else it needs: the config schema of its
+networks and rooms, the format of its accounts, its connector, its own tables, its commands.
+``connectors/README.md`` walks through adding one.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bridge.config.model import Config, LinkRoom, Listen, Network
+from bridge.config.reader import AccountFormat, Node, Reader
+from bridge.events import Sender
+
+if TYPE_CHECKING:
+    from mautrix.util.async_db import UpgradeTable
+
+    from bridge.connector import Connector, Host
+
+ENTRY_POINTS = "passerelle.kinds"
+
+
+class KindSchema(Protocol):
+    """Reads and checks the networks of one kind and their rooms in links; every problem is
+    recorded on the `Reader`, located, never raised."""
+
+    keys: tuple[str, ...]
+    """The keys a network entry of this kind may have, besides ``kind``."""
+
+    def __init__(self, reader: Reader, path: Path) -> None: ...
+
+    def network(
+        self, name: str, node: Node, fields: dict[str, Node], listen: Listen
+    ) -> Network | None:
+        """The network's settings, or None after recording every problem with them."""
+        ...
+
+    def room(self, network: str, node: Node) -> LinkRoom | None:
+        """A link's room on a network of this kind (``links[].rooms.<network>``)."""
+        ...
+
+
+Commands = Callable[["argparse._SubParsersAction[Any]"], None]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    schema: type[KindSchema]
+    account_format: AccountFormat
+    """A person's account on a network of this kind (``people[].accounts.<network>``)."""
+    build: Callable[[Any, Host], Connector]
+    """The connector of one network of this kind (its network settings, the core's host)."""
+    state: UpgradeTable | None = None
+    """The kind's own tables, with their own version table: the core opens and migrates them
+    in the bridge's database and hands them to its connectors (`Host.state`)."""
+    commands: Commands | None = None
+    """Adds the kind's subcommands to ``passerelle`` (each sets ``handler`` to a function of
+    the parsed arguments returning an exit status)."""
+    default: bool = False
+    """The kind of a network entry without ``kind`` (one kind at most says so)."""
+
+
+@cache
+def kinds() -> Mapping[str, Kind]:
+    """Every installed kind, by name."""
+    found: dict[str, Kind] = {}
+    for point in entry_points(group=ENTRY_POINTS):
+        kind = point.load()
+        if not isinstance(kind, Kind) or kind.name != point.name:
+            raise RuntimeError(f"entry point {point.value} is not the Kind {point.name!r}")
+        found[kind.name] = kind
+    return found
+
+
+def default_kind() -> str:
+    """The kind a network entry without ``kind`` has."""
+    return next((k.name for k in kinds().values() if k.default), "")
+
+
+def account_format(config: Config, network: str) -> AccountFormat:
+    """How accounts on ``network`` look, as its kind says."""
+    return kinds()[config.networks[network].kind].account_format
+
+
+def local_form(config: Config, sender: Sender) -> str:
+    """The sender's account as its kind writes it into another network's addresses."""
+    return account_format(config, sender.network).local_form(sender.user_id)

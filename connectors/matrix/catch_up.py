@@ -1,0 +1,152 @@
+"""Catch-up: what a homeserver never pushed is still bridged.
+
+A homeserver pushes each room event to the appservice once it is acknowledged or retried, but
+it sometimes does not: a transaction it dropped after the bridge answered an error, one lost with
+a homeserver killed mid-push, one it sends late. So the bridge also reads each linked room's
+timeline (``GET /rooms/{room}/messages``, ``dir=f``, as the bot) from where it last read it, and
+ingests what it does not know yet; events it knows (pushed, or posted by its own ghosts) are
+skipped with one store query per page, and storing is idempotent anyway.
+
+Where it last read is a pagination token per room (`MatrixState`). A room is read:
+
+- once after start, for every room with a token (what was said while the bridge was down and
+  its transactions were lost); a room seen for the first time gets the token of its present end
+  (history from before the bridge joined is not bridged);
+- every ``catch_up_interval`` for rooms with pushed events since the last read ("recently
+  active"); a room nothing happened in costs nothing;
+- soon after the bridge failed to take a transaction, or after its homeserver came back from
+  being unreachable (`CatchUp.everything`).
+
+Cost: one request per room read, plus one per further 100 events; at most 3600 /
+``catch_up_interval`` requests per hour for a room that is active the whole hour, none for an
+idle one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mautrix.api import Method, Path
+from mautrix.client import ClientAPI
+from mautrix.types import RoomID
+
+from bridge.store import Store
+from connectors.matrix.state import MatrixState
+
+JSON = dict[str, Any]
+PAGE = 100
+"""Events asked for per request."""
+SOON = 1.0
+"""Seconds to wait after a trigger before reading (several triggers make one pass)."""
+
+
+class CatchUp:
+    def __init__(
+        self,
+        state: Callable[[], MatrixState],
+        store: Store,
+        bot: Callable[[], ClientAPI],
+        handle: Callable[[JSON], Awaitable[None]],
+        rooms: Callable[[], list[str]],
+        interval: float,
+        log: logging.Logger,
+    ) -> None:
+        self._state = state
+        self._store = store
+        self._bot = bot
+        self._handle = handle
+        self._rooms = rooms
+        self._interval = interval
+        self.log = log
+        self._positions: dict[str, str] = {}
+        self._active: set[str] = set()
+        self._everything = True
+        self._wake = asyncio.Event()
+
+    def active(self, room_id: str) -> None:
+        """An event of ``room_id`` was pushed: read the room at the next regular pass."""
+        self._active.add(room_id)
+
+    def everything(self) -> None:
+        """Read every room soon (a transaction went wrong, the homeserver is back)."""
+        self._everything = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Read rooms for ever: every room first, then the active ones each interval."""
+        self._positions = await self._state().room_positions()
+        while True:
+            if self._everything:
+                self._everything = False
+                rooms = self._rooms()
+            else:
+                rooms = [room for room in self._rooms() if room in self._active]
+            self._active.difference_update(rooms)
+            for room in rooms:
+                try:
+                    await self.read(room)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    # The homeserver may be down: once it answers, every room is read again.
+                    self.log.warning("Could not catch up with %s: %s", room, e)
+                    self._everything = True
+                    break
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+                await asyncio.sleep(SOON)
+            except TimeoutError:
+                pass
+
+    async def read(self, room_id: str) -> None:
+        """Ingest what ``room_id``'s timeline holds after the stored token, in order."""
+        token = self._positions.get(room_id)
+        if token is None:
+            await self._save(room_id, await self._present_end(room_id))
+            return
+        caught_up = 0
+        while True:
+            page = await self._page(room_id, token)
+            chunk = [e for e in page.get("chunk", []) if isinstance(e, dict)]
+            ids = [e["event_id"] for e in chunk if isinstance(e.get("event_id"), str)]
+            known = await self._store.known_among(self._state().network, ids)
+            for raw in chunk:
+                if raw.get("event_id") in known:
+                    continue
+                raw.setdefault("room_id", room_id)
+                await self._handle(raw)
+                caught_up += 1
+            end = page.get("end")
+            if not isinstance(end, str) or not chunk:
+                break
+            token = end
+            await self._save(room_id, token)
+        if caught_up:
+            self.log.info("Caught up %d event(s) the homeserver had not pushed in %s", caught_up,
+                          room_id)  # fmt: skip
+
+    async def _page(self, room_id: str, token: str) -> JSON:
+        page: JSON = await self._bot().api.request(
+            Method.GET,
+            Path.v3.rooms[RoomID(room_id)].messages,
+            query_params={"from": token, "dir": "f", "limit": str(PAGE)},
+        )
+        return page
+
+    async def _present_end(self, room_id: str) -> str:
+        """A token for the present end of the room's timeline."""
+        page: JSON = await self._bot().api.request(
+            Method.GET,
+            Path.v3.rooms[RoomID(room_id)].messages,
+            query_params={"dir": "b", "limit": "1"},
+        )
+        return str(page["start"])
+
+    async def _save(self, room_id: str, token: str) -> None:
+        if self._positions.get(room_id) != token:
+            self._positions[room_id] = token
+            await self._state().save_room_position(room_id, token)

@@ -1,0 +1,153 @@
+"""What the Matrix connectors keep in the bridge's database, in tables of their own.
+
+Appservice transactions that carried to-device messages (a replay must not use up a one-time
+key twice), relay mode's sync positions, the profile each ghost was last given (so an unchanged
+one costs no request), and how far each room's timeline was caught up. Keyed by network: one set
+of tables serves every Matrix network. The encryption state has its own tables
+(`connectors.matrix.crypto_store`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
+
+from bridge.database import PATIENCE, retried
+
+upgrade_table = UpgradeTable(
+    version_table_name="passerelle_matrix_version", database_name="Passerelle Matrix"
+)
+
+
+@upgrade_table.register(description="Matrix tables")  # type: ignore[call-arg,arg-type]
+async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
+    # Databases made before the kinds had tables of their own have the first three already.
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS handled_txn (
+            network TEXT NOT NULL,
+            txn_id  TEXT NOT NULL,
+            digest  TEXT NOT NULL,
+            PRIMARY KEY (network, txn_id)
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS sync_position (
+            network    TEXT PRIMARY KEY,
+            next_batch TEXT NOT NULL
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS ghost_profile (
+            network     TEXT NOT NULL,
+            user_id     TEXT NOT NULL,
+            displayname TEXT NOT NULL,
+            avatar      TEXT,
+            PRIMARY KEY (network, user_id)
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS room_position (
+            network TEXT NOT NULL,
+            room_id TEXT NOT NULL,
+            token   TEXT NOT NULL,
+            PRIMARY KEY (network, room_id)
+        )"""
+    )
+
+
+@dataclass(frozen=True)
+class GhostProfile:
+    """What a ghost was last set to: its name, and the *source* avatar reference it shows
+    (so an unchanged avatar is not downloaded and uploaded again)."""
+
+    name: str
+    avatar: str | None
+
+
+class MatrixState:
+    """One Matrix network's rows of the Matrix tables."""
+
+    def __init__(self, db: Database, network: str) -> None:
+        self.db = db
+        self.network = network
+
+    @retried(PATIENCE)
+    async def txn_handled(self, txn_id: str, digest: str) -> bool:
+        """Whether this very transaction (same ID *and* same content) was handled before.
+
+        The content digest matters because Synapse on SQLite numbers its transactions from 1
+        again after a restart: a reused ID with new events must not be taken for a replay.
+        """
+        return bool(
+            await self.db.fetchval(
+                "SELECT 1 FROM handled_txn WHERE network=$1 AND txn_id=$2 AND digest=$3",
+                self.network,
+                txn_id,
+                digest,
+            )
+        )
+
+    @retried(PATIENCE)
+    async def mark_txn_handled(self, txn_id: str, digest: str) -> None:
+        await self.db.execute(
+            "INSERT INTO handled_txn (network, txn_id, digest) VALUES ($1, $2, $3)"
+            " ON CONFLICT (network, txn_id) DO UPDATE SET digest=excluded.digest",
+            self.network,
+            txn_id,
+            digest,
+        )
+
+    @retried(PATIENCE)
+    async def sync_position(self) -> str | None:
+        return await self.db.fetchval(
+            "SELECT next_batch FROM sync_position WHERE network=$1", self.network
+        )
+
+    @retried(PATIENCE)
+    async def save_sync_position(self, next_batch: str) -> None:
+        await self.db.execute(
+            "INSERT INTO sync_position (network, next_batch) VALUES ($1, $2)"
+            " ON CONFLICT (network) DO UPDATE SET next_batch=excluded.next_batch",
+            self.network,
+            next_batch,
+        )
+
+    @retried(PATIENCE)
+    async def ghost_profile(self, user_id: str) -> GhostProfile | None:
+        row = await self.db.fetchrow(
+            "SELECT displayname, avatar FROM ghost_profile WHERE network=$1 AND user_id=$2",
+            self.network,
+            user_id,
+        )
+        return GhostProfile(row["displayname"], row["avatar"]) if row else None
+
+    @retried(PATIENCE)
+    async def save_ghost_profile(self, user_id: str, profile: GhostProfile) -> None:
+        await self.db.execute(
+            "INSERT INTO ghost_profile (network, user_id, displayname, avatar)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (network, user_id)"
+            " DO UPDATE SET displayname=excluded.displayname, avatar=excluded.avatar",
+            self.network,
+            user_id,
+            profile.name,
+            profile.avatar,
+        )
+
+    @retried(PATIENCE)
+    async def room_positions(self) -> dict[str, str]:
+        """Room → the timeline token up to which its events were caught up."""
+        rows = await self.db.fetch(
+            "SELECT room_id, token FROM room_position WHERE network=$1", self.network
+        )
+        return {row["room_id"]: row["token"] for row in rows}
+
+    @retried(PATIENCE)
+    async def save_room_position(self, room_id: str, token: str) -> None:
+        await self.db.execute(
+            "INSERT INTO room_position (network, room_id, token) VALUES ($1, $2, $3)"
+            " ON CONFLICT (network, room_id) DO UPDATE SET token=excluded.token",
+            self.network,
+            room_id,
+            token,
+        )

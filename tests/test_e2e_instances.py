@@ -1,0 +1,250 @@
+"""Two bridge instances on one PostgreSQL database, behind one registration URL: either may
+die, the other carries on within seconds, and nothing is lost or doubled; and what the
+homeserver never pushes is caught up from the rooms' timelines.
+
+Real Synapse homeservers (``bund.test``, ``tchap.test``) whose registrations point at a
+failover proxy (`tests.harness.proxy`) in front of the two bridge processes; the store is a
+fresh PostgreSQL database. The links: ``main`` between two appservice rooms, which both
+instances serve, and ``relay`` into Tchap through a relay bot, which only the instance leading
+that network runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.harness import (
+    BridgeError,
+    BridgeProcess,
+    Homeserver,
+    HomeserverError,
+    User,
+    free_port,
+    require_server,
+    synapse_available,
+)
+from tests.harness.expect import bodies, body_is, unique
+from tests.harness.postgres import fresh_database, terminate_connections
+from tests.harness.proxy import FailoverProxy
+from tests.world import RELAY_PASSWORD, UNRESTRICTED, generate_registration, homeservers
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """\
+database: {database}
+listen: {{host: 127.0.0.1, port: {bridge_port}}}
+logging: {{level: DEBUG}}
+delivery: {{max_attempts: 8, initial_backoff: 0.2, max_backoff: 1.5}}
+networks:
+  bund:
+    homeserver: http://127.0.0.1:{bund_port}
+    server_name: bund.test
+    org_label: BMI
+    appservice: {{id: passerelle-bund, url: "http://127.0.0.1:{proxy_port}/as/bund",
+                  catch_up_interval: 2}}
+  tchap:
+    flavour: tchap
+    homeserver: http://127.0.0.1:{tchap_port}
+    server_name: tchap.test
+    name_suffix: " (Tchap)"
+    appservice: {{id: passerelle-tchap, url: "http://127.0.0.1:{proxy_port}/as/tchap",
+                  catch_up_interval: 2}}
+  tchap-relay:
+    flavour: tchap
+    mode: relay
+    homeserver: http://127.0.0.1:{tchap_port}
+    server_name: tchap.test
+    name_suffix: " (Tchap)"
+    relay: {{user_id: "@relaybot:tchap.test", password: {{file: relay-password}}}}
+links:
+  - id: main
+    rooms: {{bund: "#main:bund.test", tchap: "#main:tchap.test"}}
+  - id: relay
+    rooms: {{bund: "#relay:bund.test", tchap-relay: "#relay:tchap.test"}}
+"""
+
+
+@dataclass
+class Pair:
+    database: str
+    bund: Homeserver
+    tchap: Homeserver
+    proxy: FailoverProxy
+    bridges: list[BridgeProcess]
+    users: dict[str, User] = field(default_factory=dict)
+    rooms: dict[str, str] = field(default_factory=dict)
+
+    async def stop(self) -> None:
+        for bridge in self.bridges:
+            await bridge.astop()
+        await self.proxy.stop()
+        for user in self.users.values():
+            await user.close()
+        await asyncio.gather(self.bund.astop(), self.tchap.astop())
+
+
+async def start_pair(root: Path, database: str) -> Pair:
+    bund_port, tchap_port, proxy_port = free_port(), free_port(), free_port()
+    ports = [free_port(), free_port()]
+    (root / "relay-password").write_text(RELAY_PASSWORD + "\n")
+    first = root / "config.yaml"
+    first.write_text(CONFIG.format(database=database, bridge_port=ports[0], bund_port=bund_port,
+                                   tchap_port=tchap_port, proxy_port=proxy_port))  # fmt: skip
+    generate_registration(first)  # the tokens are written into this config: the other copies it
+    second_root = root / "second"
+    second_root.mkdir()
+    shutil.copy(root / "relay-password", second_root / "relay-password")
+    (second_root / "config.yaml").write_text(
+        first.read_text().replace(f"port: {ports[0]}", f"port: {ports[1]}")
+    )
+    bund, tchap = homeservers(root, bund_port, tchap_port)
+    bridges = [BridgeProcess(first, root, port=ports[0]),
+               BridgeProcess(second_root / "config.yaml", second_root, port=ports[1])]  # fmt: skip
+    proxy = FailoverProxy([f"http://127.0.0.1:{p}" for p in ports], port=proxy_port)
+    pair = Pair(database, bund, tchap, proxy, bridges)
+    await asyncio.gather(bund.start(), tchap.start(), proxy.start())
+    u = pair.users
+    u["max"] = await User.register(bund, "max", displayname="Max Mustermann")
+    u["jean"] = await User.register(tchap, "jean.dupont-interieur.gouv.fr",
+                                    displayname="Jean Dupont [Intérieur]")  # fmt: skip
+    await tchap.register("relaybot", displayname="Passerelle", password=RELAY_PASSWORD)
+    for link in ("main", "relay"):
+        pair.rooms[f"bund:{link}"] = await u["max"].create_room(alias=link, public=True)
+        pair.rooms[f"tchap:{link}"] = await u["jean"].create_room(
+            alias=link, public=True, initial_state=[UNRESTRICTED]
+        )
+    for bridge in bridges:
+        await bridge.start()
+    return pair
+
+
+@pytest.fixture(scope="module")
+async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pair]:
+    reason = synapse_available()
+    if reason:
+        require_server("synapse", reason)
+    async with fresh_database() as database:
+        try:
+            started = await start_pair(tmp_path_factory.mktemp("instances"), database)
+        except (HomeserverError, BridgeError) as e:
+            require_server("synapse and the bridge", str(e))
+        yield started
+        await started.stop()
+
+
+async def crossing(pair: Pair, texts: dict[str, list[str]]) -> None:
+    """Until each room shows its expected texts; then each exactly once and in order."""
+    who = {"tchap:main": "jean", "bund:main": "max", "tchap:relay": "jean", "bund:relay": "max"}
+    for room, expected in texts.items():
+        user = pair.users[who[room]]
+        await user.wait_for(pair.rooms[room],
+                            lambda e, last=expected[-1]: last in e["content"].get("body", ""),
+                            timeout=90)  # fmt: skip
+    await asyncio.sleep(1)
+    for room, expected in texts.items():
+        seen = await bodies(pair.users[who[room]], pair.rooms[room], limit=200)
+        arrived = [t for b in seen for t in expected if b and t in b]
+        assert arrived == expected, room
+
+
+async def test_start_up_does_not_depend_on_the_appservice_ping(pair: Pair) -> None:
+    """Behind a proxy that waits for readiness, the homeserver cannot reach the first instance
+    while it starts to answer its ping: it still became ready (the fixture waited for that)."""
+    assert "The appservice ping through" in pair.bridges[0].log_text()
+
+
+async def test_both_instances_serve_and_one_leads_the_relay(pair: Pair) -> None:
+    max_, jean = pair.users["max"], pair.users["jean"]
+    text = unique("Hallo über zwei Instanzen")
+    await max_.send_text(pair.rooms["bund:main"], text)
+    await jean.wait_for(pair.rooms["tchap:main"], body_is(text))
+    relayed = unique("Hallo an das Relay")
+    await max_.send_text(pair.rooms["bund:relay"], relayed)
+    await jean.wait_for(pair.rooms["tchap:relay"],
+                        lambda e: e["content"].get("body", "").endswith(relayed))  # fmt: skip
+    logs = [bridge.log_text() for bridge in pair.bridges]
+    assert sum("standing by for tchap-relay" in log for log in logs) == 1
+
+
+async def test_the_other_instance_carries_on_when_the_active_one_dies(pair: Pair) -> None:
+    max_, jean = pair.users["max"], pair.users["jean"]
+    before = [unique(f"vor dem Ausfall {i}") for i in range(3)]
+    for text in before:
+        await max_.send_text(pair.rooms["bund:main"], text)
+    pair.bridges[0].kill()  # the active one: the proxy sends everything to it while it answers
+    texts: dict[str, list[str]] = {
+        "tchap:main": before + [unique(f"nach dem Ausfall {i}") for i in range(3)],
+        "bund:main": [unique(f"après la panne {i}") for i in range(3)],
+        "tchap:relay": [unique(f"Relay nach dem Ausfall {i}") for i in range(2)],
+        "bund:relay": [unique(f"relais après la panne {i}") for i in range(2)],
+    }
+    for text in texts["tchap:main"][3:]:
+        await max_.send_text(pair.rooms["bund:main"], text)
+    for text in texts["bund:main"]:
+        await jean.send_text(pair.rooms["tchap:main"], text)
+    for text in texts["tchap:relay"]:
+        await max_.send_text(pair.rooms["bund:relay"], text)
+    for text in texts["bund:relay"]:
+        await jean.send_text(pair.rooms["tchap:relay"], text)
+    await crossing(pair, texts)
+    assert "now leads tchap-relay" in pair.bridges[1].log_text()
+    await pair.bridges[0].start()  # back, as a standby now
+
+
+async def test_a_transaction_the_bridge_never_saw_is_caught_up(pair: Pair) -> None:
+    """The homeserver thinks it pushed these (the proxy acknowledged them), the bridge never
+    saw them: they still arrive, once each, in their order."""
+    max_ = pair.users["max"]
+    pair.proxy.swallow(1)
+    lost = [unique(f"nie gepusht {i}") for i in range(3)]
+    await asyncio.gather(*(max_.send_text(pair.rooms["bund:main"], text) for text in lost))
+    for _ in range(300):
+        if pair.proxy.swallowed:
+            break
+        await asyncio.sleep(0.1)
+    swallowed = [t for t in lost if t.encode() in pair.proxy.swallowed[0]]
+    assert swallowed
+    await crossing(pair, {"tchap:main": swallowed})
+
+
+async def test_what_was_said_while_every_instance_was_down_and_never_pushed_arrives(
+    pair: Pair,
+) -> None:
+    """The homeserver lost its pending transactions (they were removed while it was stopped):
+    once the bridge is back, it reads the room from where it was."""
+    max_ = pair.users["max"]
+    for bridge in pair.bridges:
+        await bridge.astop()
+    texts = [unique(f"während alle weg waren {i}") for i in range(3)]
+    for text in texts:
+        await max_.send_text(pair.rooms["bund:main"], text)
+    await pair.bund.astop()
+    db = sqlite3.connect(pair.bund.workdir / "homeserver.db")
+    with db:
+        db.execute("DELETE FROM application_services_txns")
+    db.close()
+    await pair.bund.start()
+    for bridge in pair.bridges:
+        await bridge.start()
+    await crossing(pair, {"tchap:main": texts})
+
+
+async def test_terminated_database_connections_lose_and_double_nothing(pair: Pair) -> None:
+    max_, jean = pair.users["max"], pair.users["jean"]
+    texts: dict[str, list[str]] = {"tchap:main": [], "bund:main": []}
+    for i in range(6):
+        texts["tchap:main"].append(unique(f"trotz Datenbank {i}"))
+        texts["bund:main"].append(unique(f"malgré la base {i}"))
+        await max_.send_text(pair.rooms["bund:main"], texts["tchap:main"][-1])
+        await jean.send_text(pair.rooms["tchap:main"], texts["bund:main"][-1])
+        if i in (1, 4):
+            assert await terminate_connections(pair.database) > 0
+    await crossing(pair, texts)
+    assert all(bridge.running for bridge in pair.bridges)

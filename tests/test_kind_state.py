@@ -1,0 +1,72 @@
+"""What the Matrix and XMPP connectors keep in tables of their own (`Kind.state`), as the
+bridge's database keeps it across restarts, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from connectors.matrix import state as matrix
+from connectors.matrix.state import GhostProfile, MatrixState
+from connectors.xmpp import state as xmpp
+from connectors.xmpp.state import XmppState
+from tests.harness.postgres import Opener
+
+ROOM = "wg@conference.xmpp.test"
+
+
+async def test_matrix_tables_survive_a_restart_per_network(open_store: Opener) -> None:
+    store = await open_store()
+    tchap = MatrixState(await store.open_state(matrix.upgrade_table), "tchap")
+    await tchap.save_sync_position("s42_1")
+    await tchap.save_room_position("!a:t", "t1")
+    await tchap.save_ghost_profile("@a:t", GhostProfile("Alice", None))
+    await tchap.mark_txn_handled("1", "d1")
+    await store.close()
+
+    store = await open_store()
+    db = await store.open_state(matrix.upgrade_table)
+    tchap, bund = MatrixState(db, "tchap"), MatrixState(db, "bund")
+    assert await tchap.sync_position() == "s42_1"
+    assert await bund.sync_position() is None
+    assert await tchap.room_positions() == {"!a:t": "t1"}
+    assert await tchap.ghost_profile("@a:t") == GhostProfile("Alice", None)
+    assert await bund.ghost_profile("@a:t") is None
+    assert await tchap.txn_handled("1", "d1") and not await bund.txn_handled("1", "d1")
+
+
+async def test_upserts(open_store: Opener) -> None:
+    state = MatrixState(await (await open_store()).open_state(matrix.upgrade_table), "tchap")
+    await state.save_sync_position("s1")
+    await state.save_sync_position("s2")
+    assert await state.sync_position() == "s2"
+    await state.save_ghost_profile("@a:t", GhostProfile("Alice", None))
+    await state.save_ghost_profile("@a:t", GhostProfile("Alice [BMI]", "mxc://b/y"))
+    assert await state.ghost_profile("@a:t") == GhostProfile("Alice [BMI]", "mxc://b/y")
+    await state.save_room_position("!a:t", "t1")
+    await state.save_room_position("!a:t", "t2")
+    assert await state.room_positions() == {"!a:t": "t2"}
+
+
+async def test_a_reused_txn_id_with_new_content_is_not_a_replay(open_store: Opener) -> None:
+    """Synapse on SQLite numbers its transactions from 1 again after a restart."""
+    state = MatrixState(await (await open_store()).open_state(matrix.upgrade_table), "bund")
+    await state.mark_txn_handled("1", "before-restart")
+    await state.mark_txn_handled("1", "before-restart")  # idempotent
+    assert not await state.txn_handled("1", "after-restart")
+    await state.mark_txn_handled("1", "after-restart")
+    assert await state.txn_handled("1", "after-restart")
+
+
+async def test_occupant_identities_survive_a_restart_per_network(open_store: Opener) -> None:
+    store = await open_store()
+    db = await store.open_state(xmpp.upgrade_table)
+    state, other = XmppState(db, "xmpp"), XmppState(db, "other")
+    await state.save_occupant_identity(ROOM, "a1", "alice@xmpp.test")
+    await state.save_occupant_identity(ROOM, "h1", "")  # a room that hides the JID
+    await state.save_occupant_identity(ROOM, "h1", "hidden@xmpp.test")  # learned later
+    await other.save_occupant_identity(ROOM, "a1", "someone@other.test")
+    await store.close()
+    reopened = XmppState(await (await open_store()).open_state(xmpp.upgrade_table), "xmpp")
+    assert sorted(await reopened.occupant_identities()) == [
+        (ROOM, "a1", "alice@xmpp.test"),
+        (ROOM, "h1", "hidden@xmpp.test"),
+    ]
+    assert await XmppState(reopened.db, "nowhere").occupant_identities() == []
