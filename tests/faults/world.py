@@ -147,9 +147,6 @@ class FaultWorld:
     def homeserver(self, network: str) -> Homeserver:
         return self.bund if network == "bund" else self.tchap
 
-    def bridge_logs(self) -> str:
-        return "\n".join(i.bridge.log_text() for i in self.instances)
-
     async def stop(self) -> None:
         for instance in self.instances:
             await instance.bridge.astop()
@@ -296,3 +293,5 @@ def keep_logs(world: FaultWorld, into: Path) -> None:
     for hs in (world.bund, world.tchap):
         if hs.log_path.exists():
             shutil.copy(hs.log_path, into / f"{hs.server_name}.log")
+    if world.prosody is not None and world.prosody.log_path.exists():
+        shutil.copy(world.prosody.log_path, into / "prosody.log")
