@@ -34,17 +34,25 @@ log = logging.getLogger(__name__)
 
 
 def known_sender(config: Config, sender: Sender) -> Sender:
-    """The sender as targets should show them (see `bridge.naming`): the mapped person's name
-    and organisation, or the remote profile with the organisation its network vouches for
-    (the connector's, e.g. a Tchap name's), else the source network's default."""
+    """The sender as targets should show them (see `bridge.naming`): a listed person's name,
+    organisation and home network (the first of their accounts), or the remote profile with
+    the organisation its network vouches for (the connector's, e.g. a Tchap name's), else the
+    source network's default."""
     network = config.networks[sender.network]
     person = config.person_by_account(sender.network, sender.user_id)
+    if person is None:
+        return dataclasses.replace(
+            sender, org=sender.org or network.org_label, suffix=network.name_suffix
+        )
+    # One person, one name, whichever account they write from: their first account's network
+    # gives the suffix.
+    home = config.networks[next(iter(person.accounts))]
     return dataclasses.replace(
         sender,
-        person_id=person.id if person else None,
-        display_name=person.name if person else sender.display_name,
-        org=(person.org if person else None) or sender.org or network.org_label,
-        suffix=network.name_suffix,
+        person_id=person.id,
+        display_name=person.name,
+        org=person.org or sender.org or home.org_label,
+        suffix=home.name_suffix,
     )
 
 

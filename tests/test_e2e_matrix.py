@@ -26,7 +26,7 @@ async def test_text_crosses_both_ways_under_real_names(world: World) -> None:
     text = unique("Guten Tag aus Berlin")
     await max_.send_text(world.rooms["bund:main"], text)
     seen = await jean.wait_for(world.rooms["tchap:main"], body_is(text))
-    assert seen["sender"].startswith("@passerelle_bund_max")
+    assert seen["sender"].startswith("@passerelle_=people_max")
     assert seen["sender"].endswith(":tchap.test")
     assert await name_of(jean, world.rooms["tchap:main"], seen["sender"]) == (
         "Max Mustermann [BMI]"
@@ -114,7 +114,7 @@ async def test_reply_edit_reaction_redaction_land_on_the_right_message(world: Wo
     redaction = await jean.wait_for(
         tchap_room, lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == mirrored
     )
-    assert redaction["sender"].startswith("@passerelle_bund_max")
+    assert redaction["sender"].startswith("@passerelle_=people_max")
     gone = await jean.client.get_event(RoomID(tchap_room), mirrored)
     assert not gone.content.serialize().get("body")
 
@@ -464,7 +464,7 @@ async def test_ghost_carries_the_senders_avatar(world: World) -> None:
 
 async def test_inviting_a_ghost_opens_a_direct_chat_with_the_person(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    ghost_of_max = "@passerelle_bund_max=3abund.test:tchap.test"
+    ghost_of_max = "@passerelle_=people_max:tchap.test"
     since = (await max_.client.sync(timeout=0))["next_batch"]
     dm = await jean.create_room(invitees=[ghost_of_max], is_direct=True)
     await jean.wait_for(
@@ -503,7 +503,7 @@ async def test_direct_chat_into_tchap_refused_for_a_domain_not_allowed(world: Wo
 
 async def test_typing_shows_on_the_other_side(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    ghost = "@passerelle_bund_max=3abund.test:tchap.test"
+    ghost = "@passerelle_=people_max:tchap.test"
     await max_.client.set_typing(RoomID(world.rooms["bund:main"]), 20_000)
     await typing_in(jean, world.rooms["tchap:main"], lambda users: ghost in users)
     await max_.client.set_typing(RoomID(world.rooms["bund:main"]), 0)

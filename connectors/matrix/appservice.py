@@ -40,8 +40,7 @@ from mautrix.types import Membership, RoomCreatePreset, RoomID, UserID
 from bridge import json_input
 from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing, ServesHttp, Typing
 from bridge.events import Sender
-from bridge.kinds import account_format
-from bridge.naming import shown_name
+from bridge.naming import address_parts, heads, owner_account, shown_name
 from bridge.notices import notice
 from bridge.policy import account_domain
 from bridge.tasks import supervise
@@ -214,8 +213,8 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
     async def _ghost(self, sender: Sender, fetch: MediaFetcher | None) -> IntentAPI:
         """The sender's ghost, registered and named, with their avatar when ``fetch`` can get
         it. The profile last set is remembered, so an unchanged one costs no request."""
-        local = account_format(self.host.config, sender.network).local_form(sender.user_id)
-        localpart = ghost_localpart(self.settings.ghost_prefix, sender.network, local)
+        localpart = ghost_localpart(self.settings.ghost_prefix,
+                                    *address_parts(self.host.config, sender))  # fmt: skip
         user_id = UserID(f"@{localpart}:{self.network.server_name}")
         intent = self._intent(user_id)
         wanted = GhostProfile(shown_name(sender), sender.avatar)
@@ -288,18 +287,18 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
         so and leaves when the chat cannot be opened."""
         if self.host.directory.bound_link(self.name, room_id) is not None:
             return
-        owner = ghost_owner(
+        parts = ghost_owner(
             ghost.split(":", 1)[0].removeprefix("@"),
             self.settings.ghost_prefix,
-            list(self.host.config.networks),
+            heads(self.host.config),
         )
+        owner = owner_account(self.host.config, *parts, self.name) if parts else None
         intent = self._intent(UserID(ghost))
         await intent.ensure_registered()
         await intent.join_room(RoomID(room_id))
         if owner is None:
             return
-        network, local = owner
-        remote = account_format(self.host.config, network).from_local_form(local)
+        network, remote = owner
         sender = await self.sender(room_id, inviter, intent)
         try:
             await self._admit_direct(room_id, intent)

@@ -29,7 +29,7 @@ from slixmpp.plugins.xep_0410 import PingStatus
 
 from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing, Unavailable
 from bridge.events import Event, Kind, Sender
-from bridge.kinds import local_form
+from bridge.naming import address_parts
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
 from connectors.xmpp.component import FATAL, Component, Handlers, NotConnected, VCard
 from connectors.xmpp.config import XmppNetwork
@@ -596,8 +596,7 @@ class XmppConnector(Connector, Typing):
         sender = out.event.sender
         if out.sender_is_local:
             return self.bot_jid, nickname(sender)
-        jid = puppet_jid(sender.network, local_form(self.host.config, sender),
-                         self.network.component)  # fmt: skip
+        jid = puppet_jid(*address_parts(self.host.config, sender), self.network.component)
         await self._seat(room, jid, nickname(sender), out)
         return jid, None
 
@@ -712,8 +711,7 @@ class XmppConnector(Connector, Typing):
     async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
         """The sender's puppet says it is (no longer) typing, once it sits in the room."""
         room = self.rooms.get(room_id)
-        jid = puppet_jid(sender.network, local_form(self.host.config, sender),
-                         self.network.component)  # fmt: skip
+        jid = puppet_jid(*address_parts(self.host.config, sender), self.network.component)
         if room is None or not room.joined or jid not in room.seats:
             return
         self._send(chat_state_stanza(room.jid, jid, f"{ORIGIN_PREFIX}{uuid.uuid4().hex}", typing))
