@@ -110,11 +110,12 @@ async def test_reply_edit_reaction_redaction_land_on_the_right_message(world: Wo
     }
     assert await name_of(max_, bund_room, reaction["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
 
-    await max_.client.redact(RoomID(bund_room), original)
+    await max_.client.redact(RoomID(bund_room), original, reason="Entwurf verworfen")
     redaction = await jean.wait_for(
         tchap_room, lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == mirrored
     )
     assert redaction["sender"].startswith("@passerelle_=people_max")
+    assert redaction["content"]["reason"] == "Entwurf verworfen"
     gone = await jean.client.get_event(RoomID(tchap_room), mirrored)
     assert not gone.content.serialize().get("body")
 

@@ -162,20 +162,23 @@ async def test_retractions_cross_both_ways(xw: XmppWorld) -> None:
     room = xw.rooms["bund"]
     sent = alice.say(MUC, unique("Versehen"))
     mirrored = await max_.wait_for(room, body_is(sent["body"]))
-    alice.retract(MUC, (await own_echo(xw, "alice", sent))["stanza_id"]["id"])
-    await max_.wait_for(
+    alice.retract(MUC, (await own_echo(xw, "alice", sent))["stanza_id"]["id"],
+                  fallback="Tippfehler, bitte ignorieren")  # fmt: skip
+    redaction = await max_.wait_for(
         room,
         lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == mirrored["event_id"],
     )
+    assert redaction["content"].get("reason") == "Tippfehler, bitte ignorieren"
 
     text = unique("Falscher Raum")
     event_id = await max_.send_text(room, text)
     seen = await alice.wait_for_body(MUC, text)
-    await max_.client.redact(RoomID(room), event_id)  # type: ignore[arg-type]
+    await max_.client.redact(RoomID(room), event_id, reason="Falscher Raum gewählt")  # type: ignore[arg-type]
     retraction = await alice.wait_for(
         lambda m: m["type"] == "groupchat" and m["retract"]["id"] == seen["stanza_id"]["id"]
     )
     assert retraction["from"] == seen["from"]
+    assert retraction["body"].splitlines()[-1] == "Falscher Raum gewählt"
 
 
 async def test_reactions_cross_both_ways(xw: XmppWorld) -> None:

@@ -551,7 +551,8 @@ class MatrixConnector(Connector):
         if event.kind is Kind.REDACTION:
             assert out.relates_to is not None
             path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(out.relates_to)]
-            answer = await api.api.request(Method.PUT, path[out.delivery_id], {})
+            reason = {"reason": event.reason} if event.reason else {}
+            answer = await api.api.request(Method.PUT, path[out.delivery_id], reason)
             return str(answer["event_id"])
         encrypted = await self._encrypted(out.room_id, api)
         mxc = file = None

@@ -61,6 +61,7 @@ from connectors.xmpp.translate import (
     reaction_changes,
     reaction_ref,
     reactions_stanza,
+    retraction_reason,
     retraction_stanza,
     split_direct_key,
     split_jid,
@@ -514,7 +515,8 @@ class XmppConnector(Connector, Typing):
         retracted = msg.retract_id or msg.retract_origin_id
         if retracted:
             target = room.stanza_ids.get(retracted) or retracted
-            return [make(kind=Kind.REDACTION, remote_id=remote_id, relates_to=target)]
+            return [make(kind=Kind.REDACTION, remote_id=remote_id, relates_to=target,
+                         reason=retraction_reason(msg.body))]  # fmt: skip
         if msg.reactions is not None:
             target = room.stanza_ids.get(msg.reactions.target) or msg.reactions.target
             key = (sender.user_id, target)
@@ -705,7 +707,7 @@ class XmppConnector(Connector, Typing):
                 keys.remove(key)
             el = reactions_stanza(room.jid, puppet, msg_id, target, keys)
             return await self._post(room, puppet, el, msg_id)
-        el = retraction_stanza(room.jid, sender_jid, msg_id, out.relates_to)
+        el = retraction_stanza(room.jid, sender_jid, msg_id, out.relates_to, out.event.reason)
         return await self._post(room, sender_jid, el, msg_id)
 
     async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:

@@ -33,6 +33,7 @@ from connectors.xmpp.translate import (
     message_body,
     message_event,
     origin_id,
+    retraction_reason,
     retraction_stanza,
     split_direct_key,
     split_jid,
@@ -109,7 +110,8 @@ class OneToOne:
         if retracted:
             return Event(kind=Kind.REDACTION, link_id=link_id, network=self.network.name,
                          room_id=key, remote_id=remote_id, sender=sender,
-                         relates_to=direct_message_id(key, retracted))  # fmt: skip
+                         relates_to=direct_message_id(key, retracted),
+                         reason=retraction_reason(msg.body))  # fmt: skip
         if msg.replace_id is not None:
             event: Event | None = edit_event(
                 msg, remote_id=remote_id, link_id=link_id, network=self.network.name,
@@ -136,7 +138,8 @@ class OneToOne:
             return direct_message_id(out.room_id, msg_id)  # chats carry no reactions here
         if event.kind is Kind.REDACTION:
             assert out.relates_to is not None
-            el = retraction_stanza(user, sender_jid, msg_id, stanza_id_of(out.relates_to))
+            el = retraction_stanza(user, sender_jid, msg_id, stanza_id_of(out.relates_to),
+                                   event.reason)  # fmt: skip
             el.set("type", "chat")
         elif event.kind is Kind.EDIT:
             assert out.relates_to is not None
