@@ -259,6 +259,83 @@ async def test_relay_mode_posts_as_bot_with_name_and_reads_via_sync(world: World
     )
 
 
+async def test_relayed_reactions_are_one_line_naming_who_reacted(world: World) -> None:
+    """The relay bot cannot react as Max or Erika: it keeps one notice under the message that
+    says who reacted with what, edited as reactions come and go, gone with the last one."""
+    max_, erika, jean = world.users["max"], world.users["erika"], world.users["jean"]
+    bund_room, tchap_room = world.rooms["bund:relay"], world.rooms["tchap:relay"]
+    text = unique("Qui est d'accord ?")
+    original = await jean.send_text(tchap_room, text)
+    mirrored = (await max_.wait_for(bund_room, body_is(text)))["event_id"]
+
+    def line_is(body: str) -> Any:
+        def match(e: Event) -> bool:
+            content = e.get("content", {})
+            return content.get("m.new_content", content).get("body") == body
+
+        return match
+
+    max_thumb = await max_.send_event(bund_room, "m.reaction", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored, "key": "👍"},
+    })  # fmt: skip
+    line = await jean.wait_for(tchap_room, line_is("Réactions : 👍 Max Mustermann [BMI]"))
+    assert line["sender"] == "@relaybot:tchap.test"
+    assert line["content"]["msgtype"] == "m.notice"
+    assert line["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": original}}
+
+    erika_thumb = await erika.send_event(bund_room, "m.reaction", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored, "key": "👍"},
+    })  # fmt: skip
+    await max_.send_event(bund_room, "m.reaction", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored, "key": "🎉"},
+    })  # fmt: skip
+    both = "Réactions : 👍 Max Mustermann [BMI], Erika Musterfrau [BMI]; 🎉 Max Mustermann [BMI]"
+    edit = await jean.wait_for(tchap_room, line_is(both))
+    assert edit["content"]["m.relates_to"] == {"rel_type": "m.replace",
+                                               "event_id": line["event_id"]}  # fmt: skip
+
+    await max_.client.redact(RoomID(bund_room), max_thumb)
+    await jean.wait_for(
+        tchap_room,
+        line_is("Réactions : 👍 Erika Musterfrau [BMI]; 🎉 Max Mustermann [BMI]"),
+    )
+    await erika.client.redact(RoomID(bund_room), erika_thumb)
+    await jean.wait_for(tchap_room, line_is("Réactions : 🎉 Max Mustermann [BMI]"))
+    reactions = [e for e in await jean.messages(tchap_room) if e.get("type") == "m.reaction"]
+    assert not [e for e in reactions if e["content"]["m.relates_to"]["event_id"] == original]
+
+
+async def test_last_relayed_reaction_withdrawn_takes_the_line_away(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    bund_room, tchap_room = world.rooms["bund:relay"], world.rooms["tchap:relay"]
+    text = unique("Une seule réaction")
+    await jean.send_text(tchap_room, text)
+    mirrored = (await max_.wait_for(bund_room, body_is(text)))["event_id"]
+    thumb = await max_.send_event(bund_room, "m.reaction", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored, "key": "👀"},
+    })  # fmt: skip
+    line = await jean.wait_for(tchap_room, body_is("Réactions : 👀 Max Mustermann [BMI]"))
+    await max_.client.redact(RoomID(bund_room), thumb)
+    await jean.wait_for(
+        tchap_room,
+        lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == line["event_id"],
+    )
+
+
+async def test_relayed_file_caption_names_the_sender(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    name = f"{unique('plan')}.png"
+    await _send_image(max_, world.rooms["bund:relay"], PNG + uuid.uuid4().bytes, name)
+    seen = await jean.wait_for(
+        world.rooms["tchap:relay"], lambda e: name in e["content"].get("body", "")
+    )
+    assert seen["sender"] == "@relaybot:tchap.test"
+    assert seen["content"]["msgtype"] == "m.image"
+    assert seen["content"]["filename"] == name
+    assert seen["content"]["body"] == f"Max Mustermann [BMI]: {name}"
+    assert seen["content"]["formatted_body"] == f"<strong>Max Mustermann [BMI]</strong>: {name}"
+
+
 async def _put_transaction(
     world: World, network: str, txn_id: str, events: list[Event], token: str | None
 ) -> tuple[int, Event]:

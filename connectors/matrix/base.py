@@ -32,9 +32,10 @@ from bridge.events import Event, Kind, Sender
 from bridge.naming import MAX_NAME, clean, shown_name
 from bridge.notices import Notice, notice
 from bridge.policy import account_domain, foreign_domains, sender_allowed
-from connectors.matrix import tchap
+from connectors.matrix import relayed_reactions, tchap
 from connectors.matrix.config import Encryption, Flavour, MatrixNetwork, RoomCreate
 from connectors.matrix.crypto import E2EE, MEGOLM, DeviceFor, KeyNotYet, Undecryptable
+from connectors.matrix.relayed_reactions import parse_reaction_ref
 from connectors.matrix.room_facts import RoomFacts
 from connectors.matrix.state import MatrixState
 from connectors.matrix.translate import (
@@ -550,11 +551,16 @@ class MatrixConnector(Connector):
         api, template = await self.poster(out)
         if event.kind is Kind.REDACTION:
             assert out.relates_to is not None
+            relayed = parse_reaction_ref(out.relates_to)
+            if relayed is not None:
+                return await self._withdraw_reaction(api, out, *relayed)
             path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(out.relates_to)]
             reason = {"reason": event.reason} if event.reason else {}
             answer = await api.api.request(Method.PUT, path[out.delivery_id], reason)
             return str(answer["event_id"])
         encrypted = await self._encrypted(out.room_id, api)
+        if event.kind is Kind.REACTION and template is not None:
+            return await self._relay_reaction(api, out, encrypted)
         mxc = file = None
         if media is not None and event.attachment is not None:
             if encrypted:
@@ -575,6 +581,67 @@ class MatrixConnector(Connector):
         )
         return await self._send_event(api, out.room_id, etype, content, encrypted,
                                       txn_id=out.delivery_id or None)  # fmt: skip
+
+    async def _relay_reaction(self, api: ClientAPI, out: Outgoing, encrypted: bool) -> str:
+        """A reaction the bot posts for someone: their name joins the reaction line under the
+        message (`connectors.matrix.relayed_reactions`), which is created or edited."""
+        assert out.relates_to is not None and out.event.reaction is not None
+        name, key = shown_name(out.event.sender), out.event.reaction
+        known = await self.state.relayed_reactions(out.room_id, out.relates_to)
+        before = relayed_reactions.load(known[1]) if known else {}
+        after = relayed_reactions.added(before, key, name)
+        if after != before or known is None:
+            notice_id = await self._post_reaction_line(
+                api, out, known[0] if known else None, after, encrypted
+            )
+            await self.state.save_relayed_reactions(
+                out.room_id, out.relates_to, notice_id, relayed_reactions.dump(after)
+            )
+        return relayed_reactions.reaction_ref(out.relates_to, name, key)
+
+    async def _withdraw_reaction(
+        self, api: ClientAPI, out: Outgoing, target: str, name: str, key: str
+    ) -> str | None:
+        """Take a withdrawn reaction off its line: edit the line, or redact it when it was
+        the last."""
+        known = await self.state.relayed_reactions(out.room_id, target)
+        if known is None:
+            return None
+        notice_id, before = known[0], relayed_reactions.load(known[1])
+        after = relayed_reactions.withdrawn(before, key, name)
+        if after == before:
+            return None
+        if after:
+            encrypted = await self._encrypted(out.room_id, api)
+            await self._post_reaction_line(api, out, notice_id, after, encrypted)
+            await self.state.save_relayed_reactions(
+                out.room_id, target, notice_id, relayed_reactions.dump(after)
+            )
+            return None
+        path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(notice_id)]
+        await api.api.request(Method.PUT, path[out.delivery_id], {})
+        await self.state.save_relayed_reactions(out.room_id, target, notice_id, None)
+        return None
+
+    async def _post_reaction_line(
+        self, api: ClientAPI, out: Outgoing, notice_id: str | None,
+        reactions: relayed_reactions.Reactions, encrypted: bool,
+    ) -> str:  # fmt: skip
+        """Post the reaction line as a reply to its message, or edit the one there."""
+        text = relayed_reactions.line(reactions, self.network.language)
+        content: JSON = {"msgtype": "m.notice", "body": text}
+        if notice_id is None:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": out.relates_to}}
+        else:
+            content = {
+                "msgtype": "m.notice",
+                "body": f"* {text}",
+                "m.new_content": content,
+                "m.relates_to": {"rel_type": "m.replace", "event_id": notice_id},
+            }
+        event_id = await self._send_event(api, out.room_id, "m.room.message", content,
+                                          encrypted, txn_id=out.delivery_id or None)  # fmt: skip
+        return notice_id or event_id
 
     async def _send_event(
         self, api: ClientAPI, room_id: str, etype: str, content: JSON, encrypted: bool,

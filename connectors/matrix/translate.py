@@ -336,9 +336,13 @@ def matrix_content(
         else:
             content["url"] = mxc
         if relay_template is not None:
-            content["body"] = render_relay(
-                relay_template, sender_name, event.text or att.name, None
-            )[0]
+            # The caption names the sender (MSC2530: a body other than the filename is a
+            # caption), bold in clients that show formatted captions.
+            caption = event.text or att.name
+            content["body"], content["formatted_body"] = render_relay(
+                relay_template, sender_name, caption, event.html if event.text else None
+            )
+            content["format"] = "org.matrix.custom.html"
     else:
         text, html = _relay(event, relay_template, sender_name)
         if not text and html:
