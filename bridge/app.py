@@ -194,8 +194,17 @@ class Gateway:
         return all(c.is_ready() for name, c in self.connectors.items() if name in self._running)
 
     async def _ready(self, _: web.Request) -> web.Response:
+        """200 when ready; else 503 and, for each network that is not, what an admin must fix
+        (None while it is only starting or retrying)."""
         ready = self.is_ready()
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
+        answer: dict[str, object] = {"ready": ready}
+        if not ready:
+            answer["networks"] = {
+                name: {"problem": connector.problem()}
+                for name, connector in self.connectors.items()
+                if name in self._running and not connector.is_ready()
+            }
+        return web.json_response(answer, status=200 if ready else 503)
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -244,6 +253,8 @@ def run(config: Config) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for warning in config.warnings:
+        log.warning("%s", warning.render(str(config.path)))
     # uvloop's event loop: a fifth less CPU per HTTP request than asyncio's own (measured on the
     # appservice transaction path), and the bridge is mostly HTTP requests.
     uvloop.run(serve(config))

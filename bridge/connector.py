@@ -172,6 +172,11 @@ class Connector(ABC):
         runs is; a network still retrying some rooms in the background counts as ready."""
         return True
 
+    def problem(self) -> str | None:
+        """Why this network passes nothing until an admin acts (its credentials were
+        refused…), for the readiness answer; None while it is only starting or retrying."""
+        return None
+
     @abstractmethod
     async def stop(self) -> None:
         """Stop receiving and close connections. Undelivered work stays in the outbox."""

@@ -90,4 +90,3 @@ def default_kind() -> str:
 def account_format(config: Config, network: str) -> AccountFormat:
     """How accounts on ``network`` look, as its kind says."""
     return kinds()[config.networks[network].kind].account_format
-

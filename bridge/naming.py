@@ -75,9 +75,7 @@ def address_parts(config: Config, sender: Sender) -> tuple[str, str]:
     return sender.network, account_format(config, sender.network).local_form(sender.user_id)
 
 
-def owner_account(
-    config: Config, head: str, local: str, here: str
-) -> tuple[str, str] | None:
+def owner_account(config: Config, head: str, local: str, here: str) -> tuple[str, str] | None:
     """The (network, account) behind address parts read back from a ghost or puppet on network
     ``here``: a listed person's first account elsewhere, or the account itself."""
     if head != PERSON:

@@ -13,7 +13,9 @@ import pytest
 from mautrix.types import ContentURI, EventType, RoomID
 
 from tests.harness import User
+from tests.harness.bridge import BridgeProcess
 from tests.harness.expect import bodies, body_is, name_of, next_invite, typing_in, unique
+from tests.harness.synapse import free_port
 from tests.world import GIVE_UP_AFTER, World
 
 pytestmark = pytest.mark.e2e
@@ -170,6 +172,9 @@ async def test_bridge_creates_room_from_config_and_invites_people(world: World) 
     await max_.join(room_id)
     name = await max_.client.get_state_event(RoomID(room_id), EventType.ROOM_NAME)
     assert name.name == "Created WG"
+    create = await max_.client.get_state_event(RoomID(room_id), EventType.ROOM_CREATE)
+    assert create.room_version == "11"  # as configured, where Synapse's default is 12
+    assert room_id.endswith(":bund.test")
 
     text = unique("Salut la nouvelle salle")
     await jean.send_text(world.rooms["tchap:created"], text)
@@ -334,6 +339,63 @@ async def test_relayed_file_caption_names_the_sender(world: World) -> None:
     assert seen["content"]["filename"] == name
     assert seen["content"]["body"] == f"Max Mustermann [BMI]: {name}"
     assert seen["content"]["formatted_body"] == f"<strong>Max Mustermann [BMI]</strong>: {name}"
+
+
+async def test_refused_credentials_are_named_in_the_log_and_readiness(world: World) -> None:
+    """A wrong appservice token or relay password is an admin's mistake, not an outage: the
+    log and the readiness answer say what to fix."""
+    root = world.root / "refused"
+    root.mkdir(exist_ok=True)
+    config = world.config
+    networks = config["networks"]
+    networks["bund"]["appservice"]["as_token"] = "not-the-registered-token"
+    networks["tchap-relay"]["relay"]["password"] = "not-the-password"
+    port = free_port()
+    text = json.dumps({
+        "database": f"sqlite:{root}/passerelle.db",
+        "listen": {"host": "127.0.0.1", "port": port},
+        "networks": {"bund": networks["bund"], "tchap-relay": networks["tchap-relay"]},
+        "links": [{"id": "relay", "rooms": {"bund": "#relay:bund.test",
+                                            "tchap-relay": "#relay:tchap.test"}}],
+    })  # fmt: skip
+    (root / "config.yaml").write_text(text)
+    bridge = BridgeProcess(root / "config.yaml", root, port=port)
+    bridge.spawn()
+    try:
+        answer, status = await _readiness_naming_problems(bridge.ready_url, 2)
+        assert status == 503
+        assert answer == {"ready": False, "networks": {
+            "bund": {"problem": "the homeserver refused the appservice token — is the "
+                     "registration (bund-registration.yaml) installed and the homeserver "
+                     "restarted?"},
+            "tchap-relay": {"problem": "the homeserver refused the login of "
+                            "@relaybot:tchap.test: check relay.user_id and relay.password"},
+        }}  # fmt: skip
+    finally:
+        await bridge.astop()
+    log = bridge.log_text()
+    assert "bund: the homeserver refused the appservice token" in log
+    assert "not reachable yet" not in log
+    assert "not-the-password" not in log and "not-the-registered-token" not in log
+
+
+async def _readiness_naming_problems(url: str, networks: int) -> tuple[Any, int]:
+    """The readiness answer once it names a problem for ``networks`` networks (or after
+    20 s, whatever it is then)."""
+    answer: Any = None
+    status = 0
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            try:
+                async with session.get(url) as resp:
+                    answer, status = await resp.json(), resp.status
+                problems = [n.get("problem") for n in answer.get("networks", {}).values()]
+                if len(problems) == networks and all(problems):
+                    break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    return answer, status
 
 
 async def _put_transaction(

@@ -45,7 +45,7 @@ from bridge.notices import notice
 from bridge.policy import account_domain
 from bridge.tasks import supervise
 from connectors.matrix import tchap
-from connectors.matrix.base import MatrixConnector
+from connectors.matrix.base import REFUSED_RETRY_SECONDS, MatrixConnector, token_refused
 from connectors.matrix.catch_up import CatchUp
 from connectors.matrix.config import Encryption, Flavour, MatrixNetwork
 from connectors.matrix.crypto import DEVICE_NAME
@@ -146,8 +146,16 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
                 await self.bot.set_displayname("Passerelle")
                 break
             except Exception as e:
+                if token_refused(e):
+                    self.set_refused(
+                        "the homeserver refused the appservice token — is the registration "
+                        f"({self.name}-registration.yaml) installed and the homeserver restarted?"
+                    )
+                    await asyncio.sleep(REFUSED_RETRY_SECONDS)
+                    continue
                 self.log.warning("Homeserver %s not reachable yet: %s", self.network.homeserver, e)
                 await asyncio.sleep(2)
+        self.set_refused(None)
         try:
             # Makes the homeserver retry transactions it queued while we were down now, instead
             # of after its backoff. Only a hint: the homeserver may answer it with an error

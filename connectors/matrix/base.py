@@ -57,12 +57,28 @@ DECRYPTED_TYPES = {"m.room.message", "m.sticker", "m.reaction", "m.room.redactio
 """What an encrypted event may carry to be bridged (state changes are never encrypted)."""
 
 
+REFUSED_RETRY_SECONDS = 10.0
+"""How often a homeserver that refused the bridge's credentials is asked again (an admin may
+fix the homeserver's side without restarting the bridge)."""
+
+
+def token_refused(error: Exception) -> bool:
+    """The homeserver does not know the bridge's access token (the appservice's, or the relay
+    account's): nothing passes until an admin fixes it."""
+    return isinstance(error, MatrixRequestError) and error.errcode in (
+        "M_UNKNOWN_TOKEN",
+        "M_MISSING_TOKEN",
+    )
+
+
 def delivery_failure(network: str, error: Exception) -> Exception:
     """What a failed request to the homeserver means for the outbox: the network is unavailable
     (no answer, 5xx, rate limited: the message waits, no attempt counted), or it refused this
     request (an attempt; permanent where no retry can help)."""
     if not isinstance(error, MatrixRequestError):
         return Unavailable(f"{network} is unreachable: {type(error).__name__}: {error}")
+    if token_refused(error):
+        return Unavailable(f"{network} refused the bridge's access token: {error}")
     if error.http_status >= 500 or error.http_status == 429 or error.errcode == "M_LIMIT_EXCEEDED":
         return Unavailable(f"{network} answered {error.http_status} {error.errcode}: {error}")
     if error.errcode == "M_TOO_LARGE" or error.http_status == 413:
@@ -106,9 +122,23 @@ class MatrixConnector(Connector):
         """The bridge's encryption device on this network, once started (never when off)."""
         self.e2ee_unavailable: str | None = None
         """Why encryption could not start, when the homeserver refused it."""
+        self.refused: str | None = None
+        """What the homeserver refused that an admin must fix (the bridge's token)."""
 
     def is_ready(self) -> bool:
         return self.rooms_ready.is_set()
+
+    def problem(self) -> str | None:
+        return self.refused
+
+    def set_refused(self, problem: str | None) -> None:
+        """Note (and log once) that the homeserver refuses the bridge's credentials, or, with
+        None, that it accepts them again."""
+        if problem is not None and problem != self.refused:
+            self.log.error("%s: %s", self.name, problem)
+        elif problem is None and self.refused is not None:
+            self.log.info("%s: the homeserver accepts the bridge's token now", self.name)
+        self.refused = problem
 
     @property
     def state(self) -> MatrixState:
@@ -340,6 +370,7 @@ class MatrixConnector(Connector):
             topic=create.topic,
             invitees=invitees,
             initial_state=initial_state,  # type: ignore[arg-type]
+            room_version=create.room_version,  # type: ignore[arg-type]  # None: the default
         )
 
     @staticmethod

@@ -61,12 +61,17 @@ class BridgeProcess:
                 )
             )
 
+    def spawn(self) -> None:
+        """Start the bridge without waiting for it to be ready (one that is not to be)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = self._spawn()
+
     async def start(self, timeout: float = START_TIMEOUT) -> None:  # noqa: ASYNC109
         """Spawn the bridge and wait for ``/_passerelle/ready`` to answer 200."""
         if self.running:
             return
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = self._spawn()
+        self.spawn()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while True:
