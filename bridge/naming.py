@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from bridge.config.model import Config
+from bridge.config.model import Config, Person
 from bridge.events import Sender
 from bridge.kinds import account_format
 
@@ -64,6 +64,17 @@ def shown_name(sender: Sender) -> str:
 PERSON = "=people"
 """Where a listed person's ghosts and puppets live instead of under a network's name (``=``
 cannot start a network's name, so the two never meet)."""
+
+
+def person_sender(config: Config, person: Person) -> Sender:
+    """A listed person as a sender from their first account (their home network), named as
+    the `people` mapping says: how their ghosts and puppets are named wherever they write from
+    (for renaming them when the mapping changes)."""
+    network, account = next(iter(person.accounts.items()))
+    home = config.networks[network]
+    return Sender(network=network, user_id=account, display_name=person.name,
+                  org=person.org or home.org_label, suffix=home.name_suffix,
+                  person_id=person.id)  # fmt: skip
 
 
 def address_parts(config: Config, sender: Sender) -> tuple[str, str]:

@@ -73,6 +73,7 @@ class Router:
         self.directory = directory
         self.connectors = connectors
         self.claims = claims
+        self.serves = serves
         self.health = NetworkHealth(list(config.networks))
         self.outbox = Outbox(store, config.delivery, self.health, claims, self.deliver,
                              self.report_undeliverable, serves)  # fmt: skip
@@ -100,6 +101,14 @@ class Router:
                 await self.claims.announce((link.id, target))  # another instance works it
         return True
 
+    def use(self, config: Config) -> None:
+        """A reloaded config, from the next event on."""
+        self.config = config
+        self.links.use(config)
+        self.outbox.use(config.delivery)
+        for network in config.networks:
+            self.health.add(network)
+
     async def typing(self, network: str, room_id: str, sender: Sender, typing: bool) -> None:
         """Fan a typing notification out at once to the link's other rooms that can show it."""
         link_id = self.directory.link_for(network, room_id)
@@ -126,6 +135,8 @@ class Router:
     async def deliver(self, item: OutboxItem) -> None:
         event = item.event
         arrived = self._arrival.pop((event.remote_id, item.target), None)
+        if not self.serves(item.target):  # stopped here (another instance leads it, a reload)
+            raise Unavailable(f"{item.target} is not running here now", network_down=False)
         room_id = self.directory.room_for(item.link_id, item.target)
         if room_id is None:
             raise Unavailable(f"the {item.target} room of link {item.link_id} is not set up yet",

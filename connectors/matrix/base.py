@@ -32,6 +32,7 @@ from bridge.events import Event, Kind, Sender
 from bridge.naming import MAX_NAME, clean, shown_name
 from bridge.notices import Notice, notice
 from bridge.policy import account_domain, foreign_domains, sender_allowed
+from bridge.tasks import supervise
 from connectors.matrix import relayed_reactions, tchap
 from connectors.matrix.config import Encryption, Flavour, MatrixNetwork, RoomCreate
 from connectors.matrix.crypto import E2EE, MEGOLM, DeviceFor, KeyNotYet, Undecryptable
@@ -124,6 +125,8 @@ class MatrixConnector(Connector):
         """Why encryption could not start, when the homeserver refused it."""
         self.refused: str | None = None
         """What the homeserver refused that an admin must fix (the bridge's token)."""
+        self._later: set[asyncio.Task[None]] = set()
+        """Set-ups of rooms a reload added that are retried in the background."""
 
     def is_ready(self) -> bool:
         return self.rooms_ready.is_set()
@@ -322,6 +325,55 @@ class MatrixConnector(Connector):
                 self.rooms_ready.set()  # the ones that work already flow
                 await asyncio.sleep(SETUP_RETRY_SECONDS)
         self.rooms_ready.set()
+
+    async def link_added(self, link: Link) -> None:
+        """Set the new link's room up now, or keep trying in the background."""
+        self._created = await self.host.store.created_rooms(self.name)
+        try:
+            await self._setup_room(link)
+        except Exception as e:
+            self.log.warning("Room of link %s not ready yet: %s", link.id, e)
+            self._pending_rooms.add(link.id)
+            task = supervise(f"setup:{self.name}:{link.id}", lambda: self._set_up_later(link),
+                             self.log)  # fmt: skip
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
+
+    async def _set_up_later(self, link: Link) -> None:
+        """Retry a room a reload added until it is set up, or the link is gone again."""
+        while link.id in self._pending_rooms:
+            await asyncio.sleep(SETUP_RETRY_SECONDS)
+            if link.id not in self._pending_rooms:
+                return
+            try:
+                await self._setup_room(link)
+                self._pending_rooms.discard(link.id)
+            except Exception as e:
+                self.log.warning("Room of link %s still not ready: %s", link.id, e)
+
+    async def link_removed(self, link: Link, room_id: str | None, notice: Notice) -> None:
+        """The notice, then the bridge's ghosts leave; so does the bot, unless the bridge
+        created the room (it stays, for the people in it)."""
+        self._pending_rooms.discard(link.id)
+        if room_id is None or not self.host.leads(self.name):
+            return
+        try:
+            await self.notify(room_id, notice.render(self.network.language))
+        except Exception as e:
+            self.log.warning("Could not post the unbridged notice in %s: %s", room_id, e)
+        await self.leave_ghosts(room_id)
+        if link.id not in self._created:
+            await self.bot.leave_room(RoomID(room_id))
+        self.log.info("Unbridged %s (link %s removed from the config)", room_id, link.id)
+
+    async def stop_setting_up(self) -> None:
+        """Stop the background set-ups (the connector stops)."""
+        for task in list(self._later):
+            task.cancel()
+        await asyncio.gather(*self._later, return_exceptions=True)
+
+    async def leave_ghosts(self, room_id: str) -> None:
+        """Take the bridge's ghosts out of a room it no longer bridges (where it has any)."""
 
     async def _setup_room(self, link: Link) -> None:
         spec = link.rooms[self.name]

@@ -118,6 +118,22 @@ class BridgeProcess:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGSTOP)
 
+    async def reload(self, timeout: float = 30.0) -> str:  # noqa: ASYNC109
+        """SIGHUP, as ``systemctl reload`` sends it; what the bridge logged about the reload
+        (its config file is read again), once it logged that it is done."""
+        assert self.proc is not None
+        start = len(self.log_text())
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logged = self.log_text()[start:]
+            done = [line for line in logged.splitlines()
+                    if "Config reloaded" in line or "Config not reloaded" in line]  # fmt: skip
+            if done:
+                return logged
+            await asyncio.sleep(0.1)
+        raise BridgeError(f"no reload logged after {timeout:.0f}s\n{log_tail(self.log_path)}")
+
     def resume(self) -> None:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGCONT)
