@@ -5,9 +5,12 @@ homeserver-facing HTTP listener (appservice endpoints, readiness, metrics), and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import signal
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import uvloop
 from aiohttp import web
@@ -15,7 +18,8 @@ from mautrix.util.async_db import Database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.claims import Claims, LocalClaims
-from bridge.config.model import Config
+from bridge.config.load import check_config
+from bridge.config.model import Config, Link
 from bridge.connector import Connector, DirectChatRefused, DirectChats, ServesHttp
 from bridge.directory import RoomDirectory
 from bridge.events import Event, Sender
@@ -23,11 +27,14 @@ from bridge.kinds import kinds
 from bridge.links import DirectChat, Links, direct_link_id
 from bridge.notices import notice
 from bridge.pg_claims import PostgresClaims
+from bridge.reload import ConfigChange, diff
 from bridge.router import Router, known_sender
 from bridge.store import Store
 from bridge.tasks import supervise
 
 log = logging.getLogger("passerelle")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 TAKEOVER_INTERVAL = 2.0
 """Seconds between two looks for networks and queues no instance serves (several instances)."""
@@ -65,13 +72,45 @@ class Gateway:
         self.web = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.web.router.add_get("/_passerelle/ready", self._ready)
         self.web.router.add_get("/metrics", self._metrics)
-        for name, connector in self.connectors.items():
-            if isinstance(connector, ServesHttp):
-                self.web.add_subapp(f"/as/{name}", connector.routes)
+        self._handlers: dict[tuple[str, str, str], Handler] = {}
+        """(network, method, path) → the handler of its connector of the moment."""
+        for connector in self.connectors.values():
+            self._serve_http(connector)
+        self._reload_lock = asyncio.Lock()
+        self._started = asyncio.Event()
+        """A reload asked for while starting waits until the start is done."""
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._states: dict[str, Database] = {}
         claims.on_lost(self._claims_lost)
+
+    def _serve_http(self, connector: Connector) -> None:
+        """Route ``/as/<network>/…`` to the connector's handlers. The routes are registered
+        once per path for all networks (the listener's routes are fixed once it serves), and a
+        request goes to whichever connector the network has then."""
+        for key in [k for k in self._handlers if k[0] == connector.name]:
+            del self._handlers[key]
+        if not isinstance(connector, ServesHttp):
+            return
+        for route in connector.routes:
+            if not any(k[1:] == (route.method, route.path) for k in self._handlers):
+                if self.web.frozen:
+                    log.warning("%s needs a restart to serve %s %s", connector.name,
+                                route.method, route.path)  # fmt: skip
+                    continue
+                self.web.router.add_route(
+                    route.method, f"/as/{{network}}{route.path}",
+                    functools.partial(self._http, route.method, route.path),
+                )  # fmt: skip
+            self._handlers[(connector.name, route.method, route.path)] = cast(
+                Handler, route.handler
+            )
+
+    async def _http(self, method: str, path: str, request: web.Request) -> web.StreamResponse:
+        handler = self._handlers.get((request.match_info["network"], method, path))
+        if handler is None:
+            raise web.HTTPNotFound()
+        return await handler(request)
 
     def leads(self, network: str) -> bool:
         return self.claims.leads(network)
@@ -137,6 +176,7 @@ class Gateway:
         await self.router.outbox.start()
         if not isinstance(self.claims, LocalClaims):
             self._tasks.append(supervise("takeover", self._take_over, log))
+        self._started.set()
         log.info(
             "Passerelle listening on %s:%d with %d network(s) and %d link(s)%s",
             self.config.listen.host,
@@ -148,13 +188,101 @@ class Gateway:
             else f"; standing by for {', '.join(sorted(self.connectors.keys() - self._running))}",
         )
 
+    async def reload(self) -> list[str]:
+        """Read the config file again and apply what changed (`bridge.reload`), without losing
+        a queued message; the located errors when the new config is not valid, in which case
+        the running one stays."""
+        await self._started.wait()
+        async with self._reload_lock:
+            config, errors = await asyncio.to_thread(check_config, self.config.path)
+            if config is None:
+                log.error("Config not reloaded (the running one stays):\n%s", "\n".join(errors))
+                return errors
+            for warning in config.warnings:
+                log.warning("%s", warning.render(str(config.path)))
+            change = diff(self.config, config)
+            for key in change.restart_only:
+                log.warning("Config reloaded, but %s changed: that applies after a restart", key)
+            if change.restart_only:
+                config = dataclasses.replace(
+                    config, database=self.config.database, listen=self.config.listen
+                )
+            if change.empty:
+                log.info("Config reloaded: unchanged")
+                return []
+            log.info("Reloading the config: %s", change.summary())
+            await self._apply(change, config)
+            log.info("Config reloaded: %s", change.summary())
+            return []
+
+    async def _apply(self, change: ConfigChange, config: Config) -> None:
+        old, self.config = self.config, config
+        self.router.use(config)
+        logging.getLogger().setLevel(config.log_level)
+        kept = {(link.id, network) for link in config.links for network in link.rooms}
+        for network, link in change.rooms_removed:
+            await self._unbridge(network, link, old, kept)
+        for name in (*change.networks_removed, *change.networks_changed):
+            await self._stop_network(name)
+        for name in (*change.networks_changed, *change.networks_added):
+            await self._start_network(name)
+        for network, link in change.rooms_added:
+            if network in self._running:
+                await self._each(network, self.connectors[network].link_added(link))
+        if change.people_changed:
+            for name in self._running:
+                await self._each(name, self.connectors[name].people_changed(change.people_changed))
+
+    async def _unbridge(
+        self, network: str, link: Link, old: Config, kept: set[tuple[str, str]]
+    ) -> None:
+        """Take the link's room on ``network`` out: nothing more in or out of it, what was
+        queued for it dropped (unless the link still has a room there, which gets it), and
+        the room told, in its language, which networks it no longer reaches."""
+        room_id = self.directory.room_for(link.id, network)
+        self.directory.unbind(link.id, network)
+        if (link.id, network) not in kept:
+            await self.router.outbox.forget(link.id, network)
+            dropped = await self.store.drop_queue(link.id, network)
+            if dropped:
+                log.warning("Dropped %d queued message(s) of link %s for %s: the link no longer "
+                            "has a room there", dropped, link.id, network)  # fmt: skip
+        others = ", ".join(old.networks[n].label for n in link.rooms if n != network)
+        if network in self._running:
+            connector = self.connectors[network]
+            removed = connector.link_removed(link, room_id, notice("unbridged", networks=others))
+            await self._each(network, removed)
+
+    async def _stop_network(self, name: str) -> None:
+        connector = self.connectors.pop(name)
+        if name in self._running:
+            self._running.discard(name)
+            await connector.stop()
+
+    async def _start_network(self, name: str) -> None:
+        connector = self.connectors[name] = build_connector(name, self)
+        self._serve_http(connector)
+        await self._open_states()
+        await self.claims.lead(name)
+        if not connector.exclusive or self.claims.leads(name):
+            await connector.start()
+            self._running.add(name)
+        await self.router.outbox.resume()
+
+    async def _each(self, network: str, step: Awaitable[None]) -> None:
+        """One connector's part of a reload: a failure is logged, the rest goes on."""
+        try:
+            await step
+        except Exception:
+            log.exception("Reload step on %s failed", network)
+
     async def _take_over(self) -> None:
         """With several instances: regularly lead the networks no instance leads (an instance
         died, or this one lost and regained its database connection), starting the exclusive
         ones here, and take the queues no instance works."""
         while True:
             await asyncio.sleep(TAKEOVER_INTERVAL)
-            for name, connector in self.connectors.items():
+            for name, connector in list(self.connectors.items()):
                 if self.claims.leads(name) or not await self.claims.lead(name):
                     continue
                 log.info("This instance now leads %s", name)
@@ -194,8 +322,17 @@ class Gateway:
         return all(c.is_ready() for name, c in self.connectors.items() if name in self._running)
 
     async def _ready(self, _: web.Request) -> web.Response:
+        """200 when ready; else 503 and, for each network that is not, what an admin must fix
+        (None while it is only starting or retrying)."""
         ready = self.is_ready()
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
+        answer: dict[str, object] = {"ready": ready}
+        if not ready:
+            answer["networks"] = {
+                name: {"problem": connector.problem()}
+                for name, connector in self.connectors.items()
+                if name in self._running and not connector.is_ready()
+            }
+        return web.json_response(answer, status=200 if ready else 503)
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -227,6 +364,15 @@ async def serve(config: Config) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[list[str]]] = set()
+
+    def reload() -> None:
+        log.info("SIGHUP: reloading %s", config.path)
+        task = asyncio.create_task(gateway.reload(), name="reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await gateway.start()
         await stop.wait()
@@ -244,6 +390,8 @@ def run(config: Config) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for warning in config.warnings:
+        log.warning("%s", warning.render(str(config.path)))
     # uvloop's event loop: a fifth less CPU per HTTP request than asyncio's own (measured on the
     # appservice transaction path), and the bridge is mostly HTTP requests.
     uvloop.run(serve(config))

@@ -54,6 +54,8 @@ def _check_config(path: str) -> int:
     config, errors = check_config(path)
     if config is None:
         return fail(errors)
+    for warning in config.warnings:
+        print(warning.render(path), file=sys.stderr)
     print(
         f"{path}: OK ({len(config.networks)} networks, {len(config.people)} people, "
         f"{len(config.links)} links)"

@@ -8,14 +8,14 @@ calls a connector only through these methods, and a connector reaches the core o
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from bridge.config.model import Config
+from bridge.config.model import Config, Link, Person
 from bridge.events import Event, Sender
 from bridge.notices import Notice
 
@@ -172,6 +172,11 @@ class Connector(ABC):
         runs is; a network still retrying some rooms in the background counts as ready."""
         return True
 
+    def problem(self) -> str | None:
+        """Why this network passes nothing until an admin acts (its credentials were
+        refused…), for the readiness answer; None while it is only starting or retrying."""
+        return None
+
     @abstractmethod
     async def stop(self) -> None:
         """Stop receiving and close connections. Undelivered work stays in the outbox."""
@@ -197,15 +202,38 @@ class Connector(ABC):
         """Post a notice from the bridge itself into a room of this network (delivery
         failures, refused links)."""
 
+    # Live reload: the core has already swapped the config (``host.config`` is the new one).
+
+    @abstractmethod
+    async def link_added(self, link: Link) -> None:
+        """The link now has a room on this running network: set it up as `start` does (in the
+        background when the network cannot do it now) and bind it in the directory."""
+
+    @abstractmethod
+    async def link_removed(self, link: Link, room_id: str | None, notice: Notice) -> None:
+        """The link no longer has this room (``link`` as it was; ``room_id`` None when it was
+        never set up; the core has unbound it and dropped what was queued for it): where this
+        instance leads the network, post ``notice`` there in the network's language and take
+        the bridge's own users out of it (a room the bridge created stays, with its people);
+        then forget the room."""
+
+    async def people_changed(self, people: Sequence[Person]) -> None:
+        """These people's names or organisations changed: show them as they are now where
+        they already appear on this network. By default nothing: the new name shows with
+        their next message."""
+        return None
+
 
 class ServesHttp(ABC):
     """Optional capability: the network's server calls the bridge over HTTP (a homeserver's
-    appservice transactions). The gateway mounts ``routes`` under ``/as/<network>`` on its
-    listen address, before any connector starts; the handlers must check who calls."""
+    appservice transactions). The gateway serves ``routes`` under ``/as/<network>`` on its
+    listen address, before any connector starts, and hands each request to the network's
+    connector of the moment (a reload may replace it), so every connector of one kind has the
+    same routes; the handlers must check who calls."""
 
     @property
     @abstractmethod
-    def routes(self) -> web.Application: ...
+    def routes(self) -> Sequence[web.RouteDef]: ...
 
 
 class DirectChats(ABC):

@@ -22,6 +22,13 @@ class RoomDirectory:
         self._room_of[(link_id, network)] = room_id
         self._link_of[(network, room_id)] = link_id
 
+    def unbind(self, link_id: str, network: str) -> None:
+        """The link no longer has a room on ``network`` (a reload took it out)."""
+        room_id = self._room_of.pop((link_id, network), None)
+        if room_id is not None and self._link_of.get((network, room_id)) == link_id:
+            del self._link_of[(network, room_id)]
+        self._disabled.pop((link_id, network), None)
+
     def disable(self, link_id: str, network: str, reason: str) -> None:
         self._disabled[(link_id, network)] = reason
 

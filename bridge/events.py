@@ -89,6 +89,8 @@ class Event:
     relates_to: str | None = None
     """Source-network ID of the message an edit, redaction or reaction applies to."""
     reaction: str | None = None
+    reason: str | None = None
+    """Why a message was deleted (a redaction's reason), where the sender gave one."""
     attachment: Attachment | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -34,6 +34,14 @@ class NetworkHealth:
             self._up[name].set()
             metrics.NETWORK_UP.labels(name).set(1)
 
+    def add(self, network: str) -> None:
+        """A network a reload added (up until a send finds otherwise)."""
+        if network not in self._states:
+            self._states[network] = State(since=time.time())
+            self._up[network] = asyncio.Event()
+            self._up[network].set()
+            metrics.NETWORK_UP.labels(network).set(1)
+
     def state(self, network: str) -> State:
         return self._states[network]
 

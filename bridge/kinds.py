@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.config.model import Config, LinkRoom, Listen, Network
 from bridge.config.reader import AccountFormat, Node, Reader
-from bridge.events import Sender
 
 if TYPE_CHECKING:
     from mautrix.util.async_db import UpgradeTable
@@ -91,8 +90,3 @@ def default_kind() -> str:
 def account_format(config: Config, network: str) -> AccountFormat:
     """How accounts on ``network`` look, as its kind says."""
     return kinds()[config.networks[network].kind].account_format
-
-
-def local_form(config: Config, sender: Sender) -> str:
-    """The sender's account as its kind writes it into another network's addresses."""
-    return account_format(config, sender.network).local_form(sender.user_id)

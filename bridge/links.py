@@ -49,6 +49,10 @@ class Links:
         self._direct: dict[str, Link] = {}
         self._chats: dict[str, DirectChat] = {}
 
+    def use(self, config: Config) -> None:
+        """The links of a reloaded config (direct chats stay)."""
+        self._config = config
+
     def get(self, link_id: str) -> Link:
         direct = self._direct.get(link_id)
         return direct if direct is not None else self._config.link(link_id)

@@ -18,7 +18,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from bridge.config.model import Config, Person
 from bridge.events import Sender
+from bridge.kinds import account_format
 
 MAX_NAME = 80
 """Characters of a person's name kept (Matrix allows 256 for a whole display name)."""
@@ -57,3 +59,44 @@ def shown_name(sender: Sender) -> str:
     suffix = clean(sender.suffix)
     label = f"{name} [{org}]" if org else name
     return f"{label} {suffix}" if suffix else label
+
+
+PERSON = "=people"
+"""Where a listed person's ghosts and puppets live instead of under a network's name (``=``
+cannot start a network's name, so the two never meet)."""
+
+
+def person_sender(config: Config, person: Person) -> Sender:
+    """A listed person as a sender from their first account (their home network), named as
+    the `people` mapping says: how their ghosts and puppets are named wherever they write from
+    (for renaming them when the mapping changes)."""
+    network, account = next(iter(person.accounts.items()))
+    home = config.networks[network]
+    return Sender(network=network, user_id=account, display_name=person.name,
+                  org=person.org or home.org_label, suffix=home.name_suffix,
+                  person_id=person.id)  # fmt: skip
+
+
+def address_parts(config: Config, sender: Sender) -> tuple[str, str]:
+    """What a sender's ghost or puppet on another network is made from: a listed person's
+    ``(PERSON, id)``, whichever of their accounts they wrote from, so they are one person
+    everywhere; anyone else's ``(network, account in its local form)``."""
+    if sender.person_id is not None:
+        return PERSON, sender.person_id
+    return sender.network, account_format(config, sender.network).local_form(sender.user_id)
+
+
+def owner_account(config: Config, head: str, local: str, here: str) -> tuple[str, str] | None:
+    """The (network, account) behind address parts read back from a ghost or puppet on network
+    ``here``: a listed person's first account elsewhere, or the account itself."""
+    if head != PERSON:
+        return head, account_format(config, head).from_local_form(local)
+    person = config.person(local)
+    if person is None:
+        return None
+    return next(((n, a) for n, a in person.accounts.items() if n != here), None)
+
+
+def heads(config: Config) -> list[str]:
+    """Every first part `address_parts` can give: the network names and `PERSON`."""
+    return [*config.networks, PERSON]

@@ -113,6 +113,17 @@ class Outbox:
         for task in list(self._workers.values()):
             task.cancel()
 
+    def use(self, policy: Delivery) -> None:
+        """The delivery settings of a reloaded config, from the next attempt on."""
+        self._policy = policy
+
+    async def forget(self, link_id: str, target: str) -> None:
+        """Stop working a queue whose room a reload removed (its items are dropped next)."""
+        task = self._workers.get((link_id, target))
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     def wake(self, link_id: str, target: str) -> None:
         """Called after items were committed to a queue (here, or by another instance)."""
         if not self._running:

@@ -34,17 +34,25 @@ log = logging.getLogger(__name__)
 
 
 def known_sender(config: Config, sender: Sender) -> Sender:
-    """The sender as targets should show them (see `bridge.naming`): the mapped person's name
-    and organisation, or the remote profile with the organisation its network vouches for
-    (the connector's, e.g. a Tchap name's), else the source network's default."""
+    """The sender as targets should show them (see `bridge.naming`): a listed person's name,
+    organisation and home network (the first of their accounts), or the remote profile with
+    the organisation its network vouches for (the connector's, e.g. a Tchap name's), else the
+    source network's default."""
     network = config.networks[sender.network]
     person = config.person_by_account(sender.network, sender.user_id)
+    if person is None:
+        return dataclasses.replace(
+            sender, org=sender.org or network.org_label, suffix=network.name_suffix
+        )
+    # One person, one name, whichever account they write from: their first account's network
+    # gives the suffix.
+    home = config.networks[next(iter(person.accounts))]
     return dataclasses.replace(
         sender,
-        person_id=person.id if person else None,
-        display_name=person.name if person else sender.display_name,
-        org=(person.org if person else None) or sender.org or network.org_label,
-        suffix=network.name_suffix,
+        person_id=person.id,
+        display_name=person.name,
+        org=person.org or sender.org or home.org_label,
+        suffix=home.name_suffix,
     )
 
 
@@ -65,6 +73,7 @@ class Router:
         self.directory = directory
         self.connectors = connectors
         self.claims = claims
+        self.serves = serves
         self.health = NetworkHealth(list(config.networks))
         self.outbox = Outbox(store, config.delivery, self.health, claims, self.deliver,
                              self.report_undeliverable, serves)  # fmt: skip
@@ -92,6 +101,14 @@ class Router:
                 await self.claims.announce((link.id, target))  # another instance works it
         return True
 
+    def use(self, config: Config) -> None:
+        """A reloaded config, from the next event on."""
+        self.config = config
+        self.links.use(config)
+        self.outbox.use(config.delivery)
+        for network in config.networks:
+            self.health.add(network)
+
     async def typing(self, network: str, room_id: str, sender: Sender, typing: bool) -> None:
         """Fan a typing notification out at once to the link's other rooms that can show it."""
         link_id = self.directory.link_for(network, room_id)
@@ -118,6 +135,8 @@ class Router:
     async def deliver(self, item: OutboxItem) -> None:
         event = item.event
         arrived = self._arrival.pop((event.remote_id, item.target), None)
+        if not self.serves(item.target):  # stopped here (another instance leads it, a reload)
+            raise Unavailable(f"{item.target} is not running here now", network_down=False)
         room_id = self.directory.room_for(item.link_id, item.target)
         if room_id is None:
             raise Unavailable(f"the {item.target} room of link {item.link_id} is not set up yet",

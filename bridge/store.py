@@ -219,6 +219,16 @@ class Store:
         )
 
     @retried(None)
+    async def drop_queue(self, link_id: str, target: str) -> int:
+        """Empty a queue whose room a reload removed; how many items it held."""
+        async with self._transaction() as conn:
+            count = await conn.fetchval(
+                "SELECT COUNT(*) FROM outbox WHERE link_id=$1 AND target=$2", link_id, target
+            )
+            await conn.execute("DELETE FROM outbox WHERE link_id=$1 AND target=$2", link_id, target)
+        return int(count)
+
+    @retried(None)
     async def give_up(self, item: OutboxItem) -> None:
         await self.db.execute("DELETE FROM outbox WHERE id=$1", item.id)
 

@@ -62,7 +62,9 @@ def test_example_config_passes_check_config(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as exit_info:
         main(["check-config", "-c", str(EXAMPLE)])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out == f"{EXAMPLE}: OK (4 networks, 4 people, 2 links)\n"
+    captured = capsys.readouterr()
+    assert captured.out == f"{EXAMPLE}: OK (4 networks, 4 people, 2 links)\n"
+    assert captured.err == ""
 
 
 def test_example_config_content() -> None:
@@ -130,10 +132,53 @@ def test_all_errors_reported_with_locations(tmp_path: Path) -> None:
 def test_unknown_key_did_you_mean(tmp_path: Path) -> None:
     path = write(tmp_path, VALID.replace("server_name: bund.test", "servername: bund.test"))
     assert errors_of(path) == [
-        f"{path}:3:5: networks.bund.server_name: is required",
         f"{path}:4:5: networks.bund.servername: unknown key 'servername' "
         "(did you mean 'server_name'?)",
     ]
+
+
+def test_misspelt_section_is_one_error_not_its_consequences(tmp_path: Path) -> None:
+    """Every account and room names a network: a misspelt ``networks:`` is one error, not one
+    "unknown network" per reference."""
+    path = write(tmp_path, VALID.replace("networks:", "netwroks:"))
+    assert errors_of(path) == [
+        f"{path}:1:1: netwroks: unknown key 'netwroks' (did you mean 'networks'?)"
+    ]
+    path = write(tmp_path, VALID.replace("people:", "peopel:", 1))
+    assert errors_of(path) == [
+        f"{path}:16:1: peopel: unknown key 'peopel' (did you mean 'people'?)"
+    ]
+
+
+def test_missing_section_is_reported_once(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.split("people:")[0].replace("networks:", "colour: blue\nx:"))
+    errors = errors_of(path)
+    assert [e for e in errors if "networks" in e] == [f"{path}:1:1: networks: is required"]
+    assert not [e for e in errors if "unknown network" in e]
+
+
+def test_account_on_another_server_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Federated users exist, so the config is used; but an account on the server of another
+    network is named as such."""
+    text = VALID.replace('{tchap: "@jean:tchap.test"}',
+                         '{tchap: "@jean:tchap.test", bund: "@jean:tchap.test"}')  # fmt: skip
+    text = text.replace('{bund: "@max:bund.test"}', '{bund: "@max:federated.example"}')
+    path = write(tmp_path, text)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check-config", "-c", str(path)])
+    assert exit_info.value.code == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK (2 networks, 2 people, 1 links)\n"
+    assert err.splitlines() == [
+        f'{path}:19:22: warning: people[0].accounts.bund: "@max:federated.example" is on '
+        "federated.example, not on bund.test; right for a user of a federated server, "
+        "else a typo",
+        f'{path}:22:49: warning: people[1].accounts.bund: "@jean:tchap.test" is on '
+        "tchap.test, not on bund.test; it is an account of network 'tchap': list it there",
+    ]
+    assert len(load_config(path, {}).warnings) == 2
 
 
 def test_unknown_key_without_close_match(tmp_path: Path) -> None:
@@ -294,3 +339,19 @@ def test_run_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture
         main(["run", "-c", str(path)])
     assert exit_info.value.code == 1
     assert capsys.readouterr().err == f"{path}:1:11: networks: define at least one network\n"
+
+
+def test_created_room_version(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, VALID.replace("{create: {name: WG}}", "{create: {name: WG, room_version: 11}}")
+    )
+    link_room = load_config(path, {}).links[0].rooms["tchap"]
+    assert link_room.create is not None and link_room.create.room_version == "11"
+    path = write(
+        tmp_path,
+        VALID.replace("{create: {name: WG}}", '{create: {name: WG, room_version: "v 11"}}'),
+    )
+    assert errors_of(path) == [
+        f"{path}:28:48: links[0].rooms.tchap.create.room_version: expected a room version "
+        "(e.g. \"11\": digits, a-z, '.' and '-')"
+    ]

@@ -13,7 +13,9 @@ import pytest
 from mautrix.types import ContentURI, EventType, RoomID
 
 from tests.harness import User
+from tests.harness.bridge import BridgeProcess
 from tests.harness.expect import bodies, body_is, name_of, next_invite, typing_in, unique
+from tests.harness.synapse import free_port
 from tests.world import GIVE_UP_AFTER, World
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +28,7 @@ async def test_text_crosses_both_ways_under_real_names(world: World) -> None:
     text = unique("Guten Tag aus Berlin")
     await max_.send_text(world.rooms["bund:main"], text)
     seen = await jean.wait_for(world.rooms["tchap:main"], body_is(text))
-    assert seen["sender"].startswith("@passerelle_bund_max")
+    assert seen["sender"].startswith("@passerelle_=people_max")
     assert seen["sender"].endswith(":tchap.test")
     assert await name_of(jean, world.rooms["tchap:main"], seen["sender"]) == (
         "Max Mustermann [BMI]"
@@ -110,11 +112,12 @@ async def test_reply_edit_reaction_redaction_land_on_the_right_message(world: Wo
     }
     assert await name_of(max_, bund_room, reaction["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
 
-    await max_.client.redact(RoomID(bund_room), original)
+    await max_.client.redact(RoomID(bund_room), original, reason="Entwurf verworfen")
     redaction = await jean.wait_for(
         tchap_room, lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == mirrored
     )
-    assert redaction["sender"].startswith("@passerelle_bund_max")
+    assert redaction["sender"].startswith("@passerelle_=people_max")
+    assert redaction["content"]["reason"] == "Entwurf verworfen"
     gone = await jean.client.get_event(RoomID(tchap_room), mirrored)
     assert not gone.content.serialize().get("body")
 
@@ -169,6 +172,9 @@ async def test_bridge_creates_room_from_config_and_invites_people(world: World) 
     await max_.join(room_id)
     name = await max_.client.get_state_event(RoomID(room_id), EventType.ROOM_NAME)
     assert name.name == "Created WG"
+    create = await max_.client.get_state_event(RoomID(room_id), EventType.ROOM_CREATE)
+    assert create.room_version == "11"  # as configured, where Synapse's default is 12
+    assert room_id.endswith(":bund.test")
 
     text = unique("Salut la nouvelle salle")
     await jean.send_text(world.rooms["tchap:created"], text)
@@ -256,6 +262,140 @@ async def test_relay_mode_posts_as_bot_with_name_and_reads_via_sync(world: World
     assert await name_of(max_, world.rooms["bund:relay"], seen["sender"]) == (
         "Jean Dupont [Intérieur] (Tchap)"
     )
+
+
+async def test_relayed_reactions_are_one_line_naming_who_reacted(world: World) -> None:
+    """The relay bot cannot react as Max or Erika: it keeps one notice under the message that
+    says who reacted with what, edited as reactions come and go, gone with the last one."""
+    max_, erika, jean = world.users["max"], world.users["erika"], world.users["jean"]
+    bund_room, tchap_room = world.rooms["bund:relay"], world.rooms["tchap:relay"]
+    text = unique("Qui est d'accord ?")
+    original = await jean.send_text(tchap_room, text)
+    mirrored = (await max_.wait_for(bund_room, body_is(text)))["event_id"]
+
+    def line_is(body: str) -> Any:
+        def match(e: Event) -> bool:
+            content = e.get("content", {})
+            return content.get("m.new_content", content).get("body") == body
+
+        return match
+
+    max_thumb = await max_.send_event(bund_room, "m.reaction", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored, "key": "👍"},
+    })  # fmt: skip
+    line = await jean.wait_for(tchap_room, line_is("Réactions : 👍 Max Mustermann [BMI]"))
+    assert line["sender"] == "@relaybot:tchap.test"
+    assert line["content"]["msgtype"] == "m.notice"
+    assert line["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": original}}
+
+    erika_thumb = await erika.send_event(bund_room, "m.reaction", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored, "key": "👍"},
+    })  # fmt: skip
+    await max_.send_event(bund_room, "m.reaction", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored, "key": "🎉"},
+    })  # fmt: skip
+    both = "Réactions : 👍 Max Mustermann [BMI], Erika Musterfrau [BMI]; 🎉 Max Mustermann [BMI]"
+    edit = await jean.wait_for(tchap_room, line_is(both))
+    assert edit["content"]["m.relates_to"] == {"rel_type": "m.replace",
+                                               "event_id": line["event_id"]}  # fmt: skip
+
+    await max_.client.redact(RoomID(bund_room), max_thumb)
+    await jean.wait_for(
+        tchap_room,
+        line_is("Réactions : 👍 Erika Musterfrau [BMI]; 🎉 Max Mustermann [BMI]"),
+    )
+    await erika.client.redact(RoomID(bund_room), erika_thumb)
+    await jean.wait_for(tchap_room, line_is("Réactions : 🎉 Max Mustermann [BMI]"))
+    reactions = [e for e in await jean.messages(tchap_room) if e.get("type") == "m.reaction"]
+    assert not [e for e in reactions if e["content"]["m.relates_to"]["event_id"] == original]
+
+
+async def test_last_relayed_reaction_withdrawn_takes_the_line_away(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    bund_room, tchap_room = world.rooms["bund:relay"], world.rooms["tchap:relay"]
+    text = unique("Une seule réaction")
+    await jean.send_text(tchap_room, text)
+    mirrored = (await max_.wait_for(bund_room, body_is(text)))["event_id"]
+    thumb = await max_.send_event(bund_room, "m.reaction", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored, "key": "👀"},
+    })  # fmt: skip
+    line = await jean.wait_for(tchap_room, body_is("Réactions : 👀 Max Mustermann [BMI]"))
+    await max_.client.redact(RoomID(bund_room), thumb)
+    await jean.wait_for(
+        tchap_room,
+        lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == line["event_id"],
+    )
+
+
+async def test_relayed_file_caption_names_the_sender(world: World) -> None:
+    max_, jean = world.users["max"], world.users["jean"]
+    name = f"{unique('plan')}.png"
+    await _send_image(max_, world.rooms["bund:relay"], PNG + uuid.uuid4().bytes, name)
+    seen = await jean.wait_for(
+        world.rooms["tchap:relay"], lambda e: name in e["content"].get("body", "")
+    )
+    assert seen["sender"] == "@relaybot:tchap.test"
+    assert seen["content"]["msgtype"] == "m.image"
+    assert seen["content"]["filename"] == name
+    assert seen["content"]["body"] == f"Max Mustermann [BMI]: {name}"
+    assert seen["content"]["formatted_body"] == f"<strong>Max Mustermann [BMI]</strong>: {name}"
+
+
+async def test_refused_credentials_are_named_in_the_log_and_readiness(world: World) -> None:
+    """A wrong appservice token or relay password is an admin's mistake, not an outage: the
+    log and the readiness answer say what to fix."""
+    root = world.root / "refused"
+    root.mkdir(exist_ok=True)
+    config = world.config
+    networks = config["networks"]
+    networks["bund"]["appservice"]["as_token"] = "not-the-registered-token"
+    networks["tchap-relay"]["relay"]["password"] = "not-the-password"
+    port = free_port()
+    text = json.dumps({
+        "database": f"sqlite:{root}/passerelle.db",
+        "listen": {"host": "127.0.0.1", "port": port},
+        "networks": {"bund": networks["bund"], "tchap-relay": networks["tchap-relay"]},
+        "links": [{"id": "relay", "rooms": {"bund": "#relay:bund.test",
+                                            "tchap-relay": "#relay:tchap.test"}}],
+    })  # fmt: skip
+    (root / "config.yaml").write_text(text)
+    bridge = BridgeProcess(root / "config.yaml", root, port=port)
+    bridge.spawn()
+    try:
+        answer, status = await _readiness_naming_problems(bridge.ready_url, 2)
+        assert status == 503
+        assert answer == {"ready": False, "networks": {
+            "bund": {"problem": "the homeserver refused the appservice token — is the "
+                     "registration (bund-registration.yaml) installed and the homeserver "
+                     "restarted?"},
+            "tchap-relay": {"problem": "the homeserver refused the login of "
+                            "@relaybot:tchap.test: check relay.user_id and relay.password"},
+        }}  # fmt: skip
+    finally:
+        await bridge.astop()
+    log = bridge.log_text()
+    assert "bund: the homeserver refused the appservice token" in log
+    assert "not reachable yet" not in log
+    assert "not-the-password" not in log and "not-the-registered-token" not in log
+
+
+async def _readiness_naming_problems(url: str, networks: int) -> tuple[Any, int]:
+    """The readiness answer once it names a problem for ``networks`` networks (or after
+    20 s, whatever it is then)."""
+    answer: Any = None
+    status = 0
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            try:
+                async with session.get(url) as resp:
+                    answer, status = await resp.json(), resp.status
+                problems = [n.get("problem") for n in answer.get("networks", {}).values()]
+                if len(problems) == networks and all(problems):
+                    break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    return answer, status
 
 
 async def _put_transaction(
@@ -464,7 +604,7 @@ async def test_ghost_carries_the_senders_avatar(world: World) -> None:
 
 async def test_inviting_a_ghost_opens_a_direct_chat_with_the_person(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    ghost_of_max = "@passerelle_bund_max=3abund.test:tchap.test"
+    ghost_of_max = "@passerelle_=people_max:tchap.test"
     since = (await max_.client.sync(timeout=0))["next_batch"]
     dm = await jean.create_room(invitees=[ghost_of_max], is_direct=True)
     await jean.wait_for(
@@ -503,7 +643,7 @@ async def test_direct_chat_into_tchap_refused_for_a_domain_not_allowed(world: Wo
 
 async def test_typing_shows_on_the_other_side(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    ghost = "@passerelle_bund_max=3abund.test:tchap.test"
+    ghost = "@passerelle_=people_max:tchap.test"
     await max_.client.set_typing(RoomID(world.rooms["bund:main"]), 20_000)
     await typing_in(jean, world.rooms["tchap:main"], lambda users: ghost in users)
     await max_.client.set_typing(RoomID(world.rooms["bund:main"]), 0)

@@ -60,7 +60,7 @@ async def test_encrypted_text_crosses_both_ways_and_stays_encrypted(world: E2EEW
     await max_.send_text(world.rooms["bund:secret"], text)
     seen = await jean.wait_for_decrypted(world.rooms["tchap:secret"], body_is(text))
     assert seen["encrypted"]
-    assert seen["sender"].startswith("@passerelle_bund_max")
+    assert seen["sender"].startswith("@passerelle_=people_max")
     assert await name_of(jean, world.rooms["tchap:secret"], seen["sender"]) == (
         "Max Mustermann [BMI]"
     )

@@ -185,3 +185,26 @@ def test_missing_appservice_block_is_created(tmp_path: Path) -> None:
     assert lines[3:5] == ["    server_name: bund.test  # here", "    appservice:"]
     assert lines[5].startswith("      as_token: ") and lines[6].startswith("      hs_token: ")
     assert lines[7:] == ["", "# no people yet"]
+
+
+def test_config_that_gets_tokens_is_made_private(
+    config_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tokens written into a world-readable config would be anyone's on the machine."""
+    monkeypatch.setenv("TCHAP_PASSWORD", "pw")
+    config_path.chmod(0o644)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate-registration", "-c", str(config_path)])
+    assert exit_info.value.code == 0
+    assert stat.S_IMODE(config_path.stat().st_mode) == 0o600
+    assert (
+        f"{config_path}: now readable by its owner only (was 0644), since it holds the tokens;"
+        in capsys.readouterr().out
+    )
+
+
+def test_private_config_stays_as_it_was(config_path: Path) -> None:
+    config_path.chmod(0o400 | 0o200)
+    result = generate_registrations(config_path, env=ENV)
+    assert result.was_shared is None
+    assert stat.S_IMODE(config_path.stat().st_mode) == 0o600

@@ -61,7 +61,7 @@ async def test_muc_text_reaches_both_matrix_rooms_under_the_senders_names(xw: Xm
     text = unique("Hallo aus der Behörde")
     xw.xmpp["alice"].say(MUC, text)
     seen = await max_.wait_for(xw.rooms["bund"], body_is(text))
-    assert seen["sender"].startswith("@passerelle_xmpp_alice")
+    assert seen["sender"].startswith("@passerelle_=people_alice")
     assert await name_of(max_, xw.rooms["bund"], seen["sender"]) == "Alice Arnaud [BSI] (XMPP)"
     seen = await jean.wait_for(xw.rooms["tchap"], body_is(text))
     assert await name_of(jean, xw.rooms["tchap"], seen["sender"]) == "Alice Arnaud [BSI] (XMPP)"
@@ -84,6 +84,23 @@ async def test_matrix_text_reaches_the_muc_under_real_names(xw: XmppWorld) -> No
     seen = await alice.wait_for_body(MUC, text)
     assert seen["from"].resource == "Jean Dupont [Intérieur] (Tchap)"
     assert "Jean Dupont [Intérieur] (Tchap)" in alice.occupants(MUC)
+
+
+async def test_one_person_is_one_occupant_whichever_account_they_write_from(
+    xw: XmppWorld,
+) -> None:
+    """Anna is listed with accounts on both Matrix networks: the MUC sees one Anna."""
+    alice = xw.xmpp["alice"]
+    from_bund, from_tchap = unique("aus Berlin"), unique("depuis Paris")
+    await xw.users["anna_bund"].send_text(xw.rooms["bund"], from_bund)
+    first = await alice.wait_for_body(MUC, from_bund)
+    await xw.users["anna_tchap"].send_text(xw.rooms["tchap"], from_tchap)
+    second = await alice.wait_for_body(MUC, from_tchap)
+    assert first["from"] == second["from"]
+    assert first["from"].resource == "Anna Schmidt [AA]"
+    assert [o for o in alice.occupants(MUC) if o.startswith("Anna Schmidt")] == [
+        "Anna Schmidt [AA]"
+    ]
 
 
 async def test_a_taken_nickname_gets_a_suffix(xw: XmppWorld) -> None:
@@ -145,20 +162,23 @@ async def test_retractions_cross_both_ways(xw: XmppWorld) -> None:
     room = xw.rooms["bund"]
     sent = alice.say(MUC, unique("Versehen"))
     mirrored = await max_.wait_for(room, body_is(sent["body"]))
-    alice.retract(MUC, (await own_echo(xw, "alice", sent))["stanza_id"]["id"])
-    await max_.wait_for(
+    alice.retract(MUC, (await own_echo(xw, "alice", sent))["stanza_id"]["id"],
+                  fallback="Tippfehler, bitte ignorieren")  # fmt: skip
+    redaction = await max_.wait_for(
         room,
         lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == mirrored["event_id"],
     )
+    assert redaction["content"].get("reason") == "Tippfehler, bitte ignorieren"
 
     text = unique("Falscher Raum")
     event_id = await max_.send_text(room, text)
     seen = await alice.wait_for_body(MUC, text)
-    await max_.client.redact(RoomID(room), event_id)  # type: ignore[arg-type]
+    await max_.client.redact(RoomID(room), event_id, reason="Falscher Raum gewählt")  # type: ignore[arg-type]
     retraction = await alice.wait_for(
         lambda m: m["type"] == "groupchat" and m["retract"]["id"] == seen["stanza_id"]["id"]
     )
     assert retraction["from"] == seen["from"]
+    assert retraction["body"].splitlines()[-1] == "Falscher Raum gewählt"
 
 
 async def test_reactions_cross_both_ways(xw: XmppWorld) -> None:
@@ -278,7 +298,7 @@ async def test_people_of_disallowed_domains_are_refused(xw: XmppWorld) -> None:
     assert secret not in await bodies(max_, xw.rooms["bund"])
     assert secret not in await bodies(xw.users["jean"], xw.rooms["tchap"])
 
-    puppet = f"bund_max\\3abund.test@{COMPONENT}"
+    puppet = f"=people_max@{COMPONENT}"
     error = await mallory.direct(puppet, unique("Hallo Max"))
     assert error["error"]["condition"] == "forbidden"
 
@@ -377,7 +397,7 @@ async def test_prosody_restart_loses_nothing_sent_afterwards(xw: XmppWorld) -> N
 
 async def test_one_to_one_chat_opens_a_direct_room_and_answers_flow_back(xw: XmppWorld) -> None:
     alice, max_ = xw.xmpp["alice"], xw.users["max"]
-    puppet = f"bund_max\\3abund.test@{COMPONENT}"
+    puppet = f"=people_max@{COMPONENT}"
     since = (await max_.client.sync(timeout=0))["next_batch"]
     text = unique("Hallo Max, eine Frage unter vier Augen")
     first = alice.chat(puppet, text)
@@ -410,7 +430,7 @@ async def test_one_to_one_chat_opens_a_direct_room_and_answers_flow_back(xw: Xmp
 
 async def test_typing_crosses_both_ways(xw: XmppWorld) -> None:
     alice, max_ = xw.xmpp["alice"], xw.users["max"]
-    ghost_of_alice = "@passerelle_xmpp_alice=40xmpp.test:bund.test"
+    ghost_of_alice = "@passerelle_=people_alice:bund.test"
     alice.say(MUC, unique("Gleich kommt mehr"))  # her ghost is in the room from now on
     alice.typing(MUC, True)
     await typing_in(max_, xw.rooms["bund"], lambda users: ghost_of_alice in users)

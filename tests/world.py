@@ -113,6 +113,7 @@ links:
         create:
           name: Created WG
           topic: Made by the bridge
+          room_version: "11"
       tchap: "#created:tchap.test"
   - id: restricted
     rooms:

@@ -72,6 +72,12 @@ people:
     accounts:
       bund: "@erika:bund.test"
       xmpp: erika@xmpp.test
+  - id: anna
+    name: Anna Schmidt
+    org: AA
+    accounts:
+      bund: "@anna:bund.test"
+      tchap: "@anna.schmidt-auswaertiges-amt.de:tchap.test"
 links:
   - id: wg
     rooms:
@@ -150,13 +156,21 @@ async def start_xmpp_world(root: Path, password: str | None = None) -> XmppWorld
     )  # fmt: skip
     u["erika"] = await User.register(bund, "erika", displayname="Erika Musterfrau",
                                      password=password)  # fmt: skip
+    u["anna_bund"] = await User.register(bund, "anna", displayname="Anna Schmidt",
+                                         password=password)  # fmt: skip
+    u["anna_tchap"] = await User.register(
+        tchap, "anna.schmidt-auswaertiges-amt.de", displayname="Anna Schmidt [AA]",
+        password=password,
+    )  # fmt: skip
     avatar = await u["jean"].client.upload_media(AVATAR, mime_type="image/png")
     await u["jean"].client.set_avatar_url(avatar)
     world.rooms["bund"] = await u["max"].create_room(alias="wg", name="WG", public=True)
     await u["erika"].join(world.rooms["bund"])
+    await u["anna_bund"].join(world.rooms["bund"])
     world.rooms["tchap"] = await u["jean"].create_room(
         alias="wg", name="WG", public=True, initial_state=[UNRESTRICTED]
     )
+    await u["anna_tchap"].join(world.rooms["tchap"])
     world.rooms["xmpp"] = MUC
     for localpart, host, nick in (("alice", "xmpp.test", "Alice"), ("bob", "xmpp.test", "Bob"),
                                   ("mallory", "other.test", "Mallory")):  # fmt: skip

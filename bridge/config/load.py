@@ -26,6 +26,7 @@ from bridge.config.fastread import FastReadFailed, fast_document
 from bridge.config.model import Config, Delivery, Link, LinkRoom, Listen, Network, Person
 from bridge.config.reader import (
     NO_STRINGS,
+    AccountFormat,
     Node,
     Problem,
     Reader,
@@ -44,6 +45,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 PERSON_KEYS = frozenset(("id", "name", "org", "accounts"))
+SECTIONS = ("database", "listen", "logging", "delivery", "networks", "people", "links")
 
 
 class ConfigError(Exception):
@@ -144,9 +146,9 @@ def check_config(
 ) -> tuple[Config | None, list[str]]:
     """Load and validate `path`: the Config, or None and every error as a located line.
 
-    A valid config is read once, fast (`fast_document`); only a config with problems (or one
-    the fast reader leaves alone) is read again with ruamel's round-trip loader, whose nodes
-    know their line and column, and checked again to locate every problem.
+    A valid config is read once, fast (`fast_document`); only a config with problems or
+    warnings (or one the fast reader leaves alone) is read again with ruamel's round-trip
+    loader, whose nodes know their line and column, and checked again to locate every problem.
     """
     path = Path(path)
     env = os.environ if env is None else env
@@ -161,7 +163,7 @@ def check_config(
                 config, problems = validate(plain, path, env)
             except FastReadFailed:
                 config = None
-            if config is not None:
+            if config is not None and not config.warnings:
                 return config, []
         del plain
     doc, _, problems = read_document(path)
@@ -201,6 +203,14 @@ def validate(doc: Any, path: Path, env: Mapping[str, str]) -> tuple[Config | Non
 # -- schema --------------------------------------------------------------------------------------
 
 
+def foreign(formats: AccountFormat, network: Network, account: str) -> bool:
+    """An account that is not on its network's own servers (`AccountFormat.home_domains`)."""
+    if formats.home_domains is None:
+        return False
+    home = formats.home_domains(network)
+    return bool(home) and formats.domain(account) not in home
+
+
 class _Schema:
     """The config's structure, one method per section; problems go to the `Reader`."""
 
@@ -208,13 +218,15 @@ class _Schema:
         self.r = reader
         self.path = path
         self._kinds: dict[str, KindSchema] = {}
+        self.unread: set[str] = set()
+        """Sections that could not be read (misspelled, not a mapping…): already reported,
+        so what refers into them is not reported again."""
 
     def config(self, root: Node) -> Config | None:
-        fields = self.r.fields(
-            root, ("database", "listen", "logging", "delivery", "networks", "people", "links")
-        )
+        fields = self.r.fields(root, SECTIONS)
         if fields is None:
             return None
+        self.unread = {s for s in SECTIONS if s in self.r.misspelt and s not in fields}
         database = self.r.optional(fields, "database", self.database, self.database_default())
         listen = self.r.optional(fields, "listen", self.listen, Listen(DEFAULT_HOST, DEFAULT_PORT))
         log_level = self.r.optional(fields, "logging", self.logging, "INFO")
@@ -225,6 +237,8 @@ class _Schema:
             if networks_node
             else {}
         )
+        if networks_node is None:
+            self.unread.add("networks")
         person_ids: dict[str, int] = {}
         no_people: tuple[Person, ...] = ()
         no_links: tuple[Link, ...] = ()
@@ -254,6 +268,7 @@ class _Schema:
             networks=valid_networks,
             people=people,
             links=links,
+            warnings=tuple(self.r.warnings),
         )
 
     # -- top-level sections ------------------------------------------------------------------
@@ -334,6 +349,7 @@ class _Schema:
         """Every network by name; None for a broken one, so references to it stay quiet."""
         entries = self.r.entries(node)
         if entries is None:
+            self.unread.add("networks")
             return {}
         if not entries:
             self.r.error(node, "define at least one network")
@@ -395,6 +411,7 @@ class _Schema:
         """The people; `seen_ids` collects every well-formed id, even of broken entries."""
         items = self.r.drain(node)
         if items is None:
+            self.unread.add("people")
             return None
         owners: dict[str, dict[str, str]] = {}
         people = [
@@ -438,8 +455,9 @@ class _Schema:
             network = networks.get(network_name) if type(network_name) is str else None
             if network is None or type(value) is not str:
                 return None
-            account = registry.kinds()[network.kind].account_format.parse(value)
-            if account is None:
+            formats = registry.kinds()[network.kind].account_format
+            account = formats.parse(value)
+            if account is None or foreign(formats, network, account):
                 return None
             if owners.setdefault(network_name, {}).setdefault(account, person_id) != person_id:
                 return None
@@ -492,9 +510,12 @@ class _Schema:
         return value
 
     def network_key(self, key: Node, networks: Mapping[str, Network | None]) -> bool:
-        """Whether the network a key names is defined; an undefined one is reported at the key."""
+        """Whether the network a key names is defined; an undefined one is reported at the key
+        (unless the networks could not be read at all: that is reported once, already)."""
         if key.value in networks:
             return True
+        if "networks" in self.unread:
+            return False
         defined = ", ".join(networks) or "none"
         hint = did_you_mean(key.value, networks)
         self.r.error(key, f"unknown network {key.value!r}{hint}; defined networks: {defined}")
@@ -528,8 +549,38 @@ class _Schema:
                 self.r.error(value, f"{quote(account)} is already listed for person {owner!r}")
                 ok = False
                 continue
+            assert network is not None and formats is not None
+            if foreign(formats, network, account):
+                self.foreign_account(value, account, network, networks)
             result[key.value] = account
         return result if ok else None
+
+    def foreign_account(
+        self, node: Node, account: str, network: Network, networks: Mapping[str, Network | None]
+    ) -> None:
+        """Warn of an account that is not on its network's servers: a user of a federated
+        server, or (more often) an account listed under the wrong network."""
+        formats = registry.kinds()[network.kind].account_format
+        assert formats.home_domains is not None
+        domain = formats.domain(account)
+        home = " or ".join(formats.home_domains(network))
+        owner = next(
+            (
+                other.name
+                for other in networks.values()
+                if other is not None
+                and other.kind == network.kind
+                and other is not network
+                and domain in formats.home_domains(other)
+            ),
+            None,
+        )
+        hint = (
+            f"; it is an account of network {owner!r}: list it there"
+            if owner
+            else "; right for a user of a federated server, else a typo"
+        )
+        self.r.warn(node, f"{quote(account)} is on {domain}, not on {home}{hint}")
 
     def links(
         self, node: Node, networks: Mapping[str, Network | None], person_ids: Collection[str]
@@ -577,8 +628,9 @@ class _Schema:
         for item in items:
             person = self.r.string(item)
             if person is not None and person not in person_ids:
-                hint = did_you_mean(person, person_ids)
-                self.r.error(item, f"unknown person {person!r}{hint}")
+                if "people" not in self.unread:
+                    hint = did_you_mean(person, person_ids)
+                    self.r.error(item, f"unknown person {person!r}{hint}")
                 person = None
             ok = ok and person is not None
             result.append(person)

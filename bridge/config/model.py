@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from bridge.config.reader import Problem
+
 
 class Network(Protocol):
     """What the core needs of any network, whatever its kind (each kind adds its settings)."""
@@ -108,6 +110,8 @@ class Config:
     networks: Mapping[str, Network]
     people: tuple[Person, ...]
     links: tuple[Link, ...]
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+    """What the admin should look at although it works (`Problem.warning`), in file order."""
     _by_account: dict[str, dict[str, Person]] = field(
         default_factory=dict, compare=False, repr=False
     )

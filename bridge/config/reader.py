@@ -39,9 +39,13 @@ class Problem:
     col: int | None
     path: str
     message: str
+    warning: bool = False
+    """Not wrong, but probably not what the admin meant: the config is used all the same."""
 
     def render(self, file: str) -> str:
         where = file if self.line is None else f"{file}:{self.line + 1}:{(self.col or 0) + 1}"
+        if self.warning:
+            where = f"{where}: warning"
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
@@ -68,6 +72,10 @@ class AccountFormat:
     puppet's JID): a Matrix user ID without its ``@``."""
     from_local_form: Callable[[str], str] = str
     """The account again from its `local_form`."""
+    home_domains: Callable[[Any], tuple[str, ...]] | None = None
+    """The domains a network's own accounts are on (its homeserver, its XMPP domain): an
+    account elsewhere gets a warning, since it is more often a mistake than a federated user.
+    None: accounts are anywhere (email addresses)."""
 
     def parse(self, value: str) -> str | None:
         """The account as stored, or None when ``value`` is not one (nothing is reported)."""
@@ -174,9 +182,14 @@ def quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def did_you_mean(word: str, choices: Collection[str]) -> str:
+def close_match(word: str, choices: Collection[str]) -> str | None:
     close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Collection[str]) -> str:
+    close = close_match(word, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 class Reader:
@@ -190,11 +203,19 @@ class Reader:
         self.base_dir = base_dir
         self.env = env
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.misspelt: set[str] = set()
+        """Key paths an unknown key was taken for ("did you mean 'networks'?"): that they are
+        missing, and what refers into them, is not reported again."""
 
     def error(self, node: Node, message: str, path: str | None = None) -> None:
         self.problems.append(
             Problem(node.line, node.col, node.path if path is None else path, message)
         )
+
+    def warn(self, node: Node, message: str) -> None:
+        """Something that works but is probably not what the admin meant."""
+        self.warnings.append(Problem(node.line, node.col, node.path, message, warning=True))
 
     # -- structure ---------------------------------------------------------------------------
 
@@ -236,9 +257,13 @@ class Reader:
         for key, value in entries:
             if key.value in allowed:
                 result[key.value] = value
+                continue
+            meant = close_match(key.value, allowed)
+            if meant is None:
+                self.error(key, f"unknown key {key.value!r}")
             else:
-                hint = did_you_mean(key.value, allowed)
-                self.error(key, f"unknown key {key.value!r}{hint}")
+                self.error(key, f"unknown key {key.value!r} (did you mean {meant!r}?)")
+                self.misspelt.add(node.key_path(meant))
         return result
 
     def items(self, node: Node) -> list[Node] | None:
@@ -279,7 +304,8 @@ class Reader:
         """The field `key`, or None after reporting it missing at the parent mapping."""
         if key in fields and fields[key].value is not None:
             return fields[key]
-        self.error(parent, "is required", parent.key_path(key))
+        if parent.key_path(key) not in self.misspelt:
+            self.error(parent, "is required", parent.key_path(key))
         return None
 
     def optional(
@@ -361,15 +387,17 @@ class Reader:
         problem, every problem recorded and located), and whether all of them were right."""
         before = len(self.problems)
         values = {}
+        missing = False
         for key in keys:
             if key.default is REQUIRED:
                 node = self.required(parent, fields, key.name)
+                missing = missing or node is None  # unreported when a misspelt key meant it
                 value = key.read(self, node) if node is not None else None
             else:
                 value = self.optional(fields, key.name, functools.partial(key.read, self),
                                       key.default)  # fmt: skip
             values[key.field or key.name] = value
-        return values, len(self.problems) == before
+        return values, len(self.problems) == before and not missing
 
     def presentation(
         self, name: str, fields: Mapping[str, Node], default_language: str

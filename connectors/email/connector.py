@@ -23,6 +23,7 @@ from email.utils import make_msgid
 
 from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Host, Outgoing
+from bridge.notices import Notice
 from bridge.tasks import supervise
 from connectors.email.auth import Authenticator
 from connectors.email.config import AuthPolicy, EmailNetwork
@@ -78,14 +79,27 @@ class EmailConnector(Connector):
 
     async def start(self) -> None:
         for link in self.host.config.links:
-            room = link.rooms.get(self.name)
-            if room is not None and room.room is not None:
-                self._links[room.room] = link
-                self.host.directory.bind(link.id, self.name, room.room)
+            if self.name in link.rooms:
+                await self.link_added(link)
         self._tasks = [
             supervise(f"smtp:{self.name}", self._listen, self.log),
             supervise(f"spool:{self.name}", self._sweep_regularly, self.log),
         ]
+
+    async def link_added(self, link: Link) -> None:
+        address = link.rooms[self.name].room
+        if address is not None:
+            self._links[address] = link
+            self.host.directory.bind(link.id, self.name, address)
+
+    async def link_removed(self, link: Link, room_id: str | None, notice: Notice) -> None:
+        """The list's members get the notice by mail; mail to the address is refused from now
+        on like mail to any unknown address."""
+        if room_id is None:
+            return
+        if self.host.leads(self.name):
+            await self.notify(room_id, notice.render(self.network.language))
+        self._links.pop(room_id, None)
 
     async def _listen(self) -> None:
         inbound = self.network.inbound

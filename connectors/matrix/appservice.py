@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -38,15 +38,15 @@ from mautrix.errors import MatrixRequestError
 from mautrix.types import Membership, RoomCreatePreset, RoomID, UserID
 
 from bridge import json_input
+from bridge.config.model import Person
 from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing, ServesHttp, Typing
 from bridge.events import Sender
-from bridge.kinds import account_format
-from bridge.naming import shown_name
+from bridge.naming import address_parts, heads, owner_account, person_sender, shown_name
 from bridge.notices import notice
 from bridge.policy import account_domain
 from bridge.tasks import supervise
 from connectors.matrix import tchap
-from connectors.matrix.base import MatrixConnector
+from connectors.matrix.base import REFUSED_RETRY_SECONDS, MatrixConnector, token_refused
 from connectors.matrix.catch_up import CatchUp
 from connectors.matrix.config import Encryption, Flavour, MatrixNetwork
 from connectors.matrix.crypto import DEVICE_NAME
@@ -115,17 +115,22 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
             self.settings.catch_up_interval,
             self.log.getChild("catch-up"),
         )
-        self._routes = web.Application()
-        for prefix in ("/_matrix/app/v1", ""):
-            self._routes.router.add_put(prefix + "/transactions/{txn_id}", self._transaction)
-            self._routes.router.add_get(prefix + "/users/{user_id}", self._query_user)
-            self._routes.router.add_get(prefix + "/rooms/{alias}", self._query_alias)
-        self._routes.router.add_post("/_matrix/app/v1/ping", self._ping)
 
     @property
-    def routes(self) -> web.Application:
+    def routes(self) -> list[web.RouteDef]:
         """The homeserver → appservice API (transactions, user and alias queries, ping)."""
-        return self._routes
+        return [
+            *(
+                route
+                for prefix in ("/_matrix/app/v1", "")
+                for route in (
+                    web.put(prefix + "/transactions/{txn_id}", self._transaction),
+                    web.get(prefix + "/users/{user_id}", self._query_user),
+                    web.get(prefix + "/rooms/{alias}", self._query_alias),
+                )
+            ),
+            web.post("/_matrix/app/v1/ping", self._ping),
+        ]
 
     async def start(self) -> None:
         self._session = client_session()
@@ -147,8 +152,16 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
                 await self.bot.set_displayname("Passerelle")
                 break
             except Exception as e:
+                if token_refused(e):
+                    self.set_refused(
+                        "the homeserver refused the appservice token — is the registration "
+                        f"({self.name}-registration.yaml) installed and the homeserver restarted?"
+                    )
+                    await asyncio.sleep(REFUSED_RETRY_SECONDS)
+                    continue
                 self.log.warning("Homeserver %s not reachable yet: %s", self.network.homeserver, e)
                 await asyncio.sleep(2)
+        self.set_refused(None)
         try:
             # Makes the homeserver retry transactions it queued while we were down now, instead
             # of after its backoff. Only a hint: the homeserver may answer it with an error
@@ -189,6 +202,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
         for task in (self._setup_task, self._catch_up_task):
             if task is not None:
                 task.cancel()
+        await self.stop_setting_up()
         await self.stop_e2ee()
         if self._session:
             await self._session.close()
@@ -211,12 +225,36 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
         await intent.ensure_joined(RoomID(out.room_id))
         return intent, None
 
+    def _ghost_id(self, sender: Sender) -> UserID:
+        localpart = ghost_localpart(self.settings.ghost_prefix,
+                                    *address_parts(self.host.config, sender))  # fmt: skip
+        return UserID(f"@{localpart}:{self.network.server_name}")
+
+    async def people_changed(self, people: Sequence[Person]) -> None:
+        """Rename the ghosts these people already have here (Synapse shows the new name in
+        every room they are in); people without one yet get it named right when it is made."""
+        for person in people:
+            sender = person_sender(self.host.config, person)
+            user_id = self._ghost_id(sender)
+            current = await self.state.ghost_profile(user_id)
+            name = shown_name(sender)
+            if current is None or current.name == name:
+                continue
+            await self._intent(user_id).set_displayname(name)
+            await self.state.save_ghost_profile(user_id, GhostProfile(name, current.avatar))
+            self._ghosts.pop(user_id, None)
+            self.log.info("Renamed %s to %s", user_id, name)
+
+    async def leave_ghosts(self, room_id: str) -> None:
+        members = await self.bot.get_joined_members(RoomID(room_id))
+        for user_id in members:
+            if self.is_ghost(user_id):
+                await self._intent(user_id).leave_room(RoomID(room_id))
+
     async def _ghost(self, sender: Sender, fetch: MediaFetcher | None) -> IntentAPI:
         """The sender's ghost, registered and named, with their avatar when ``fetch`` can get
         it. The profile last set is remembered, so an unchanged one costs no request."""
-        local = account_format(self.host.config, sender.network).local_form(sender.user_id)
-        localpart = ghost_localpart(self.settings.ghost_prefix, sender.network, local)
-        user_id = UserID(f"@{localpart}:{self.network.server_name}")
+        user_id = self._ghost_id(sender)
         intent = self._intent(user_id)
         wanted = GhostProfile(shown_name(sender), sender.avatar)
         if self._ghosts.get(user_id) == wanted:
@@ -288,18 +326,18 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
         so and leaves when the chat cannot be opened."""
         if self.host.directory.bound_link(self.name, room_id) is not None:
             return
-        owner = ghost_owner(
+        parts = ghost_owner(
             ghost.split(":", 1)[0].removeprefix("@"),
             self.settings.ghost_prefix,
-            list(self.host.config.networks),
+            heads(self.host.config),
         )
+        owner = owner_account(self.host.config, *parts, self.name) if parts else None
         intent = self._intent(UserID(ghost))
         await intent.ensure_registered()
         await intent.join_room(RoomID(room_id))
         if owner is None:
             return
-        network, local = owner
-        remote = account_format(self.host.config, network).from_local_form(local)
+        network, remote = owner
         sender = await self.sender(room_id, inviter, intent)
         try:
             await self._admit_direct(room_id, intent)

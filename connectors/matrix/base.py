@@ -32,9 +32,11 @@ from bridge.events import Event, Kind, Sender
 from bridge.naming import MAX_NAME, clean, shown_name
 from bridge.notices import Notice, notice
 from bridge.policy import account_domain, foreign_domains, sender_allowed
-from connectors.matrix import tchap
+from bridge.tasks import supervise
+from connectors.matrix import relayed_reactions, tchap
 from connectors.matrix.config import Encryption, Flavour, MatrixNetwork, RoomCreate
 from connectors.matrix.crypto import E2EE, MEGOLM, DeviceFor, KeyNotYet, Undecryptable
+from connectors.matrix.relayed_reactions import parse_reaction_ref
 from connectors.matrix.room_facts import RoomFacts
 from connectors.matrix.state import MatrixState
 from connectors.matrix.translate import (
@@ -56,12 +58,28 @@ DECRYPTED_TYPES = {"m.room.message", "m.sticker", "m.reaction", "m.room.redactio
 """What an encrypted event may carry to be bridged (state changes are never encrypted)."""
 
 
+REFUSED_RETRY_SECONDS = 10.0
+"""How often a homeserver that refused the bridge's credentials is asked again (an admin may
+fix the homeserver's side without restarting the bridge)."""
+
+
+def token_refused(error: Exception) -> bool:
+    """The homeserver does not know the bridge's access token (the appservice's, or the relay
+    account's): nothing passes until an admin fixes it."""
+    return isinstance(error, MatrixRequestError) and error.errcode in (
+        "M_UNKNOWN_TOKEN",
+        "M_MISSING_TOKEN",
+    )
+
+
 def delivery_failure(network: str, error: Exception) -> Exception:
     """What a failed request to the homeserver means for the outbox: the network is unavailable
     (no answer, 5xx, rate limited: the message waits, no attempt counted), or it refused this
     request (an attempt; permanent where no retry can help)."""
     if not isinstance(error, MatrixRequestError):
         return Unavailable(f"{network} is unreachable: {type(error).__name__}: {error}")
+    if token_refused(error):
+        return Unavailable(f"{network} refused the bridge's access token: {error}")
     if error.http_status >= 500 or error.http_status == 429 or error.errcode == "M_LIMIT_EXCEEDED":
         return Unavailable(f"{network} answered {error.http_status} {error.errcode}: {error}")
     if error.errcode == "M_TOO_LARGE" or error.http_status == 413:
@@ -105,9 +123,25 @@ class MatrixConnector(Connector):
         """The bridge's encryption device on this network, once started (never when off)."""
         self.e2ee_unavailable: str | None = None
         """Why encryption could not start, when the homeserver refused it."""
+        self.refused: str | None = None
+        """What the homeserver refused that an admin must fix (the bridge's token)."""
+        self._later: set[asyncio.Task[None]] = set()
+        """Set-ups of rooms a reload added that are retried in the background."""
 
     def is_ready(self) -> bool:
         return self.rooms_ready.is_set()
+
+    def problem(self) -> str | None:
+        return self.refused
+
+    def set_refused(self, problem: str | None) -> None:
+        """Note (and log once) that the homeserver refuses the bridge's credentials, or, with
+        None, that it accepts them again."""
+        if problem is not None and problem != self.refused:
+            self.log.error("%s: %s", self.name, problem)
+        elif problem is None and self.refused is not None:
+            self.log.info("%s: the homeserver accepts the bridge's token now", self.name)
+        self.refused = problem
 
     @property
     def state(self) -> MatrixState:
@@ -292,6 +326,55 @@ class MatrixConnector(Connector):
                 await asyncio.sleep(SETUP_RETRY_SECONDS)
         self.rooms_ready.set()
 
+    async def link_added(self, link: Link) -> None:
+        """Set the new link's room up now, or keep trying in the background."""
+        self._created = await self.host.store.created_rooms(self.name)
+        try:
+            await self._setup_room(link)
+        except Exception as e:
+            self.log.warning("Room of link %s not ready yet: %s", link.id, e)
+            self._pending_rooms.add(link.id)
+            task = supervise(f"setup:{self.name}:{link.id}", lambda: self._set_up_later(link),
+                             self.log)  # fmt: skip
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
+
+    async def _set_up_later(self, link: Link) -> None:
+        """Retry a room a reload added until it is set up, or the link is gone again."""
+        while link.id in self._pending_rooms:
+            await asyncio.sleep(SETUP_RETRY_SECONDS)
+            if link.id not in self._pending_rooms:
+                return
+            try:
+                await self._setup_room(link)
+                self._pending_rooms.discard(link.id)
+            except Exception as e:
+                self.log.warning("Room of link %s still not ready: %s", link.id, e)
+
+    async def link_removed(self, link: Link, room_id: str | None, notice: Notice) -> None:
+        """The notice, then the bridge's ghosts leave; so does the bot, unless the bridge
+        created the room (it stays, for the people in it)."""
+        self._pending_rooms.discard(link.id)
+        if room_id is None or not self.host.leads(self.name):
+            return
+        try:
+            await self.notify(room_id, notice.render(self.network.language))
+        except Exception as e:
+            self.log.warning("Could not post the unbridged notice in %s: %s", room_id, e)
+        await self.leave_ghosts(room_id)
+        if link.id not in self._created:
+            await self.bot.leave_room(RoomID(room_id))
+        self.log.info("Unbridged %s (link %s removed from the config)", room_id, link.id)
+
+    async def stop_setting_up(self) -> None:
+        """Stop the background set-ups (the connector stops)."""
+        for task in list(self._later):
+            task.cancel()
+        await asyncio.gather(*self._later, return_exceptions=True)
+
+    async def leave_ghosts(self, room_id: str) -> None:
+        """Take the bridge's ghosts out of a room it no longer bridges (where it has any)."""
+
     async def _setup_room(self, link: Link) -> None:
         spec = link.rooms[self.name]
         if spec.create is not None:
@@ -339,6 +422,7 @@ class MatrixConnector(Connector):
             topic=create.topic,
             invitees=invitees,
             initial_state=initial_state,  # type: ignore[arg-type]
+            room_version=create.room_version,  # type: ignore[arg-type]  # None: the default
         )
 
     @staticmethod
@@ -550,10 +634,16 @@ class MatrixConnector(Connector):
         api, template = await self.poster(out)
         if event.kind is Kind.REDACTION:
             assert out.relates_to is not None
+            relayed = parse_reaction_ref(out.relates_to)
+            if relayed is not None:
+                return await self._withdraw_reaction(api, out, *relayed)
             path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(out.relates_to)]
-            answer = await api.api.request(Method.PUT, path[out.delivery_id], {})
+            reason = {"reason": event.reason} if event.reason else {}
+            answer = await api.api.request(Method.PUT, path[out.delivery_id], reason)
             return str(answer["event_id"])
         encrypted = await self._encrypted(out.room_id, api)
+        if event.kind is Kind.REACTION and template is not None:
+            return await self._relay_reaction(api, out, encrypted)
         mxc = file = None
         if media is not None and event.attachment is not None:
             if encrypted:
@@ -574,6 +664,67 @@ class MatrixConnector(Connector):
         )
         return await self._send_event(api, out.room_id, etype, content, encrypted,
                                       txn_id=out.delivery_id or None)  # fmt: skip
+
+    async def _relay_reaction(self, api: ClientAPI, out: Outgoing, encrypted: bool) -> str:
+        """A reaction the bot posts for someone: their name joins the reaction line under the
+        message (`connectors.matrix.relayed_reactions`), which is created or edited."""
+        assert out.relates_to is not None and out.event.reaction is not None
+        name, key = shown_name(out.event.sender), out.event.reaction
+        known = await self.state.relayed_reactions(out.room_id, out.relates_to)
+        before = relayed_reactions.load(known[1]) if known else {}
+        after = relayed_reactions.added(before, key, name)
+        if after != before or known is None:
+            notice_id = await self._post_reaction_line(
+                api, out, known[0] if known else None, after, encrypted
+            )
+            await self.state.save_relayed_reactions(
+                out.room_id, out.relates_to, notice_id, relayed_reactions.dump(after)
+            )
+        return relayed_reactions.reaction_ref(out.relates_to, name, key)
+
+    async def _withdraw_reaction(
+        self, api: ClientAPI, out: Outgoing, target: str, name: str, key: str
+    ) -> str | None:
+        """Take a withdrawn reaction off its line: edit the line, or redact it when it was
+        the last."""
+        known = await self.state.relayed_reactions(out.room_id, target)
+        if known is None:
+            return None
+        notice_id, before = known[0], relayed_reactions.load(known[1])
+        after = relayed_reactions.withdrawn(before, key, name)
+        if after == before:
+            return None
+        if after:
+            encrypted = await self._encrypted(out.room_id, api)
+            await self._post_reaction_line(api, out, notice_id, after, encrypted)
+            await self.state.save_relayed_reactions(
+                out.room_id, target, notice_id, relayed_reactions.dump(after)
+            )
+            return None
+        path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(notice_id)]
+        await api.api.request(Method.PUT, path[out.delivery_id], {})
+        await self.state.save_relayed_reactions(out.room_id, target, notice_id, None)
+        return None
+
+    async def _post_reaction_line(
+        self, api: ClientAPI, out: Outgoing, notice_id: str | None,
+        reactions: relayed_reactions.Reactions, encrypted: bool,
+    ) -> str:  # fmt: skip
+        """Post the reaction line as a reply to its message, or edit the one there."""
+        text = relayed_reactions.line(reactions, self.network.language)
+        content: JSON = {"msgtype": "m.notice", "body": text}
+        if notice_id is None:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": out.relates_to}}
+        else:
+            content = {
+                "msgtype": "m.notice",
+                "body": f"* {text}",
+                "m.new_content": content,
+                "m.relates_to": {"rel_type": "m.replace", "event_id": notice_id},
+            }
+        event_id = await self._send_event(api, out.room_id, "m.room.message", content,
+                                          encrypted, txn_id=out.delivery_id or None)  # fmt: skip
+        return notice_id or event_id
 
     async def _send_event(
         self, api: ClientAPI, room_id: str, etype: str, content: JSON, encrypted: bool,

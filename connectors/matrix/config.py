@@ -127,6 +127,12 @@ class RoomCreate:
     encrypted: bool | None = None
     """Turn end-to-end encryption on in the new room; None follows the network (encrypted when
     it requires encryption)."""
+    room_version: str | None = None
+    """The new room's version; None: the homeserver's default (Synapse's is 12, whose room IDs
+    have no ``:server`` part, which some clients still refuse)."""
+
+
+ROOM_VERSION_RE = re.compile(r"[0-9a-z.-]{1,32}")
 
 
 def generate_hint(file: Path, what: str) -> str:
@@ -140,6 +146,7 @@ class MatrixSchema:
         domain=lambda user_id: user_id.partition(":")[2],
         local_form=lambda user_id: user_id.removeprefix("@"),
         from_local_form=lambda local: f"@{local}",
+        home_domains=lambda network: (network.server_name,),
     )
     keys: tuple[str, ...] = (
         "flavour",
@@ -367,16 +374,32 @@ class MatrixSchema:
         return value
 
     def room_create(self, node: Node) -> RoomCreate | None:
-        fields = self.r.fields(node, ("name", "topic", "encrypted"))
+        fields = self.r.fields(node, ("name", "topic", "encrypted", "room_version"))
         if fields is None:
             return None
         name_node = self.r.required(node, fields, "name")
         name = self.r.nonempty(name_node) if name_node else None
         topic = self.r.optional(fields, "topic", self.r.string, None)
         encrypted = self.r.optional(fields, "encrypted", self.boolean, None)
-        if name is None or ("encrypted" in fields and encrypted is None):
+        version = self.r.optional(fields, "room_version", self.room_version, None)
+        if (
+            name is None
+            or ("encrypted" in fields and encrypted is None)
+            or ("room_version" in fields and version is None)
+        ):
             return None
-        return RoomCreate(name, topic, encrypted)
+        return RoomCreate(name, topic, encrypted, version)
+
+    def room_version(self, node: Node) -> str | None:
+        """A room version as the spec writes them (``10``, ``org.example.custom``); a number
+        is taken as written."""
+        value = node.value
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and ROOM_VERSION_RE.fullmatch(value):
+            return value
+        self.r.error(node, "expected a room version (e.g. \"11\": digits, a-z, '.' and '-')")
+        return None
 
     def boolean(self, node: Node) -> bool | None:
         if isinstance(node.value, bool):

@@ -51,6 +51,9 @@ class GeneratedRegistrations:
     """Registration files written, one per appservice network."""
     new_tokens: tuple[str, ...]
     """Key paths of the tokens generated and stored in the config file (empty if none)."""
+    was_shared: int | None = None
+    """The config file's former mode when it was readable by others and, now holding tokens,
+    was made readable by its owner only."""
 
 
 def registration(network: MatrixNetwork) -> dict[str, Any]:
@@ -168,6 +171,11 @@ def command(path: str, outdir: str | None) -> int:
         return fail([f"{exc.filename or path}: {exc.strerror or exc}"])
     if result.new_tokens:
         print(f"{path}: generated {', '.join(result.new_tokens)}")
+    if result.was_shared is not None:
+        print(
+            f"{path}: now readable by its owner only (was {result.was_shared:04o}), since it "
+            "holds the tokens; if the bridge runs as another user, give the file to that user"
+        )
     if not result.written:
         print(f"{path}: no network is in appservice mode; no registration to write")
         return 0
@@ -197,8 +205,9 @@ def generate_registrations(
     config, problems = validate(doc, path, os.environ if env is None else env)
     if config is None:
         raise ConfigError(render(problems, path))
+    was_shared = None
     if new_tokens:
-        _replace_file(path, _dump_like(doc, text, original_doc))
+        was_shared = _replace_file(path, _dump_like(doc, text, original_doc))
     target = path.absolute().parent if outdir is None else Path(outdir)
     target.mkdir(parents=True, exist_ok=True)
     written = []
@@ -207,7 +216,7 @@ def generate_registrations(
             file = target / f"{network.name}-registration.yaml"
             _write_private(file, _dump_plain(registration(network)))
             written.append(file)
-    return GeneratedRegistrations(config, tuple(written), tuple(new_tokens))
+    return GeneratedRegistrations(config, tuple(written), tuple(new_tokens), was_shared)
 
 
 def _dump_like(doc: Any, original: str, original_doc: Any) -> str:
@@ -245,9 +254,11 @@ def _dump_plain(data: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def _replace_file(path: Path, text: str) -> None:
-    """Atomically replace `path`, keeping its permissions (it holds secrets)."""
-    mode = path.stat().st_mode & 0o7777
+def _replace_file(path: Path, text: str) -> int | None:
+    """Atomically replace `path` with text that holds secrets: its owner keeps their
+    permissions, group and others lose theirs. The former mode when they had any."""
+    former = path.stat().st_mode & 0o7777
+    mode = former & ~0o077
     fd, tmp = tempfile.mkstemp(dir=path.absolute().parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -257,6 +268,7 @@ def _replace_file(path: Path, text: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+    return former if former != mode else None
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -18,11 +18,12 @@ from typing import Any
 import aiohttp
 from mautrix.api import Method, Path
 from mautrix.client import Client, ClientAPI
+from mautrix.errors import MatrixRequestError
 from mautrix.types import LoginType, RoomID, SyncToken, UserID
 
 from bridge.connector import Host, Outgoing
 from bridge.tasks import supervise
-from connectors.matrix.base import MatrixConnector
+from connectors.matrix.base import REFUSED_RETRY_SECONDS, MatrixConnector, token_refused
 from connectors.matrix.config import MatrixNetwork
 from connectors.matrix.http import client_session
 
@@ -60,6 +61,7 @@ class RelayConnector(MatrixConnector):
         if self._sync_task:
             self._sync_task.cancel()
             await asyncio.gather(self._sync_task, return_exceptions=True)
+        await self.stop_setting_up()
         await self.stop_e2ee()
         if self._session:
             await self._session.close()
@@ -100,6 +102,16 @@ class RelayConnector(MatrixConnector):
             try:
                 await self._login()
                 break
+            except MatrixRequestError as e:
+                if e.errcode != "M_FORBIDDEN" and not token_refused(e):
+                    self.log.warning("Cannot log in to %s yet: %s", self.network.homeserver, e)
+                    await asyncio.sleep(2)
+                    continue
+                self.set_refused(
+                    f"the homeserver refused the login of {self.settings.user_id}: check "
+                    "relay.user_id and relay.password"
+                )
+                await asyncio.sleep(REFUSED_RETRY_SECONDS)
             except Exception as e:
                 self.log.warning("Cannot log in to %s yet: %s", self.network.homeserver, e)
                 await asyncio.sleep(2)
@@ -139,9 +151,17 @@ class RelayConnector(MatrixConnector):
                 since = SyncToken(batch["next_batch"])
                 await self.state.save_sync_position(since)
                 backoff = 1.0
+                self.set_refused(None)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                if token_refused(e):
+                    self.set_refused(
+                        f"the homeserver refused the access token of {self.settings.user_id}: "
+                        "log in again and put the new token in relay.access_token"
+                    )
+                    await asyncio.sleep(REFUSED_RETRY_SECONDS)
+                    continue
                 self.log.warning("Sync failed, retrying in %.0fs: %s", backoff, e)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)

@@ -2,7 +2,8 @@
 
 Appservice transactions that carried to-device messages (a replay must not use up a one-time
 key twice), relay mode's sync positions, the profile each ghost was last given (so an unchanged
-one costs no request), and how far each room's timeline was caught up. Keyed by network: one set
+one costs no request), how far each room's timeline was caught up, and the reaction lines the
+bot keeps for people it posts for (`connectors.matrix.relayed_reactions`). Keyed by network: one set
 of tables serves every Matrix network. The encryption state has its own tables
 (`connectors.matrix.crypto_store`).
 """
@@ -52,6 +53,20 @@ async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
             room_id TEXT NOT NULL,
             token   TEXT NOT NULL,
             PRIMARY KEY (network, room_id)
+        )"""
+    )
+
+
+@upgrade_table.register(description="Reactions the bot posted for others")  # type: ignore[call-arg,arg-type]
+async def _upgrade_v2(conn: Connection, scheme: Scheme) -> None:
+    await conn.execute(
+        """CREATE TABLE relayed_reaction (
+            network   TEXT NOT NULL,
+            room_id   TEXT NOT NULL,
+            target    TEXT NOT NULL,
+            notice_id TEXT NOT NULL,
+            reactions TEXT NOT NULL,
+            PRIMARY KEY (network, room_id, target)
         )"""
     )
 
@@ -150,4 +165,40 @@ class MatrixState:
             self.network,
             room_id,
             token,
+        )
+
+    @retried(PATIENCE)
+    async def relayed_reactions(self, room_id: str, target: str) -> tuple[str, str] | None:
+        """(notice event, reactions as JSON) of the bot's reaction line under ``target``."""
+        row = await self.db.fetchrow(
+            "SELECT notice_id, reactions FROM relayed_reaction"
+            " WHERE network=$1 AND room_id=$2 AND target=$3",
+            self.network,
+            room_id,
+            target,
+        )
+        return (row["notice_id"], row["reactions"]) if row else None
+
+    @retried(PATIENCE)
+    async def save_relayed_reactions(
+        self, room_id: str, target: str, notice_id: str, reactions: str | None
+    ) -> None:
+        """Remember the line (``reactions`` None: it is gone)."""
+        if reactions is None:
+            await self.db.execute(
+                "DELETE FROM relayed_reaction WHERE network=$1 AND room_id=$2 AND target=$3",
+                self.network,
+                room_id,
+                target,
+            )
+            return
+        await self.db.execute(
+            "INSERT INTO relayed_reaction (network, room_id, target, notice_id, reactions)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (network, room_id, target)"
+            " DO UPDATE SET notice_id=excluded.notice_id, reactions=excluded.reactions",
+            self.network,
+            room_id,
+            target,
+            notice_id,
+            reactions,
         )

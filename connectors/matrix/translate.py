@@ -29,6 +29,8 @@ from connectors.matrix.relay_format import render_relay
 JSON = dict[str, Any]
 
 MAX_BODY = 64 * 1024
+MAX_REASON = 500
+"""Characters of a deletion's reason that cross."""
 
 _TEXT_TYPES = {"m.text": MsgType.TEXT, "m.notice": MsgType.NOTICE, "m.emote": MsgType.EMOTE}
 _MEDIA_TYPES = {
@@ -182,7 +184,9 @@ def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) 
         redacts = raw.get("redacts") or content.get("redacts")
         if not isinstance(redacts, str):
             raise MalformedEvent("redaction without a redacts event ID")
-        return make(kind=Kind.REDACTION, relates_to=redacts)
+        reason = content.get("reason")
+        reason = reason[:MAX_REASON] if isinstance(reason, str) and reason.strip() else None
+        return make(kind=Kind.REDACTION, relates_to=redacts, reason=reason)
     if etype == "m.reaction":
         rel = _relation(content)
         if rel.get("rel_type") != "m.annotation":
@@ -332,9 +336,13 @@ def matrix_content(
         else:
             content["url"] = mxc
         if relay_template is not None:
-            content["body"] = render_relay(
-                relay_template, sender_name, event.text or att.name, None
-            )[0]
+            # The caption names the sender (MSC2530: a body other than the filename is a
+            # caption), bold in clients that show formatted captions.
+            caption = event.text or att.name
+            content["body"], content["formatted_body"] = render_relay(
+                relay_template, sender_name, caption, event.html if event.text else None
+            )
+            content["format"] = "org.matrix.custom.html"
     else:
         text, html = _relay(event, relay_template, sender_name)
         if not text and html:

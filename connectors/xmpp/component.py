@@ -92,8 +92,9 @@ class Component(ComponentXMPP):  # type: ignore[misc]
     ) -> None:
         super().__init__(jid, secret, host, port)
         self.handlers = handlers
-        self._quiet = frozenset(quiet)
-        """Bare JIDs (the linked MUCs) never answered with an error."""
+        self._quiet = quiet
+        """Bare JIDs (the linked MUCs) never answered with an error; a live view, as a reload
+        adds and removes rooms."""
         self._running = False
         self._online = asyncio.Event()
         self._lost = asyncio.Event()

@@ -97,7 +97,12 @@ def _domain(r: Reader, node: Node) -> str | None:
 
 
 class XmppSchema:
-    account_format = AccountFormat(BARE_JID_RE, "a bare JID (user@domain)", str.lower)
+    account_format = AccountFormat(
+        BARE_JID_RE,
+        "a bare JID (user@domain)",
+        str.lower,
+        home_domains=lambda network: (network.domain, *network.allowed_domains),
+    )
     keys: tuple[str, ...] = (
         "server",
         "component",

@@ -27,9 +27,11 @@ from dataclasses import dataclass
 
 from slixmpp.plugins.xep_0410 import PingStatus
 
+from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing, Unavailable
 from bridge.events import Event, Kind, Sender
-from bridge.kinds import local_form
+from bridge.naming import address_parts
+from bridge.notices import Notice
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
 from connectors.xmpp.component import FATAL, Component, Handlers, NotConnected, VCard
 from connectors.xmpp.config import XmppNetwork
@@ -61,6 +63,7 @@ from connectors.xmpp.translate import (
     reaction_changes,
     reaction_ref,
     reactions_stanza,
+    retraction_reason,
     retraction_stanza,
     split_direct_key,
     split_jid,
@@ -124,7 +127,7 @@ class XmppConnector(Connector, Typing):
                 vcard=self._vcard,
             ),
             gateway_name=network.nick,
-            quiet=list(self.rooms),
+            quiet=self.rooms.keys(),
         )
         self.files = Files(
             self.component,
@@ -142,6 +145,7 @@ class XmppConnector(Connector, Typing):
         self._identities: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         """(room, occupant-id, real JID) learned from presences, for the store."""
         self._tasks: list[asyncio.Task[None]] = []
+        self._room_tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
 
     def is_ready(self) -> bool:
@@ -162,13 +166,13 @@ class XmppConnector(Connector, Typing):
     async def start(self) -> None:
         self._stopping = False
         self._tasks = []
+        self._room_tasks = {}
         await self.files.open()
         for room_jid, occupant_id, real_jid in await self.state.occupant_identities():
             if room_jid in self.rooms:
                 self.rooms[room_jid].identities[occupant_id] = real_jid
         for room in self.rooms.values():
-            self.host.directory.bind(room.link_id, self.name, room.jid)
-            self._tasks.append(asyncio.create_task(self._work(room), name=f"xmpp:{room.jid}"))
+            self._open(room)
         self._tasks.append(asyncio.create_task(self._maintain(), name=f"xmpp:{self.name}"))
         self._tasks.append(asyncio.create_task(self.direct.work(), name=f"xmpp-chats:{self.name}"))
         self._tasks.append(
@@ -189,6 +193,44 @@ class XmppConnector(Connector, Typing):
                     self._send(leave_presence(f"{room.jid}/{room.nick}", self.bot_jid))
         await self.component.stop()
         await self.files.close()
+
+    def _open(self, room: Room) -> None:
+        """Bind the room and start passing on what it receives."""
+        self.host.directory.bind(room.link_id, self.name, room.jid)
+        task = asyncio.create_task(self._work(room), name=f"xmpp:{room.jid}")
+        self._room_tasks[room.jid] = task
+        self._tasks.append(task)
+
+    async def link_added(self, link: Link) -> None:
+        """The new link's MUC is joined now when connected, else by the room maintenance."""
+        spec = link.rooms[self.name]
+        if spec.room is None or spec.room in self.rooms:
+            return
+        room = self.rooms[spec.room] = Room(spec.room, link.id)
+        self._open(room)
+        if self.component.online:
+            await self._join(room)
+
+    async def link_removed(self, link: Link, room_id: str | None, notice: Notice) -> None:
+        """The bridge's notice, then its occupants (its own and the puppets) leave the MUC."""
+        room = self.rooms.get(room_id) if room_id is not None else None
+        if room is None:
+            return
+        if room.joined:
+            try:
+                await self.notify(room.jid, notice.render(self.network.language))
+            except (DeliveryError, NotConnected) as e:
+                self.log.warning("Could not post the unbridged notice in %s: %s", room.jid, e)
+        for jid, seat in room.seats.items():
+            self._send(leave_presence(f"{room.jid}/{seat.nick}", jid))
+        if room.nick is not None:
+            self._send(leave_presence(f"{room.jid}/{room.nick}", self.bot_jid))
+        del self.rooms[room.jid]
+        task = self._room_tasks.pop(room.jid, None)
+        if task is not None:
+            task.cancel()
+            self._tasks.remove(task)
+        self.log.info("Left %s (link %s removed from the config)", room.jid, link.id)
 
     def _send(self, el: ET.Element) -> None:
         try:
@@ -514,7 +556,8 @@ class XmppConnector(Connector, Typing):
         retracted = msg.retract_id or msg.retract_origin_id
         if retracted:
             target = room.stanza_ids.get(retracted) or retracted
-            return [make(kind=Kind.REDACTION, remote_id=remote_id, relates_to=target)]
+            return [make(kind=Kind.REDACTION, remote_id=remote_id, relates_to=target,
+                         reason=retraction_reason(msg.body))]  # fmt: skip
         if msg.reactions is not None:
             target = room.stanza_ids.get(msg.reactions.target) or msg.reactions.target
             key = (sender.user_id, target)
@@ -596,8 +639,7 @@ class XmppConnector(Connector, Typing):
         sender = out.event.sender
         if out.sender_is_local:
             return self.bot_jid, nickname(sender)
-        jid = puppet_jid(sender.network, local_form(self.host.config, sender),
-                         self.network.component)  # fmt: skip
+        jid = puppet_jid(*address_parts(self.host.config, sender), self.network.component)
         await self._seat(room, jid, nickname(sender), out)
         return jid, None
 
@@ -706,14 +748,13 @@ class XmppConnector(Connector, Typing):
                 keys.remove(key)
             el = reactions_stanza(room.jid, puppet, msg_id, target, keys)
             return await self._post(room, puppet, el, msg_id)
-        el = retraction_stanza(room.jid, sender_jid, msg_id, out.relates_to)
+        el = retraction_stanza(room.jid, sender_jid, msg_id, out.relates_to, out.event.reason)
         return await self._post(room, sender_jid, el, msg_id)
 
     async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
         """The sender's puppet says it is (no longer) typing, once it sits in the room."""
         room = self.rooms.get(room_id)
-        jid = puppet_jid(sender.network, local_form(self.host.config, sender),
-                         self.network.component)  # fmt: skip
+        jid = puppet_jid(*address_parts(self.host.config, sender), self.network.component)
         if room is None or not room.joined or jid not in room.seats:
             return
         self._send(chat_state_stanza(room.jid, jid, f"{ORIGIN_PREFIX}{uuid.uuid4().hex}", typing))

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from bridge.connector import DeliveryError, DirectChatRefused, Host, Outgoing, Unavailable
 from bridge.events import Event, Kind, Sender
-from bridge.kinds import account_format, local_form
+from bridge.naming import address_parts, heads, owner_account
 from connectors.xmpp.addresses import puppet_jid, puppet_owner
 from connectors.xmpp.component import FATAL, Component, NotConnected
 from connectors.xmpp.config import XmppNetwork
@@ -33,6 +33,7 @@ from connectors.xmpp.translate import (
     message_body,
     message_event,
     origin_id,
+    retraction_reason,
     retraction_stanza,
     split_direct_key,
     split_jid,
@@ -74,7 +75,8 @@ class OneToOne:
 
     async def _receive(self, el: ET.Element, msg: Message) -> None:
         user, puppet = split_jid(msg.sender)[0], split_jid(msg.to)[0]
-        owner = puppet_owner(puppet.partition("@")[0], list(self.host.config.networks))
+        parts = puppet_owner(puppet.partition("@")[0], heads(self.host.config))
+        owner = owner_account(self.host.config, *parts, self.network.name) if parts else None
         if owner is None or owner[0] == self.network.name:
             self.component.send_error(el, "item-not-found", f"{puppet} is nobody known here")
             return
@@ -86,8 +88,7 @@ class OneToOne:
                     el, "not-acceptable", "The gateway does not fetch files from there."
                 )
                 return
-        network, local = owner
-        remote = account_format(self.host.config, network).from_local_form(local)
+        network, remote = owner
         key = direct_key(user, puppet)
         sender = Sender(network=self.network.name, user_id=user, display_name=user)
         link_id = self.host.directory.link_for(self.network.name, key)
@@ -109,7 +110,8 @@ class OneToOne:
         if retracted:
             return Event(kind=Kind.REDACTION, link_id=link_id, network=self.network.name,
                          room_id=key, remote_id=remote_id, sender=sender,
-                         relates_to=direct_message_id(key, retracted))  # fmt: skip
+                         relates_to=direct_message_id(key, retracted),
+                         reason=retraction_reason(msg.body))  # fmt: skip
         if msg.replace_id is not None:
             event: Event | None = edit_event(
                 msg, remote_id=remote_id, link_id=link_id, network=self.network.name,
@@ -129,14 +131,15 @@ class OneToOne:
             raise DeliveryError(f"{out.room_id} is not a chat", permanent=True)
         user = pair[0]
         event = out.event
-        sender_jid = puppet_jid(event.sender.network, local_form(self.host.config, event.sender),
+        sender_jid = puppet_jid(*address_parts(self.host.config, event.sender),
                                 self.network.component)  # fmt: skip
         msg_id = origin_id(event.network, event.remote_id)
         if event.kind is Kind.REACTION:
             return direct_message_id(out.room_id, msg_id)  # chats carry no reactions here
         if event.kind is Kind.REDACTION:
             assert out.relates_to is not None
-            el = retraction_stanza(user, sender_jid, msg_id, stanza_id_of(out.relates_to))
+            el = retraction_stanza(user, sender_jid, msg_id, stanza_id_of(out.relates_to),
+                                   event.reason)  # fmt: skip
             el.set("type", "chat")
         elif event.kind is Kind.EDIT:
             assert out.relates_to is not None

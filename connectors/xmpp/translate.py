@@ -50,6 +50,8 @@ NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 MAX_BODY = 64 * 1024
 """Longest body bridged (characters), as on Matrix."""
 MAX_REACTIONS = 50
+MAX_REASON = 500
+"""Characters of a retraction's reason that cross."""
 ORIGIN_PREFIX = "passerelle-"
 """Start of every origin-id the bridge assigns: a message carrying one was sent by the bridge."""
 
@@ -542,14 +544,25 @@ def chat_state_stanza(room: str, sender: str, msg_id: str, typing: bool) -> ET.E
     return el
 
 
-def retraction_stanza(room: str, sender: str, msg_id: str, target: str) -> ET.Element:
+def retraction_stanza(
+    room: str, sender: str, msg_id: str, target: str, reason: str | None = None
+) -> ET.Element:
     """XEP-0424 (v1) retraction of ``target`` (the room's stanza-id), with the fallback body
-    and store hint the XEP asks for."""
-    el = _message(room, sender, msg_id, RETRACTION_FALLBACK)
+    and store hint the XEP asks for; a deletion's ``reason`` follows the fallback text, on a
+    line of its own (XEP-0424 has no element for it)."""
+    body = f"{RETRACTION_FALLBACK}\n{reason}" if reason else RETRACTION_FALLBACK
+    el = _message(room, sender, msg_id, body)
     ET.SubElement(el, f"{{{NS_RETRACT}}}retract", {"id": target})
     ET.SubElement(el, f"{{{NS_FALLBACK}}}fallback", {"for": NS_RETRACT})
     ET.SubElement(el, f"{{{NS_HINTS}}}store")
     return el
+
+
+def retraction_reason(body: str | None) -> str | None:
+    """The reason in a retraction's body: what follows the standard fallback text, or the
+    sender's own text where their client wrote one instead."""
+    text = (body or "").removeprefix(RETRACTION_FALLBACK).strip()
+    return text[:MAX_REASON] or None
 
 
 def reactions_stanza(

@@ -61,12 +61,17 @@ class BridgeProcess:
                 )
             )
 
+    def spawn(self) -> None:
+        """Start the bridge without waiting for it to be ready (one that is not to be)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = self._spawn()
+
     async def start(self, timeout: float = START_TIMEOUT) -> None:  # noqa: ASYNC109
         """Spawn the bridge and wait for ``/_passerelle/ready`` to answer 200."""
         if self.running:
             return
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = self._spawn()
+        self.spawn()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while True:
@@ -112,6 +117,22 @@ class BridgeProcess:
         accept connections, nothing answers)."""
         if self.proc is not None:
             self.proc.send_signal(signal.SIGSTOP)
+
+    async def reload(self, timeout: float = 30.0) -> str:  # noqa: ASYNC109
+        """SIGHUP, as ``systemctl reload`` sends it; what the bridge logged about the reload
+        (its config file is read again), once it logged that it is done."""
+        assert self.proc is not None
+        start = len(self.log_text())
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logged = self.log_text()[start:]
+            done = [line for line in logged.splitlines()
+                    if "Config reloaded" in line or "Config not reloaded" in line]  # fmt: skip
+            if done:
+                return logged
+            await asyncio.sleep(0.1)
+        raise BridgeError(f"no reload logged after {timeout:.0f}s\n{log_tail(self.log_path)}")
 
     def resume(self) -> None:
         if self.proc is not None:

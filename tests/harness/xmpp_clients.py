@@ -128,9 +128,11 @@ class XmppUser:
         msg.send()
         return msg
 
-    def retract(self, room: str, stanza_id: str) -> Message:
+    def retract(self, room: str, stanza_id: str, fallback: str | None = None) -> Message:
+        """Retract a message; ``fallback`` replaces the standard fallback text (where clients
+        put why)."""
         msg: Message = self.client.plugin["xep_0424"].send_retraction(
-            JID(room), stanza_id, mtype="groupchat"
+            JID(room), stanza_id, mtype="groupchat", fallback_text=fallback
         )
         return msg
 
