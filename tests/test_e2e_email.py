@@ -454,3 +454,50 @@ async def test_a_raw_utf8_sender_name_without_message_id_is_bridged(world: Email
     raw = f"From: {UTF8_NAME} <{MAX}>\r\nSubject: \r\n\r\n{text}\r\n".encode()
     await send_mail(world, "mail", raw, MAX)
     await world.users["jean"].wait_for(world.rooms["tchap:wg"], body_is(text))
+
+
+STRASSE = "Straße – Übermäßig: Rückmeldung für Baustellen und Umleitungen im Süden"
+"""A subject the email package's own folder mailed as "…Rückmeldungfür…" (issue 13)."""
+ZOE = "Zoë Größenwahn-Übermäßig – Abteilung Straße"
+"""A name the email package's own folder mailed with two spaces before "Straße"."""
+STRASSE_WRITTEN = {
+    "raw UTF-8, as swaks sends it": STRASSE.encode(),
+    "encoded words folded mid-word, as Thunderbird writes them": (
+        b"=?UTF-8?Q?Stra=c3=9fe_=e2=80=93_=c3=9cberm=c3=a4=c3=9fig=3a_R=c3=bcckmeldung_f?=\r\n"
+        b" =?UTF-8?Q?=c3=bcr_Baustellen_und_Umleitungen_im_S=c3=bcden?="
+    ),
+}
+
+
+def body_mentions(text: str) -> Any:
+    """A relayed mail whose plain text holds ``text`` (quoted-printable may break raw lines)."""
+    return lambda mail: text in mail.message.get_body(("plain",)).get_content()
+
+
+async def test_a_subject_and_a_name_with_accents_arrive_as_written(world: EmailWorld) -> None:
+    zoe = await User.register(world.bund, f"zoe-{uuid.uuid4().hex[:6]}", displayname=ZOE)
+    try:
+        await zoe.join(world.rooms["bund:wg"])
+        marker = unique("Danke")  # past the subject's 60 characters
+        await zoe.send_text(world.rooms["bund:wg"], f"{STRASSE} {marker}")
+        mail = await world.relay.wait_for(body_mentions(marker))
+    finally:
+        await zoe.close()
+    assert mail.message["Subject"] == f"[wg] {STRASSE[:59]}…"
+    (sender,) = mail.message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == (
+        f"{ZOE} [BMI] via Passerelle",
+        "wg@lists.passerelle.test",
+    )
+
+
+@pytest.mark.parametrize("case", STRASSE_WRITTEN)
+async def test_a_mailed_subject_with_accents_reaches_matrix_as_written(
+    world: EmailWorld, case: str
+) -> None:
+    text = unique("Bitte bis Freitag")
+    msg = compose(CLAIRE, world.address("mail"), "SUBJECT", text, name="Claire Martin")
+    raw = wire(msg).replace(b"Subject: SUBJECT", b"Subject: " + STRASSE_WRITTEN[case])
+    await send_mail(world, "mail", sign(raw, world.claire_key.private_pem), CLAIRE)
+    await world.users["max"].wait_for(world.rooms["bund:wg"], body_is(f"{STRASSE}\n\n{text}"))
+
