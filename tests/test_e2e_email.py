@@ -501,3 +501,53 @@ async def test_a_mailed_subject_with_accents_reaches_matrix_as_written(
     await send_mail(world, "mail", sign(raw, world.claire_key.private_pem), CLAIRE)
     await world.users["max"].wait_for(world.rooms["bund:wg"], body_is(f"{STRASSE}\n\n{text}"))
 
+
+async def quarantine_listing(world: EmailWorld) -> str:
+    """What ``passerelle quarantine`` prints for the world's config."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "quarantine", "-c", str(world.config_path),
+        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, _ = await process.communicate()
+    assert process.returncode == 0
+    return stdout.decode()
+
+
+async def test_without_dns_each_policy_does_what_it_says(world: EmailWorld) -> None:
+    max_ = world.users["max"]
+    sent: dict[str, tuple[str, str, bytes]] = {}
+    for network in ("mail-lax", "mail-held", "mail"):
+        text = unique("Lagebild trotz DNS-Ausfall")
+        msg = compose(CLAIRE, world.address(network), "", text, name="Claire Martin")
+        sent[network] = (text, str(msg["Message-ID"]), sign(msg, world.claire_key.private_pem))
+    with world.dns.silent():
+        for network in ("mail-lax", "mail-held"):
+            await send_mail(world, network, sent[network][2], CLAIRE)
+        with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
+            await send_mail(world, "mail", sent["mail"][2], CLAIRE)
+    assert (deferred.value.code, deferred.value.message) == (
+        451,
+        "4.7.0 Cannot verify the sender right now, please try again later",
+    )
+
+    # mark: bridged, saying the sender could not be checked (not that it is forged).
+    marked = await max_.wait_for(world.rooms["bund:lax"], body_has(sent["mail-lax"][0]))
+    assert marked["content"]["body"].startswith(
+        "⚠️ sender could not be verified: DKIM and SPF for <claire.martin@anssi.test> could "
+        "not be checked (DNS did not answer)\n\n"
+    )
+    assert await name_of(max_, world.rooms["bund:lax"], marked["sender"]) == (
+        "Claire Martin (sender could not be verified) (Mail)"
+    )
+
+    # quarantine: held, and listed with why.
+    listing = await quarantine_listing(world)
+    entry = listing.split(f"Message-ID {sent['mail-held'][1]}\n", 1)[1].splitlines()[0]
+    assert entry.strip().startswith("sender could not be verified: dkim=temperror (d=anssi.test")
+
+    # reject: the sending server tries again later, and then (DNS back) the mail gets through.
+    await send_mail(world, "mail", sent["mail"][2], CLAIRE)
+    await max_.wait_for(world.rooms["bund:wg"], body_is(sent["mail"][0]))
+    held = sent["mail-held"][0]
+    assert not [e for e in await max_.messages(world.rooms["bund:held"]) if body_has(held)(e)]
+

@@ -5,13 +5,15 @@ Who may post: the link's ``people`` with an address on this network, and anyone 
 network's ``allowed_domains``. The envelope sender is checked at ``RCPT TO`` (by domain, so
 that bounce-address schemes of a person's own mail system pass); the From address, which is
 what the rooms show, is checked at ``DATA``. Then DKIM and SPF decide whether that From address
-is genuine, and the network's ``auth_policy`` what happens when it is not.
+is genuine, and the network's ``auth_policy`` what happens when it is not, or when it could not
+be checked because DNS did not answer in time.
 
 At ``DATA``, the cheap checks come first and every reading of the mail happens in the mail
 worker (`connectors.email.worker`), never on the event loop: the header block's size, field
 count and field lengths (`connectors.email.head`), then its From header alone, then DKIM and
 SPF, and only then the whole MIME structure. A mail refused on the way gets a 5xx naming the
-reason and one log line; 451 ("try again later") is kept for failures of the bridge's own.
+reason and one log line; 451 ("try again later") is kept for failures of the bridge's own and
+for a sender that could not be checked under the ``reject`` policy.
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ from email.utils import make_msgid
 
 from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Host, Outgoing
-from bridge.notices import Notice
+from bridge.notices import Notice, notice
 from bridge.tasks import supervise
-from connectors.email.auth import Authenticator
+from connectors.email.auth import Authenticator, Verdict
 from connectors.email.config import AuthPolicy, EmailNetwork
 from connectors.email.head import HeaderLimits, OverLimit, header_end
 from connectors.email.inbound import InboundServer, Received
 from connectors.email.outbound import Relay, wire_bytes
 from connectors.email.parse import (
+    Doubt,
     MalformedMail,
     ParsedMail,
     mail_events,
@@ -42,6 +45,7 @@ from connectors.email.render import mailed, render_mail, render_notice
 from connectors.email.spool import Spool, spool_key
 from connectors.email.worker import MailWorker, TooComplex
 
+UNCHECKED = "sender could not be verified"
 BIND_RETRY_SECONDS = 5.0
 SWEEP_INTERVAL_SECONDS = 3600.0
 
@@ -58,7 +62,7 @@ class EmailConnector(Connector):
         self.log = logging.getLogger(f"passerelle.{network.name}")
         self.limits = HeaderLimits.of(network.inbound)
         self.worker = MailWorker(network.inbound.parse_timeout)
-        self.auth = Authenticator(network.dns, self.worker)
+        self.auth = Authenticator(network.dns, network.dns_timeout, self.worker)
         self.relay = Relay(network.relay)
         self.spool = Spool(network.spool)
         self.server = InboundServer(network.inbound, network.domain, self)
@@ -237,20 +241,18 @@ class EmailConnector(Connector):
         verdict = await self.auth.check(
             raw, end, head.from_address, received.peer_ip, received.helo, received.mail_from
         )
-        if verdict.temporary:
-            self.log.warning(
-                "Sender check of %s failed for now: %s", head.message_id, verdict.reason
-            )
-            return "451 4.7.0 Cannot verify the sender right now, please try again later"
         if not verdict.verified:
             policy = self.network.auth_policy
             self.log.warning(
-                "Unverified sender %s of %s (%s): %s",
+                "%s %s of %s (%s): %s",
+                UNCHECKED.capitalize() if verdict.temporary else "Unverified sender",
                 head.from_address,
                 head.message_id,
                 policy,
                 verdict.reason,
             )
+            if policy is AuthPolicy.REJECT and verdict.temporary:
+                return "451 4.7.0 Cannot verify the sender right now, please try again later"
             if policy is AuthPolicy.REJECT:
                 return f"550 5.7.1 Sender <{head.from_address}> not verified by DKIM or SPF"
             if policy is AuthPolicy.QUARANTINE:
@@ -260,14 +262,25 @@ class EmailConnector(Connector):
                     head.message_id,
                     head.from_address,
                     [link.rooms[self.name].room or "" for link in allowed],
-                    verdict.reason,
+                    f"{UNCHECKED}: {verdict.reason}" if verdict.temporary else verdict.reason,
                 )
                 self.log.warning("Quarantined %s as %s", head.message_id, path)
                 return "250 2.0.0 OK, held for review"
         mail = await self.worker.run(parse_mail, raw)
-        return await self._bridge(mail, allowed, verified=verdict.verified)
+        return await self._bridge(mail, allowed, self._doubt(verdict, mail.from_address))
 
-    async def _bridge(self, mail: ParsedMail, links: list[Link], *, verified: bool) -> str:
+    def _doubt(self, verdict: Verdict, address: str) -> Doubt | None:
+        """How a mail whose sender was not verified is marked (the ``mark`` policy), in the
+        network's language."""
+        if verdict.verified:
+            return None
+        key = "sender.unchecked" if verdict.temporary else "sender.unverified"
+        language = self.network.language
+        return Doubt(
+            notice(f"{key}.label").render(language), notice(key, address=address).render(language)
+        )
+
+    async def _bridge(self, mail: ParsedMail, links: list[Link], doubt: Doubt | None) -> str:
         """Spool the attachments and store the events; the mail is acknowledged after this."""
         key = spool_key(mail.message_id)
         try:
@@ -282,7 +295,7 @@ class EmailConnector(Connector):
                     address=address,
                     spool_key=key,
                     reply_to=reply_to,
-                    verified=verified,
+                    doubt=doubt,
                 )
                 for event in events:
                     await self.host.ingest(event)
