@@ -551,3 +551,19 @@ async def test_without_dns_each_policy_does_what_it_says(world: EmailWorld) -> N
     held = sent["mail-held"][0]
     assert not [e for e in await max_.messages(world.rooms["bund:held"]) if body_has(held)(e)]
 
+
+async def test_a_mail_is_one_info_line_and_the_smtp_dialogue_is_at_debug(
+    world: EmailWorld,
+) -> None:
+    logged = len(world.bridge.log_text())
+    text = unique("Fürs Protokoll")
+    message_id = await claire_writes(world, "", text)
+    await world.users["max"].wait_for(world.rooms["bund:wg"], body_is(text))
+    lines = world.bridge.log_text()[logged:].splitlines()
+    (line,) = [line for line in lines if " INFO " in line and message_id in line]
+    assert f" INFO passerelle.mail: Mail {message_id} from {CLAIRE} (envelope {CLAIRE}, " in line
+    assert " to wg@lists.passerelle.test, " in line
+    assert " bytes, sender verified (dkim=pass (d=anssi.test)" in line
+    assert line.endswith(": bridged into wg")
+    assert not [line for line in lines if " INFO mail.log: " in line]
+    assert [line for line in lines if " DEBUG mail.log: " in line and ">> b'DATA'" in line]

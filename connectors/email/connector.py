@@ -12,13 +12,15 @@ At ``DATA``, the cheap checks come first and every reading of the mail happens i
 worker (`connectors.email.worker`), never on the event loop: the header block's size, field
 count and field lengths (`connectors.email.head`), then its From header alone, then DKIM and
 SPF, and only then the whole MIME structure. A mail refused on the way gets a 5xx naming the
-reason and one log line; 451 ("try again later") is kept for failures of the bridge's own and
-for a sender that could not be checked under the ``reject`` policy.
+reason; 451 ("try again later") is kept for failures of the bridge's own and for a sender
+that could not be checked under the ``reject`` policy. Every mail gets one log line (see
+`EmailConnector._log_mail`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import UTC, datetime
 from email.utils import make_msgid
@@ -34,6 +36,7 @@ from connectors.email.inbound import InboundServer, Received
 from connectors.email.outbound import Relay, wire_bytes
 from connectors.email.parse import (
     Doubt,
+    Head,
     MalformedMail,
     ParsedMail,
     mail_events,
@@ -45,13 +48,23 @@ from connectors.email.render import mailed, render_mail, render_notice
 from connectors.email.spool import Spool, spool_key
 from connectors.email.worker import MailWorker, TooComplex
 
-UNCHECKED = "sender could not be verified"
 BIND_RETRY_SECONDS = 5.0
 SWEEP_INTERVAL_SECONDS = 3600.0
+NOT_CHECKED = "sender not checked"
+UNCHECKED = "sender could not be verified"
 
 
 def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
+
+
+def _check_text(verdict: Verdict) -> str:
+    """What the sender check said, for the mail's log line."""
+    if verdict.verified:
+        said = "sender verified"
+    else:
+        said = UNCHECKED if verdict.temporary else "sender unverified"
+    return f"{said} ({verdict.reason})"
 
 
 class EmailConnector(Connector):
@@ -204,70 +217,76 @@ class EmailConnector(Connector):
             self.log.warning("Refused a mail from %s: %s", sender, e)
             return f"554 5.6.0 Message too complex: {e}"
 
+    def _log_mail(
+        self, received: Received, head: Head, check: str, outcome: str, *, taken: bool = True
+    ) -> None:
+        """The one log line of a mail that got as far as its headers: who sent it to whom, its
+        size, what the sender check said and what became of it (INFO when the mail was taken,
+        WARNING when it was refused or deferred). The SMTP dialogue itself is logged at DEBUG
+        (`connectors.email.inbound`)."""
+        self.log.log(
+            logging.INFO if taken else logging.WARNING,
+            "Mail %s from %s (envelope %s, %s) to %s, %d bytes, %s: %s",
+            head.message_id,
+            head.from_address,
+            received.mail_from or "<>",
+            received.peer_ip,
+            ", ".join(received.recipients),
+            len(received.raw),
+            check,
+            outcome,
+        )
+
     async def _receive(self, received: Received) -> str:
         """The reply to one mail's ``DATA``; raises `OverLimit`, `MalformedMail` or `TooComplex`
         for a mail that cannot be read."""
         raw = received.raw
         end = header_end(raw, self.limits)
         head = await self.worker.run(read_head, raw, end)
+        log = functools.partial(self._log_mail, received, head)
         if not received.mail_from or head.auto_submitted:
-            self.log.info(
-                "Not bridging %s from %s to %s: %s",
-                head.message_id,
-                head.from_address,
-                ", ".join(received.recipients),
-                "an automatic reply" if received.mail_from else "a bounce",
-            )
+            kind = "an automatic reply" if received.mail_from else "a bounce"
+            log(NOT_CHECKED, f"not bridged ({kind})")
             return "250 2.0.0 OK, not bridged (automatic message)"
         if _domain(head.from_address) == self.network.domain:
-            self.log.warning(
-                "Refused %s: From %s is the bridge's own domain (a mail loop)",
-                head.message_id,
-                head.from_address,
-            )
+            log(NOT_CHECKED, "refused: From is the bridge's own domain (a mail loop)", taken=False)
             return f"550 5.4.6 Mail from {self.network.domain} is not taken back (mail loop)"
         links = [self._links[r] for r in received.recipients if r in self._links]
         allowed = [link for link in links if self._from_allowed(link, head.from_address)]
-        for link in links:
-            if link not in allowed:
-                self.log.warning(
-                    "Not bridging %s into link %s: %s may not post there",
-                    head.message_id,
-                    link.id,
-                    head.from_address,
-                )
+        barred = ", ".join(link.id for link in links if link not in allowed)
         if not allowed:
+            log(NOT_CHECKED, f"refused: From may not post to {barred}", taken=False)
             return f"550 5.7.1 <{head.from_address}> may not post to these addresses"
         verdict = await self.auth.check(
             raw, end, head.from_address, received.peer_ip, received.helo, received.mail_from
         )
-        if not verdict.verified:
-            policy = self.network.auth_policy
-            self.log.warning(
-                "%s %s of %s (%s): %s",
-                UNCHECKED.capitalize() if verdict.temporary else "Unverified sender",
-                head.from_address,
-                head.message_id,
-                policy,
-                verdict.reason,
-            )
-            if policy is AuthPolicy.REJECT and verdict.temporary:
+        check = _check_text(verdict)
+        policy = self.network.auth_policy
+        if not verdict.verified and policy is AuthPolicy.REJECT:
+            if verdict.temporary:
+                log(check, "deferred (451)", taken=False)
                 return "451 4.7.0 Cannot verify the sender right now, please try again later"
-            if policy is AuthPolicy.REJECT:
-                return f"550 5.7.1 Sender <{head.from_address}> not verified by DKIM or SPF"
-            if policy is AuthPolicy.QUARANTINE:
-                path = await asyncio.to_thread(
-                    self.spool.quarantine,
-                    raw,
-                    head.message_id,
-                    head.from_address,
-                    [link.rooms[self.name].room or "" for link in allowed],
-                    f"{UNCHECKED}: {verdict.reason}" if verdict.temporary else verdict.reason,
-                )
-                self.log.warning("Quarantined %s as %s", head.message_id, path)
-                return "250 2.0.0 OK, held for review"
+            log(check, "refused", taken=False)
+            return f"550 5.7.1 Sender <{head.from_address}> not verified by DKIM or SPF"
+        if not verdict.verified and policy is AuthPolicy.QUARANTINE:
+            path = await asyncio.to_thread(
+                self.spool.quarantine,
+                raw,
+                head.message_id,
+                head.from_address,
+                [link.rooms[self.name].room or "" for link in allowed],
+                f"{UNCHECKED}: {verdict.reason}" if verdict.temporary else verdict.reason,
+            )
+            log(check, f"held for review as {path}")
+            return "250 2.0.0 OK, held for review"
         mail = await self.worker.run(parse_mail, raw)
-        return await self._bridge(mail, allowed, self._doubt(verdict, mail.from_address))
+        stored = await self._bridge(mail, allowed, self._doubt(verdict, mail.from_address))
+        if stored:
+            marked = " marked" if not verdict.verified else ""
+            into = ", ".join(link.id for link in allowed)
+            log(check, f"bridged{marked} into {into}" + (f", not into {barred}" if barred else ""))
+            return "250 2.0.0 OK"
+        return "451 4.3.0 Could not store the message, please try again later"
 
     def _doubt(self, verdict: Verdict, address: str) -> Doubt | None:
         """How a mail whose sender was not verified is marked (the ``mark`` policy), in the
@@ -280,8 +299,9 @@ class EmailConnector(Connector):
             notice(f"{key}.label").render(language), notice(key, address=address).render(language)
         )
 
-    async def _bridge(self, mail: ParsedMail, links: list[Link], doubt: Doubt | None) -> str:
-        """Spool the attachments and store the events; the mail is acknowledged after this."""
+    async def _bridge(self, mail: ParsedMail, links: list[Link], doubt: Doubt | None) -> bool:
+        """Spool the attachments and store the events (the mail is acknowledged after this);
+        False when that failed."""
         key = spool_key(mail.message_id)
         try:
             await asyncio.to_thread(self.spool.put, key, mail.attachments)
@@ -301,14 +321,8 @@ class EmailConnector(Connector):
                     await self.host.ingest(event)
         except Exception:
             self.log.exception("Could not store mail %s", mail.message_id)
-            return "451 4.3.0 Could not store the message, please try again later"
-        self.log.info(
-            "Bridged %s from %s into %s",
-            mail.message_id,
-            mail.from_address,
-            ", ".join(link.id for link in links),
-        )
-        return "250 2.0.0 OK"
+            return False
+        return True
 
     async def _known_parent(self, link: Link, mail: ParsedMail) -> str | None:
         """The bridged message of this link that the mail answers, if any."""
