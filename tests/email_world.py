@@ -34,6 +34,8 @@ from tests.world import UNRESTRICTED, generate_registration, homeservers
 MAX_MESSAGE_BYTES = 1024 * 1024
 PARSE_TIMEOUT = 5
 """Seconds the bridge's mail worker may spend on one step of reading a mail (default 10)."""
+DNS_TIMEOUT = "2s"
+"""How long the bridge's sender check waits for the DNS server (default 5 s)."""
 CLAIRE = "claire.martin@anssi.test"
 MAX = "max@bmi.test"
 NETWORKS = {
@@ -99,6 +101,7 @@ MAIL_NETWORK = """\
     dkim: {{selector: pass1, key: {{file: dkim-{name}.key}}}}
     auth_policy: {policy}
     dns: ["{dns}"]
+    dns_timeout: {dns_timeout}
     spool: spool/{name}
     name_suffix: " (Mail)"
 """
@@ -217,6 +220,7 @@ def write_config(
             dns=dns,
             max_bytes=MAX_MESSAGE_BYTES,
             parse_timeout=PARSE_TIMEOUT,
+            dns_timeout=DNS_TIMEOUT,
             tls="\n      tls_cert: tls/cert.pem\n      tls_key: tls/key.pem"
             if name == TLS_NETWORK
             else "",

@@ -165,7 +165,8 @@ async def test_mail_from_a_person_with_spf_lands_under_their_mapped_name(world: 
     await send_mail(world, "mail", wire(msg), MAX)
     seen = await jean.wait_for(world.rooms["tchap:wg"], body_is(text))
     shown = await name_of(jean, world.rooms["tchap:wg"], seen["sender"])
-    assert shown == "Max Mustermann [BMI] (Mail)"
+    # One person, one name wherever they write from: Max's first account is on bund.
+    assert shown == "Max Mustermann [BMI]"
 
 
 async def test_forged_sender_is_rejected_marked_or_quarantined(world: EmailWorld) -> None:
@@ -454,3 +455,116 @@ async def test_a_raw_utf8_sender_name_without_message_id_is_bridged(world: Email
     raw = f"From: {UTF8_NAME} <{MAX}>\r\nSubject: \r\n\r\n{text}\r\n".encode()
     await send_mail(world, "mail", raw, MAX)
     await world.users["jean"].wait_for(world.rooms["tchap:wg"], body_is(text))
+
+
+STRASSE = "Straße – Übermäßig: Rückmeldung für Baustellen und Umleitungen im Süden"
+"""A subject the email package's own folder mailed as "…Rückmeldungfür…" (issue 13)."""
+ZOE = "Zoë Größenwahn-Übermäßig – Abteilung Straße"
+"""A name the email package's own folder mailed with two spaces before "Straße"."""
+STRASSE_WRITTEN = {
+    "raw UTF-8, as swaks sends it": STRASSE.encode(),
+    "encoded words folded mid-word, as Thunderbird writes them": (
+        b"=?UTF-8?Q?Stra=c3=9fe_=e2=80=93_=c3=9cberm=c3=a4=c3=9fig=3a_R=c3=bcckmeldung_f?=\r\n"
+        b" =?UTF-8?Q?=c3=bcr_Baustellen_und_Umleitungen_im_S=c3=bcden?="
+    ),
+}
+
+
+def body_mentions(text: str) -> Any:
+    """A relayed mail whose plain text holds ``text`` (quoted-printable may break raw lines)."""
+    return lambda mail: text in mail.message.get_body(("plain",)).get_content()
+
+
+async def test_a_subject_and_a_name_with_accents_arrive_as_written(world: EmailWorld) -> None:
+    zoe = await User.register(world.bund, f"zoe-{uuid.uuid4().hex[:6]}", displayname=ZOE)
+    try:
+        await zoe.join(world.rooms["bund:wg"])
+        marker = unique("Danke")  # past the subject's 60 characters
+        await zoe.send_text(world.rooms["bund:wg"], f"{STRASSE} {marker}")
+        mail = await world.relay.wait_for(body_mentions(marker))
+    finally:
+        await zoe.close()
+    assert mail.message["Subject"] == f"[wg] {STRASSE[:59]}…"
+    (sender,) = mail.message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == (
+        f"{ZOE} [BMI] via Passerelle",
+        "wg@lists.passerelle.test",
+    )
+
+
+@pytest.mark.parametrize("case", STRASSE_WRITTEN)
+async def test_a_mailed_subject_with_accents_reaches_matrix_as_written(
+    world: EmailWorld, case: str
+) -> None:
+    text = unique("Bitte bis Freitag")
+    msg = compose(CLAIRE, world.address("mail"), "SUBJECT", text, name="Claire Martin")
+    raw = wire(msg).replace(b"Subject: SUBJECT", b"Subject: " + STRASSE_WRITTEN[case])
+    await send_mail(world, "mail", sign(raw, world.claire_key.private_pem), CLAIRE)
+    await world.users["max"].wait_for(world.rooms["bund:wg"], body_is(f"{STRASSE}\n\n{text}"))
+
+
+async def quarantine_listing(world: EmailWorld) -> str:
+    """What ``passerelle quarantine`` prints for the world's config."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "quarantine", "-c", str(world.config_path),
+        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, _ = await process.communicate()
+    assert process.returncode == 0
+    return stdout.decode()
+
+
+async def test_without_dns_each_policy_does_what_it_says(world: EmailWorld) -> None:
+    max_ = world.users["max"]
+    sent: dict[str, tuple[str, str, bytes]] = {}
+    for network in ("mail-lax", "mail-held", "mail"):
+        text = unique("Lagebild trotz DNS-Ausfall")
+        msg = compose(CLAIRE, world.address(network), "", text, name="Claire Martin")
+        sent[network] = (text, str(msg["Message-ID"]), sign(msg, world.claire_key.private_pem))
+    with world.dns.silent():
+        for network in ("mail-lax", "mail-held"):
+            await send_mail(world, network, sent[network][2], CLAIRE)
+        with pytest.raises(aiosmtplib.SMTPDataError) as deferred:
+            await send_mail(world, "mail", sent["mail"][2], CLAIRE)
+    assert (deferred.value.code, deferred.value.message) == (
+        451,
+        "4.7.0 Cannot verify the sender right now, please try again later",
+    )
+
+    # mark: bridged, saying the sender could not be checked (not that it is forged).
+    marked = await max_.wait_for(world.rooms["bund:lax"], body_has(sent["mail-lax"][0]))
+    assert marked["content"]["body"].startswith(
+        "⚠️ sender could not be verified: DKIM and SPF for <claire.martin@anssi.test> could "
+        "not be checked (DNS did not answer)\n\n"
+    )
+    assert await name_of(max_, world.rooms["bund:lax"], marked["sender"]) == (
+        "Claire Martin (sender could not be verified) (Mail)"
+    )
+
+    # quarantine: held, and listed with why.
+    listing = await quarantine_listing(world)
+    entry = listing.split(f"Message-ID {sent['mail-held'][1]}\n", 1)[1].splitlines()[0]
+    assert entry.strip().startswith("sender could not be verified: dkim=temperror (d=anssi.test")
+
+    # reject: the sending server tries again later, and then (DNS back) the mail gets through.
+    await send_mail(world, "mail", sent["mail"][2], CLAIRE)
+    await max_.wait_for(world.rooms["bund:wg"], body_is(sent["mail"][0]))
+    held = sent["mail-held"][0]
+    assert not [e for e in await max_.messages(world.rooms["bund:held"]) if body_has(held)(e)]
+
+
+async def test_a_mail_is_one_info_line_and_the_smtp_dialogue_is_at_debug(
+    world: EmailWorld,
+) -> None:
+    logged = len(world.bridge.log_text())
+    text = unique("Fürs Protokoll")
+    message_id = await claire_writes(world, "", text)
+    await world.users["max"].wait_for(world.rooms["bund:wg"], body_is(text))
+    lines = world.bridge.log_text()[logged:].splitlines()
+    (line,) = [line for line in lines if " INFO " in line and message_id in line]
+    assert f" INFO passerelle.mail: Mail {message_id} from {CLAIRE} (envelope {CLAIRE}, " in line
+    assert " to wg@lists.passerelle.test, " in line
+    assert " bytes, sender verified (dkim=pass (d=anssi.test)" in line
+    assert line.endswith(": bridged into wg")
+    assert not [line for line in lines if " INFO mail.log: " in line]
+    assert [line for line in lines if " DEBUG mail.log: " in line and ">> b'DATA'" in line]

@@ -26,6 +26,7 @@ from connectors.email.worker import MailWorker
 from tests.harness.dns import DkimKeyPair, DnsServer, dkim_keypair
 
 LIMITS = HeaderLimits.of(InboundSettings("127.0.0.1", 2525, None, None, 1 << 20))
+DNS_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def worker() -> Iterator[MailWorker]:
 
 @pytest.fixture(scope="module")
 def auth(dns_server: DnsServer, worker: MailWorker) -> Authenticator:
-    return Authenticator((("127.0.0.1", dns_server.port),), worker)
+    return Authenticator((("127.0.0.1", dns_server.port),), DNS_TIMEOUT, worker)
 
 
 async def check(auth: Authenticator, raw: bytes, *envelope: str) -> Verdict:
@@ -180,3 +181,18 @@ async def test_only_the_first_signatures_are_checked(
     verdict = await check(auth, raw, "claire@anssi.test", "127.0.0.1", "x", "claire@anssi.test")
     assert verdict.reason.count("dkim=fail (d=anssi.test") == MAX_SIGNATURES
     assert not verdict.verified, "the genuine signature is below the ones checked"
+
+
+async def test_a_silent_nameserver_postpones_the_decision_within_one_timeout(
+    auth: Authenticator, dns_server: DnsServer, keys: DkimKeyPair
+) -> None:
+    raw = raw_mail("Claire <claire@anssi.test>")
+    for domain in ("a.test", "b.test", "c.test"):
+        raw = signed(raw, keys.private_pem, domain)
+    with dns_server.silent():
+        verdict = await check(auth, raw, "claire@anssi.test", "127.0.0.1", "x", "c@anssi.test")
+    assert verdict.temporary and not verdict.verified
+    assert "spf=temperror" in verdict.reason
+    # The first key waited the whole budget; the others were not asked for at all.
+    assert verdict.reason.count(f"DNS: no answer within {DNS_TIMEOUT:g} s") == 1, verdict.reason
+    assert verdict.reason.count("DNS: not looked up, the 1 s for DNS had run out") == 2

@@ -70,7 +70,7 @@ def test_defaults(tmp_path: Path) -> None:
         RelaySecurity.STARTTLS,
     )
     assert mail.auth_policy is AuthPolicy.REJECT
-    assert mail.dkim is None and mail.dns == ()
+    assert mail.dkim is None and mail.dns == () and mail.dns_timeout == 5
     assert mail.spool == tmp_path / "mail-spool" / "mail"
     assert mail.domains == ("*",)
     assert config.link("wg").rooms["mail"].room == "wg@lists.passerelle.test"
@@ -95,6 +95,7 @@ def test_everything_set(tmp_path: Path) -> None:
         dkim: {selector: pass2024, key: {file: dkim.key}}
         auth_policy: mark
         dns: ["127.0.0.1:5353", "::1", "[::1]:53", 192.0.2.53]
+        dns_timeout: 2s
         spool: /var/lib/passerelle/mail
         spool_days: 2
         org_label: Mail
@@ -115,6 +116,7 @@ def test_everything_set(tmp_path: Path) -> None:
     assert "s3cret" not in repr(mail)
     assert mail.dkim is not None and mail.dkim.selector == "pass2024"
     assert mail.dns == (("127.0.0.1", 5353), ("::1", 53), ("::1", 53), ("192.0.2.53", 53))
+    assert mail.dns_timeout == 2
     assert mail.auth_policy is AuthPolicy.MARK
     assert mail.allowed_domains == ("bmi.bund.de",) and mail.domains == ("bmi.bund.de",)
     assert mail.spool == Path("/var/lib/passerelle/mail") and mail.spool_days == 2
@@ -143,6 +145,7 @@ def test_problems_are_reported_at_their_place(tmp_path: Path) -> None:
         dkim: {selector: "bad selector", key: {file: bad.key}}
         auth_policy: drop
         dns: [ns.example.org]
+        dns_timeout: 1m
     """,
     )
     errors = errors_of(path)
@@ -154,6 +157,7 @@ def test_problems_are_reported_at_their_place(tmp_path: Path) -> None:
         "networks.mail.dkim.key: is not a PEM RSA private key (BEGIN RSA PRIVATE KEY)",
         "networks.mail.auth_policy: must be one of: reject, quarantine, mark",
         'networks.mail.dns[0]: "ns.example.org" is not a nameserver IP address[:port]',
+        "networks.mail.dns_timeout: must be at most 30 seconds",
     ]
 
 

@@ -17,6 +17,7 @@ from bridge.events import AttachmentKind, Kind
 from connectors.email.parse import (
     MAX_HTML_DEPTH,
     MAX_TEXT_BYTES,
+    Doubt,
     MalformedMail,
     header_message_id,
     mail_events,
@@ -132,7 +133,7 @@ def test_events_of_a_mail_with_attachments() -> None:
         address="wg@lists.test",
         spool_key="k" * 32,
         reply_to=None,
-        verified=True,
+        doubt=None,
     )
     text, pdf, png = events
     msgid = "<20240314080000.12345@mail.bsi.test>"
@@ -160,7 +161,7 @@ def test_reply_leaves_the_subject_out_and_points_at_its_parent() -> None:
         address="wg@l.test",
         spool_key="k" * 32,
         reply_to=parent,
-        verified=True,
+        doubt=None,
     )
     assert event.reply_to == "wg/<171023555.def@lists.passerelle.test>"
     assert event.text.startswith("Hallo Max,")
@@ -170,6 +171,7 @@ def test_reply_leaves_the_subject_out_and_points_at_its_parent() -> None:
 
 def test_unverified_sender_is_marked_and_matches_no_person() -> None:
     parsed = parse_mail(sample("thunderbird-reply.eml"))
+    doubt = Doubt("nicht bestätigt", "⚠️ <claire.martin@anssi.test> ist nicht bestätigt")
     (event,) = mail_events(
         parsed,
         link_id="wg",
@@ -177,14 +179,14 @@ def test_unverified_sender_is_marked_and_matches_no_person() -> None:
         address="wg@l.test",
         spool_key="k" * 32,
         reply_to=None,
-        verified=False,
+        doubt=doubt,
     )
     assert event.sender.user_id == "unverified:claire.martin@anssi.test"
-    assert event.sender.display_name == "Claire Martin (unverified sender)"
-    assert event.text.startswith(
-        "⚠️ unverified sender: <claire.martin@anssi.test> is not confirmed by DKIM or SPF\n\n"
+    assert event.sender.display_name == "Claire Martin (nicht bestätigt)"
+    assert event.text.startswith("⚠️ <claire.martin@anssi.test> ist nicht bestätigt\n\n")
+    assert event.html is not None and event.html.startswith(
+        "<p><em>⚠️ &lt;claire.martin@anssi.test&gt; ist nicht bestätigt</em></p>"
     )
-    assert event.html is not None and event.html.startswith("<p><em>⚠️ unverified sender")
 
 
 def test_attachment_only_mail_starts_with_the_attachment() -> None:
@@ -206,7 +208,7 @@ Content-Transfer-Encoding: base64
         address="wg@l.test",
         spool_key="k" * 32,
         reply_to=None,
-        verified=True,
+        doubt=None,
     )
     assert event.remote_id == "wg/<only@b.test>"
     assert event.attachment is not None and event.attachment.name == "plan.png"

@@ -3,8 +3,12 @@
 A mail's sender counts as verified when a DKIM signature of the From domain (or a parent of it)
 holds, or when SPF passes for an envelope sender of that domain: DMARC's rule, with relaxed
 alignment. Anything else leaves the sender unverified and the network's policy decides
-(`connectors.email.config.AuthPolicy`). A DNS failure is neither: the mail is answered "try
-again later", so a genuine sender is never marked or refused because a lookup timed out.
+(`connectors.email.config.AuthPolicy`). A DNS failure is neither (`Verdict.temporary`): the
+sender could not be checked, and the policy says what then ("try again later", held, or marked
+as not checked), so a genuine sender is never called unverified because a lookup timed out.
+
+How long: one mail's checks wait for DNS at most the network's ``dns_timeout`` in all (the DKIM
+keys one after the other within it, SPF with it as pyspf's whole-check budget, side by side).
 
 Every lookup goes to the nameservers the network configures (or the system's resolver), never
 elsewhere; tests point them at their own DNS server on loopback.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +40,6 @@ from connectors.email.worker import MailWorker
 
 log = logging.getLogger(__name__)
 
-DNS_TIMEOUT = 5.0
 MAX_SIGNATURES = 5
 """DKIM signatures checked per mail, from the top (the newest); more vouch for no one."""
 
@@ -48,9 +52,7 @@ _spf_resolver: contextvars.ContextVar[dns.resolver.Resolver] = contextvars.Conte
 )
 
 
-def _spf_lookup(
-    name: str, qtype: str, strict: bool = True, timeout: float = DNS_TIMEOUT
-) -> list[Any]:
+def _spf_lookup(name: str, qtype: str, strict: bool, timeout: float) -> list[Any]:
     """`spf.DNSLookup` replacement: the same answers, in pyspf's format, from our resolver."""
     resolver = _spf_resolver.get()
     try:
@@ -77,14 +79,17 @@ def _spf_lookup(
 spf.DNSLookup = _spf_lookup
 
 
-def make_resolver(nameservers: tuple[tuple[str, int], ...]) -> dns.resolver.Resolver:
-    """A resolver asking exactly ``nameservers``; the system's configuration when empty."""
+def make_resolver(
+    nameservers: tuple[tuple[str, int], ...], timeout: float
+) -> dns.resolver.Resolver:
+    """A resolver asking exactly ``nameservers`` (the system's configuration when empty) that
+    gives up on a name after ``timeout`` seconds."""
     if not nameservers:
         resolver = dns.resolver.Resolver()
     else:
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in nameservers]
-    resolver.lifetime = DNS_TIMEOUT
+    resolver.lifetime = timeout
     return resolver
 
 
@@ -175,14 +180,14 @@ def verify_dkim(
     already (``keys``: name → TXT record, None when there is none). Pure CPU work, for the
     mail worker."""
 
-    def lookup(name: bytes | str, timeout: float = DNS_TIMEOUT) -> bytes | None:
-        return keys.get(_key_name(name))
+    def lookup(name: bytes | str, timeout: float = 0) -> bytes | None:
+        return keys.get(_key_name(name))  # looked up already: no waiting here
 
     results = []
     for signature in signatures:
         checker = None
         try:
-            checker = dkim.DKIM(raw, timeout=int(DNS_TIMEOUT))
+            checker = dkim.DKIM(raw)
             ok = checker.verify(idx=signature.index, dnsfunc=lookup)
             results.append(
                 DkimResult(
@@ -202,8 +207,11 @@ def verify_dkim(
 class Authenticator:
     """Checks a received mail's DKIM signatures and its envelope's SPF record."""
 
-    def __init__(self, nameservers: tuple[tuple[str, int], ...], worker: MailWorker) -> None:
-        self.resolver = make_resolver(nameservers)
+    def __init__(
+        self, nameservers: tuple[tuple[str, int], ...], timeout: float, worker: MailWorker
+    ) -> None:
+        self.resolver = make_resolver(nameservers, timeout)
+        self.timeout = timeout
         self.worker = worker
 
     async def check(
@@ -229,7 +237,8 @@ class Authenticator:
         """Each signature's result, in order: keys looked up here, signatures checked in the
         mail worker; a key whose lookup failed makes its signature a ``temperror``."""
         names = {s.key_name for s in found if s.key_name is not None}
-        keys, failed = await asyncio.to_thread(self._keys, names)
+        deadline = time.monotonic() + self.timeout
+        keys, failed = await asyncio.to_thread(self._keys, names, deadline)
         checkable = tuple(s for s in found if s.key_name not in failed)
         verified = await self.worker.run(verify_dkim, raw, checkable, keys) if checkable else []
         checked = iter(verified)
@@ -240,19 +249,26 @@ class Authenticator:
             for s in found
         ]
 
-    def _keys(self, names: set[str]) -> tuple[dict[str, bytes | None], dict[str, str]]:
+    def _keys(
+        self, names: set[str], deadline: float
+    ) -> tuple[dict[str, bytes | None], dict[str, str]]:
         """``(records, failures)``: each name's first TXT record (its strings joined; None when
-        there is none), and why a lookup could not be answered."""
+        there is none), and why a lookup could not be answered before ``deadline`` (of
+        `time.monotonic`)."""
         records: dict[str, bytes | None] = {}
         failed: dict[str, str] = {}
-        for name in names:
+        for name in sorted(names):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                failed[name] = f"not looked up, the {self.timeout:g} s for DNS had run out"
+                continue
             try:
-                answer = self.resolver.resolve(
-                    name, "TXT", lifetime=DNS_TIMEOUT, raise_on_no_answer=False
-                )
+                answer = self.resolver.resolve(name, "TXT", lifetime=left, raise_on_no_answer=False)
             except dns.resolver.NXDOMAIN:
                 records[name] = None
-            except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+            except dns.exception.Timeout:
+                failed[name] = f"no answer within {self.timeout:g} s"
+            except dns.resolver.NoNameservers as exc:
                 failed[name] = str(exc)
             except dns.exception.DNSException as exc:
                 records[name] = None
@@ -264,7 +280,7 @@ class Authenticator:
     def spf(self, ip: str, sender: str, helo: str) -> str:
         try:
             result, _explanation = spf.check2(
-                i=ip, s=sender, h=helo or "unknown", querytime=DNS_TIMEOUT * 2
+                i=ip, s=sender, h=helo or "unknown", querytime=self.timeout
             )
         except Exception as exc:  # pyspf raises plain exceptions for some malformed input
             log.info("SPF check of %s failed: %s", sender, exc)

@@ -36,6 +36,10 @@ MAX_PARSE_TIMEOUT = 20.0
 """A mail is read in three steps, each with this budget, and the answer to DATA must come before
 the bridge's SMTP server drops the quiet connection (after 120 s)."""
 DEFAULT_SPOOL_DAYS = 7.0
+DEFAULT_DNS_TIMEOUT = 5.0
+MAX_DNS_TIMEOUT = 30.0
+"""The sender check waits for DNS once per mail, besides the three reading steps, and the
+answer to DATA must come before the bridge's SMTP server drops the quiet connection."""
 ADDRESS_RE = re.compile(r"[^@\s<>()\[\],;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 DOMAIN_RE = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 SELECTOR_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
@@ -43,14 +47,18 @@ NAMESERVER_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([0-9.]+)(?::(\d+))
 
 
 class AuthPolicy(StrEnum):
-    """What happens to a mail whose sender DKIM and SPF cannot vouch for."""
+    """What happens to a mail whose sender DKIM and SPF do not vouch for, and to one whose
+    sender could not be checked because DNS did not answer within ``dns_timeout``."""
 
     REJECT = "reject"
-    """Refused during the SMTP dialogue (550): the sending server tells its user."""
+    """Refused during the SMTP dialogue (550): the sending server tells its user. Unchecked:
+    451, and the sending server tries again later."""
     QUARANTINE = "quarantine"
-    """Accepted but kept out of the rooms, in the spool's quarantine for admins to look at."""
+    """Accepted but kept out of the rooms, in the spool's quarantine for admins to look at;
+    unchecked mail too."""
     MARK = "mark"
-    """Bridged, with "unverified sender" in the name and the text."""
+    """Bridged, with "unverified sender" in the name and the text; unchecked mail with "sender
+    could not be verified"."""
 
 
 class RelaySecurity(StrEnum):
@@ -110,6 +118,8 @@ class EmailNetwork:
     auth_policy: AuthPolicy
     dns: tuple[tuple[str, int], ...]
     """Nameservers (address, port) for DKIM and SPF lookups; empty: the system's resolver."""
+    dns_timeout: float
+    """Seconds one mail's DKIM and SPF checks may wait for DNS in all."""
     spool: Path
     """Where received attachments wait for delivery, and where quarantined mail is kept."""
     spool_days: float
@@ -152,6 +162,7 @@ class EmailSchema:
         "dkim",
         "auth_policy",
         "dns",
+        "dns_timeout",
         "spool",
         "spool_days",
         *PRESENTATION_KEYS,
@@ -191,6 +202,7 @@ class EmailSchema:
             Key("auth_policy", lambda r, n: r.choice(n, list(AuthPolicy)),
                 AuthPolicy.REJECT.value),
             Key("dns", lambda _, n: self.nameservers(n), no_nameservers),
+            Key("dns_timeout", lambda _, n: self.dns_timeout(n), DEFAULT_DNS_TIMEOUT),
             Key("spool", lambda _, n: self.directory(n), r.base_dir / "mail-spool" / name),
             Key("spool_days", Reader.positive_number, DEFAULT_SPOOL_DAYS),
             Key("allowed_domains", lambda _, n: self.domain_list(n), NO_STRINGS),
@@ -272,6 +284,13 @@ class EmailSchema:
         value = self.r.positive_number(node)
         if value is not None and not value <= MAX_PARSE_TIMEOUT:
             self.r.error(node, f"must be at most {MAX_PARSE_TIMEOUT:g} seconds")
+            return None
+        return value
+
+    def dns_timeout(self, node: Node) -> float | None:
+        value = self.r.duration(node)
+        if value is not None and not value <= MAX_DNS_TIMEOUT:
+            self.r.error(node, f"must be at most {MAX_DNS_TIMEOUT:g} seconds")
             return None
         return value
 

@@ -5,32 +5,38 @@ Who may post: the link's ``people`` with an address on this network, and anyone 
 network's ``allowed_domains``. The envelope sender is checked at ``RCPT TO`` (by domain, so
 that bounce-address schemes of a person's own mail system pass); the From address, which is
 what the rooms show, is checked at ``DATA``. Then DKIM and SPF decide whether that From address
-is genuine, and the network's ``auth_policy`` what happens when it is not.
+is genuine, and the network's ``auth_policy`` what happens when it is not, or when it could not
+be checked because DNS did not answer in time.
 
 At ``DATA``, the cheap checks come first and every reading of the mail happens in the mail
 worker (`connectors.email.worker`), never on the event loop: the header block's size, field
 count and field lengths (`connectors.email.head`), then its From header alone, then DKIM and
 SPF, and only then the whole MIME structure. A mail refused on the way gets a 5xx naming the
-reason and one log line; 451 ("try again later") is kept for failures of the bridge's own.
+reason; 451 ("try again later") is kept for failures of the bridge's own and for a sender
+that could not be checked under the ``reject`` policy. Every mail gets one log line (see
+`EmailConnector._log_mail`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import UTC, datetime
 from email.utils import make_msgid
 
 from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Host, Outgoing
-from bridge.notices import Notice
+from bridge.notices import Notice, notice
 from bridge.tasks import supervise
-from connectors.email.auth import Authenticator
+from connectors.email.auth import Authenticator, Verdict
 from connectors.email.config import AuthPolicy, EmailNetwork
 from connectors.email.head import HeaderLimits, OverLimit, header_end
 from connectors.email.inbound import InboundServer, Received
 from connectors.email.outbound import Relay, wire_bytes
 from connectors.email.parse import (
+    Doubt,
+    Head,
     MalformedMail,
     ParsedMail,
     mail_events,
@@ -44,10 +50,21 @@ from connectors.email.worker import MailWorker, TooComplex
 
 BIND_RETRY_SECONDS = 5.0
 SWEEP_INTERVAL_SECONDS = 3600.0
+NOT_CHECKED = "sender not checked"
+UNCHECKED = "sender could not be verified"
 
 
 def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
+
+
+def _check_text(verdict: Verdict) -> str:
+    """What the sender check said, for the mail's log line."""
+    if verdict.verified:
+        said = "sender verified"
+    else:
+        said = UNCHECKED if verdict.temporary else "sender unverified"
+    return f"{said} ({verdict.reason})"
 
 
 class EmailConnector(Connector):
@@ -58,7 +75,7 @@ class EmailConnector(Connector):
         self.log = logging.getLogger(f"passerelle.{network.name}")
         self.limits = HeaderLimits.of(network.inbound)
         self.worker = MailWorker(network.inbound.parse_timeout)
-        self.auth = Authenticator(network.dns, self.worker)
+        self.auth = Authenticator(network.dns, network.dns_timeout, self.worker)
         self.relay = Relay(network.relay)
         self.spool = Spool(network.spool)
         self.server = InboundServer(network.inbound, network.domain, self)
@@ -200,75 +217,91 @@ class EmailConnector(Connector):
             self.log.warning("Refused a mail from %s: %s", sender, e)
             return f"554 5.6.0 Message too complex: {e}"
 
+    def _log_mail(
+        self, received: Received, head: Head, check: str, outcome: str, *, taken: bool = True
+    ) -> None:
+        """The one log line of a mail that got as far as its headers: who sent it to whom, its
+        size, what the sender check said and what became of it (INFO when the mail was taken,
+        WARNING when it was refused or deferred). The SMTP dialogue itself is logged at DEBUG
+        (`connectors.email.inbound`)."""
+        self.log.log(
+            logging.INFO if taken else logging.WARNING,
+            "Mail %s from %s (envelope %s, %s) to %s, %d bytes, %s: %s",
+            head.message_id,
+            head.from_address,
+            received.mail_from or "<>",
+            received.peer_ip,
+            ", ".join(received.recipients),
+            len(received.raw),
+            check,
+            outcome,
+        )
+
     async def _receive(self, received: Received) -> str:
         """The reply to one mail's ``DATA``; raises `OverLimit`, `MalformedMail` or `TooComplex`
         for a mail that cannot be read."""
         raw = received.raw
         end = header_end(raw, self.limits)
         head = await self.worker.run(read_head, raw, end)
+        log = functools.partial(self._log_mail, received, head)
         if not received.mail_from or head.auto_submitted:
-            self.log.info(
-                "Not bridging %s from %s to %s: %s",
-                head.message_id,
-                head.from_address,
-                ", ".join(received.recipients),
-                "an automatic reply" if received.mail_from else "a bounce",
-            )
+            kind = "an automatic reply" if received.mail_from else "a bounce"
+            log(NOT_CHECKED, f"not bridged ({kind})")
             return "250 2.0.0 OK, not bridged (automatic message)"
         if _domain(head.from_address) == self.network.domain:
-            self.log.warning(
-                "Refused %s: From %s is the bridge's own domain (a mail loop)",
-                head.message_id,
-                head.from_address,
-            )
+            log(NOT_CHECKED, "refused: From is the bridge's own domain (a mail loop)", taken=False)
             return f"550 5.4.6 Mail from {self.network.domain} is not taken back (mail loop)"
         links = [self._links[r] for r in received.recipients if r in self._links]
         allowed = [link for link in links if self._from_allowed(link, head.from_address)]
-        for link in links:
-            if link not in allowed:
-                self.log.warning(
-                    "Not bridging %s into link %s: %s may not post there",
-                    head.message_id,
-                    link.id,
-                    head.from_address,
-                )
+        barred = ", ".join(link.id for link in links if link not in allowed)
         if not allowed:
+            log(NOT_CHECKED, f"refused: From may not post to {barred}", taken=False)
             return f"550 5.7.1 <{head.from_address}> may not post to these addresses"
         verdict = await self.auth.check(
             raw, end, head.from_address, received.peer_ip, received.helo, received.mail_from
         )
-        if verdict.temporary:
-            self.log.warning(
-                "Sender check of %s failed for now: %s", head.message_id, verdict.reason
-            )
-            return "451 4.7.0 Cannot verify the sender right now, please try again later"
-        if not verdict.verified:
-            policy = self.network.auth_policy
-            self.log.warning(
-                "Unverified sender %s of %s (%s): %s",
-                head.from_address,
+        check = _check_text(verdict)
+        policy = self.network.auth_policy
+        if not verdict.verified and policy is AuthPolicy.REJECT:
+            if verdict.temporary:
+                log(check, "deferred (451)", taken=False)
+                return "451 4.7.0 Cannot verify the sender right now, please try again later"
+            log(check, "refused", taken=False)
+            return f"550 5.7.1 Sender <{head.from_address}> not verified by DKIM or SPF"
+        if not verdict.verified and policy is AuthPolicy.QUARANTINE:
+            path = await asyncio.to_thread(
+                self.spool.quarantine,
+                raw,
                 head.message_id,
-                policy,
-                verdict.reason,
+                head.from_address,
+                [link.rooms[self.name].room or "" for link in allowed],
+                f"{UNCHECKED}: {verdict.reason}" if verdict.temporary else verdict.reason,
             )
-            if policy is AuthPolicy.REJECT:
-                return f"550 5.7.1 Sender <{head.from_address}> not verified by DKIM or SPF"
-            if policy is AuthPolicy.QUARANTINE:
-                path = await asyncio.to_thread(
-                    self.spool.quarantine,
-                    raw,
-                    head.message_id,
-                    head.from_address,
-                    [link.rooms[self.name].room or "" for link in allowed],
-                    verdict.reason,
-                )
-                self.log.warning("Quarantined %s as %s", head.message_id, path)
-                return "250 2.0.0 OK, held for review"
+            log(check, f"held for review as {path}")
+            return "250 2.0.0 OK, held for review"
         mail = await self.worker.run(parse_mail, raw)
-        return await self._bridge(mail, allowed, verified=verdict.verified)
+        stored = await self._bridge(mail, allowed, self._doubt(verdict, mail.from_address))
+        if stored:
+            marked = " marked" if not verdict.verified else ""
+            into = ", ".join(link.id for link in allowed)
+            log(check, f"bridged{marked} into {into}" + (f", not into {barred}" if barred else ""))
+            return "250 2.0.0 OK"
+        return "451 4.3.0 Could not store the message, please try again later"
 
-    async def _bridge(self, mail: ParsedMail, links: list[Link], *, verified: bool) -> str:
-        """Spool the attachments and store the events; the mail is acknowledged after this."""
+    def _doubt(self, verdict: Verdict, address: str) -> Doubt | None:
+        """How a mail whose sender was not verified is marked (the ``mark`` policy), in the
+        network's language."""
+        if verdict.verified:
+            return None
+        key = "sender.unchecked" if verdict.temporary else "sender.unverified"
+        language = self.network.language
+        return Doubt(
+            notice(f"{key}.label").render(language), notice(key, address=address).render(language)
+        )
+
+    async def _bridge(self, mail: ParsedMail, links: list[Link], doubt: Doubt | None) -> bool:
+        """Spool the attachments and store the events (the mail is acknowledged after this);
+        False when that failed."""
         key = spool_key(mail.message_id)
         try:
             await asyncio.to_thread(self.spool.put, key, mail.attachments)
@@ -282,20 +315,14 @@ class EmailConnector(Connector):
                     address=address,
                     spool_key=key,
                     reply_to=reply_to,
-                    verified=verified,
+                    doubt=doubt,
                 )
                 for event in events:
                     await self.host.ingest(event)
         except Exception:
             self.log.exception("Could not store mail %s", mail.message_id)
-            return "451 4.3.0 Could not store the message, please try again later"
-        self.log.info(
-            "Bridged %s from %s into %s",
-            mail.message_id,
-            mail.from_address,
-            ", ".join(link.id for link in links),
-        )
-        return "250 2.0.0 OK"
+            return False
+        return True
 
     async def _known_parent(self, link: Link, mail: ParsedMail) -> str | None:
         """The bridged message of this link that the mail answers, if any."""

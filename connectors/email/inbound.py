@@ -5,6 +5,10 @@ address, a sender that may not post, a loop, a forged sender under the ``reject`
 malformed mail get their 5xx here, and the sending server tells its user. `MailGate` (the
 connector) makes those decisions; this module only speaks SMTP. The final reply to ``DATA`` is
 sent only once `MailGate.data` returned, which is after the mail's events are in the outbox.
+
+aiosmtpd logs the dialogue (every command, every connection) at INFO on its logger
+``mail.log``; `DialogueAtDebug` moves those lines to DEBUG, so that the log at INFO holds one
+line per mail (`connectors.email.connector`), while aiosmtpd's warnings stay as they are.
 """
 
 from __future__ import annotations
@@ -23,6 +27,20 @@ from connectors.email.headers import one_line
 log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT = 120
+AIOSMTPD_LOGGER = "mail.log"
+
+
+class DialogueAtDebug(logging.Filter):
+    """Logs aiosmtpd's INFO records at DEBUG (and drops them where DEBUG is off)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_DIALOGUE_AT_DEBUG = DialogueAtDebug()
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,7 @@ class InboundServer:
         self.handler = _Handler(gate)
         self.tls = tls_context(settings)
         self._server: asyncio.Server | None = None
+        logging.getLogger(AIOSMTPD_LOGGER).addFilter(_DIALOGUE_AT_DEBUG)  # added once
 
     def _protocol(self) -> SMTP:
         return SMTP(

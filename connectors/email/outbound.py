@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from email import policy
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -17,6 +16,7 @@ import dkim
 
 from bridge.connector import DeliveryError, Refusal, Unavailable
 from connectors.email.config import DkimKey, RelaySecurity, SmtpRelay
+from connectors.email.folding import POLICY
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def check_headers(msg: EmailMessage) -> None:
     """
     for part in msg.walk():
         for name, value in part.raw_items():  # what the generator folds, as it folds it
-            folded = policy.SMTP.fold_binary(name, value)
+            folded = POLICY.fold_binary(name, value)
             if _CONTROL.search(_FOLD.sub(b" ", folded.removesuffix(b"\r\n"))):
                 raise DeliveryError(
                     f"not sent: its {name} header would hold a line break or control character",
@@ -58,14 +58,15 @@ def check_headers(msg: EmailMessage) -> None:
 
 
 def wire_bytes(msg: EmailMessage, domain: str, key: DkimKey | None) -> bytes:
-    """The mail as sent: CRLF lines, with a ``DKIM-Signature`` of ``domain`` when a key is set;
+    """The mail as sent: CRLF lines, people's words in its headers written by
+    `connectors.email.folding`, with a ``DKIM-Signature`` of ``domain`` when a key is set;
     `check_headers` first.
 
     Text parts are quoted-printable and attachments base64 (see `render`), so no relay needs
     to re-encode the body and break the signature.
     """
     check_headers(msg)
-    data = msg.as_bytes(policy=policy.SMTP)
+    data = msg.as_bytes(policy=POLICY)
     if key is None:
         return data
     signature = dkim.sign(

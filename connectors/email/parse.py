@@ -444,7 +444,13 @@ def header_message_id(remote_id: str) -> str:
     return remote_id.split("/", 1)[-1].split("#", 1)[0]
 
 
-UNVERIFIED = "unverified sender"
+@dataclass(frozen=True)
+class Doubt:
+    """How a mail is marked whose sender DKIM and SPF did not confirm (the ``mark`` policy),
+    in the network's language: ``label`` after the sender's name, ``warning`` above the text."""
+
+    label: str
+    warning: str
 
 
 def mail_events(
@@ -455,18 +461,18 @@ def mail_events(
     address: str,
     spool_key: str,
     reply_to: str | None,
-    verified: bool,
+    doubt: Doubt | None,
 ) -> list[Event]:
     """The events one link gets for a mail sent to its ``address``.
 
     ``reply_to`` is the ID (on this network) of the bridged message the mail answers, if any:
-    then the subject is left out, as the reply already shows what it is about. An unverified
-    sender (``verified`` False, under the ``mark`` policy) gets an ID that no ``people`` entry
-    can match, "unverified sender" after their name, and a warning line above the text.
+    then the subject is left out, as the reply already shows what it is about. A sender in
+    ``doubt`` gets an ID that no ``people`` entry can match, the doubt's label after their name
+    and its warning above the text.
     """
     name, user_id = mail.from_name, mail.from_address
-    if not verified:
-        name, user_id = f"{name} ({UNVERIFIED})", f"unverified:{mail.from_address}"
+    if doubt is not None:
+        name, user_id = f"{name} ({doubt.label})", f"unverified:{mail.from_address}"
     sender = Sender(network=network, user_id=user_id, display_name=name)
     text, html = mail.text, mail.html
     if mail.subject and reply_to is None:
@@ -474,14 +480,13 @@ def mail_events(
         html = f"<p><strong>{escape(mail.subject)}</strong></p>" + (
             html if html is not None else text_to_html(mail.text)
         )
-    if not verified:
-        warning = f"⚠️ {UNVERIFIED}: <{mail.from_address}> is not confirmed by DKIM or SPF"
-        text = f"{warning}\n\n{text}"
-        html = f"<p><em>{escape(warning)}</em></p>" + (
+    if doubt is not None:
+        text = f"{doubt.warning}\n\n{text}"
+        html = f"<p><em>{escape(doubt.warning)}</em></p>" + (
             html if html is not None else text_to_html(mail.text)
         )
     events: list[Event] = []
-    has_text = bool(mail.text.strip() or mail.subject or not verified)
+    has_text = bool(mail.text.strip() or mail.subject or doubt is not None)
     if has_text:
         events.append(
             Event(

@@ -30,10 +30,6 @@ from connectors.email.parse import header_message_id
 
 BRIDGE_NAME = "Passerelle"
 SUBJECT_SUMMARY = 60
-MAX_NAME_WORD = 60
-"""Characters of one word in a display name. The email package's folder (3.11 at least) writes
-an empty line, which ends the header block, into an address header whose display name has a
-word longer than a line after another word; `check_headers` would then refuse the mail."""
 _MIMETYPE = re.compile(r"([a-z0-9][a-z0-9!#$&^_.+-]{0,63})/([a-z0-9][a-z0-9!#$&^_.+-]{0,63})")
 """RFC 6838 type and subtype names; an attachment's MIME type comes from another network."""
 
@@ -47,14 +43,6 @@ def sender_label(sender: Sender) -> str:
     """The sender as a From name: as every network shows them (`bridge.naming`), made safe
     for a header."""
     return header_text(shown_name(sender))
-
-
-def _display_name(text: str) -> str:
-    """``text`` with every word longer than `MAX_NAME_WORD` cut short, for an address header."""
-    return " ".join(
-        word if len(word) <= MAX_NAME_WORD else word[: MAX_NAME_WORD - 1] + "…"
-        for word in text.split(" ")
-    )
 
 
 def _subject(link_id: str, event: Event) -> str:
@@ -108,10 +96,9 @@ def render_mail(
     msg = EmailMessage()
     local, _, domain = address.partition("@")
     name = header_text(link_id)
-    sender = _display_name(f"{sender_label(event.sender)} via {BRIDGE_NAME}")
-    msg["From"] = Address(sender, local, domain)
-    msg["To"] = Address(_display_name(name), local, domain)
-    msg["Reply-To"] = Address(_display_name(name), local, domain)
+    msg["From"] = Address(f"{sender_label(event.sender)} via {BRIDGE_NAME}", local, domain)
+    msg["To"] = Address(name, local, domain)
+    msg["Reply-To"] = Address(name, local, domain)
     msg["Subject"] = _subject(link_id, event)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
@@ -149,7 +136,7 @@ def render_notice(
     local, _, domain = address.partition("@")
     name = header_text(link_id)
     msg["From"] = Address(BRIDGE_NAME, local, domain)
-    msg["To"] = Address(_display_name(name), local, domain)
+    msg["To"] = Address(name, local, domain)
     msg["Subject"] = header_text(f"[{name}] {header_text(text)[:SUBJECT_SUMMARY]}")
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id

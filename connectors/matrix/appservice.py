@@ -202,10 +202,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
         for task in (self._setup_task, self._catch_up_task):
             if task is not None:
                 task.cancel()
-        await self.stop_setting_up()
-        await self.stop_e2ee()
-        if self._session:
-            await self._session.close()
+        await self.close(self._session)
 
     @property
     def exclusive(self) -> bool:

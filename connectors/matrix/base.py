@@ -366,11 +366,15 @@ class MatrixConnector(Connector):
             await self.bot.leave_room(RoomID(room_id))
         self.log.info("Unbridged %s (link %s removed from the config)", room_id, link.id)
 
-    async def stop_setting_up(self) -> None:
-        """Stop the background set-ups (the connector stops)."""
+    async def close(self, session: aiohttp.ClientSession | None) -> None:
+        """What every mode does last when it stops: the background room set-ups, the
+        encryption device and the HTTP session."""
         for task in list(self._later):
             task.cancel()
         await asyncio.gather(*self._later, return_exceptions=True)
+        await self.stop_e2ee()
+        if session is not None:
+            await session.close()
 
     async def leave_ghosts(self, room_id: str) -> None:
         """Take the bridge's ghosts out of a room it no longer bridges (where it has any)."""

@@ -61,10 +61,7 @@ class RelayConnector(MatrixConnector):
         if self._sync_task:
             self._sync_task.cancel()
             await asyncio.gather(self._sync_task, return_exceptions=True)
-        await self.stop_setting_up()
-        await self.stop_e2ee()
-        if self._session:
-            await self._session.close()
+        await self.close(self._session)
 
     @property
     def exclusive(self) -> bool:

@@ -5,7 +5,8 @@
   anything else would be a 451 and a traceback, and the sender would retry for days.
 - Writing (`render_mail`, `render_notice`): whatever a name, an organisation, a text, a file
   name or a link id holds, every header of the mail is one line free of control characters, and
-  the mail has exactly the headers it should (none injected).
+  the mail has exactly the headers it should (none injected); its Subject and its sender's name
+  read back as they were written, and no line is longer than RFC 5322 allows.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import base64
 import unicodedata
 from datetime import UTC, datetime
+from email.header import decode_header, make_header
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser
-from email.policy import SMTP, compat32
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32, default
+from email.utils import parseaddr
 from pathlib import Path
 
 from hypothesis import example, given
@@ -24,6 +27,7 @@ from hypothesis import strategies as st
 from bridge.connector import Outgoing
 from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
 from connectors.email.config import InboundSettings
+from connectors.email.folding import POLICY
 from connectors.email.head import HeaderLimits, OverLimit, header_end
 from connectors.email.headers import header_text
 from connectors.email.outbound import wire_bytes
@@ -286,7 +290,7 @@ def assert_clean_headers(msg: EmailMessage, expected: set[str]) -> None:
         if part is not msg:
             assert {name for name, _ in part.items()} <= PART_HEADERS | {"Content-Type"}
         for name, value in part.raw_items():
-            folded = SMTP.fold_binary(name, value).removesuffix(b"\r\n")
+            folded = POLICY.fold_binary(name, value).removesuffix(b"\r\n")
             line = folded.replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ")
             assert not any(b < 0x20 and b != 0x09 or b == 0x7F for b in line), folded
 
@@ -325,6 +329,46 @@ def test_a_rendered_mail_has_clean_headers_only(
             media=b"abc",
         )
         assert_clean_headers(msg, MAIL_HEADERS)
+
+
+def rfc2047_mailbox(raw: bytes, name: str) -> tuple[str, str]:
+    """``(display name, address)`` of an address field as RFC 2047 reads it: the email
+    package's legacy decoder, which (unlike its newer parser) ignores the space between two
+    encoded words of a display name, as the RFC and other decoders do."""
+    value = BytesParser(policy=compat32).parsebytes(raw, headersonly=True)[name]
+    display, address = parseaddr(value.replace("\r\n", "").replace("\n", ""))
+    return str(make_header(decode_header(display))), address
+
+
+@example(
+    "Straße – Übermäßig: Rückmeldung für Baustellen und Umleitungen im Süden",
+    "Zoë Größenwahn-Übermäßig – Abteilung Straße",
+    "BMI",
+)
+@example("x" * 80 + " " + "y" * 120, "Москва Париж Берлин Рим Мадрид Лиссабон Варшава", None)
+@example("a  b\tc", '"\\', "(x) <y@z>, w:")
+@given(
+    st.text(st.characters(exclude_categories=()), max_size=200),
+    NAMES_WRITTEN,
+    st.one_of(st.none(), NAMES_WRITTEN),
+)
+def test_a_rendered_subject_and_sender_read_as_written(
+    text: str, name: str, org: str | None
+) -> None:
+    async def no_media(ref: str) -> bytes:
+        raise AssertionError(ref)
+
+    sender = Sender("bund", "@e:b", name, org=org, suffix=" (Bund)")
+    event = Event(Kind.MESSAGE, "wg", "bund", "!r:b", "$1", sender, text=text)
+    out = Outgoing(event, ADDRESS, None, None, False, no_media)
+    msg = render_mail(
+        out, link_id="wg", address=ADDRESS, message_id="<m.1@l.test>", date=DATE, media=None
+    )
+    raw = wire_bytes(msg, "lists.passerelle.test", None)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    assert str(BytesParser(policy=default).parsebytes(raw)["Subject"]) == str(msg["Subject"])
+    assert rfc2047_mailbox(raw, "From") == (msg["From"].addresses[0].display_name, ADDRESS)
 
 
 @example(ENCODED_CRLF, "wg")

@@ -9,14 +9,16 @@ leaves the machine.
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dns.nameserver
 import dns.resolver
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from dnslib import QTYPE, RCODE, RR, TXT, DNSRecord
+from dnslib import QTYPE, RCODE, RR, TXT, DNSError, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 from tests.harness.synapse import free_port
@@ -47,6 +49,7 @@ class _Records(BaseResolver):  # type: ignore[misc]
     def __init__(self) -> None:
         self.txt: dict[str, list[str]] = {}
         self.failing: set[str] = set()
+        self.silent = False
         self.lock = threading.Lock()
 
     def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
@@ -55,6 +58,8 @@ class _Records(BaseResolver):  # type: ignore[misc]
         with self.lock:
             values = list(self.txt.get(name, []))
             failing = name in self.failing
+            if self.silent:
+                raise DNSError("silent")  # dnslib's handler then sends no reply at all
         if failing:
             reply.header.rcode = RCODE.SERVFAIL
         elif request.q.qtype == QTYPE.TXT and values:
@@ -91,6 +96,17 @@ class DnsServer:
         """Answer SERVFAIL for ``name`` from now on, as a broken authoritative server does."""
         with self._records.lock:
             self._records.failing.add(name.lower())
+
+    @contextlib.contextmanager
+    def silent(self) -> Iterator[None]:
+        """Answer nothing while inside, as a nameserver that is down or out of reach."""
+        with self._records.lock:
+            self._records.silent = True
+        try:
+            yield
+        finally:
+            with self._records.lock:
+                self._records.silent = False
 
     def start(self) -> None:
         for server in self._servers:
