@@ -43,7 +43,7 @@ test: $(VENV)/.installed system-deps
 fuzz: $(VENV)/.installed
 	FUZZ_PROFILE=fuzz $(PY) -m pytest -q tests/fuzz $(PYTEST_ARGS)
 
-# The whole fault suite (about half an hour: ten SIGKILLs, a homeserver down 10 minutes...) on
+# The whole fault suite (about 20 minutes: ten SIGKILLs, a homeserver down 10 minutes...) on
 # real servers and PostgreSQL at 127.0.0.1:5432; make test runs a short subset of it.
 # FAULTS_ARGS=--help lists what can be shortened.
 faults: $(VENV)/.installed system-deps
