@@ -21,6 +21,7 @@ events (MSC2409), device list changes and one-time key counts (MSC3202).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import re
@@ -397,6 +398,9 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
                 await asyncio.wait_for(self.rooms_ready.wait(), READY_TIMEOUT)
             except TimeoutError:
                 return _error(503, "M_UNKNOWN", "Bridge rooms are not set up yet")
+        if not self.catch_up.first_pass.is_set():
+            with contextlib.suppress(TimeoutError):  # late rather than never
+                await asyncio.wait_for(self.catch_up.first_pass.wait(), READY_TIMEOUT)
         if self.e2ee is not None:
             # Keys first: a room key and the message it opens may share a transaction.
             await self.e2ee.receive(

@@ -65,6 +65,10 @@ class CatchUp:
         self._active: set[str] = set()
         self._everything = True
         self._wake = asyncio.Event()
+        self.first_pass = asyncio.Event()
+        """Set once every room was read after start (or tried): pushed events wait for it, so
+        what was said while the bridge was down goes out before what is said now, in the
+        rooms' order (Synapse may push a newer event before retrying an older one)."""
 
     def active(self, room_id: str) -> None:
         """An event of ``room_id`` was pushed: read the room at the next regular pass."""
@@ -95,6 +99,7 @@ class CatchUp:
                     self.log.warning("Could not catch up with %s: %s", room, e)
                     self._everything = True
                     break
+            self.first_pass.set()
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
