@@ -56,6 +56,48 @@ async def own_echo(xw: XmppWorld, who: str, sent: Message) -> Message:
     )
 
 
+async def test_the_bridge_joins_the_muc_once_and_without_a_failure(xw: XmppWorld) -> None:
+    """At first start (this test runs first): Alice, in the MUC before the bridge came, saw
+    its occupant arrive once and never leave, and the bridge logged no failed join."""
+    bridge = [p for p in xw.xmpp["alice"].presences if p["from"] == f"{MUC}/Passerelle"]
+    assert [p["type"] for p in bridge] == ["available"]
+    assert "Cannot join" not in xw.bridge.log_text()
+    assert f"{MUC} refused" not in xw.bridge.log_text()
+
+
+NEW_MUC = "neu@conference.xmpp.test"
+NEW_LINK = f"""\
+  - id: neu
+    rooms:
+      bund: "#neu:bund.test"
+      xmpp: {NEW_MUC}
+"""
+
+
+async def test_a_link_to_a_new_muc_is_joined_at_once_and_the_room_is_open(xw: XmppWorld) -> None:
+    """A link is added to a MUC nobody created yet: the bridge creates it without a failed
+    join, and the room is open at once (Prosody locks a new room until its owner configures
+    it): Bob can join, and Max's message reaches him through Max's puppet."""
+    max_, bob = xw.users["max"], xw.xmpp["bob"]
+    room = await max_.create_room(alias="neu", name="Neu", public=True)
+    await xw.bridge.astop()
+    xw.config_path.write_text(xw.config_path.read_text() + NEW_LINK)
+    since = len(xw.bridge.log_text())
+    await xw.bridge.start()
+
+    await bob.join(NEW_MUC, "Bob")
+    text = unique("Willkommen im neuen Raum")
+    await max_.send_text(room, text)
+    seen = await bob.wait_for_body(NEW_MUC, text)
+    assert seen["from"].resource == "Max Mustermann [BMI]"
+    answer = unique("Danke, Max")
+    bob.say(NEW_MUC, answer)
+    await max_.wait_for(room, body_is(answer))
+    log = xw.bridge.log_text()[since:]
+    assert "Cannot join" not in log and f"{NEW_MUC} refused" not in log
+    assert f"Joined {NEW_MUC} as Passerelle" in log
+
+
 async def test_muc_text_reaches_both_matrix_rooms_under_the_senders_names(xw: XmppWorld) -> None:
     max_, jean = xw.users["max"], xw.users["jean"]
     text = unique("Hallo aus der Behörde")

@@ -313,10 +313,10 @@ def test_presences_of_the_room() -> None:
     ))  # fmt: skip
     assert renamed.new_nick == "Robert" and 303 in renamed.statuses
     conflict = parse_presence(stanza(
-        f'<presence type="error" to="p@passerelle.xmpp.test" from="{ROOM}/Bob"><error '
+        f'<presence type="error" id="j1" to="p@passerelle.xmpp.test" from="{ROOM}/Bob"><error '
         'type="cancel"><conflict xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></presence>'
     ))  # fmt: skip
-    assert conflict.error == "conflict"
+    assert conflict.error == "conflict" and conflict.id == "j1"  # the join it answers
 
 
 # -- outbound -------------------------------------------------------------------------------------
@@ -385,8 +385,8 @@ def test_reaction_refs_round_trip_and_other_ids_are_not_refs() -> None:
 
 
 def test_join_presence_asks_for_history_only_for_the_listener() -> None:
-    listener = join_presence(f"{ROOM}/Passerelle", "c.test", history=True)
-    puppet = join_presence(f"{ROOM}/Max", "m@c.test", history=False, photo_hash="ab12")
+    listener = join_presence(f"{ROOM}/Passerelle", "c.test", "j1", history=True)
+    puppet = join_presence(f"{ROOM}/Max", "m@c.test", "j2", history=False, photo_hash="ab12")
     muc = "{http://jabber.org/protocol/muc}"
     assert listener.find(f"{muc}x/{muc}history") is None
     history = puppet.find(f"{muc}x/{muc}history")

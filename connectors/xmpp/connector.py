@@ -24,6 +24,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from slixmpp.plugins.xep_0410 import PingStatus
 
@@ -31,7 +32,7 @@ from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing, U
 from bridge.events import Event, Kind, Sender
 from bridge.naming import address_parts
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
-from connectors.xmpp.component import FATAL, Component, Handlers, NotConnected, VCard
+from connectors.xmpp.component import FATAL, Component, Handlers, Missing, NotConnected, VCard
 from connectors.xmpp.config import XmppNetwork
 from connectors.xmpp.direct import OneToOne
 from connectors.xmpp.fetch_policy import FilePolicy
@@ -44,6 +45,7 @@ from connectors.xmpp.translate import (
     MalformedStanza,
     Message,
     Oob,
+    Presence,
     Reply,
     chat_state_stanza,
     edit_event,
@@ -86,6 +88,16 @@ class Refused(Exception):
     def __init__(self, condition: str) -> None:
         super().__init__(condition)
         self.condition = condition
+
+
+@dataclass(frozen=True)
+class _Join:
+    """A join the bridge sent (as its listener or a puppet), waiting for the room's answer: its
+    self-presence, or an error carrying the join's own id (never an error that answers another
+    stanza to the room, such as a leave)."""
+
+    stanza_id: str
+    future: asyncio.Future[Presence]
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,7 @@ class XmppConnector(Connector, Typing):
             FilePolicy(network.file_hosts, network.file_private_networks),
         )
         self._echoes: dict[str, _Echo] = {}
-        self._joins: dict[tuple[str, str], asyncio.Future[str]] = {}
+        self._joins: dict[tuple[str, str], _Join] = {}
         self._seat_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._joining: set[str] = set()
         self.vcards = VCards()
@@ -206,7 +218,9 @@ class XmppConnector(Connector, Typing):
     def _offline(self) -> None:
         for room in self.rooms.values():
             room.left()
-        for future in [*(echo.future for echo in self._echoes.values()), *self._joins.values()]:
+        futures: list[asyncio.Future[Any]] = [echo.future for echo in self._echoes.values()]
+        futures += [join.future for join in self._joins.values()]
+        for future in futures:
             if not future.done():
                 future.set_exception(NotConnected("lost the XMPP server connection"))
 
@@ -216,29 +230,49 @@ class XmppConnector(Connector, Typing):
             return
         self._joining.add(room.jid)
         try:
-            # An occupant left over from an earlier run would make this join a mere presence
-            # update, without history; leaving first makes it a fresh join.
-            self._send(leave_presence(f"{room.jid}/{self.network.nick}", self.bot_jid))
             room.replay_anchored = False
-            features = await self.component.features(room.jid, DISCO_TIMEOUT)
+            try:
+                features = await self.component.features(room.jid, DISCO_TIMEOUT)
+            except Missing:
+                features = None  # nobody made the room yet: the join creates it
+            else:
+                # An occupant left over from an earlier run (the server keeps a component's
+                # occupants when it disconnects) would make this join a mere presence update,
+                # without history; leaving first makes it a fresh join. Only a room that exists
+                # can hold one: Prosody answers a leave to any other with item-not-found.
+                self._send(leave_presence(f"{room.jid}/{self.network.nick}", self.bot_jid))
             room.occupant_ids = features is not None and NS_OCCUPANT_ID in features
             for nick in nick_candidates(self.network.nick):
                 try:
-                    room.nick = await self._occupy(room.jid, self.bot_jid, nick, history=True)
+                    joined = await self._occupy(room.jid, self.bot_jid, nick, history=True)
                 except Refused as e:
                     if e.condition == "conflict":
                         continue
                     self._join_failed(room, e.condition)
                     return
+                room.nick = joined.nick
                 room.joined = True
                 room.join_failures = 0
                 self.log.info("Joined %s as %s (link %s)", room.jid, room.nick, room.link_id)
+                if 201 in joined.statuses:
+                    await self._created(room)
                 return
             self._join_failed(room, "every nickname is taken")
         except NotConnected:
             return
         finally:
             self._joining.discard(room.jid)
+
+    async def _created(self, room: Room) -> None:
+        """The bridge's join created ``room`` (status 201): it accepts the default
+        configuration, which unlocks the room for everyone else, and learns its features."""
+        self.log.info("Created %s; accepting its default configuration", room.jid)
+        if await self.component.accept_default_config(room.jid, self.bot_jid, DISCO_TIMEOUT):
+            try:
+                features = await self.component.features(room.jid, DISCO_TIMEOUT)
+            except Missing:
+                features = None
+            room.occupant_ids = features is not None and NS_OCCUPANT_ID in features
 
     def _join_failed(self, room: Room, why: str) -> None:
         room.join_failures += 1
@@ -248,20 +282,22 @@ class XmppConnector(Connector, Typing):
 
     async def _occupy(
         self, room_jid: str, jid: str, nick: str, *, history: bool, photo_hash: str | None = None
-    ) -> str:
-        """Join (or change nickname in) a room as ``jid``; the nickname the room gave."""
+    ) -> Presence:
+        """Join (or change nickname in) a room as ``jid``; the room's self-presence in answer
+        (with the nickname it gave)."""
         key = (room_jid, jid)
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._joins[key] = future
+        join = _Join(f"{ORIGIN_PREFIX}join-{uuid.uuid4().hex}",
+                     asyncio.get_running_loop().create_future())  # fmt: skip
+        self._joins[key] = join
         try:
-            self.component.send_element(
-                join_presence(f"{room_jid}/{nick}", jid, history=history, photo_hash=photo_hash)
-            )
-            return await asyncio.wait_for(future, JOIN_TIMEOUT)
+            self.component.send_element(join_presence(
+                f"{room_jid}/{nick}", jid, join.stanza_id, history=history, photo_hash=photo_hash
+            ))  # fmt: skip
+            return await asyncio.wait_for(join.future, JOIN_TIMEOUT)
         except TimeoutError:
             raise Refused("remote-server-timeout") from None
         finally:
-            if self._joins.get(key) is future:
+            if self._joins.get(key) is join:
                 del self._joins[key]
 
     async def _maintain(self) -> None:
@@ -307,10 +343,10 @@ class XmppConnector(Connector, Typing):
         if room is None:
             self.log.debug("Ignoring presence from %s to %s", pres.sender, pres.to)
             return
-        future = self._joins.get((room.jid, to))
+        join = self._joins.get((room.jid, to))
         if pres.type == "error":
-            if future is not None and not future.done():
-                future.set_exception(Refused(pres.error or "undefined-condition"))
+            if join is not None and pres.id == join.stanza_id and not join.future.done():
+                join.future.set_exception(Refused(pres.error or "undefined-condition"))
             else:
                 self.log.warning("%s refused %s: %s", room.jid, to, pres.error)
             return
@@ -320,8 +356,8 @@ class XmppConnector(Connector, Typing):
                 # The room tells each of the bridge's occupants (puppets too) who it is, even
                 # where it hides real JIDs: how the bridge knows its own messages in history.
                 self._occupant(room, pres.nick, to, pres.occupant_id)
-                if future is not None and not future.done():
-                    future.set_result(pres.nick)
+                if join is not None and not join.future.done():
+                    join.future.set_result(pres)
         if to != self.bot_jid or pres.is_self:
             return
         if pres.type == "unavailable":
@@ -623,7 +659,7 @@ class XmppConnector(Connector, Typing):
                         f"{base} could not join {room.jid}: {e.condition}",
                         permanent=e.condition in _PERMANENT_JOIN,
                     ) from e
-                room.seats[jid] = Seat(got, base)
+                room.seats[jid] = Seat(got.nick, base)
                 return
             raise DeliveryError(f"no free nickname for {base} in {room.jid}")
 

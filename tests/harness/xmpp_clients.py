@@ -99,10 +99,12 @@ class XmppUser:
     # -- rooms -------------------------------------------------------------------------------------
 
     async def join(self, room: str, nick: str) -> None:
-        """Join a MUC without history (a person opening the room now)."""
-        await self.client.plugin["xep_0045"].join_muc_wait(
-            JID(room), nick, maxstanzas=0, timeout=30
-        )
+        """Join a MUC without history (a person opening the room now). A room this join
+        created is unlocked with its default configuration, as clients do ("instant room")."""
+        muc = self.client.plugin["xep_0045"]
+        presence = (await muc.join_muc_wait(JID(room), nick, maxstanzas=0, timeout=30))[0]
+        if 201 in presence["muc"]["status_codes"]:
+            await muc.set_room_config(JID(room), self.client.plugin["xep_0004"].make_form())
         self.nicks[room] = nick
 
     def occupants(self, room: str) -> list[str]:
