@@ -220,6 +220,10 @@ async def test_retractions_cross_both_ways(xw: XmppWorld) -> None:
     assert retraction["from"] == seen["from"]
 
 
+def reactions_to(target: str, keys: set[str]) -> Any:
+    return lambda m: m["reactions"]["id"] == target and m["reactions"]["values"] == keys
+
+
 async def test_reactions_cross_both_ways(xw: XmppWorld) -> None:
     jean, alice, max_ = xw.users["jean"], xw.xmpp["alice"], xw.users["max"]
     sent = alice.say(MUC, unique("Einverstanden?"))
@@ -229,11 +233,6 @@ async def test_reactions_cross_both_ways(xw: XmppWorld) -> None:
         "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored["event_id"],
                          "key": "👍"},
     })  # fmt: skip
-
-    def reactions_to(target: str, keys: set[str]) -> Any:
-        return lambda m: (
-            m["reactions"]["id"] == target and m["reactions"]["values"] == keys
-        )  # fmt: skip
 
     seen = await alice.wait_for(reactions_to(stanza_id, {"👍"}))
     assert seen["from"].resource == "Jean Dupont [Intérieur] (Tchap)"
@@ -409,6 +408,66 @@ async def test_a_bridge_restart_catches_up_without_doubles(xw: XmppWorld) -> Non
     assert seen["from"].resource == "Max Mustermann [BMI]"
     assert (await bodies(max_, xw.rooms["bund"])).count(before) == 1
     assert (await bodies(max_, xw.rooms["bund"])).count(missed) == 1
+
+
+@pytest.fixture
+async def no_history(xw: XmppWorld) -> AsyncIterator[None]:
+    """The MUC replays no history to someone joining (Alice owns it): what the bridge knew of
+    earlier messages after a restart is only what it stored."""
+    await xw.xmpp["alice"].set_history_length(MUC, 0)
+    yield
+    await xw.xmpp["alice"].set_history_length(MUC, 20)
+
+
+@pytest.mark.usefixtures("no_history")
+async def test_replies_corrections_and_reactions_keep_their_target_across_a_restart(
+    xw: XmppWorld,
+) -> None:
+    """Alice's message, Jean's 👍 and Alice's ❤️ on it, then the bridge restarts (the room
+    replays nothing): Max's reply still reaches the MUC addressed to Alice's message with her
+    words quoted, Alice's correction still edits the right event, her withdrawn ❤️ still
+    disappears, and Jean's second reaction still shows beside his first."""
+    alice, max_, jean = xw.xmpp["alice"], xw.users["max"], xw.users["jean"]
+    room = xw.rooms["bund"]
+    sent = alice.say(MUC, unique("Vorschlag: Treffen am Donnerstag"))
+    stanza_id = (await own_echo(xw, "alice", sent))["stanza_id"]["id"]
+    mirrored = await max_.wait_for(room, body_is(sent["body"]))
+    in_tchap = await jean.wait_for(xw.rooms["tchap"], body_is(sent["body"]))
+    await jean.send_event(xw.rooms["tchap"], "m.reaction", {"m.relates_to": {
+        "rel_type": "m.annotation", "event_id": in_tchap["event_id"], "key": "👍"}})  # fmt: skip
+    await alice.wait_for(reactions_to(stanza_id, {"👍"}))
+    alice.react(MUC, stanza_id, ["❤️"])
+    relation = {"rel_type": "m.annotation", "event_id": mirrored["event_id"], "key": "❤️"}
+    heart = await max_.wait_for(room, lambda e: e.get("type") == "m.reaction"
+                                and e["content"].get("m.relates_to") == relation)  # fmt: skip
+
+    await xw.bridge.restart()
+
+    answer = unique("Donnerstag passt")
+    await max_.send_event(room, "m.room.message", {
+        "msgtype": "m.text", "body": answer,
+        "m.relates_to": {"m.in_reply_to": {"event_id": mirrored["event_id"]}},
+    })  # fmt: skip
+    reply = await alice.wait_for(
+        lambda m: m["type"] == "groupchat" and m["reply"]["id"] == stanza_id
+    )
+    assert reply["reply"]["to"] == f"{MUC}/Alice"
+    assert reply["body"].startswith(f"> Alice:\n> {sent['body']}\n")
+    assert reply["reply"].strip_fallback_content() == answer
+
+    corrected = unique("Vorschlag: Treffen am Freitag")
+    alice.correct(MUC, sent, corrected)
+    edit = await max_.wait_for(
+        room, lambda e: e["content"].get("m.new_content", {}).get("body") == corrected
+    )
+    assert edit["content"]["m.relates_to"]["event_id"] == mirrored["event_id"]
+
+    alice.react(MUC, stanza_id, [])
+    await max_.wait_for(room, lambda e: e.get("type") == "m.room.redaction"
+                        and e.get("redacts") == heart["event_id"])  # fmt: skip
+    await jean.send_event(xw.rooms["tchap"], "m.reaction", {"m.relates_to": {
+        "rel_type": "m.annotation", "event_id": in_tchap["event_id"], "key": "🎉"}})  # fmt: skip
+    await alice.wait_for(reactions_to(stanza_id, {"👍", "🎉"}))
 
 
 async def test_prosody_restart_loses_nothing_sent_afterwards(xw: XmppWorld) -> None:

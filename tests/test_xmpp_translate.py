@@ -8,7 +8,7 @@ import pytest
 
 from bridge.connector import Outgoing
 from bridge.events import AttachmentKind, Event, Kind, MsgType, Sender
-from connectors.xmpp.rooms import Quote, Recent, Room
+from connectors.xmpp.rooms import QUOTED, Journal, Quote, Recent, Remembered, Room
 from connectors.xmpp.translate import (
     NS_FALLBACK,
     NS_REPLY,
@@ -403,6 +403,36 @@ def test_room_memory_resolves_ids_through_corrections() -> None:
     assert room.resolve("msg-1") == room.resolve("origin-1") == room.resolve("S1") == "S1"
     assert room.resolve("msg-2") == "S1"  # a correction of a correction targets the original
     assert room.resolve("unknown") is None
+
+
+def test_room_memories_come_back_from_their_journal() -> None:
+    """What a room learned, noted in its journal and restored into a fresh room (as after a
+    restart), answers the same."""
+    journal = Journal()
+    room = Room(ROOM, "wg", journal)
+    room.remember_ids("S1", "msg-1", "origin-1")
+    room.quotes["S1"] = Quote.of("Alice", "Entwurf")
+    room.originals["S2"] = "S1"
+    room.reactions[("alice@xmpp.test", "S1")] = {"👍": "S3"}
+    room.sent_reactions[("p@c.test", "S1")] = ["❤️", "🎉"]
+    assert journal.pending.is_set()
+    entries = journal.take()
+    assert not journal.pending.is_set() and journal.take() == []
+    again = Room(ROOM, "wg", Journal())
+    for entry in entries:
+        again.restore(entry)
+    again.restore(Remembered(ROOM, "a memory of a later version", '"k"', '"v"'))
+    assert again.resolve("origin-1") == again.resolve("S2") == "S1"
+    assert again.quotes.get("S1") == Quote("Alice", "Entwurf")
+    assert again.reactions.get(("alice@xmpp.test", "S1")) == {"👍": "S3"}
+    assert again.sent_reactions.get(("p@c.test", "S1")) == ["❤️", "🎉"]
+    assert again.journal is not None and again.journal.entries == []  # restoring notes nothing
+
+
+def test_quotes_keep_the_start_of_long_messages() -> None:
+    assert Quote.of("Alice", "kurz") == Quote("Alice", "kurz")
+    long = Quote.of("Alice", "x" * 10_000)
+    assert len(long.text) == QUOTED and long.text.endswith("…")
 
 
 def test_recent_forgets_the_oldest() -> None:

@@ -37,7 +37,7 @@ from connectors.xmpp.config import XmppNetwork
 from connectors.xmpp.direct import OneToOne
 from connectors.xmpp.fetch_policy import FilePolicy
 from connectors.xmpp.files import Files
-from connectors.xmpp.rooms import Quote, Room, Seat
+from connectors.xmpp.rooms import REMEMBERED, Journal, Quote, Room, Seat
 from connectors.xmpp.state import XmppState
 from connectors.xmpp.translate import (
     NS_OCCUPANT_ID,
@@ -76,6 +76,8 @@ MAINTENANCE_TICK = 5.0
 PING_TIMEOUT = 30.0
 INGEST_RETRY_MAX = 30.0
 JOIN_RETRY_MAX = 300.0
+PRUNE_EVERY = 5000
+"""Memory entries stored between two prunings of the state table."""
 _PERMANENT_JOIN = {"forbidden", "registration-required", "not-allowed", "jid-malformed",
                    "not-authorized"}  # fmt: skip
 _PERMANENT_SEND = {"forbidden", "not-allowed", "policy-violation", "bad-request",
@@ -116,11 +118,12 @@ class XmppConnector(Connector, Typing):
         self.host = host
         self.log = logging.getLogger(f"passerelle.{network.name}")
         self.bot_jid = network.component
+        self.journal = Journal()
         self.rooms: dict[str, Room] = {}
         for link in host.config.links:
             spec = link.rooms.get(self.name)
             if spec is not None and spec.room is not None:
-                self.rooms[spec.room] = Room(spec.room, link.id)
+                self.rooms[spec.room] = Room(spec.room, link.id, self.journal)
         self.rooms_ready = asyncio.Event()
         self.component = Component(
             network.component,
@@ -178,6 +181,10 @@ class XmppConnector(Connector, Typing):
         for room_jid, occupant_id, real_jid in await self.state.occupant_identities():
             if room_jid in self.rooms:
                 self.rooms[room_jid].identities[occupant_id] = real_jid
+        await self.state.prune_memories(REMEMBERED)
+        for entry in await self.state.memories():
+            if entry.room in self.rooms:
+                self.rooms[entry.room].restore(entry)
         for room in self.rooms.values():
             self.host.directory.bind(room.link_id, self.name, room.jid)
             self._tasks.append(asyncio.create_task(self._work(room), name=f"xmpp:{room.jid}"))
@@ -186,6 +193,9 @@ class XmppConnector(Connector, Typing):
         self._tasks.append(
             asyncio.create_task(self._store_identities(), name=f"xmpp-occupants:{self.name}")
         )
+        self._tasks.append(
+            asyncio.create_task(self._store_memories(), name=f"xmpp-memories:{self.name}")
+        )
         self.component.start()
 
     async def stop(self) -> None:
@@ -193,6 +203,7 @@ class XmppConnector(Connector, Typing):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._save_memories()
         if self.component.online:
             for room in self.rooms.values():
                 for jid, seat in room.seats.items():
@@ -384,6 +395,31 @@ class XmppConnector(Connector, Typing):
                 self.log.exception("Could not store who occupant %s of %s is", occupant_id,
                                    room)  # fmt: skip
 
+    async def _store_memories(self) -> None:
+        """Write what the rooms' memories learned, in batches: whatever was noted while the
+        previous batch was being written goes in the next one."""
+        stored = 0
+        while True:
+            await self.journal.pending.wait()
+            stored += await self._save_memories()
+            if stored >= PRUNE_EVERY:
+                stored = 0
+                try:
+                    await self.state.prune_memories(REMEMBERED)
+                except Exception:
+                    self.log.exception("Could not prune the stored room memories")
+
+    async def _save_memories(self) -> int:
+        """Store the journal's entries; how many. Ones that cannot be stored are only lost to
+        a restart (replies and reactions to those messages lose their context then)."""
+        entries = self.journal.take()
+        if entries:
+            try:
+                await self.state.save_memories(entries)
+            except Exception:
+                self.log.exception("Could not store %d room memory entries", len(entries))
+        return len(entries)
+
     def _own_presence(
         self, room: Room, jid: str, nick: str, ptype: str, statuses: frozenset[int]
     ) -> None:
@@ -472,7 +508,8 @@ class XmppConnector(Connector, Typing):
             return  # the room speaking for itself: subject, configuration notices
         stanza_id = msg.stanza_id(room.jid)
         remote_id = stanza_id or msg.id or fallback_id(msg)
-        room.remember_ids(remote_id, msg.id, msg.origin_id)
+        if stanza_id or msg.body is not None:  # not typing notifications: nothing refers to them
+            room.remember_ids(remote_id, msg.id, msg.origin_id)
         history = msg.delayed_by == room.jid
         author = room.author(msg)
         if self._is_own(room, msg, author):
@@ -554,7 +591,7 @@ class XmppConnector(Connector, Typing):
         if msg.reactions is not None:
             target = room.stanza_ids.get(msg.reactions.target) or msg.reactions.target
             key = (sender.user_id, target)
-            before = room.reactions.get(key, {})
+            before = room.reactions.get(key) or {}
             added, removed = reaction_changes(before, msg.reactions.keys, remote_id)
             room.reactions[key] = {k: before[k] if k in before else added[k]
                                    for k in msg.reactions.keys}  # fmt: skip
@@ -575,7 +612,7 @@ class XmppConnector(Connector, Typing):
                 return []
             room.originals[remote_id] = original
             if msg.body:
-                room.quotes[original] = Quote(msg.nick, msg.body)
+                room.quotes[original] = Quote.of(msg.nick, msg.body)
             return [edit_event(msg, remote_id=remote_id, link_id=room.link_id,
                                network=self.name, sender=sender, relates_to=original)]  # fmt: skip
         reply_to = None
@@ -586,7 +623,7 @@ class XmppConnector(Connector, Typing):
         if event is None:
             return []
         shown = event.text or (event.attachment.name if event.attachment else "")
-        room.quotes[remote_id] = Quote(msg.nick, shown)
+        room.quotes[remote_id] = Quote.of(msg.nick, shown)
         return [event]
 
     # -- sending -----------------------------------------------------------------------------------
@@ -723,9 +760,11 @@ class XmppConnector(Connector, Typing):
 
     async def _react(self, room: Room, out: Outgoing, sender_jid: str, msg_id: str) -> str:
         assert out.relates_to is not None and out.event.reaction is not None
-        keys = room.sent_reactions.setdefault((sender_jid, out.relates_to), [])
+        key = (sender_jid, out.relates_to)
+        keys = room.sent_reactions.get(key) or []
         if out.event.reaction not in keys:
-            keys.append(out.event.reaction)
+            keys = [*keys, out.event.reaction]
+            room.sent_reactions[key] = keys
         if room.stanza_ids.get(msg_id) is None:
             el = reactions_stanza(room.jid, sender_jid, msg_id, out.relates_to, keys)
             await self._post(room, sender_jid, el, msg_id)
@@ -736,9 +775,10 @@ class XmppConnector(Connector, Typing):
         reaction = parse_reaction_ref(out.relates_to)
         if reaction is not None:
             target, puppet, key = reaction
-            keys = room.sent_reactions.setdefault((puppet, target), [])
+            keys = room.sent_reactions.get((puppet, target)) or []
             if key in keys:
-                keys.remove(key)
+                keys = [k for k in keys if k != key]
+                room.sent_reactions[(puppet, target)] = keys
             el = reactions_stanza(room.jid, puppet, msg_id, target, keys)
             return await self._post(room, puppet, el, msg_id)
         el = retraction_stanza(room.jid, sender_jid, msg_id, out.relates_to)

@@ -107,6 +107,14 @@ class XmppUser:
             await muc.set_room_config(JID(room), self.client.plugin["xep_0004"].make_form())
         self.nicks[room] = nick
 
+    async def set_history_length(self, room: str, length: int) -> None:
+        """As the room's owner: how many messages the room replays to someone joining."""
+        form = self.client.plugin["xep_0004"].make_form(ftype="submit")
+        form.add_field(var="FORM_TYPE", ftype="hidden",
+                       value="http://jabber.org/protocol/muc#roomconfig")  # fmt: skip
+        form.add_field(var="muc#roomconfig_historylength", value=str(length))
+        await self.client.plugin["xep_0045"].set_room_config(JID(room), form)
+
     def occupants(self, room: str) -> list[str]:
         return list(self.client.plugin["xep_0045"].get_roster(JID(room)))
 
