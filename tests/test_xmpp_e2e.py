@@ -5,6 +5,7 @@ Matrix and Tchap rooms do, and the other way round."""
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from mautrix.types import RoomID
+from PIL import Image
 from slixmpp import Message
 
 from tests.harness import (
@@ -306,6 +308,32 @@ async def test_files_cross_both_ways_with_their_bytes(xw: XmppWorld) -> None:
     async with aiohttp.ClientSession() as session, session.get(shared["oob"]["url"]) as resp:
         assert resp.status == 200
         assert await resp.read() == data
+
+
+async def test_files_from_xmpp_reach_matrix_with_their_size_type_and_dimensions(
+    xw: XmppWorld,
+) -> None:
+    """What a Matrix client needs to show a picture well (``info``), from the bytes: an XMPP
+    file is only a URL."""
+    max_, alice = xw.users["max"], xw.xmpp["alice"]
+    room = xw.rooms["bund"]
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (0, 90, 160)).save(out, "JPEG")
+    photo = out.getvalue()
+    alice.share(MUC, await alice.upload(photo, "foto.jpg", "image/jpeg"))
+    note = "Bitte bis Freitag prüfen.\n".encode() * 40
+    alice.share(MUC, await alice.upload(note, "notiz.txt", "text/plain"))
+
+    def file_named(name: str) -> Any:
+        return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == name
+
+    image = (await max_.wait_for(room, file_named("foto.jpg")))["content"]
+    assert image["msgtype"] == "m.image"
+    assert image["info"] == {"mimetype": "image/jpeg", "size": len(photo), "w": 64, "h": 48}
+    assert await max_.client.download_media(image["url"]) == photo
+    text = (await max_.wait_for(room, file_named("notiz.txt")))["content"]
+    assert text["msgtype"] == "m.file"
+    assert text["info"] == {"mimetype": "text/plain", "size": len(note)}
 
 
 async def test_styling_crosses_both_ways(xw: XmppWorld) -> None:
