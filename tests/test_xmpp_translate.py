@@ -138,19 +138,19 @@ def test_history_is_marked_by_the_rooms_delay_and_carries_the_occupant_id() -> N
 
 
 def test_the_author_is_who_the_rooms_presences_showed_never_the_message() -> None:
-    room = Room(ROOM, "wg", occupant_ids=True)
+    room = Room(ROOM, "wg", Journal(), occupant_ids=True)
     assert room.occupant_seen("Alice", "alice@xmpp.test", "6vIZzwiZ6PA4AC1EuMt=")
     assert room.occupant_seen("Mallory", "mallory@other.test", "kS1eSOmD2Zf1TA3LuGWw=")
     assert room.author(parse_message(FORGED)) == "mallory@other.test"
     assert room.author(parse_message(HISTORY)) == "alice@xmpp.test"
     room.left()  # Alice is gone; her history keeps its author
     assert room.author(parse_message(HISTORY)) == "alice@xmpp.test"
-    stranger = Room(ROOM, "wg", occupant_ids=True)
+    stranger = Room(ROOM, "wg", Journal(), occupant_ids=True)
     assert stranger.author(parse_message(FORGED)) is None  # nobody vouches: not bridged
 
 
 def test_without_occupant_ids_the_author_is_the_nicknames_occupant() -> None:
-    room = Room(ROOM, "wg")
+    room = Room(ROOM, "wg", Journal())
     assert not room.occupant_seen("Mallory", "mallory@other.test", "forged-or-meaningless")
     assert room.author(parse_message(FORGED)) == "mallory@other.test"
     assert room.author(parse_message(HISTORY)) is None  # Alice is not in the room
@@ -159,7 +159,7 @@ def test_without_occupant_ids_the_author_is_the_nicknames_occupant() -> None:
 
 
 def test_an_occupant_id_identity_is_not_forgotten_when_a_presence_hides_it() -> None:
-    room = Room(ROOM, "wg", occupant_ids=True)
+    room = Room(ROOM, "wg", Journal(), occupant_ids=True)
     assert room.occupant_seen("Alice", "alice@xmpp.test", "oid")
     assert not room.occupant_seen("Alice", None, "oid")
     assert not room.occupant_seen("Alice", "alice@xmpp.test", "oid")
@@ -395,7 +395,7 @@ def test_join_presence_asks_for_history_only_for_the_listener() -> None:
 
 
 def test_room_memory_resolves_ids_through_corrections() -> None:
-    room = Room(ROOM, "wg")
+    room = Room(ROOM, "wg", Journal())
     room.remember_ids("S1", "msg-1", "origin-1")
     room.quotes["S1"] = Quote("Alice", "Entwruf")
     room.remember_ids("S2", "msg-2")
@@ -426,7 +426,7 @@ def test_room_memories_come_back_from_their_journal() -> None:
     assert again.quotes.get("S1") == Quote("Alice", "Entwurf")
     assert again.reactions.get(("alice@xmpp.test", "S1")) == {"👍": "S3"}
     assert again.sent_reactions.get(("p@c.test", "S1")) == ["❤️", "🎉"]
-    assert again.journal is not None and again.journal.entries == []  # restoring notes nothing
+    assert again.journal.entries == []  # restoring notes nothing
 
 
 def test_quotes_keep_the_start_of_long_messages() -> None:

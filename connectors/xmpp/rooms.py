@@ -92,14 +92,14 @@ def _key_from_json(text: str) -> Any:
 
 
 class Memory(Recent[K, V]):
-    """A room's bounded memory of one kind whose writes are also noted in a journal (when it
-    has one), so that they can be stored and `restore`d after a restart."""
+    """A room's bounded memory of one kind whose writes are also noted in a journal, so that
+    they can be stored and `restore`d after a restart."""
 
     def __init__(
         self,
         room: str,
         name: str,
-        journal: Journal | None,
+        journal: Journal,
         dump: Callable[[V], Any] = lambda value: value,
         load: Callable[[Any], V] = lambda value: value,
     ) -> None:
@@ -112,9 +112,8 @@ class Memory(Recent[K, V]):
 
     def __setitem__(self, key: K, value: V) -> None:
         super().__setitem__(key, value)
-        if self._journal is not None:
-            value_json = json.dumps(self._dump(value), ensure_ascii=False)
-            self._journal.note(Remembered(self.room, self.name, _json_key(key), value_json))
+        value_json = json.dumps(self._dump(value), ensure_ascii=False)
+        self._journal.note(Remembered(self.room, self.name, _json_key(key), value_json))
 
     def restore(self, key: str, value: str) -> None:
         """Take back a stored entry (without noting it again)."""
@@ -146,9 +145,8 @@ class Quote:
 class Room:
     jid: str
     link_id: str
-    journal: Journal | None = None
-    """Where writes to the memories below are noted for the state table (None: kept in
-    memory only)."""
+    journal: Journal
+    """Where writes to the memories below are noted for the state table."""
     queue: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
     """The room's messages to the bridge's listener, in arrival order."""
     joined: bool = False
