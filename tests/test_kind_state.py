@@ -3,9 +3,12 @@ bridge's database keeps it across restarts, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+
 from connectors.matrix import state as matrix
 from connectors.matrix.state import GhostProfile, MatrixState
 from connectors.xmpp import state as xmpp
+from connectors.xmpp.rooms import Remembered
 from connectors.xmpp.state import XmppState
 from tests.harness.postgres import Opener
 
@@ -70,3 +73,32 @@ async def test_occupant_identities_survive_a_restart_per_network(open_store: Ope
         (ROOM, "h1", "hidden@xmpp.test"),
     ]
     assert await XmppState(reopened.db, "nowhere").occupant_identities() == []
+
+
+def entry(memory: str, key: str, value: str, room: str = ROOM) -> Remembered:
+    return Remembered(room, memory, json.dumps(key), json.dumps(value))
+
+
+async def test_room_memories_survive_a_restart_newest_write_last(open_store: Opener) -> None:
+    store = await open_store()
+    db = await store.open_state(xmpp.upgrade_table)
+    state, other = XmppState(db, "xmpp"), XmppState(db, "other")
+    await state.save_memories([entry("id", "m1", "S1"), entry("id", "m2", "S2")])
+    await state.save_memories([entry("id", "m1", "S3")])  # rewritten: now the newest
+    await other.save_memories([entry("id", "m1", "elsewhere")])
+    await store.close()
+    reopened = XmppState(await (await open_store()).open_state(xmpp.upgrade_table), "xmpp")
+    assert await reopened.memories() == [entry("id", "m2", "S2"), entry("id", "m1", "S3")]
+
+
+async def test_room_memories_are_pruned_to_the_newest_per_room_and_kind(
+    open_store: Opener,
+) -> None:
+    state = XmppState(await (await open_store()).open_state(xmpp.upgrade_table), "xmpp")
+    await state.save_memories([entry("id", f"m{i}", f"S{i}") for i in range(5)])
+    await state.save_memories([entry("quote", "S1", "q"), entry("id", "x", "y", room="b@c.t")])
+    await state.prune_memories(2)
+    assert await state.memories() == [
+        entry("id", "m3", "S3"), entry("id", "m4", "S4"),
+        entry("quote", "S1", "q"), entry("id", "x", "y", room="b@c.t"),
+    ]  # fmt: skip

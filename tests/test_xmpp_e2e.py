@@ -5,6 +5,7 @@ Matrix and Tchap rooms do, and the other way round."""
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from mautrix.types import RoomID
+from PIL import Image
 from slixmpp import Message
 
 from tests.harness import (
@@ -54,6 +56,48 @@ async def own_echo(xw: XmppWorld, who: str, sent: Message) -> Message:
     return await xw.xmpp[who].wait_for(
         lambda m: m["type"] == "groupchat" and m["id"] == sent["id"] and m["from"].bare == MUC
     )
+
+
+async def test_the_bridge_joins_the_muc_once_and_without_a_failure(xw: XmppWorld) -> None:
+    """At first start (this test runs first): Alice, in the MUC before the bridge came, saw
+    its occupant arrive once and never leave, and the bridge logged no failed join."""
+    bridge = [p for p in xw.xmpp["alice"].presences if p["from"] == f"{MUC}/Passerelle"]
+    assert [p["type"] for p in bridge] == ["available"]
+    assert "Cannot join" not in xw.bridge.log_text()
+    assert f"{MUC} refused" not in xw.bridge.log_text()
+
+
+NEW_MUC = "neu@conference.xmpp.test"
+NEW_LINK = f"""\
+  - id: neu
+    rooms:
+      bund: "#neu:bund.test"
+      xmpp: {NEW_MUC}
+"""
+
+
+async def test_a_link_to_a_new_muc_is_joined_at_once_and_the_room_is_open(xw: XmppWorld) -> None:
+    """A link is added to a MUC nobody created yet: the bridge creates it without a failed
+    join, and the room is open at once (Prosody locks a new room until its owner configures
+    it): Bob can join, and Max's message reaches him through Max's puppet."""
+    max_, bob = xw.users["max"], xw.xmpp["bob"]
+    room = await max_.create_room(alias="neu", name="Neu", public=True)
+    await xw.bridge.astop()
+    xw.config_path.write_text(xw.config_path.read_text() + NEW_LINK)
+    since = len(xw.bridge.log_text())
+    await xw.bridge.start()
+
+    await bob.join(NEW_MUC, "Bob")
+    text = unique("Willkommen im neuen Raum")
+    await max_.send_text(room, text)
+    seen = await bob.wait_for_body(NEW_MUC, text)
+    assert seen["from"].resource == "Max Mustermann [BMI]"
+    answer = unique("Danke, Max")
+    bob.say(NEW_MUC, answer)
+    await max_.wait_for(room, body_is(answer))
+    log = xw.bridge.log_text()[since:]
+    assert "Cannot join" not in log and f"{NEW_MUC} refused" not in log
+    assert f"Joined {NEW_MUC} as Passerelle" in log
 
 
 async def test_muc_text_reaches_both_matrix_rooms_under_the_senders_names(xw: XmppWorld) -> None:
@@ -181,6 +225,10 @@ async def test_retractions_cross_both_ways(xw: XmppWorld) -> None:
     assert retraction["body"].splitlines()[-1] == "Falscher Raum gewählt"
 
 
+def reactions_to(target: str, keys: set[str]) -> Any:
+    return lambda m: m["reactions"]["id"] == target and m["reactions"]["values"] == keys
+
+
 async def test_reactions_cross_both_ways(xw: XmppWorld) -> None:
     jean, alice, max_ = xw.users["jean"], xw.xmpp["alice"], xw.users["max"]
     sent = alice.say(MUC, unique("Einverstanden?"))
@@ -190,11 +238,6 @@ async def test_reactions_cross_both_ways(xw: XmppWorld) -> None:
         "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored["event_id"],
                          "key": "👍"},
     })  # fmt: skip
-
-    def reactions_to(target: str, keys: set[str]) -> Any:
-        return lambda m: (
-            m["reactions"]["id"] == target and m["reactions"]["values"] == keys
-        )  # fmt: skip
 
     seen = await alice.wait_for(reactions_to(stanza_id, {"👍"}))
     assert seen["from"].resource == "Jean Dupont [Intérieur] (Tchap)"
@@ -268,6 +311,32 @@ async def test_files_cross_both_ways_with_their_bytes(xw: XmppWorld) -> None:
     async with aiohttp.ClientSession() as session, session.get(shared["oob"]["url"]) as resp:
         assert resp.status == 200
         assert await resp.read() == data
+
+
+async def test_files_from_xmpp_reach_matrix_with_their_size_type_and_dimensions(
+    xw: XmppWorld,
+) -> None:
+    """What a Matrix client needs to show a picture well (``info``), from the bytes: an XMPP
+    file is only a URL."""
+    max_, alice = xw.users["max"], xw.xmpp["alice"]
+    room = xw.rooms["bund"]
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (0, 90, 160)).save(out, "JPEG")
+    photo = out.getvalue()
+    alice.share(MUC, await alice.upload(photo, "foto.jpg", "image/jpeg"))
+    note = "Bitte bis Freitag prüfen.\n".encode() * 40
+    alice.share(MUC, await alice.upload(note, "notiz.txt", "text/plain"))
+
+    def file_named(name: str) -> Any:
+        return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == name
+
+    image = (await max_.wait_for(room, file_named("foto.jpg")))["content"]
+    assert image["msgtype"] == "m.image"
+    assert image["info"] == {"mimetype": "image/jpeg", "size": len(photo), "w": 64, "h": 48}
+    assert await max_.client.download_media(image["url"]) == photo
+    text = (await max_.wait_for(room, file_named("notiz.txt")))["content"]
+    assert text["msgtype"] == "m.file"
+    assert text["info"] == {"mimetype": "text/plain", "size": len(note)}
 
 
 async def test_styling_crosses_both_ways(xw: XmppWorld) -> None:
@@ -370,6 +439,66 @@ async def test_a_bridge_restart_catches_up_without_doubles(xw: XmppWorld) -> Non
     assert seen["from"].resource == "Max Mustermann [BMI]"
     assert (await bodies(max_, xw.rooms["bund"])).count(before) == 1
     assert (await bodies(max_, xw.rooms["bund"])).count(missed) == 1
+
+
+@pytest.fixture
+async def no_history(xw: XmppWorld) -> AsyncIterator[None]:
+    """The MUC replays no history to someone joining (Alice owns it): what the bridge knew of
+    earlier messages after a restart is only what it stored."""
+    await xw.xmpp["alice"].set_history_length(MUC, 0)
+    yield
+    await xw.xmpp["alice"].set_history_length(MUC, 20)
+
+
+@pytest.mark.usefixtures("no_history")
+async def test_replies_corrections_and_reactions_keep_their_target_across_a_restart(
+    xw: XmppWorld,
+) -> None:
+    """Alice's message, Jean's 👍 and Alice's ❤️ on it, then the bridge restarts (the room
+    replays nothing): Max's reply still reaches the MUC addressed to Alice's message with her
+    words quoted, Alice's correction still edits the right event, her withdrawn ❤️ still
+    disappears, and Jean's second reaction still shows beside his first."""
+    alice, max_, jean = xw.xmpp["alice"], xw.users["max"], xw.users["jean"]
+    room = xw.rooms["bund"]
+    sent = alice.say(MUC, unique("Vorschlag: Treffen am Donnerstag"))
+    stanza_id = (await own_echo(xw, "alice", sent))["stanza_id"]["id"]
+    mirrored = await max_.wait_for(room, body_is(sent["body"]))
+    in_tchap = await jean.wait_for(xw.rooms["tchap"], body_is(sent["body"]))
+    await jean.send_event(xw.rooms["tchap"], "m.reaction", {"m.relates_to": {
+        "rel_type": "m.annotation", "event_id": in_tchap["event_id"], "key": "👍"}})  # fmt: skip
+    await alice.wait_for(reactions_to(stanza_id, {"👍"}))
+    alice.react(MUC, stanza_id, ["❤️"])
+    relation = {"rel_type": "m.annotation", "event_id": mirrored["event_id"], "key": "❤️"}
+    heart = await max_.wait_for(room, lambda e: e.get("type") == "m.reaction"
+                                and e["content"].get("m.relates_to") == relation)  # fmt: skip
+
+    await xw.bridge.restart()
+
+    answer = unique("Donnerstag passt")
+    await max_.send_event(room, "m.room.message", {
+        "msgtype": "m.text", "body": answer,
+        "m.relates_to": {"m.in_reply_to": {"event_id": mirrored["event_id"]}},
+    })  # fmt: skip
+    reply = await alice.wait_for(
+        lambda m: m["type"] == "groupchat" and m["reply"]["id"] == stanza_id
+    )
+    assert reply["reply"]["to"] == f"{MUC}/Alice"
+    assert reply["body"].startswith(f"> Alice:\n> {sent['body']}\n")
+    assert reply["reply"].strip_fallback_content() == answer
+
+    corrected = unique("Vorschlag: Treffen am Freitag")
+    alice.correct(MUC, sent, corrected)
+    edit = await max_.wait_for(
+        room, lambda e: e["content"].get("m.new_content", {}).get("body") == corrected
+    )
+    assert edit["content"]["m.relates_to"]["event_id"] == mirrored["event_id"]
+
+    alice.react(MUC, stanza_id, [])
+    await max_.wait_for(room, lambda e: e.get("type") == "m.room.redaction"
+                        and e.get("redacts") == heart["event_id"])  # fmt: skip
+    await jean.send_event(xw.rooms["tchap"], "m.reaction", {"m.relates_to": {
+        "rel_type": "m.annotation", "event_id": in_tchap["event_id"], "key": "🎉"}})  # fmt: skip
+    await alice.wait_for(reactions_to(stanza_id, {"👍", "🎉"}))
 
 
 async def test_prosody_restart_loses_nothing_sent_afterwards(xw: XmppWorld) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from bridge.connector import Outgoing
 from bridge.events import AttachmentKind, Event, Kind, MsgType, Sender
-from connectors.xmpp.rooms import Quote, Recent, Room
+from connectors.xmpp.rooms import QUOTED, Journal, Quote, Recent, Remembered, Room
 from connectors.xmpp.translate import (
     NS_FALLBACK,
     NS_REPLY,
@@ -138,19 +138,19 @@ def test_history_is_marked_by_the_rooms_delay_and_carries_the_occupant_id() -> N
 
 
 def test_the_author_is_who_the_rooms_presences_showed_never_the_message() -> None:
-    room = Room(ROOM, "wg", occupant_ids=True)
+    room = Room(ROOM, "wg", Journal(), occupant_ids=True)
     assert room.occupant_seen("Alice", "alice@xmpp.test", "6vIZzwiZ6PA4AC1EuMt=")
     assert room.occupant_seen("Mallory", "mallory@other.test", "kS1eSOmD2Zf1TA3LuGWw=")
     assert room.author(parse_message(FORGED)) == "mallory@other.test"
     assert room.author(parse_message(HISTORY)) == "alice@xmpp.test"
     room.left()  # Alice is gone; her history keeps its author
     assert room.author(parse_message(HISTORY)) == "alice@xmpp.test"
-    stranger = Room(ROOM, "wg", occupant_ids=True)
+    stranger = Room(ROOM, "wg", Journal(), occupant_ids=True)
     assert stranger.author(parse_message(FORGED)) is None  # nobody vouches: not bridged
 
 
 def test_without_occupant_ids_the_author_is_the_nicknames_occupant() -> None:
-    room = Room(ROOM, "wg")
+    room = Room(ROOM, "wg", Journal())
     assert not room.occupant_seen("Mallory", "mallory@other.test", "forged-or-meaningless")
     assert room.author(parse_message(FORGED)) == "mallory@other.test"
     assert room.author(parse_message(HISTORY)) is None  # Alice is not in the room
@@ -159,7 +159,7 @@ def test_without_occupant_ids_the_author_is_the_nicknames_occupant() -> None:
 
 
 def test_an_occupant_id_identity_is_not_forgotten_when_a_presence_hides_it() -> None:
-    room = Room(ROOM, "wg", occupant_ids=True)
+    room = Room(ROOM, "wg", Journal(), occupant_ids=True)
     assert room.occupant_seen("Alice", "alice@xmpp.test", "oid")
     assert not room.occupant_seen("Alice", None, "oid")
     assert not room.occupant_seen("Alice", "alice@xmpp.test", "oid")
@@ -313,10 +313,10 @@ def test_presences_of_the_room() -> None:
     ))  # fmt: skip
     assert renamed.new_nick == "Robert" and 303 in renamed.statuses
     conflict = parse_presence(stanza(
-        f'<presence type="error" to="p@passerelle.xmpp.test" from="{ROOM}/Bob"><error '
+        f'<presence type="error" id="j1" to="p@passerelle.xmpp.test" from="{ROOM}/Bob"><error '
         'type="cancel"><conflict xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></presence>'
     ))  # fmt: skip
-    assert conflict.error == "conflict"
+    assert conflict.error == "conflict" and conflict.id == "j1"  # the join it answers
 
 
 # -- outbound -------------------------------------------------------------------------------------
@@ -385,8 +385,8 @@ def test_reaction_refs_round_trip_and_other_ids_are_not_refs() -> None:
 
 
 def test_join_presence_asks_for_history_only_for_the_listener() -> None:
-    listener = join_presence(f"{ROOM}/Passerelle", "c.test", history=True)
-    puppet = join_presence(f"{ROOM}/Max", "m@c.test", history=False, photo_hash="ab12")
+    listener = join_presence(f"{ROOM}/Passerelle", "c.test", "j1", history=True)
+    puppet = join_presence(f"{ROOM}/Max", "m@c.test", "j2", history=False, photo_hash="ab12")
     muc = "{http://jabber.org/protocol/muc}"
     assert listener.find(f"{muc}x/{muc}history") is None
     history = puppet.find(f"{muc}x/{muc}history")
@@ -395,7 +395,7 @@ def test_join_presence_asks_for_history_only_for_the_listener() -> None:
 
 
 def test_room_memory_resolves_ids_through_corrections() -> None:
-    room = Room(ROOM, "wg")
+    room = Room(ROOM, "wg", Journal())
     room.remember_ids("S1", "msg-1", "origin-1")
     room.quotes["S1"] = Quote("Alice", "Entwruf")
     room.remember_ids("S2", "msg-2")
@@ -403,6 +403,36 @@ def test_room_memory_resolves_ids_through_corrections() -> None:
     assert room.resolve("msg-1") == room.resolve("origin-1") == room.resolve("S1") == "S1"
     assert room.resolve("msg-2") == "S1"  # a correction of a correction targets the original
     assert room.resolve("unknown") is None
+
+
+def test_room_memories_come_back_from_their_journal() -> None:
+    """What a room learned, noted in its journal and restored into a fresh room (as after a
+    restart), answers the same."""
+    journal = Journal()
+    room = Room(ROOM, "wg", journal)
+    room.remember_ids("S1", "msg-1", "origin-1")
+    room.quotes["S1"] = Quote.of("Alice", "Entwurf")
+    room.originals["S2"] = "S1"
+    room.reactions[("alice@xmpp.test", "S1")] = {"👍": "S3"}
+    room.sent_reactions[("p@c.test", "S1")] = ["❤️", "🎉"]
+    assert journal.pending.is_set()
+    entries = journal.take()
+    assert not journal.pending.is_set() and journal.take() == []
+    again = Room(ROOM, "wg", Journal())
+    for entry in entries:
+        again.restore(entry)
+    again.restore(Remembered(ROOM, "a memory of a later version", '"k"', '"v"'))
+    assert again.resolve("origin-1") == again.resolve("S2") == "S1"
+    assert again.quotes.get("S1") == Quote("Alice", "Entwurf")
+    assert again.reactions.get(("alice@xmpp.test", "S1")) == {"👍": "S3"}
+    assert again.sent_reactions.get(("p@c.test", "S1")) == ["❤️", "🎉"]
+    assert again.journal.entries == []  # restoring notes nothing
+
+
+def test_quotes_keep_the_start_of_long_messages() -> None:
+    assert Quote.of("Alice", "kurz") == Quote("Alice", "kurz")
+    long = Quote.of("Alice", "x" * 10_000)
+    assert len(long.text) == QUOTED and long.text.endswith("…")
 
 
 def test_recent_forgets_the_oldest() -> None:

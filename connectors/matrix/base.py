@@ -17,6 +17,7 @@ import asyncio
 import logging
 from abc import abstractmethod
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,7 @@ from mautrix.types import ContentURI, EventID, EventType, RoomAlias, RoomID, Use
 from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Host, Outgoing, Refusal, Unavailable
 from bridge.events import Event, Kind, Sender
+from bridge.media import described
 from bridge.naming import MAX_NAME, clean, shown_name
 from bridge.notices import Notice, notice
 from bridge.policy import account_domain, foreign_domains, sender_allowed
@@ -650,13 +652,16 @@ class MatrixConnector(Connector):
             return await self._relay_reaction(api, out, encrypted)
         mxc = file = None
         if media is not None and event.attachment is not None:
+            # Clients show a picture well only with its size, type and dimensions (``info``).
+            attachment = described(event.attachment, media)
+            out = replace(out, event=replace(event, attachment=attachment))
             if encrypted:
                 file = await self._upload_encrypted(api, media)
             else:
                 mxc = await api.upload_media(
                     media,
-                    mime_type=event.attachment.mimetype,
-                    filename=event.attachment.name,
+                    mime_type=attachment.mimetype,
+                    filename=attachment.name,
                     size=len(media),
                 )
         etype, content = matrix_content(

@@ -30,8 +30,11 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 from slixmpp.xmlstream.stanzabase import StanzaBase
 
+from connectors.xmpp.translate import error_condition
+
 log = logging.getLogger(__name__)
 
+NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner"
 INITIAL_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 IQ_TIMEOUT = 30.0
@@ -42,6 +45,10 @@ errors that are no `Exception` (slixmpp's Rust JID functions panic with one)."""
 
 class NotConnected(Exception):
     """The component is not connected to the XMPP server right now."""
+
+
+class Missing(Exception):
+    """The entity asked does not exist: it answered ``item-not-found``."""
 
 
 class UploadError(Exception):
@@ -235,15 +242,41 @@ class Component(ComponentXMPP):  # type: ignore[misc]
             log.exception("Could not answer a %s from %s with %s", kind, sender, condition)
 
     async def features(self, jid: str, timeout: float) -> frozenset[str] | None:  # noqa: ASYNC109
-        """The disco#info features (XEP-0030) of ``jid``, or None when it answers none."""
+        """The disco#info features (XEP-0030) of ``jid``, or None when it answers none.
+
+        Raises `Missing` when ``jid`` does not exist (a MUC nobody created yet)."""
         try:
             iq = await self.plugin["xep_0030"].get_info(
                 jid=JID(jid), local=False, cached=False, timeout=timeout
             )
-        except (IqError, IqTimeout) as e:
-            log.info("No disco#info from %s: %s", jid, e)
+        except IqError as e:
+            condition = error_condition(e.iq.xml)
+            if condition == "item-not-found":
+                raise Missing(jid) from None
+            log.info("No disco#info from %s: %s", jid, condition)
+            return None
+        except IqTimeout:
+            log.info("No disco#info from %s within %.0fs", jid, timeout)
             return None
         return frozenset(iq["disco_info"]["features"])
+
+    async def accept_default_config(self, room: str, owner: str, timeout: float) -> bool:  # noqa: ASYNC109
+        """Unlock a MUC that ``owner`` just created by accepting its default configuration
+        (an "instant room", XEP-0045 §10.1.2): until then Prosody (``muc_room_locking``, on by
+        default) answers everyone else's join with item-not-found. False when it refused."""
+        iq = self.make_iq_set(ito=JID(room), ifrom=JID(owner))
+        query = ET.SubElement(iq.xml, f"{{{NS_MUC_OWNER}}}query")
+        ET.SubElement(query, "{jabber:x:data}x", {"type": "submit"})
+        try:
+            await iq.send(timeout=timeout)
+        except IqError as e:
+            log.warning("%s refused its default configuration: %s", room,
+                        error_condition(e.iq.xml))  # fmt: skip
+            return False
+        except IqTimeout:
+            log.warning("%s did not answer its configuration within %.0fs", room, timeout)
+            return False
+        return True
 
     async def self_ping(self, occupant: str, sender: str, timeout: float) -> PingStatus:  # noqa: ASYNC109
         """XEP-0410: is ``sender`` still the occupant ``occupant`` (``room/nick``)?"""

@@ -24,6 +24,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from slixmpp.plugins.xep_0410 import PingStatus
 
@@ -33,12 +34,12 @@ from bridge.events import Event, Kind, Sender
 from bridge.naming import address_parts
 from bridge.notices import Notice
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
-from connectors.xmpp.component import FATAL, Component, Handlers, NotConnected, VCard
+from connectors.xmpp.component import FATAL, Component, Handlers, Missing, NotConnected, VCard
 from connectors.xmpp.config import XmppNetwork
 from connectors.xmpp.direct import OneToOne
 from connectors.xmpp.fetch_policy import FilePolicy
 from connectors.xmpp.files import Files
-from connectors.xmpp.rooms import Quote, Room, Seat
+from connectors.xmpp.rooms import REMEMBERED, Journal, Quote, Room, Seat
 from connectors.xmpp.state import XmppState
 from connectors.xmpp.translate import (
     NS_OCCUPANT_ID,
@@ -46,6 +47,7 @@ from connectors.xmpp.translate import (
     MalformedStanza,
     Message,
     Oob,
+    Presence,
     Reply,
     chat_state_stanza,
     edit_event,
@@ -77,6 +79,8 @@ MAINTENANCE_TICK = 5.0
 PING_TIMEOUT = 30.0
 INGEST_RETRY_MAX = 30.0
 JOIN_RETRY_MAX = 300.0
+PRUNE_EVERY = 5000
+"""Memory entries stored between two prunings of the state table."""
 _PERMANENT_JOIN = {"forbidden", "registration-required", "not-allowed", "jid-malformed",
                    "not-authorized"}  # fmt: skip
 _PERMANENT_SEND = {"forbidden", "not-allowed", "policy-violation", "bad-request",
@@ -89,6 +93,16 @@ class Refused(Exception):
     def __init__(self, condition: str) -> None:
         super().__init__(condition)
         self.condition = condition
+
+
+@dataclass(frozen=True)
+class _Join:
+    """A join the bridge sent (as its listener or a puppet), waiting for the room's answer: its
+    self-presence, or an error carrying the join's own id (never an error that answers another
+    stanza to the room, such as a leave)."""
+
+    stanza_id: str
+    future: asyncio.Future[Presence]
 
 
 @dataclass(frozen=True)
@@ -107,11 +121,12 @@ class XmppConnector(Connector, Typing):
         self.host = host
         self.log = logging.getLogger(f"passerelle.{network.name}")
         self.bot_jid = network.component
+        self.journal = Journal()
         self.rooms: dict[str, Room] = {}
         for link in host.config.links:
             spec = link.rooms.get(self.name)
             if spec is not None and spec.room is not None:
-                self.rooms[spec.room] = Room(spec.room, link.id)
+                self.rooms[spec.room] = Room(spec.room, link.id, self.journal)
         self.rooms_ready = asyncio.Event()
         self.component = Component(
             network.component,
@@ -137,7 +152,7 @@ class XmppConnector(Connector, Typing):
             FilePolicy(network.file_hosts, network.file_private_networks),
         )
         self._echoes: dict[str, _Echo] = {}
-        self._joins: dict[tuple[str, str], asyncio.Future[str]] = {}
+        self._joins: dict[tuple[str, str], _Join] = {}
         self._seat_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._joining: set[str] = set()
         self.vcards = VCards()
@@ -171,12 +186,19 @@ class XmppConnector(Connector, Typing):
         for room_jid, occupant_id, real_jid in await self.state.occupant_identities():
             if room_jid in self.rooms:
                 self.rooms[room_jid].identities[occupant_id] = real_jid
+        await self.state.prune_memories(REMEMBERED)
+        for entry in await self.state.memories():
+            if entry.room in self.rooms:
+                self.rooms[entry.room].restore(entry)
         for room in self.rooms.values():
             self._open(room)
         self._tasks.append(asyncio.create_task(self._maintain(), name=f"xmpp:{self.name}"))
         self._tasks.append(asyncio.create_task(self.direct.work(), name=f"xmpp-chats:{self.name}"))
         self._tasks.append(
             asyncio.create_task(self._store_identities(), name=f"xmpp-occupants:{self.name}")
+        )
+        self._tasks.append(
+            asyncio.create_task(self._store_memories(), name=f"xmpp-memories:{self.name}")
         )
         self.component.start()
 
@@ -185,6 +207,7 @@ class XmppConnector(Connector, Typing):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._save_memories()
         if self.component.online:
             for room in self.rooms.values():
                 for jid, seat in room.seats.items():
@@ -248,7 +271,9 @@ class XmppConnector(Connector, Typing):
     def _offline(self) -> None:
         for room in self.rooms.values():
             room.left()
-        for future in [*(echo.future for echo in self._echoes.values()), *self._joins.values()]:
+        futures: list[asyncio.Future[Any]] = [echo.future for echo in self._echoes.values()]
+        futures += [join.future for join in self._joins.values()]
+        for future in futures:
             if not future.done():
                 future.set_exception(NotConnected("lost the XMPP server connection"))
 
@@ -258,29 +283,49 @@ class XmppConnector(Connector, Typing):
             return
         self._joining.add(room.jid)
         try:
-            # An occupant left over from an earlier run would make this join a mere presence
-            # update, without history; leaving first makes it a fresh join.
-            self._send(leave_presence(f"{room.jid}/{self.network.nick}", self.bot_jid))
             room.replay_anchored = False
-            features = await self.component.features(room.jid, DISCO_TIMEOUT)
+            try:
+                features = await self.component.features(room.jid, DISCO_TIMEOUT)
+            except Missing:
+                features = None  # nobody made the room yet: the join creates it
+            else:
+                # An occupant left over from an earlier run (the server keeps a component's
+                # occupants when it disconnects) would make this join a mere presence update,
+                # without history; leaving first makes it a fresh join. Only a room that exists
+                # can hold one: Prosody answers a leave to any other with item-not-found.
+                self._send(leave_presence(f"{room.jid}/{self.network.nick}", self.bot_jid))
             room.occupant_ids = features is not None and NS_OCCUPANT_ID in features
             for nick in nick_candidates(self.network.nick):
                 try:
-                    room.nick = await self._occupy(room.jid, self.bot_jid, nick, history=True)
+                    joined = await self._occupy(room.jid, self.bot_jid, nick, history=True)
                 except Refused as e:
                     if e.condition == "conflict":
                         continue
                     self._join_failed(room, e.condition)
                     return
+                room.nick = joined.nick
                 room.joined = True
                 room.join_failures = 0
                 self.log.info("Joined %s as %s (link %s)", room.jid, room.nick, room.link_id)
+                if 201 in joined.statuses:
+                    await self._created(room)
                 return
             self._join_failed(room, "every nickname is taken")
         except NotConnected:
             return
         finally:
             self._joining.discard(room.jid)
+
+    async def _created(self, room: Room) -> None:
+        """The bridge's join created ``room`` (status 201): it accepts the default
+        configuration, which unlocks the room for everyone else, and learns its features."""
+        self.log.info("Created %s; accepting its default configuration", room.jid)
+        if await self.component.accept_default_config(room.jid, self.bot_jid, DISCO_TIMEOUT):
+            try:
+                features = await self.component.features(room.jid, DISCO_TIMEOUT)
+            except Missing:
+                features = None
+            room.occupant_ids = features is not None and NS_OCCUPANT_ID in features
 
     def _join_failed(self, room: Room, why: str) -> None:
         room.join_failures += 1
@@ -290,20 +335,22 @@ class XmppConnector(Connector, Typing):
 
     async def _occupy(
         self, room_jid: str, jid: str, nick: str, *, history: bool, photo_hash: str | None = None
-    ) -> str:
-        """Join (or change nickname in) a room as ``jid``; the nickname the room gave."""
+    ) -> Presence:
+        """Join (or change nickname in) a room as ``jid``; the room's self-presence in answer
+        (with the nickname it gave)."""
         key = (room_jid, jid)
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._joins[key] = future
+        join = _Join(f"{ORIGIN_PREFIX}join-{uuid.uuid4().hex}",
+                     asyncio.get_running_loop().create_future())  # fmt: skip
+        self._joins[key] = join
         try:
-            self.component.send_element(
-                join_presence(f"{room_jid}/{nick}", jid, history=history, photo_hash=photo_hash)
-            )
-            return await asyncio.wait_for(future, JOIN_TIMEOUT)
+            self.component.send_element(join_presence(
+                f"{room_jid}/{nick}", jid, join.stanza_id, history=history, photo_hash=photo_hash
+            ))  # fmt: skip
+            return await asyncio.wait_for(join.future, JOIN_TIMEOUT)
         except TimeoutError:
             raise Refused("remote-server-timeout") from None
         finally:
-            if self._joins.get(key) is future:
+            if self._joins.get(key) is join:
                 del self._joins[key]
 
     async def _maintain(self) -> None:
@@ -349,10 +396,10 @@ class XmppConnector(Connector, Typing):
         if room is None:
             self.log.debug("Ignoring presence from %s to %s", pres.sender, pres.to)
             return
-        future = self._joins.get((room.jid, to))
+        join = self._joins.get((room.jid, to))
         if pres.type == "error":
-            if future is not None and not future.done():
-                future.set_exception(Refused(pres.error or "undefined-condition"))
+            if join is not None and pres.id == join.stanza_id and not join.future.done():
+                join.future.set_exception(Refused(pres.error or "undefined-condition"))
             else:
                 self.log.warning("%s refused %s: %s", room.jid, to, pres.error)
             return
@@ -362,8 +409,8 @@ class XmppConnector(Connector, Typing):
                 # The room tells each of the bridge's occupants (puppets too) who it is, even
                 # where it hides real JIDs: how the bridge knows its own messages in history.
                 self._occupant(room, pres.nick, to, pres.occupant_id)
-                if future is not None and not future.done():
-                    future.set_result(pres.nick)
+                if join is not None and not join.future.done():
+                    join.future.set_result(pres)
         if to != self.bot_jid or pres.is_self:
             return
         if pres.type == "unavailable":
@@ -389,6 +436,31 @@ class XmppConnector(Connector, Typing):
             except Exception:
                 self.log.exception("Could not store who occupant %s of %s is", occupant_id,
                                    room)  # fmt: skip
+
+    async def _store_memories(self) -> None:
+        """Write what the rooms' memories learned, in batches: whatever was noted while the
+        previous batch was being written goes in the next one."""
+        stored = 0
+        while True:
+            await self.journal.pending.wait()
+            stored += await self._save_memories()
+            if stored >= PRUNE_EVERY:
+                stored = 0
+                try:
+                    await self.state.prune_memories(REMEMBERED)
+                except Exception:
+                    self.log.exception("Could not prune the stored room memories")
+
+    async def _save_memories(self) -> int:
+        """Store the journal's entries; how many. Ones that cannot be stored are only lost to
+        a restart (replies and reactions to those messages lose their context then)."""
+        entries = self.journal.take()
+        if entries:
+            try:
+                await self.state.save_memories(entries)
+            except Exception:
+                self.log.exception("Could not store %d room memory entries", len(entries))
+        return len(entries)
 
     def _own_presence(
         self, room: Room, jid: str, nick: str, ptype: str, statuses: frozenset[int]
@@ -478,7 +550,8 @@ class XmppConnector(Connector, Typing):
             return  # the room speaking for itself: subject, configuration notices
         stanza_id = msg.stanza_id(room.jid)
         remote_id = stanza_id or msg.id or fallback_id(msg)
-        room.remember_ids(remote_id, msg.id, msg.origin_id)
+        if stanza_id or msg.body is not None:  # not typing notifications: nothing refers to them
+            room.remember_ids(remote_id, msg.id, msg.origin_id)
         history = msg.delayed_by == room.jid
         author = room.author(msg)
         if self._is_own(room, msg, author):
@@ -561,7 +634,7 @@ class XmppConnector(Connector, Typing):
         if msg.reactions is not None:
             target = room.stanza_ids.get(msg.reactions.target) or msg.reactions.target
             key = (sender.user_id, target)
-            before = room.reactions.get(key, {})
+            before = room.reactions.get(key) or {}
             added, removed = reaction_changes(before, msg.reactions.keys, remote_id)
             room.reactions[key] = {k: before[k] if k in before else added[k]
                                    for k in msg.reactions.keys}  # fmt: skip
@@ -582,7 +655,7 @@ class XmppConnector(Connector, Typing):
                 return []
             room.originals[remote_id] = original
             if msg.body:
-                room.quotes[original] = Quote(msg.nick, msg.body)
+                room.quotes[original] = Quote.of(msg.nick, msg.body)
             return [edit_event(msg, remote_id=remote_id, link_id=room.link_id,
                                network=self.name, sender=sender, relates_to=original)]  # fmt: skip
         reply_to = None
@@ -593,7 +666,7 @@ class XmppConnector(Connector, Typing):
         if event is None:
             return []
         shown = event.text or (event.attachment.name if event.attachment else "")
-        room.quotes[remote_id] = Quote(msg.nick, shown)
+        room.quotes[remote_id] = Quote.of(msg.nick, shown)
         return [event]
 
     # -- sending -----------------------------------------------------------------------------------
@@ -666,7 +739,7 @@ class XmppConnector(Connector, Typing):
                         f"{base} could not join {room.jid}: {e.condition}",
                         permanent=e.condition in _PERMANENT_JOIN,
                     ) from e
-                room.seats[jid] = Seat(got, base)
+                room.seats[jid] = Seat(got.nick, base)
                 return
             raise DeliveryError(f"no free nickname for {base} in {room.jid}")
 
@@ -730,9 +803,11 @@ class XmppConnector(Connector, Typing):
 
     async def _react(self, room: Room, out: Outgoing, sender_jid: str, msg_id: str) -> str:
         assert out.relates_to is not None and out.event.reaction is not None
-        keys = room.sent_reactions.setdefault((sender_jid, out.relates_to), [])
+        key = (sender_jid, out.relates_to)
+        keys = room.sent_reactions.get(key) or []
         if out.event.reaction not in keys:
-            keys.append(out.event.reaction)
+            keys = [*keys, out.event.reaction]
+            room.sent_reactions[key] = keys
         if room.stanza_ids.get(msg_id) is None:
             el = reactions_stanza(room.jid, sender_jid, msg_id, out.relates_to, keys)
             await self._post(room, sender_jid, el, msg_id)
@@ -743,9 +818,10 @@ class XmppConnector(Connector, Typing):
         reaction = parse_reaction_ref(out.relates_to)
         if reaction is not None:
             target, puppet, key = reaction
-            keys = room.sent_reactions.setdefault((puppet, target), [])
+            keys = room.sent_reactions.get((puppet, target)) or []
             if key in keys:
-                keys.remove(key)
+                keys = [k for k in keys if k != key]
+                room.sent_reactions[(puppet, target)] = keys
             el = reactions_stanza(room.jid, puppet, msg_id, target, keys)
             return await self._post(room, puppet, el, msg_id)
         el = retraction_stanza(room.jid, sender_jid, msg_id, out.relates_to, out.event.reason)

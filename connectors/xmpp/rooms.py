@@ -1,18 +1,24 @@
-"""What the connector remembers about each linked MUC while it runs.
+"""What the connector remembers about each linked MUC.
 
-Occupants and seats come back from the room when the bridge joins, and the ID and quote memories
-are refilled from the history the room replays on every join. The store keeps only one ID per
-message (see `connectors.xmpp.translate`), so the message ``id`` → ``stanza-id`` map that
-corrections need lives here. Only the occupant identities (XEP-0421 occupant-id → real JID) are
-also stored, so that history replayed after a restart keeps its authors (see `Room.author`).
+Occupants and seats come back from the room when the bridge joins. The core's store keeps only
+one ID per message (see `connectors.xmpp.translate`), so what corrections, replies and reactions
+need besides lives in the room's memories: the message ``id``/origin-id → stanza-id map, which
+correction corrects what, quotes for reply fallbacks, each person's reactions and the reactions
+the bridge's puppets show. Each write to a memory is also noted in a `Journal`, which the
+connector writes to its state table in batches (`connectors.xmpp.state`) and reads back at
+start: a restart keeps them, however little history the room replays. The occupant identities
+(XEP-0421 occupant-id → real JID) are stored too, so that history replayed after a restart keeps
+its authors (see `Room.author`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from connectors.xmpp.translate import Message
 
@@ -20,7 +26,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 REMEMBERED = 2000
-"""Entries each memory keeps per room (the oldest are forgotten first)."""
+"""Entries each memory keeps per room (the oldest are forgotten first), in memory and stored."""
+QUOTED = 1000
+"""Characters of a message a reply's quoted fallback keeps."""
 
 
 class Recent(Generic[K, V]):
@@ -46,6 +54,72 @@ class Recent(Generic[K, V]):
         return len(self._items)
 
 
+@dataclass(frozen=True)
+class Remembered:
+    """One write to a room's memory, as the state table keeps it: key and value as JSON."""
+
+    room: str
+    memory: str
+    key: str
+    value: str
+
+
+class Journal:
+    """The writes to every room's memories not yet stored, in order."""
+
+    def __init__(self) -> None:
+        self.entries: list[Remembered] = []
+        self.pending = asyncio.Event()
+        """Set while there are entries to store."""
+
+    def note(self, entry: Remembered) -> None:
+        self.entries.append(entry)
+        self.pending.set()
+
+    def take(self) -> list[Remembered]:
+        entries, self.entries = self.entries, []
+        self.pending.clear()
+        return entries
+
+
+def _json_key(key: object) -> str:
+    return json.dumps(list(key) if isinstance(key, tuple) else key, ensure_ascii=False)
+
+
+def _key_from_json(text: str) -> Any:
+    key = json.loads(text)
+    return tuple(key) if isinstance(key, list) else key
+
+
+class Memory(Recent[K, V]):
+    """A room's bounded memory of one kind whose writes are also noted in a journal, so that
+    they can be stored and `restore`d after a restart."""
+
+    def __init__(
+        self,
+        room: str,
+        name: str,
+        journal: Journal,
+        dump: Callable[[V], Any] = lambda value: value,
+        load: Callable[[Any], V] = lambda value: value,
+    ) -> None:
+        super().__init__()
+        self.room = room
+        self.name = name
+        self._journal = journal
+        self._dump = dump
+        self._load = load
+
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
+        value_json = json.dumps(self._dump(value), ensure_ascii=False)
+        self._journal.note(Remembered(self.room, self.name, _json_key(key), value_json))
+
+    def restore(self, key: str, value: str) -> None:
+        """Take back a stored entry (without noting it again)."""
+        super().__setitem__(_key_from_json(key), self._load(json.loads(value)))
+
+
 @dataclass
 class Seat:
     """A puppet's place in a room: the nickname it got, and the one it asked for."""
@@ -56,16 +130,23 @@ class Seat:
 
 @dataclass(frozen=True)
 class Quote:
-    """Who wrote a message and what it said, for the quoted fallback of a reply to it."""
+    """Who wrote a message and what it said (its first `QUOTED` characters), for the quoted
+    fallback of a reply to it."""
 
     nick: str
     text: str
+
+    @classmethod
+    def of(cls, nick: str, text: str) -> Quote:
+        return cls(nick, text if len(text) <= QUOTED else text[: QUOTED - 1] + "…")
 
 
 @dataclass
 class Room:
     jid: str
     link_id: str
+    journal: Journal
+    """Where writes to the memories below are noted for the state table."""
     queue: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
     """The room's messages to the bridge's listener, in arrival order."""
     joined: bool = False
@@ -85,18 +166,36 @@ class Room:
     kept (and stored) after the occupant left: the authors of the history the room replays."""
     seats: dict[str, Seat] = field(default_factory=dict)
     """Puppet JID → its seat, for the puppets currently in the room."""
-    stanza_ids: Recent[str, str] = field(default_factory=Recent)
-    """Message id / origin-id → the room's stanza-id (what corrections need translated)."""
-    originals: Recent[str, str] = field(default_factory=Recent)
-    """Stanza-id of a correction → stanza-id of the message it corrects."""
-    quotes: Recent[str, Quote] = field(default_factory=Recent)
-    reactions: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-    """(reacting person, target) → their reactions (key → reaction ID), as last seen."""
-    sent_reactions: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    """(puppet JID, target) → the reactions the bridge has that puppet showing."""
     replay_anchored: bool = False
     """While history replays after a join: a message already bridged was seen, so the unknown
     ones after it were missed while the bridge was away and are bridged now."""
+    stanza_ids: Memory[str, str] = field(init=False)
+    """Message id / origin-id → the room's stanza-id (what corrections need translated)."""
+    originals: Memory[str, str] = field(init=False)
+    """Stanza-id of a correction → stanza-id of the message it corrects."""
+    quotes: Memory[str, Quote] = field(init=False)
+    """Stanza-id → who wrote the message and what it says, for replies to it."""
+    reactions: Memory[tuple[str, str], dict[str, str]] = field(init=False)
+    """(reacting person, target) → their reactions (key → reaction ID), as last seen."""
+    sent_reactions: Memory[tuple[str, str], list[str]] = field(init=False)
+    """(puppet JID, target) → the reactions the bridge has that puppet showing."""
+
+    def __post_init__(self) -> None:
+        self.stanza_ids = Memory(self.jid, "id", self.journal)
+        self.originals = Memory(self.jid, "original", self.journal)
+        self.quotes = Memory(self.jid, "quote", self.journal,
+                             lambda q: [q.nick, q.text], lambda v: Quote(*v))  # fmt: skip
+        self.reactions = Memory(self.jid, "reaction", self.journal)
+        self.sent_reactions = Memory(self.jid, "sent_reaction", self.journal)
+
+    def restore(self, entry: Remembered) -> None:
+        """Take back what a memory of this room stored before a restart."""
+        memories: tuple[Memory[Any, Any], ...] = (
+            self.stanza_ids, self.originals, self.quotes, self.reactions, self.sent_reactions
+        )  # fmt: skip
+        memory = next((m for m in memories if m.name == entry.memory), None)
+        if memory is not None:
+            memory.restore(entry.key, entry.value)
 
     def puppet_nicks(self) -> set[str]:
         return {seat.nick for seat in self.seats.values()}

@@ -159,7 +159,10 @@ class Message:
         return self.stanza_ids.get(by.lower())
 
 
-def _error_condition(el: ET.Element) -> str | None:
+def error_condition(el: ET.Element) -> str | None:
+    """The condition of a stanza's error (RFC 6120 §8.3), read from the stanza itself:
+    slixmpp's error interface looks for it in ``jabber:client`` only, so on a component
+    stream it reports a condition the server never sent."""
     error = _stream_child(el, "error")
     if error is None:
         return None
@@ -292,7 +295,7 @@ def parse_message(el: ET.Element) -> Message:
         chat_state=next(
             (state for state in CHAT_STATES if _child(el, NS_CHATSTATES, state) is not None), None
         ),
-        error=_error_condition(el) if mtype == "error" else None,
+        error=error_condition(el) if mtype == "error" else None,
     )
 
 
@@ -313,6 +316,8 @@ class Presence:
     new_nick: str | None
     """Set with status 303: the occupant changed nickname to this one."""
     error: str | None
+    id: str | None = None
+    """The stanza's id: an error keeps the id of the stanza it answers."""
 
     @property
     def room(self) -> str:
@@ -353,7 +358,8 @@ def parse_presence(el: ET.Element) -> Presence:
         occupant_id=_occupant_id(el),
         statuses=frozenset(statuses),
         new_nick=new_nick,
-        error=_error_condition(el) if ptype == "error" else None,
+        error=error_condition(el) if ptype == "error" else None,
+        id=el.get("id"),
     )
 
 
@@ -579,12 +585,19 @@ def reactions_stanza(
 
 
 def join_presence(
-    occupant: str, sender: str, *, history: bool, photo_hash: str | None = None
+    occupant: str,
+    sender: str,
+    stanza_id: str,
+    *,
+    history: bool,
+    photo_hash: str | None = None,
 ) -> ET.Element:
     """Joining a MUC as ``occupant`` (``room/nick``); ``history`` asks for the room's recent
     history (the bridge's own listener wants it, puppets do not), ``photo_hash`` announces a
-    vCard avatar (XEP-0153)."""
-    el = ET.Element(f"{{{NS_STREAM[0]}}}presence", {"to": occupant, "from": sender})
+    vCard avatar (XEP-0153). The room's error, if any, carries ``stanza_id``."""
+    el = ET.Element(
+        f"{{{NS_STREAM[0]}}}presence", {"to": occupant, "from": sender, "id": stanza_id}
+    )
     x = ET.SubElement(el, f"{{{NS_MUC}}}x")
     if not history:
         ET.SubElement(x, f"{{{NS_MUC}}}history", {"maxstanzas": "0"})

@@ -98,7 +98,6 @@ class Prosody:
         lines += [
             f'Component {_lua(self.muc)} "muc"',
             '    modules_enabled = { "muc_mam" }',
-            "    muc_room_locking = false",
             "    muc_room_default_public = true",
             "    muc_room_default_persistent = true",
             "    muc_room_default_public_jids = true",

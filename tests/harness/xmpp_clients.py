@@ -99,11 +99,21 @@ class XmppUser:
     # -- rooms -------------------------------------------------------------------------------------
 
     async def join(self, room: str, nick: str) -> None:
-        """Join a MUC without history (a person opening the room now)."""
-        await self.client.plugin["xep_0045"].join_muc_wait(
-            JID(room), nick, maxstanzas=0, timeout=30
-        )
+        """Join a MUC without history (a person opening the room now). A room this join
+        created is unlocked with its default configuration, as clients do ("instant room")."""
+        muc = self.client.plugin["xep_0045"]
+        presence = (await muc.join_muc_wait(JID(room), nick, maxstanzas=0, timeout=30))[0]
+        if 201 in presence["muc"]["status_codes"]:
+            await muc.set_room_config(JID(room), self.client.plugin["xep_0004"].make_form())
         self.nicks[room] = nick
+
+    async def set_history_length(self, room: str, length: int) -> None:
+        """As the room's owner: how many messages the room replays to someone joining."""
+        form = self.client.plugin["xep_0004"].make_form(ftype="submit")
+        form.add_field(var="FORM_TYPE", ftype="hidden",
+                       value="http://jabber.org/protocol/muc#roomconfig")  # fmt: skip
+        form.add_field(var="muc#roomconfig_historylength", value=str(length))
+        await self.client.plugin["xep_0045"].set_room_config(JID(room), form)
 
     def occupants(self, room: str) -> list[str]:
         return list(self.client.plugin["xep_0045"].get_roster(JID(room)))
