@@ -229,7 +229,7 @@ class XmppConnector(Connector, Typing):
         spec = link.rooms[self.name]
         if spec.room is None or spec.room in self.rooms:
             return
-        room = self.rooms[spec.room] = Room(spec.room, link.id)
+        room = self.rooms[spec.room] = Room(spec.room, link.id, self.journal)
         self._open(room)
         if self.component.online:
             await self._join(room)
