@@ -182,7 +182,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.router.outbox.stop()
+        await self.router.stop()
         for name in self._running:
             await self.connectors[name].stop()
         if self._runner:
