@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from typing import Any
 
 import uvloop
@@ -14,6 +15,7 @@ from aiohttp import web
 from mautrix.util.async_db import Database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge import logs
 from bridge.claims import Claims, LocalClaims
 from bridge.config.model import Config
 from bridge.connector import Connector, DirectChatRefused, DirectChats, ServesHttp
@@ -248,11 +250,12 @@ async def serve(config: Config) -> None:
 
 
 def run(config: Config) -> int:
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        logs.configure(config.logging)
+    except OSError as e:
+        print(f"{config.path}: logging.file: cannot open {e.filename}: {e.strerror}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     for warning in config.warnings:
         log.warning("%s", warning.render(str(config.path)))
     # uvloop's event loop: a fifth less CPU per HTTP request than asyncio's own (measured on the

@@ -9,6 +9,7 @@ import pytest
 
 from bridge.cli import main
 from bridge.config import ConfigError, check_config, load_config
+from bridge.config.model import LogFormat, Logging
 from connectors.matrix.config import Flavour, MatrixMode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +88,7 @@ def test_valid_config_defaults(tmp_path: Path) -> None:
     tchap = config.networks["tchap"]
     assert tchap.homeserver == "https://tchap.test"
     assert tchap.relay is not None and tchap.relay.format == "**{name}**: {message}"
-    assert config.listen.port == 29340 and config.log_level == "INFO"
+    assert config.listen.port == 29340 and config.logging.level == "INFO"
     assert config.database == f"sqlite:{tmp_path / 'passerelle.db'}"
     assert config.links[0].people == ("max", "jean")
 
@@ -97,6 +98,24 @@ def test_database_forms(tmp_path: Path) -> None:
     assert absolute.database == "sqlite:///var/db.sqlite"
     relative = load_config(write(tmp_path, "database: sqlite:data/p.db\n" + VALID), {})
     assert relative.database == f"sqlite:{tmp_path / 'data/p.db'}"
+
+
+def test_logging_to_a_file_as_json(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "logging: {level: debug, file: logs/p.log, format: json}\n"
+                               + VALID), {})  # fmt: skip
+    assert config.logging == Logging("DEBUG", tmp_path / "logs/p.log", LogFormat.JSON)
+    absolute = load_config(write(tmp_path, "logging: {file: /var/log/p.log}\n" + VALID), {})
+    assert absolute.logging == Logging("INFO", Path("/var/log/p.log"), LogFormat.TEXT)
+    assert load_config(write(tmp_path, VALID), {}).logging == Logging()
+
+
+def test_logging_errors_are_located(tmp_path: Path) -> None:
+    path = write(tmp_path, "logging:\n  file: ''\n  format: xml\n  colour: yes\n" + VALID)
+    assert errors_of(path) == [
+        f"{path}:2:9: logging.file: must not be empty",
+        f"{path}:3:11: logging.format: must be one of: text, json",
+        f"{path}:4:3: logging.colour: unknown key 'colour'",
+    ]
 
 
 def test_all_errors_reported_with_locations(tmp_path: Path) -> None:
