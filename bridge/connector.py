@@ -200,7 +200,22 @@ class Connector(ABC):
     @abstractmethod
     async def notify(self, room_id: str, text: str) -> None:
         """Post a notice from the bridge itself into a room of this network (delivery
-        failures, refused links)."""
+        failures, refused links, answers to in-room commands)."""
+
+    @property
+    def room_commands(self) -> bool:
+        """Whether people here can give the bridge in-room commands (`bridge.room_commands`):
+        a message of theirs that starts with ``!passerelle`` is then answered with `notify`
+        in their room and never passed on. Only where `notify` reaches the room's people and
+        no one else, as the room saw the command."""
+        return True
+
+    async def members(self, room_id: str) -> list[str]:
+        """Who is in ``room_id`` of this network, by the names it shows them under, the
+        bridge's own users (bot, ghosts, puppets) left out: what ``!passerelle who`` in a
+        linked room on another network lists. Called only when someone asks; may ask the
+        network (the core bounds the time) and raise when it cannot (the answer says so)."""
+        return []
 
     # Live reload: the core has already swapped the config (``host.config`` is the new one).
 

@@ -96,7 +96,7 @@ def diff(old: Config, new: Config) -> ConfigChange:
             key
             for key, before, now in (
                 ("delivery", old.delivery, new.delivery),
-                ("logging", old.log_level, new.log_level),
+                ("logging", old.logging, new.logging),
             )
             if before != now
         ),

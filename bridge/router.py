@@ -1,7 +1,9 @@
 """Fan-out and the ID map.
 
 `Router.ingest` takes an event from a connector, fills in who the sender is from the ``people``
-mapping, and stores one outbox item per other network of the link (never back to the source).
+mapping, and stores one outbox item per other network of the link (never back to the source);
+an in-room command (`bridge.room_commands`) is not fanned out but answered in its own room
+(`bridge.room_answers`).
 `Router.deliver`, called by the outbox, translates the event's references (the message it
 replies to, the one it edits, redacts or reacts to) into the target network's IDs, fetches
 attachment bytes from the source connector, sends, and records the new ID so later follow-ups
@@ -28,6 +30,8 @@ from bridge.naming import clean
 from bridge.notices import Notice, notice
 from bridge.outbox import Outbox
 from bridge.policy import account_domain
+from bridge.room_answers import RoomAnswers
+from bridge.room_commands import command_of
 from bridge.store import OutboxItem, Store
 
 log = logging.getLogger(__name__)
@@ -77,10 +81,19 @@ class Router:
         self.health = NetworkHealth(list(config.networks))
         self.outbox = Outbox(store, config.delivery, self.health, claims, self.deliver,
                              self.report_undeliverable, serves)  # fmt: skip
+        self.answers = RoomAnswers(config, links, store, directory, connectors, self.health)
         self._arrival: dict[tuple[str, str], float] = {}
+
+    async def stop(self) -> None:
+        """Stop delivering and answering; what is queued stays in the store."""
+        await self.outbox.stop()
+        await self.answers.stop()
 
     async def ingest(self, event: Event) -> bool:
         arrived = time.perf_counter()
+        command = command_of(event)
+        if command is not None and self.answers.takes(event):
+            return await self.answers.take(event, command)  # answered where it was asked, only
         link = self.links.get(event.link_id)
         event = dataclasses.replace(event, sender=known_sender(self.config, event.sender))
         targets = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import pytest
 
 from bridge.cli import main
 from bridge.config import ConfigError, check_config, load_config
+from bridge.config.model import LogFormat, Logging
 from connectors.matrix.config import Flavour, MatrixMode
+from connectors.matrix.registration import generate_registrations
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"
@@ -58,21 +61,49 @@ def errors_of(path: Path, env: dict[str, str] | None = None) -> list[str]:
     return info.value.errors
 
 
-def test_example_config_passes_check_config(capsys: pytest.CaptureFixture[str]) -> None:
+def generated_example(directory: Path) -> Path:
+    """A copy of the example config in ``directory``, its tokens generated as the README says
+    (``passerelle generate-registration``)."""
+    path = directory / "config.yaml"
+    shutil.copyfile(EXAMPLE, path)
+    generate_registrations(path, env={})
+    return path
+
+
+def cli(*args: str) -> int:
     with pytest.raises(SystemExit) as exit_info:
-        main(["check-config", "-c", str(EXAMPLE)])
-    assert exit_info.value.code == 0
+        main(list(args))
+    return int(exit_info.value.code or 0)
+
+
+def test_the_example_config_passes_check_config_once_its_tokens_are_generated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's steps on a fresh copy: check-config names the empty tokens and the command
+    that fills them; after generate-registration it passes."""
+    path = tmp_path / "config.yaml"
+    shutil.copyfile(EXAMPLE, path)
+    assert cli("check-config", "-c", str(path)) == 1
+    missing = f"is missing; run 'passerelle generate-registration -c {path}' to generate it"
+    assert [line.split(": ", 1)[1] for line in capsys.readouterr().err.splitlines()] == [
+        f"networks.{network}.appservice.{token}: {missing}"
+        for network in ("bund", "tchap")
+        for token in ("as_token", "hs_token")
+    ]
+    assert cli("generate-registration", "-c", str(path)) == 0
+    capsys.readouterr()
+    assert cli("check-config", "-c", str(path)) == 0
     captured = capsys.readouterr()
-    assert captured.out == f"{EXAMPLE}: OK (4 networks, 4 people, 2 links)\n"
+    assert captured.out == f"{path}: OK (4 networks, 4 people, 2 links)\n"
     assert captured.err == ""
 
 
-def test_example_config_content() -> None:
-    config = load_config(EXAMPLE, {})
+def test_example_config_content(tmp_path: Path) -> None:
+    config = load_config(generated_example(tmp_path), {})
     tchap = config.networks["tchap"]
     assert tchap.flavour is Flavour.TCHAP and tchap.mode is MatrixMode.APPSERVICE
     assert tchap.restricted_rooms_allow == ("bund.test",)
-    assert config.database == f"sqlite:{ROOT / 'passerelle.db'}"
+    assert config.database == f"sqlite:{tmp_path / 'passerelle.db'}"
     assert config.link("cloud-wg").rooms["tchap"].create is not None
     assert config.person_by_account("bund", "@max:bund.test").id == "max"  # type: ignore[union-attr]
 
@@ -87,7 +118,7 @@ def test_valid_config_defaults(tmp_path: Path) -> None:
     tchap = config.networks["tchap"]
     assert tchap.homeserver == "https://tchap.test"
     assert tchap.relay is not None and tchap.relay.format == "**{name}**: {message}"
-    assert config.listen.port == 29340 and config.log_level == "INFO"
+    assert config.listen.port == 29340 and config.logging.level == "INFO"
     assert config.database == f"sqlite:{tmp_path / 'passerelle.db'}"
     assert config.links[0].people == ("max", "jean")
 
@@ -97,6 +128,24 @@ def test_database_forms(tmp_path: Path) -> None:
     assert absolute.database == "sqlite:///var/db.sqlite"
     relative = load_config(write(tmp_path, "database: sqlite:data/p.db\n" + VALID), {})
     assert relative.database == f"sqlite:{tmp_path / 'data/p.db'}"
+
+
+def test_logging_to_a_file_as_json(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "logging: {level: debug, file: logs/p.log, format: json}\n"
+                               + VALID), {})  # fmt: skip
+    assert config.logging == Logging("DEBUG", tmp_path / "logs/p.log", LogFormat.JSON)
+    absolute = load_config(write(tmp_path, "logging: {file: /var/log/p.log}\n" + VALID), {})
+    assert absolute.logging == Logging("INFO", Path("/var/log/p.log"), LogFormat.TEXT)
+    assert load_config(write(tmp_path, VALID), {}).logging == Logging()
+
+
+def test_logging_errors_are_located(tmp_path: Path) -> None:
+    path = write(tmp_path, "logging:\n  file: ''\n  format: xml\n  colour: yes\n" + VALID)
+    assert errors_of(path) == [
+        f"{path}:2:9: logging.file: must not be empty",
+        f"{path}:3:11: logging.format: must be one of: text, json",
+        f"{path}:4:3: logging.colour: unknown key 'colour'",
+    ]
 
 
 def test_all_errors_reported_with_locations(tmp_path: Path) -> None:

@@ -12,16 +12,16 @@ import pytest
 from bridge.config import ConfigError, load_config
 from bridge.config.fastread import fast_document
 from bridge.config.load import read_document, validate
+from tests.test_config import generated_example
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 
-
-def test_example_config_reads_the_same_both_ways() -> None:
-    plain = fast_document(EXAMPLE.read_text(encoding="utf-8"))
+def test_example_config_reads_the_same_both_ways(tmp_path: Path) -> None:
+    path = generated_example(tmp_path)
+    plain = fast_document(path.read_text(encoding="utf-8"))
     assert plain is not None
-    fast, fast_problems = validate(plain, EXAMPLE, {})
-    doc, _, _ = read_document(EXAMPLE)
-    slow, slow_problems = validate(doc, EXAMPLE, {})
+    fast, fast_problems = validate(plain, path, {})
+    doc, _, _ = read_document(path)
+    slow, slow_problems = validate(doc, path, {})
     assert fast_problems == slow_problems == []
     assert fast is not None and fast == slow
     assert fast.person("max") == slow.person("max")
@@ -30,7 +30,7 @@ def test_example_config_reads_the_same_both_ways() -> None:
 def test_accounts_are_normalised_the_same_both_ways(tmp_path: Path) -> None:
     """People entries of the fast reader take a shortcut (`plain_person`); what it stores must
     be what the full check stores, normalisation of JIDs and addresses included."""
-    text = EXAMPLE.read_text(encoding="utf-8")
+    text = generated_example(tmp_path).read_text(encoding="utf-8")
     text = text.replace("erika@xmpp.bsi.example", "Erika@XMPP.bsi.example")
     text = text.replace("claire.martin@anssi.example", "Claire.Martin@ANSSI.example")
     path = tmp_path / "config.yaml"

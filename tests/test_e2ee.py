@@ -74,6 +74,32 @@ async def test_encrypted_text_crosses_both_ways_and_stays_encrypted(world: E2EEW
     )
 
 
+async def test_commands_in_encrypted_rooms_get_encrypted_answers(world: E2EEWorld) -> None:
+    """A command sent encrypted is answered encrypted, by the appservice bot and by the relay
+    bot, and never crosses."""
+    max_, jean = world.users["max"], world.users["jean"]
+    await max_.send_text(world.rooms["bund:secret"], "!passerelle who")
+    answer = await max_.wait_for_decrypted(world.rooms["bund:secret"], notice_with("Räumen"))
+    assert answer["encrypted"] and answer["sender"] == "@passerelle:bund.test"
+    assert answer["content"]["body"] == (
+        "In den verbundenen Räumen:\n• Tchap: Jean Dupont [Intérieur]"
+    )
+    await jean.send_text(world.rooms["tchap:relay"], "!passerelle status")
+    answer = await jean.wait_for_decrypted(world.rooms["tchap:relay"], notice_with("salon"))
+    assert answer["encrypted"] and answer["sender"] == "@relaybot:tchap.test"
+    assert answer["content"]["body"] == "Ce salon atteint :\n• bund : joignable"
+
+    after = unique("Nach dem Befehl")
+    await max_.send_text(world.rooms["bund:secret"], after)
+    await jean.wait_for_decrypted(world.rooms["tchap:secret"], body_is(after))
+    after = unique("Après la commande")
+    await jean.send_text(world.rooms["tchap:relay"], after)
+    await max_.wait_for_decrypted(world.rooms["bund:relay"], body_is(after))
+    for user, room in ((jean, "tchap:secret"), (max_, "bund:relay")):
+        shown = [await user.decrypted(raw) for raw in await user.messages(world.rooms[room])]
+        assert [e for e in shown if "!passerelle" in e.get("content", {}).get("body", "")] == []
+
+
 def image_of_size(size: int) -> Callable[[Event], bool]:
     return lambda e: (
         e.get("type") == "m.room.message"

@@ -60,6 +60,9 @@ class Recording(Connector):
         self.tries = 0
         self.notices: list[tuple[str, str]] = []
         self.fail: Callable[[Outgoing], Exception | None] = lambda out: None
+        self.people: list[str] | Exception = []
+        """Who `members` says is in any room (or what it raises)."""
+        self.takes_commands = True
 
     async def start(self) -> None:
         return None
@@ -86,6 +89,15 @@ class Recording(Connector):
 
     async def link_removed(self, link: Link, room_id: str | None, notice: Notice) -> None:
         return None
+
+    @property
+    def room_commands(self) -> bool:
+        return self.takes_commands
+
+    async def members(self, room_id: str) -> list[str]:
+        if isinstance(self.people, Exception):
+            raise self.people
+        return self.people
 
     def texts(self) -> list[str]:
         return [out.event.text for out in self.sent]

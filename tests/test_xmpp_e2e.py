@@ -147,6 +147,45 @@ async def test_one_person_is_one_occupant_whichever_account_they_write_from(
     ]
 
 
+async def test_who_is_answered_in_the_muc_and_lists_its_occupants_elsewhere(
+    xw: XmppWorld,
+) -> None:
+    """``!passerelle who`` in the MUC: the bridge's occupant answers there (in English, this
+    network's language) with the Matrix rooms' people; asked in the German room, it lists the
+    MUC's occupants. Neither command crosses, the bridge's own users are never listed."""
+    alice, max_ = xw.xmpp["alice"], xw.users["max"]
+    alice.say(MUC, "!passerelle who")
+    answer = await alice.wait_for(lambda m: m["from"] == f"{MUC}/Passerelle"
+                                  and m["body"].startswith("In the linked rooms"))  # fmt: skip
+    assert answer["body"] == (
+        "In the linked rooms:\n"
+        "• bund: Anna Schmidt, Erika Musterfrau, Max Mustermann\n"
+        "• Tchap: Anna Schmidt [AA], Jean Dupont [Intérieur]"
+    )
+
+    def bot_notice(e: Event) -> bool:
+        return e["sender"] == "@passerelle:bund.test" and e["content"].get("msgtype") == "m.notice"
+
+    asked = await max_.send_text(xw.rooms["bund"], "!passerelle who")
+    answer = await max_.wait_for(xw.rooms["bund"], bot_notice, after=asked)
+    assert answer["content"]["body"] == (
+        "In den verbundenen Räumen:\n"
+        "• Tchap: Anna Schmidt [AA], Jean Dupont [Intérieur]\n"
+        "• XMPP: Alice, Bob, Mallory"
+    )
+    marker = unique("nach den Befehlen")
+    alice.say(MUC, marker)
+    await max_.wait_for(xw.rooms["bund"], body_is(marker))
+    await xw.users["jean"].wait_for(xw.rooms["tchap"], body_is(marker))
+    await max_.send_text(xw.rooms["bund"], marker)
+    await alice.wait_for(lambda m: m["body"] == marker and m["from"].resource != "Alice")
+    assert "!passerelle who" not in await bodies(xw.users["jean"], xw.rooms["tchap"])
+    assert [e for e in await max_.messages(xw.rooms["bund"]) if e["sender"] != max_.user_id
+            and e["content"].get("body") == "!passerelle who"] == []  # fmt: skip
+    assert [m for m in alice.received if m["body"] == "!passerelle who"
+            and m["from"].resource != "Alice"] == []  # fmt: skip
+
+
 async def test_a_taken_nickname_gets_a_suffix(xw: XmppWorld) -> None:
     bob, alice = xw.xmpp["bob"], xw.xmpp["alice"]
     await bob.join(MUC, "Clara Schulz [BMI]")  # Bob renames himself before Clara ever writes

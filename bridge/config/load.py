@@ -23,7 +23,17 @@ from ruamel.yaml.nodes import ScalarNode
 
 from bridge import kinds as registry  # a module: kinds import the config model in turn
 from bridge.config.fastread import FastReadFailed, fast_document
-from bridge.config.model import Config, Delivery, Link, LinkRoom, Listen, Network, Person
+from bridge.config.model import (
+    Config,
+    Delivery,
+    Link,
+    LinkRoom,
+    Listen,
+    LogFormat,
+    Logging,
+    Network,
+    Person,
+)
 from bridge.config.reader import (
     NO_STRINGS,
     AccountFormat,
@@ -229,7 +239,7 @@ class _Schema:
         self.unread = {s for s in SECTIONS if s in self.r.misspelt and s not in fields}
         database = self.r.optional(fields, "database", self.database, self.database_default())
         listen = self.r.optional(fields, "listen", self.listen, Listen(DEFAULT_HOST, DEFAULT_PORT))
-        log_level = self.r.optional(fields, "logging", self.logging, "INFO")
+        logging = self.r.optional(fields, "logging", self.logging, Logging())
         delivery = self.r.optional(fields, "delivery", self.delivery, Delivery())
         networks_node = self.r.required(root, fields, "networks")
         networks = (
@@ -252,7 +262,7 @@ class _Schema:
         if (
             database is None
             or listen is None
-            or log_level is None
+            or logging is None
             or delivery is None
             or people is None
             or links is None
@@ -263,7 +273,7 @@ class _Schema:
             path=self.path.absolute(),
             database=database,
             listen=listen,
-            log_level=log_level,
+            logging=logging,
             delivery=delivery,
             networks=valid_networks,
             people=people,
@@ -302,18 +312,28 @@ class _Schema:
         port = self.r.optional(fields, "port", lambda n: self.r.integer(n, 1, 65535), DEFAULT_PORT)
         return Listen(host, port) if host is not None and port is not None else None
 
-    def logging(self, node: Node) -> str | None:
-        fields = self.r.fields(node, ("level",))
+    def logging(self, node: Node) -> Logging | None:
+        fields = self.r.fields(node, ("level", "file", "format"))
         if fields is None:
             return None
-        level_node = fields.get("level")
-        if level_node is None or level_node.value is None:
-            return "INFO"
-        if isinstance(level_node.value, str):
-            level_node = Node(
-                level_node.value.upper(), level_node.path, level_node.line, level_node.col
-            )
-        return self.r.choice(level_node, LOG_LEVELS)
+        before = len(self.r.problems)
+        level = self.r.optional(fields, "level", self.log_level, Logging.level)
+        file = self.r.optional(fields, "file", self.log_file, None)
+        choices = [f.value for f in LogFormat]
+        form = self.r.optional(fields, "format", lambda n: self.r.choice(n, choices), "text")
+        if level is None or form is None or len(self.r.problems) != before:
+            return None
+        return Logging(level, file, LogFormat(form))
+
+    def log_level(self, node: Node) -> str | None:
+        if isinstance(node.value, str):
+            node = Node(node.value.upper(), node.path, node.line, node.col)
+        return self.r.choice(node, LOG_LEVELS)
+
+    def log_file(self, node: Node) -> Path | None:
+        """A log file path; a relative one is relative to the config file, like the others."""
+        value = self.r.nonempty(node)
+        return None if value is None else self.r.base_dir / Path(value).expanduser()
 
     def delivery(self, node: Node) -> Delivery | None:
         fields = self.r.fields(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -87,6 +88,21 @@ class Listen:
     port: int
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    """One readable line per record: time, level, logger, message."""
+    JSON = "json"
+    """One JSON object per line, for admins who ship logs to a collector."""
+
+
+@dataclass(frozen=True)
+class Logging:
+    level: str = "INFO"
+    file: Path | None = None
+    """Where the log goes (reopened when log rotation moves it away); None: standard error."""
+    format: LogFormat = LogFormat.TEXT
+
+
 @dataclass(frozen=True)
 class Delivery:
     """How long the outbox keeps trying. A network that is down never uses up a message's
@@ -105,7 +121,7 @@ class Config:
     path: Path
     database: str
     listen: Listen
-    log_level: str
+    logging: Logging
     delivery: Delivery
     networks: Mapping[str, Network]
     people: tuple[Person, ...]

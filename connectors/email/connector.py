@@ -92,6 +92,22 @@ class EmailConnector(Connector):
         """Received attachments wait in a spool on this machine's disk until delivered."""
         return True
 
+    @property
+    def room_commands(self) -> bool:
+        """No: a mail to a link address is always passed on. A notice is mailed to every
+        member of the link, so an answer would land in everyone's mailbox rather than the
+        asker's alone, and a mail is a letter to the group, not a chat line to the bridge."""
+        return False
+
+    async def members(self, room_id: str) -> list[str]:
+        """Who reads along by mail: the link's people with an address on this network, by
+        their names in the mapping."""
+        link = self._links.get(room_id)
+        if link is None:
+            return []
+        people = (self.host.config.person(person_id) for person_id in link.people)
+        return [p.name for p in people if p is not None and self.name in p.accounts]
+
     # Set-up
 
     async def start(self) -> None:

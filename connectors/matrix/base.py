@@ -615,6 +615,17 @@ class MatrixConnector(Connector):
                 self._members[key] = (user_id, None)
         return self._members[key]
 
+    async def members(self, room_id: str) -> list[str]:
+        """The room's joined members by display name (their user ID where they set none),
+        the bot and the ghosts left out: one ``/joined_members`` request, as the bot."""
+        joined = await self.bot.get_joined_members(RoomID(room_id))
+        return [
+            member.displayname if isinstance(member.displayname, str)
+            and member.displayname.strip() else str(user_id)
+            for user_id, member in joined.items()
+            if not self.is_own(str(user_id))
+        ]  # fmt: skip
+
     # Sending
 
     async def send(self, out: Outgoing, media: bytes | None) -> str | None:

@@ -838,6 +838,20 @@ class XmppConnector(Connector, Typing):
     async def fetch_media(self, ref: str) -> bytes:
         return await self.files.fetch(ref)
 
+    async def members(self, room_id: str) -> list[str]:
+        """The MUC's occupants by nickname, as its presences showed them to the bridge's
+        listener; the listener and the puppets left out (by nickname, and by real JID where
+        the room shows it)."""
+        room = self.rooms.get(room_id)
+        if room is None or not room.joined:
+            raise Unavailable(f"not in {room_id}")
+        own = {room.nick, *room.puppet_nicks()}
+        return [
+            nick for nick, real in room.occupants.items()
+            if nick not in own and real != self.bot_jid
+            and real.rpartition("@")[2] != self.bot_jid
+        ]  # fmt: skip
+
     async def notify(self, room_id: str, text: str) -> None:
         if split_direct_key(room_id) is not None:
             await self.direct.notify(room_id, text)
