@@ -134,6 +134,7 @@ class CatchUp:
             Method.GET,
             Path.v3.rooms[RoomID(room_id)].messages,
             query_params={"from": token, "dir": "f", "limit": str(PAGE)},
+            metrics_method="getMessages",
         )
         return page
 
@@ -143,6 +144,7 @@ class CatchUp:
             Method.GET,
             Path.v3.rooms[RoomID(room_id)].messages,
             query_params={"dir": "b", "limit": "1"},
+            metrics_method="getMessages",
         )
         return str(page["start"])
 
