@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from typing import Any
 
 import uvloop
@@ -14,6 +15,7 @@ from aiohttp import web
 from mautrix.util.async_db import Database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge import metrics
 from bridge.claims import Claims, LocalClaims
 from bridge.config.model import Config
 from bridge.connector import Connector, DirectChatRefused, DirectChats, ServesHttp
@@ -24,6 +26,7 @@ from bridge.links import DirectChat, Links, direct_link_id
 from bridge.notices import notice
 from bridge.pg_claims import PostgresClaims
 from bridge.router import Router, known_sender
+from bridge.status import Status, snapshot
 from bridge.store import Store
 from bridge.tasks import supervise
 
@@ -37,6 +40,8 @@ MAX_REQUEST_BYTES = 64 * 1024 * 1024
 that far; a Synapse transaction carries up to 50 events and 100 ephemeral and 100 to-device
 events of at most 64 KiB each, so this is well above the largest it sends (aiohttp's default,
 1 MiB, made a burst of long messages a transaction refused forever)."""
+STORE_STATUS_TIMEOUT = 5.0
+"""Seconds the status waits for the queue sizes before it says the database did not answer."""
 
 
 def build_connector(name: str, gateway: Gateway) -> Connector:
@@ -193,20 +198,39 @@ class Gateway:
         bridge is passing messages."""
         return all(c.is_ready() for name, c in self.connectors.items() if name in self._running)
 
+    async def status(self, queues: bool = True) -> Status:
+        """What the bridge is doing now (`bridge.status`); with ``queues``, what waits in the
+        store too (one query)."""
+        stats, error = None, None
+        if queues:
+            try:
+                stats = await asyncio.wait_for(self.store.queue_stats(), STORE_STATUS_TIMEOUT)
+            except Exception as e:
+                error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                log.warning("The status could not read the queues from the database: %s", error)
+        direct = sorted({q.link_id for q in stats or () if self.links.is_direct(q.link_id)})
+        return snapshot(
+            config=self.config,
+            links=[*self.config.links, *(self.links.get(link_id) for link_id in direct)],
+            connectors=self.connectors,
+            running=lambda network: network in self._running,
+            health=self.router.health,
+            directory=self.directory,
+            queues=stats,
+            failures=self.router.outbox.failures,
+            at=time.time(),
+            store_error=error,
+        )
+
     async def _ready(self, _: web.Request) -> web.Response:
-        """200 when ready; else 503 and, for each network that is not, what an admin must fix
-        (None while it is only starting or retrying)."""
-        ready = self.is_ready()
-        answer: dict[str, object] = {"ready": ready}
-        if not ready:
-            answer["networks"] = {
-                name: {"problem": connector.problem()}
-                for name, connector in self.connectors.items()
-                if name in self._running and not connector.is_ready()
-            }
-        return web.json_response(answer, status=200 if ready else 503)
+        """200 when ready, else 503; for each network that is not ready or has rooms not set
+        up, what is missing: what an admin must fix (``problem``; None while it is only
+        starting or retrying), whether it is down, which links' rooms are not set up yet."""
+        answer = (await self.status(queues=False)).readiness()
+        return web.json_response(answer, status=200 if answer["ready"] else 503)
 
     async def _metrics(self, _: web.Request) -> web.Response:
+        metrics.observe(await self.status())
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

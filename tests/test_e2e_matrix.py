@@ -365,12 +365,15 @@ async def test_refused_credentials_are_named_in_the_log_and_readiness(world: Wor
     try:
         answer, status = await _readiness_naming_problems(bridge.ready_url, 2)
         assert status == 503
+        missing = {"state": "refused", "unreachable": None, "rooms_not_set_up": ["relay"],
+                   "rooms_not_set_up_count": 1}  # fmt: skip
         assert answer == {"ready": False, "networks": {
             "bund": {"problem": "the homeserver refused the appservice token — is the "
                      "registration (bund-registration.yaml) installed and the homeserver "
-                     "restarted?"},
+                     "restarted?", **missing},
             "tchap-relay": {"problem": "the homeserver refused the login of "
-                            "@relaybot:tchap.test: check relay.user_id and relay.password"},
+                            "@relaybot:tchap.test: check relay.user_id and relay.password",
+                            **missing},
         }}  # fmt: skip
     finally:
         await bridge.astop()
