@@ -1,5 +1,6 @@
 """The running bridge: builds the store, the connectors and the router from a config, serves the
-homeserver-facing HTTP listener (appservice endpoints, readiness, metrics), and stops cleanly.
+HTTP listener (appservice endpoints, readiness, metrics, the admin API and status page), and
+stops cleanly.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mautrix.util.async_db import Database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge import metrics
+from bridge.admin import AdminSite
 from bridge.claims import Claims, LocalClaims
 from bridge.config.model import Config
 from bridge.connector import Connector, DirectChatRefused, DirectChats, ServesHttp
@@ -70,6 +72,7 @@ class Gateway:
         self.web = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.web.router.add_get("/_passerelle/ready", self._ready)
         self.web.router.add_get("/metrics", self._metrics)
+        AdminSite(lambda: self.config.admin, self.status).add_routes(self.web)
         for name, connector in self.connectors.items():
             if isinstance(connector, ServesHttp):
                 self.web.add_subapp(f"/as/{name}", connector.routes)
