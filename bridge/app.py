@@ -201,9 +201,9 @@ class Gateway:
         bridge is passing messages."""
         return all(c.is_ready() for name, c in self.connectors.items() if name in self._running)
 
-    async def status(self, queues: bool = True) -> Status:
-        """What the bridge is doing now (`bridge.status`); with ``queues``, what waits in the
-        store too (one query)."""
+    async def status(self, *, queues: bool = True, rooms: bool = True) -> Status:
+        """What the bridge is doing now (`bridge.status`): with ``queues``, what waits in the
+        store (one query); with ``rooms``, each link's rooms."""
         stats, error = None, None
         if queues:
             try:
@@ -223,17 +223,18 @@ class Gateway:
             failures=self.router.outbox.failures,
             at=time.time(),
             store_error=error,
+            rooms=rooms,
         )
 
     async def _ready(self, _: web.Request) -> web.Response:
         """200 when ready, else 503; for each network that is not ready or has rooms not set
         up, what is missing: what an admin must fix (``problem``; None while it is only
         starting or retrying), whether it is down, which links' rooms are not set up yet."""
-        answer = (await self.status(queues=False)).readiness()
+        answer = (await self.status(queues=False, rooms=False)).readiness()
         return web.json_response(answer, status=200 if answer["ready"] else 503)
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        metrics.observe(await self.status())
+        metrics.observe(await self.status(rooms=False))
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -143,13 +143,21 @@ def snapshot(
     failures: Iterable[Failure],
     at: float,
     store_error: str | None = None,
+    rooms: bool = True,
 ) -> Status:
     """The bridge's state at ``at``. ``links``: the configured links and the direct chats
     worth listing; ``running``: whether this instance runs a network; ``queues``: what the
-    store holds (None when it could not be read: ``store_error`` says why)."""
+    store holds (None when it could not be read: ``store_error`` says why); ``rooms``: whether
+    to list each link's rooms (the readiness answer, asked every second or so by a proxy,
+    needs only the networks: one pass over the links)."""
     links = list(links)
+    missing: dict[str, list[str]] = {}
+    for link in links:
+        for network in link.rooms:
+            if directory.room_for(link.id, network) is None:
+                missing.setdefault(network, []).append(link.id)
     networks = tuple(
-        _network(name, config, links, connectors[name], running(name), health, directory)
+        _network(name, config, missing.get(name, []), connectors[name], running(name), health)
         for name in config.networks
     )
     waiting = {(q.link_id, q.target): q for q in queues or ()}
@@ -161,7 +169,7 @@ def snapshot(
                 for network in link.rooms
             ),
         )
-        for link in links
+        for link in (links if rooms else ())
     )
     ready = all(n.ready for n in networks if n.state is not State.STANDBY)
     return Status(at, ready, networks, link_states, tuple(reversed(list(failures))),
@@ -171,19 +179,13 @@ def snapshot(
 def _network(
     name: str,
     config: Config,
-    links: Sequence[Link],
+    missing: list[str],
     connector: Connector,
     running: bool,
     health: NetworkHealth,
-    directory: RoomDirectory,
 ) -> NetworkStatus:
     network = config.networks[name]
     health_state = health.state(name)
-    missing = tuple(
-        link.id
-        for link in links
-        if name in link.rooms and directory.room_for(link.id, name) is None
-    )
     ready = connector.is_ready()
     problem = connector.problem()
     since: float | None = health_state.since
@@ -198,7 +200,8 @@ def _network(
         state = State.STARTING
     else:
         state = State.UP
-    return NetworkStatus(name, network.label, network.kind, state, since, reason, ready, missing)
+    return NetworkStatus(name, network.label, network.kind, state, since, reason, ready,
+                         tuple(missing))  # fmt: skip
 
 
 def _room(
