@@ -6,6 +6,8 @@ PYTHON3 ?= python3
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 FAULTS_ARGS ?=
+# The tests drive Debian's chromium; Playwright's own browser builds are never fetched.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: install system-deps test fuzz faults lint sandbox bench clean
 
@@ -19,21 +21,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-# Servers the end-to-end tests run for real that come from Debian, not PyPI: Prosody (XMPP).
-# Installed when missing and we are root (as in CI); otherwise their tests skip, or fail with
-# CI=true.
+# What the end-to-end tests run for real that comes from Debian, not PyPI: Prosody (XMPP) and
+# Chromium (the status page, driven by Playwright; Playwright never downloads a browser of its
+# own here). Installed when missing and we are root (as in CI); otherwise their tests skip, or
+# fail with CI=true.
+SYSTEM_DEPS := prosody chromium
+
 system-deps:
-	@if ! command -v prosody >/dev/null 2>&1; then \
+	@for package in $(SYSTEM_DEPS); do \
+	  command -v $$package >/dev/null 2>&1 && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing prosody for the XMPP end-to-end tests"; \
+	    echo "Installing $$package for the end-to-end tests"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y -q prosody >/dev/null 2>&1 \
-	      || { apt-get update -q >/dev/null && apt-get install -y -q prosody >/dev/null; } \
-	      || echo "Could not install prosody: the XMPP end-to-end tests cannot run"; \
+	    apt-get install -y -q $$package >/dev/null 2>&1 \
+	      || { apt-get update -q >/dev/null && apt-get install -y -q $$package >/dev/null; } \
+	      || echo "Could not install $$package: the end-to-end tests that need it cannot run"; \
 	  else \
-	    echo "prosody is not installed (apt-get install prosody): XMPP end-to-end tests skip"; \
+	    echo "$$package is not installed (apt-get install $$package): the tests needing it skip"; \
 	  fi; \
-	fi
+	done
 
 test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)

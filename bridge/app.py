@@ -1,5 +1,6 @@
 """The running bridge: builds the store, the connectors and the router from a config, serves the
-homeserver-facing HTTP listener (appservice endpoints, readiness, metrics), and stops cleanly.
+HTTP listener (appservice endpoints, readiness, metrics, the admin API and status page), and
+stops cleanly.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import functools
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -18,7 +20,8 @@ from aiohttp import web
 from mautrix.util.async_db import Database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge import logs
+from bridge import logs, metrics
+from bridge.admin import AdminSite
 from bridge.claims import Claims, LocalClaims
 from bridge.config.load import check_config
 from bridge.config.model import Config, Link
@@ -31,6 +34,7 @@ from bridge.notices import notice
 from bridge.pg_claims import PostgresClaims
 from bridge.reload import ConfigChange, diff
 from bridge.router import Router, known_sender
+from bridge.status import Status, snapshot
 from bridge.store import Store
 from bridge.tasks import supervise
 
@@ -46,6 +50,8 @@ MAX_REQUEST_BYTES = 64 * 1024 * 1024
 that far; a Synapse transaction carries up to 50 events and 100 ephemeral and 100 to-device
 events of at most 64 KiB each, so this is well above the largest it sends (aiohttp's default,
 1 MiB, made a burst of long messages a transaction refused forever)."""
+STORE_STATUS_TIMEOUT = 5.0
+"""Seconds the status waits for the queue sizes before it says the database did not answer."""
 
 
 def build_connector(name: str, gateway: Gateway) -> Connector:
@@ -74,6 +80,7 @@ class Gateway:
         self.web = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.web.router.add_get("/_passerelle/ready", self._ready)
         self.web.router.add_get("/metrics", self._metrics)
+        AdminSite(lambda: self.config.admin, self.status).add_routes(self.web)
         self._handlers: dict[tuple[str, str, str], Handler] = {}
         """(network, method, path) → the handler of its connector of the moment."""
         for connector in self.connectors.values():
@@ -327,20 +334,40 @@ class Gateway:
         bridge is passing messages."""
         return all(c.is_ready() for name, c in self.connectors.items() if name in self._running)
 
+    async def status(self, *, queues: bool = True, rooms: bool = True) -> Status:
+        """What the bridge is doing now (`bridge.status`): with ``queues``, what waits in the
+        store (one query); with ``rooms``, each link's rooms."""
+        stats, error = None, None
+        if queues:
+            try:
+                stats = await asyncio.wait_for(self.store.queue_stats(), STORE_STATUS_TIMEOUT)
+            except Exception as e:
+                error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                log.warning("The status could not read the queues from the database: %s", error)
+        direct = sorted({q.link_id for q in stats or () if self.links.is_direct(q.link_id)})
+        return snapshot(
+            config=self.config,
+            links=[*self.config.links, *(self.links.get(link_id) for link_id in direct)],
+            connectors=self.connectors,
+            running=lambda network: network in self._running,
+            health=self.router.health,
+            directory=self.directory,
+            queues=stats,
+            failures=self.router.outbox.failures,
+            at=time.time(),
+            store_error=error,
+            rooms=rooms,
+        )
+
     async def _ready(self, _: web.Request) -> web.Response:
-        """200 when ready; else 503 and, for each network that is not, what an admin must fix
-        (None while it is only starting or retrying)."""
-        ready = self.is_ready()
-        answer: dict[str, object] = {"ready": ready}
-        if not ready:
-            answer["networks"] = {
-                name: {"problem": connector.problem()}
-                for name, connector in self.connectors.items()
-                if name in self._running and not connector.is_ready()
-            }
-        return web.json_response(answer, status=200 if ready else 503)
+        """200 when ready, else 503; for each network that is not ready or has rooms not set
+        up, what is missing: what an admin must fix (``problem``; None while it is only
+        starting or retrying), whether it is down, which links' rooms are not set up yet."""
+        answer = (await self.status(queues=False, rooms=False)).readiness()
+        return web.json_response(answer, status=200 if answer["ready"] else 503)
 
     async def _metrics(self, _: web.Request) -> web.Response:
+        metrics.observe(await self.status(rooms=False))
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

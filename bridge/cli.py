@@ -1,5 +1,6 @@
-"""The ``passerelle`` command line: check a config, run the bridge, and the commands each
-network kind adds (``generate-registration`` for Matrix, ``quarantine`` for email).
+"""The ``passerelle`` command line: check a config, run the bridge, show what the running bridge
+is doing (``status``), and the commands each network kind adds (``generate-registration`` for
+Matrix, ``quarantine`` for email).
 
 Every failure an admin can cause (bad YAML, bad values, unwritable files) ends in plain error
 lines on stderr and exit status 1, never in a traceback.
@@ -8,6 +9,7 @@ lines on stderr and exit status 1, never in a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -30,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the bridge")
     run.add_argument("-c", "--config", required=True, metavar="FILE")
     run.set_defaults(handler=lambda args: _run(args.config))
+    status = commands.add_parser(
+        "status", help="show what the running bridge is doing (networks, links, failures)"
+    )
+    status.add_argument("-c", "--config", required=True, metavar="FILE")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(handler=lambda args: _status(args.config, args.json))
     for kind in kinds().values():
         if kind.commands is not None:
             kind.commands(commands)
@@ -71,6 +79,25 @@ def _run(path: str) -> int:
     from bridge.app import run  # imported late: check-config must not need the runtime
 
     raise SystemExit(run(config))
+
+
+def _status(path: str, as_json: bool) -> int:
+    """Ask the bridge running with this config for its status (its admin API)."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return fail(exc.errors)
+    from bridge.status_report import StatusUnavailable, bridge_url, fetch_status, report
+
+    try:
+        answer = fetch_status(config)
+    except StatusUnavailable as exc:
+        return fail([f"passerelle status: {exc}"])
+    if as_json:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+    else:
+        print(report(answer, bridge_url(config)))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

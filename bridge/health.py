@@ -3,7 +3,8 @@
 A network that is down is not a message that failed. The outbox reports here what its sends
 found (`down` on an `Unavailable`, `up` on any success), waits here while a network is down, and
 every queue to that network resumes the moment one send gets through again. A change of state
-is logged once (not once per message) and exposed as the ``passerelle_network_up`` metric.
+is logged once (not once per message); the status and the ``passerelle_network_up`` metric
+show it (`bridge.status`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-
-from bridge import metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,6 @@ class NetworkHealth:
         self._up = {name: asyncio.Event() for name in networks}
         for name in networks:
             self._up[name].set()
-            metrics.NETWORK_UP.labels(name).set(1)
 
     def add(self, network: str) -> None:
         """A network a reload added (up until a send finds otherwise)."""
@@ -40,7 +38,6 @@ class NetworkHealth:
             self._states[network] = State(since=time.time())
             self._up[network] = asyncio.Event()
             self._up[network].set()
-            metrics.NETWORK_UP.labels(network).set(1)
 
     def state(self, network: str) -> State:
         return self._states[network]
@@ -54,7 +51,6 @@ class NetworkHealth:
         if state.up:
             state.up, state.since = False, time.time()
             self._up[network].clear()
-            metrics.NETWORK_UP.labels(network).set(0)
             log.warning("Network %s is down (%s); its messages wait until it answers", network,
                         reason)  # fmt: skip
 
@@ -65,7 +61,6 @@ class NetworkHealth:
                      time.time() - state.since)  # fmt: skip
             state.up, state.since, state.reason = True, time.time(), ""
             self._up[network].set()
-            metrics.NETWORK_UP.labels(network).set(1)
 
     async def wait_up(self, network: str, timeout: float) -> None:  # noqa: ASYNC109
         """Until ``network`` is seen up again, or ``timeout`` seconds (whichever comes first)."""

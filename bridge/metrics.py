@@ -1,6 +1,18 @@
-"""Prometheus metrics the bridge exposes on ``/metrics`` (and the benchmarks read)."""
+"""Prometheus metrics the bridge exposes on ``/metrics`` (and the benchmarks read).
+
+Counters and the histogram move as events pass. The state gauges (each network's connection
+state, each queue's backlog and oldest age) are set from a `bridge.status.Status` taken at each
+scrape (`observe`): only queues with something waiting have a series.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from bridge.status import Status
 
 RECEIVED = Counter(
     "passerelle_events_received_total", "Events accepted from a network", ["network"]
@@ -21,10 +33,46 @@ ARRIVAL_TO_SEND = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 NETWORK_UP = Gauge(
-    "passerelle_network_up", "1 while the network answers, 0 while it is down", ["network"]
+    "passerelle_network_up",
+    "1 while the network passes messages; 0 while it is down, refuses the bridge's credentials "
+    "or is still starting (no series where another instance runs it)",
+    ["network"],
+)
+NETWORK_STATE = Gauge(
+    "passerelle_network_state",
+    "1 for the network's current state (up, down, refused, starting, standby), 0 for the others",
+    ["network", "state"],
+)
+QUEUE_BACKLOG = Gauge(
+    "passerelle_queue_backlog",
+    "Items waiting in a link's queue to a network (only queues with something waiting)",
+    ["link", "target"],
+)
+QUEUE_OLDEST = Gauge(
+    "passerelle_queue_oldest_seconds",
+    "Seconds the oldest item of a link's queue to a network has waited",
+    ["link", "target"],
 )
 EXPIRED = Counter(
     "passerelle_events_expired_total",
     "Events given up because their network stayed unreachable for delivery.give_up_after",
     ["network"],
 )
+
+
+def observe(status: Status) -> None:
+    """Set the state gauges from ``status``; series of queues that emptied since go away."""
+    from bridge.status import State  # the status module imports the outbox, which imports this
+
+    NETWORK_UP.clear()
+    NETWORK_STATE.clear()
+    for network in status.networks:
+        for state in State:
+            NETWORK_STATE.labels(network.name, state.value).set(int(state is network.state))
+        if network.state is not State.STANDBY:
+            NETWORK_UP.labels(network.name).set(int(network.state is State.UP))
+    QUEUE_BACKLOG.clear()
+    QUEUE_OLDEST.clear()
+    for queue in status.queues:
+        QUEUE_BACKLOG.labels(queue.link_id, queue.target).set(queue.size)
+        QUEUE_OLDEST.labels(queue.link_id, queue.target).set(max(0.0, status.at - queue.oldest))

@@ -16,7 +16,8 @@ What a failed send means decides what happens next:
   refusal is given up at once.
 - an item older than ``delivery.give_up_after`` is given up, whatever the reason it waited.
 
-Giving up tells the sender, in their room's language (`Router.report_undeliverable`).
+Giving up tells the sender, in their room's language (`Router.report_undeliverable`). The last
+refusals and give-ups are kept in memory for admins (`Outbox.failures`, `bridge.status`).
 
 With several instances on one PostgreSQL database, `bridge.claims` decides which instance works
 which queue: a worker runs only while its instance holds the queue's claim.
@@ -27,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import Enum
 
 from bridge import metrics
@@ -36,6 +39,7 @@ from bridge.config.model import Delivery
 from bridge.connector import DeliveryError, Refusal, Unavailable
 from bridge.database import unreachable
 from bridge.health import NetworkHealth
+from bridge.naming import clean
 from bridge.store import OutboxItem, Store
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,10 @@ BATCH = 32
 DOWN_RETRY_MAX = 60.0
 """Longest wait between two probes of a network that is down."""
 STORE_RETRY_MAX = 30.0
+FAILURES_KEPT = 20
+"""Refusals and give-ups kept for the status (the log keeps them all)."""
+FAILURE_DETAIL = 300
+"""Characters of a failure's details kept (the error as logged)."""
 
 GiveUp = Callable[[OutboxItem, Refusal, str], Awaitable[None]]
 
@@ -57,6 +65,27 @@ class Outcome(Enum):
     """An attempt failed; the item stays at the head until its ``next_attempt``."""
     AGAIN = "again"
     """The target was unavailable and has been waited for: try the same item again."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A delivery that failed because of the message or its room (a network that is down is
+    no failure), or an item given up: what an admin needs to look into it (the log line has the
+    rest), never what the message said."""
+
+    at: float
+    """Wall clock."""
+    link_id: str
+    source: str
+    """The network the event came from."""
+    target: str
+    kind: str
+    """The event's kind: message, edit, redaction, reaction."""
+    reason: Refusal
+    detail: str
+    """The error, as the log has it (cut to `FAILURE_DETAIL`)."""
+    given_up: bool
+    """Given up (the sender was told), or to be retried."""
 
 
 class Outbox:
@@ -85,6 +114,8 @@ class Outbox:
         self._waits: dict[Queue, int] = {}
         """Queue → how many times in a row its head found the target unavailable."""
         self._running = False
+        self.failures: deque[Failure] = deque(maxlen=FAILURES_KEPT)
+        """The last refusals and give-ups on this instance, oldest first."""
 
     async def start(self) -> None:
         """Resume every queue left non-empty by an earlier run (or by an instance that died)."""
@@ -231,6 +262,7 @@ class Outbox:
             await self._abandon(item, reason, f"{error} (attempt {attempts})")
             return Outcome.DONE
         delay = self.backoff(attempts)
+        self._note(item, reason, f"{error} (attempt {attempts})", given_up=False)
         log.warning("Delivery of %s to %s failed (attempt %d/%d), retrying in %.1fs: %s",
                     item.event.remote_id, item.target, attempts, self._policy.max_attempts,
                     delay, error)  # fmt: skip
@@ -241,11 +273,17 @@ class Outbox:
         log.error("Giving up on %s %s for %s: %s", item.event.kind, item.event.remote_id,
                   item.target, error)  # fmt: skip
         metrics.FAILED.labels(item.target).inc()
+        self._note(item, reason, error, given_up=True)
         try:
             await self._give_up(item, reason, error)
         except Exception:
             log.exception("Could not tell the sender that %s was given up", item.event.remote_id)
         await self._store.give_up(item)
+
+    def _note(self, item: OutboxItem, reason: Refusal, error: str, *, given_up: bool) -> None:
+        self.failures.append(Failure(time.time(), item.link_id, item.event.network, item.target,
+                                     item.event.kind.value, reason, clean(error, FAILURE_DETAIL),
+                                     given_up))  # fmt: skip
 
     async def _wait_for_target(self, item: OutboxItem, error: Unavailable) -> None:
         """The target was unavailable for ``item``: wait before trying it again, no longer

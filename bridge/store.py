@@ -106,6 +106,17 @@ class OutboxItem:
         return "passerelle-" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    """What waits in one queue (a link's deliveries to one target network)."""
+
+    link_id: str
+    target: str
+    size: int
+    oldest: float
+    """When its oldest item was queued (wall clock)."""
+
+
 def _rows_changed(result: object) -> int:
     """Rows an INSERT, UPDATE or DELETE changed: a cursor's count (SQLite) or the last number
     of the command tag (PostgreSQL, ``INSERT 0 1``)."""
@@ -242,6 +253,16 @@ class Store:
     @retried(PATIENCE)
     async def outbox_size(self) -> int:
         return int(await self.db.fetchval("SELECT COUNT(*) FROM outbox"))
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Every queue with something waiting, for the status and the metrics. Not retried: an
+        admin asking while the database is unreachable is better told so at once."""
+        rows = await self.db.fetch(
+            "SELECT link_id, target, COUNT(*) AS size, MIN(queued) AS oldest FROM outbox"
+            " GROUP BY link_id, target"
+        )
+        return [QueueStats(row["link_id"], row["target"], int(row["size"]), float(row["oldest"]))
+                for row in rows]  # fmt: skip
 
     # The ID map
 

@@ -21,7 +21,7 @@ from mautrix.types import EventType, RoomID
 from tests.email_world import CLAIRE, EmailWorld, compose, send_mail, sign, start_email_world
 from tests.harness.bridge import REPO_ROOT
 from tests.harness.prosody import prosody_available
-from tests.world import World, start_world
+from tests.world import ADMIN_TOKEN, World, start_world
 from tests.xmpp_world import XmppWorld, start_xmpp_world
 from tests.xmpp_world import banner as xmpp_banner
 from tests.xmpp_world import demo as xmpp_demo
@@ -36,6 +36,7 @@ Passerelle sandbox is running (everything on 127.0.0.1; files in {world.root})
   bund.test   (German Matrix)  {world.bund.url}
   tchap.test  (Tchap)          {world.tchap.url}
   bridge                       {world.bridge_url}   metrics: {world.bridge_url}/metrics
+  status page                  {world.bridge_url}/_passerelle/status   token: {ADMIN_TOKEN}
 
 Log in with any Matrix client (homeserver URL above), password "{PASSWORD}":
   on bund.test:  max, erika, anna        on tchap.test: jean.dupont-interieur.gouv.fr

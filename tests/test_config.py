@@ -106,6 +106,7 @@ def test_example_config_content(tmp_path: Path) -> None:
     assert config.database == f"sqlite:{tmp_path / 'passerelle.db'}"
     assert config.link("cloud-wg").rooms["tchap"].create is not None
     assert config.person_by_account("bund", "@max:bund.test").id == "max"  # type: ignore[union-attr]
+    assert config.admin is not None
 
 
 def test_valid_config_defaults(tmp_path: Path) -> None:
@@ -121,6 +122,7 @@ def test_valid_config_defaults(tmp_path: Path) -> None:
     assert config.listen.port == 29340 and config.logging.level == "INFO"
     assert config.database == f"sqlite:{tmp_path / 'passerelle.db'}"
     assert config.links[0].people == ("max", "jean")
+    assert config.admin is None
 
 
 def test_database_forms(tmp_path: Path) -> None:
@@ -315,6 +317,34 @@ def test_secret_values_never_in_errors(tmp_path: Path) -> None:
     errors = "\n".join(errors_of(write(tmp_path, text)))
     assert "hs-secret" not in errors and "dbsecret" not in errors
     assert "database: must be sqlite:PATH or postgres://" in errors
+
+
+def test_admin_token_literal_env_or_file(tmp_path: Path) -> None:
+    token = "0123456789abcdef0123"
+    (tmp_path / "admin-token").write_text(token + "\n")
+    for given, env in ((token, {}), ("{env: ADMIN}", {"ADMIN": token}),
+                       ("{file: admin-token}", {})):  # fmt: skip
+        config = load_config(write(tmp_path, f"admin:\n  token: {given}\n" + VALID), env)
+        assert config.admin is not None and config.admin.token == token
+        assert token not in repr(config)
+
+
+def test_admin_token_too_short_missing_or_misspelt(tmp_path: Path) -> None:
+    path = write(tmp_path, "admin:\n  token: geheim\n" + VALID)
+    assert errors_of(path) == [
+        f"{path}:2:10: admin.token: must be at least 16 characters long "
+        "(e.g. the output of: openssl rand -hex 32)"
+    ]
+    path = write(tmp_path, "admin: {}\n" + VALID)
+    assert errors_of(path) == [f"{path}:1:8: admin.token: is required"]
+    path = write(tmp_path, "admin:\n  tokn: 0123456789abcdef0123\n" + VALID)
+    assert errors_of(path) == [
+        f"{path}:2:3: admin.tokn: unknown key 'tokn' (did you mean 'token'?)"
+    ]
+    path = write(tmp_path, "admin:\n  token: {env: NOPE}\n" + VALID)
+    assert errors_of(path) == [
+        f"{path}:2:16: admin.token.env: environment variable 'NOPE' is not set"
+    ]
 
 
 def test_missing_tokens_hint_generate_registration(tmp_path: Path) -> None:

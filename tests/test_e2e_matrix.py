@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from typing import Any
 
@@ -364,12 +365,15 @@ async def test_refused_credentials_are_named_in_the_log_and_readiness(world: Wor
     try:
         answer, status = await _readiness_naming_problems(bridge.ready_url, 2)
         assert status == 503
+        missing = {"state": "refused", "unreachable": None, "rooms_not_set_up": ["relay"],
+                   "rooms_not_set_up_count": 1}  # fmt: skip
         assert answer == {"ready": False, "networks": {
             "bund": {"problem": "the homeserver refused the appservice token — is the "
                      "registration (bund-registration.yaml) installed and the homeserver "
-                     "restarted?"},
+                     "restarted?", **missing},
             "tchap-relay": {"problem": "the homeserver refused the login of "
-                            "@relaybot:tchap.test: check relay.user_id and relay.password"},
+                            "@relaybot:tchap.test: check relay.user_id and relay.password",
+                            **missing},
         }}  # fmt: skip
     finally:
         await bridge.astop()
@@ -377,6 +381,17 @@ async def test_refused_credentials_are_named_in_the_log_and_readiness(world: Wor
     assert "bund: the homeserver refused the appservice token" in log
     assert "not reachable yet" not in log
     assert "not-the-password" not in log and "not-the-registered-token" not in log
+
+
+async def test_no_metric_has_an_empty_label(world: World) -> None:
+    """Every series can be told apart and alerted on: mautrix's request counters too, which
+    named only some of the requests."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{world.bridge_url}/metrics") as resp:
+            metrics = await resp.text()
+    calls = re.findall(r'^bridge_matrix_api_calls_total\{method="([^"]*)"\}', metrics, re.M)
+    assert {"join_room", "set_displayname", "sendMessageEvent"} <= set(calls), calls
+    assert not [line for line in metrics.splitlines() if '=""' in line]
 
 
 async def _readiness_naming_problems(url: str, networks: int) -> tuple[Any, int]:

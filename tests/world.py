@@ -20,6 +20,8 @@ from tests.harness import BridgeProcess, Homeserver, User, free_port
 from tests.harness.bridge import REPO_ROOT
 
 RELAY_PASSWORD = "relay-bot-password-for-tests"
+ADMIN_TOKEN = "admin-token-of-the-test-world"
+"""The world bridge's ``admin.token`` (its admin API and status page)."""
 GIVE_UP_AFTER = 25
 """Seconds a message waits for a network that is down (``delivery.give_up_after``), short for
 the tests; eight attempts of the configured backoff take about 9 s."""
@@ -78,6 +80,8 @@ delivery:
   initial_backoff: 0.2
   max_backoff: 1.5
   give_up_after: {give_up_after}s
+admin:
+  token: {{file: admin-token}}
 networks:
 {matrix_networks}  tchap-relay:
     kind: matrix
@@ -158,6 +162,7 @@ class World:
 def write_config(root: Path, bund_port: int, tchap_port: int, bridge_port: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "relay-password").write_text(RELAY_PASSWORD + "\n")
+    (root / "admin-token").write_text(ADMIN_TOKEN + "\n")
     path = root / "config.yaml"
     networks = matrix_networks(bund_port, tchap_port)
     path.write_text(CONFIG.format(root=root, tchap_port=tchap_port, bridge_port=bridge_port,

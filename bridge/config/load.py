@@ -24,6 +24,7 @@ from ruamel.yaml.nodes import ScalarNode
 from bridge import kinds as registry  # a module: kinds import the config model in turn
 from bridge.config.fastread import FastReadFailed, fast_document
 from bridge.config.model import (
+    Admin,
     Config,
     Delivery,
     Link,
@@ -55,7 +56,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 PERSON_KEYS = frozenset(("id", "name", "org", "accounts"))
-SECTIONS = ("database", "listen", "logging", "delivery", "networks", "people", "links")
+SECTIONS = ("database", "listen", "logging", "delivery", "admin", "networks", "people", "links")
+MIN_ADMIN_TOKEN = 16
+"""Characters an admin token needs at least: it guards the bridge's state from anyone who
+reaches the listen address, and is guessed at as often as they like."""
 
 
 class ConfigError(Exception):
@@ -241,6 +245,7 @@ class _Schema:
         listen = self.r.optional(fields, "listen", self.listen, Listen(DEFAULT_HOST, DEFAULT_PORT))
         logging = self.r.optional(fields, "logging", self.logging, Logging())
         delivery = self.r.optional(fields, "delivery", self.delivery, Delivery())
+        admin = self.r.optional(fields, "admin", self.admin, None)
         networks_node = self.r.required(root, fields, "networks")
         networks = (
             self.networks(networks_node, listen or Listen(DEFAULT_HOST, DEFAULT_PORT))
@@ -278,6 +283,7 @@ class _Schema:
             networks=valid_networks,
             people=people,
             links=links,
+            admin=admin,
             warnings=tuple(self.r.warnings),
         )
 
@@ -362,6 +368,23 @@ class _Schema:
             )
             return None
         return Delivery(attempts, initial, maximum, lifetime)
+
+    def admin(self, node: Node) -> Admin | None:
+        fields = self.r.fields(node, ("token",))
+        if fields is None:
+            return None
+        token_node = self.r.required(node, fields, "token")
+        if token_node is None:
+            return None
+        token = self.r.secret(token_node)
+        if token is None:
+            return None
+        if len(token.strip()) < MIN_ADMIN_TOKEN:
+            # The value is not repeated: it is a secret, however short.
+            self.r.error(token_node, f"must be at least {MIN_ADMIN_TOKEN} characters long "
+                         "(e.g. the output of: openssl rand -hex 32)")  # fmt: skip
+            return None
+        return Admin(token.strip())
 
     # -- networks ----------------------------------------------------------------------------
 

@@ -117,6 +117,14 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Admin:
+    """Who may read the bridge's state: the admin API and the status page (`bridge.admin`)."""
+
+    token: str = field(repr=False)
+    """Presented as ``Authorization: Bearer …`` to the API, or typed into the page's form."""
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: str
@@ -126,6 +134,8 @@ class Config:
     networks: Mapping[str, Network]
     people: tuple[Person, ...]
     links: tuple[Link, ...]
+    admin: Admin | None = None
+    """None: the admin API and the status page are off (they answer 404)."""
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     """What the admin should look at although it works (`Problem.warning`), in file order."""
     _by_account: dict[str, dict[str, Person]] = field(

@@ -47,6 +47,7 @@ from bridge.notices import notice
 from bridge.policy import account_domain
 from bridge.tasks import supervise
 from connectors.matrix import tchap
+from connectors.matrix.api import NamedAppServiceAPI, NamedCalls
 from connectors.matrix.base import REFUSED_RETRY_SECONDS, MatrixConnector, token_refused
 from connectors.matrix.catch_up import CatchUp
 from connectors.matrix.config import Encryption, Flavour, MatrixNetwork
@@ -135,7 +136,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
 
     async def start(self) -> None:
         self._session = client_session()
-        self._api = AppServiceAPI(
+        self._api = NamedAppServiceAPI(
             base_url=self.network.homeserver,
             bot_mxid=UserID(f"@{self.settings.bot}:{self.network.server_name}"),
             token=self.settings.as_token,
@@ -182,12 +183,15 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
     def _device_client(self) -> Client:
         """The bot as its encryption device: the appservice token, masquerading as the bot
         (and, once it exists, as its device)."""
+        assert self._session is not None
         client = Client(
             self.bot.mxid,
-            base_url=self.network.homeserver,
-            token=self.settings.as_token,
-            client_session=self._session,
-            log=self.log.getChild("device"),  # type: ignore[arg-type]
+            api=NamedCalls(
+                self.network.homeserver,
+                self.settings.as_token,
+                client_session=self._session,
+                log=self.log.getChild("device"),  # type: ignore[arg-type]
+            ),
         )
         client.api.as_user_id = self.bot.mxid
         return client

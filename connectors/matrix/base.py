@@ -656,7 +656,8 @@ class MatrixConnector(Connector):
                 return await self._withdraw_reaction(api, out, *relayed)
             path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(out.relates_to)]
             reason = {"reason": event.reason} if event.reason else {}
-            answer = await api.api.request(Method.PUT, path[out.delivery_id], reason)
+            answer = await api.api.request(Method.PUT, path[out.delivery_id], reason,
+                                           metrics_method="redact")  # fmt: skip
             return str(answer["event_id"])
         encrypted = await self._encrypted(out.room_id, api)
         if event.kind is Kind.REACTION and template is not None:
@@ -722,7 +723,7 @@ class MatrixConnector(Connector):
             )
             return None
         path = Path.v3.rooms[RoomID(out.room_id)].redact[EventID(notice_id)]
-        await api.api.request(Method.PUT, path[out.delivery_id], {})
+        await api.api.request(Method.PUT, path[out.delivery_id], {}, metrics_method="redact")
         await self.state.save_relayed_reactions(out.room_id, target, notice_id, None)
         return None
 

@@ -139,6 +139,7 @@ class CatchUp:
             Method.GET,
             Path.v3.rooms[RoomID(room_id)].messages,
             query_params={"from": token, "dir": "f", "limit": str(PAGE)},
+            metrics_method="getMessages",
         )
         return page
 
@@ -148,6 +149,7 @@ class CatchUp:
             Method.GET,
             Path.v3.rooms[RoomID(room_id)].messages,
             query_params={"dir": "b", "limit": "1"},
+            metrics_method="getMessages",
         )
         return str(page["start"])
 

@@ -23,6 +23,7 @@ from mautrix.types import LoginType, RoomID, SyncToken, UserID
 
 from bridge.connector import Host, Outgoing
 from bridge.tasks import supervise
+from connectors.matrix.api import NamedCalls
 from connectors.matrix.base import REFUSED_RETRY_SECONDS, MatrixConnector, token_refused
 from connectors.matrix.config import MatrixNetwork
 from connectors.matrix.http import client_session
@@ -49,10 +50,12 @@ class RelayConnector(MatrixConnector):
         self._session = client_session()
         self.client = Client(
             UserID(self.settings.user_id),
-            base_url=self.network.homeserver,
-            token=self.settings.access_token or "",
-            client_session=self._session,
-            log=self.log,  # type: ignore[arg-type]
+            api=NamedCalls(
+                self.network.homeserver,
+                self.settings.access_token or "",
+                client_session=self._session,
+                log=self.log,  # type: ignore[arg-type]
+            ),
         )
         self.bot = self.client
         self._sync_task = supervise(f"sync:{self.name}", self._run, self.log)
@@ -130,7 +133,10 @@ class RelayConnector(MatrixConnector):
                 if filter_id is None:
                     filter_id = (
                         await self.bot.api.request(
-                            Method.POST, Path.v3.user[self.bot.mxid].filter, SYNC_FILTER
+                            Method.POST,
+                            Path.v3.user[self.bot.mxid].filter,
+                            SYNC_FILTER,
+                            metrics_method="createFilter",
                         )
                     )["filter_id"]
                 batch = await self.bot.sync(
@@ -185,6 +191,7 @@ class RelayConnector(MatrixConnector):
                 Method.GET,
                 Path.v3.rooms[RoomID(room_id)].messages,
                 query_params={"from": token, "to": since, "dir": "b", "limit": "100"},
+                metrics_method="getMessages",
             )
             chunk = page.get("chunk", [])
             missed.extend(chunk)
