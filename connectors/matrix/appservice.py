@@ -412,6 +412,8 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
                 _first(body, DEVICE_LISTS_KEYS),
                 self.e2ee.otk_counts_of(_first(body, OTK_COUNT_KEYS)),
             )
+        if self.catch_up.wary:
+            await self._read_before(events)
         for raw in events:
             if not isinstance(raw, dict):
                 self.log.warning("Ignoring a non-object event in transaction %s", txn_id)
@@ -432,6 +434,19 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
         if digest:
             await self.state.mark_txn_handled(txn_id, digest)
         return web.json_response({})
+
+    async def _read_before(self, events: list[Any]) -> None:
+        """Read the rooms of a transaction up to its events first (`CatchUp.wary`); a room
+        that cannot be read now is left to the pushed events and the regular catch-up."""
+        rooms = {raw["room_id"] for raw in events
+                 if isinstance(raw, dict) and isinstance(raw.get("room_id"), str)}  # fmt: skip
+        for room_id in rooms:
+            if self.host.directory.link_for(self.name, room_id) is None:
+                continue
+            try:
+                await self.catch_up.read(room_id)
+            except Exception as e:
+                self.log.debug("Could not read %s before its pushed events: %s", room_id, e)
 
     async def _room_event(self, raw: dict[str, Any]) -> None:
         """One room event, pushed in a transaction or read by the catch-up."""

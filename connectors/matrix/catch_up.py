@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,6 +42,9 @@ PAGE = 100
 """Events asked for per request."""
 SOON = 1.0
 """Seconds to wait after a trigger before reading (several triggers make one pass)."""
+WARY = 60.0
+"""Seconds after a start or a failed transaction during which every pushed event waits until
+its room was read up to it (`CatchUp.wary`)."""
 
 
 class CatchUp:
@@ -65,6 +69,8 @@ class CatchUp:
         self._active: set[str] = set()
         self._everything = True
         self._wake = asyncio.Event()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._wary_until = time.monotonic() + WARY
         self.first_pass = asyncio.Event()
         """Set once every room was read after start (or tried): pushed events wait for it, so
         what was said while the bridge was down goes out before what is said now, in the
@@ -78,6 +84,15 @@ class CatchUp:
         """Read every room soon (a transaction went wrong, the homeserver is back)."""
         self._everything = True
         self._wake.set()
+        self._wary_until = time.monotonic() + WARY
+
+    @property
+    def wary(self) -> bool:
+        """Whether pushed events should wait until their room was read up to them: for a while
+        after a start or a failed transaction. Synapse retries a failed push later but may push
+        newer events of the same room before it (its recoverer runs beside the queue), and
+        reading the room first ingests what came before them, in the room's order."""
+        return time.monotonic() < self._wary_until
 
     async def run(self) -> None:
         """Read rooms for ever: every room first, then the active ones each interval."""
@@ -108,7 +123,13 @@ class CatchUp:
                 pass
 
     async def read(self, room_id: str) -> None:
-        """Ingest what ``room_id``'s timeline holds after the stored token, in order."""
+        """Ingest what ``room_id``'s timeline holds after the stored token, in order (one
+        reader per room at a time)."""
+        lock = self._locks.setdefault(room_id, asyncio.Lock())
+        async with lock:
+            await self._read(room_id)
+
+    async def _read(self, room_id: str) -> None:
         token = self._positions.get(room_id)
         if token is None:
             await self._save(room_id, await self._present_end(room_id))
