@@ -15,10 +15,12 @@ import pytest
 
 from bridge.claims import LocalClaims
 from bridge.config.load import load_config
+from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Outgoing, Unavailable
 from bridge.directory import RoomDirectory
 from bridge.events import Event, Kind, Sender
 from bridge.links import Links
+from bridge.notices import Notice
 from bridge.router import Router
 from bridge.store import Store
 
@@ -78,6 +80,12 @@ class Recording(Connector):
 
     async def notify(self, room_id: str, text: str) -> None:
         self.notices.append((room_id, text))
+
+    async def link_added(self, link: Link) -> None:
+        return None
+
+    async def link_removed(self, link: Link, room_id: str | None, notice: Notice) -> None:
+        return None
 
     def texts(self) -> list[str]:
         return [out.event.text for out in self.sent]
