@@ -1,5 +1,6 @@
-"""The ``passerelle`` command line: check a config, run the bridge, and the commands each
-network kind adds (``generate-registration`` for Matrix, ``quarantine`` for email).
+"""The ``passerelle`` command line: check a config, run the bridge, check and sign federation
+lists (``federation-list``), and the commands each network kind adds
+(``generate-registration`` for Matrix, ``quarantine`` for email).
 
 Every failure an admin can cause (bad YAML, bad values, unwritable files) ends in plain error
 lines on stderr and exit status 1, never in a traceback.
@@ -14,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 from bridge.config.load import ConfigError, check_config, load_config
+from bridge.federation.commands import add_commands as federation_list_commands
 from bridge.kinds import kinds
 
 
@@ -30,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the bridge")
     run.add_argument("-c", "--config", required=True, metavar="FILE")
     run.set_defaults(handler=lambda args: _run(args.config))
+    federation_list_commands(commands)
     for kind in kinds().values():
         if kind.commands is not None:
             kind.commands(commands)

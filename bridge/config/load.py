@@ -23,7 +23,17 @@ from ruamel.yaml.nodes import ScalarNode
 
 from bridge import kinds as registry  # a module: kinds import the config model in turn
 from bridge.config.fastread import FastReadFailed, fast_document
-from bridge.config.model import Config, Delivery, Link, LinkRoom, Listen, Network, Person
+from bridge.config.federation_list import read_federation_list
+from bridge.config.model import (
+    Config,
+    Delivery,
+    FederationListSource,
+    Link,
+    LinkRoom,
+    Listen,
+    Network,
+    Person,
+)
 from bridge.config.reader import (
     NO_STRINGS,
     AccountFormat,
@@ -45,6 +55,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 PERSON_KEYS = frozenset(("id", "name", "org", "accounts"))
+FEDERATION_LIST = "federation_list"
+"""The key every network may have, whatever its kind (`bridge.config.federation_list`)."""
 SECTIONS = ("database", "listen", "logging", "delivery", "networks", "people", "links")
 
 
@@ -221,6 +233,7 @@ class _Schema:
         self.unread: set[str] = set()
         """Sections that could not be read (misspelled, not a mapping…): already reported,
         so what refers into them is not reported again."""
+        self.federation_lists: dict[str, FederationListSource] = {}
 
     def config(self, root: Node) -> Config | None:
         fields = self.r.fields(root, SECTIONS)
@@ -268,6 +281,7 @@ class _Schema:
             networks=valid_networks,
             people=people,
             links=links,
+            federation_lists=self.federation_lists,
             warnings=tuple(self.r.warnings),
         )
 
@@ -381,7 +395,8 @@ class _Schema:
                 )
 
     def network(self, name: str, node: Node, listen: Listen) -> Network | None:
-        """A network entry: ``kind`` picks the schema that checks the rest of its keys."""
+        """A network entry: ``kind`` picks the schema that checks the rest of its keys; every
+        kind may take its domains from a ``federation_list``."""
         if not isinstance(node.value, Mapping):
             self.r.fields(node, ())
             return None
@@ -391,10 +406,18 @@ class _Schema:
         if kind is None:
             return None
         schema = self.kind(kind)
-        fields = self.r.fields(node, ("kind", *schema.keys))
+        fields = self.r.fields(node, ("kind", FEDERATION_LIST, *schema.keys))
         if fields is None:
             return None
-        return schema.network(name, node, fields, listen)
+        network = schema.network(name, node, fields, listen)
+        listed = fields.get(FEDERATION_LIST)
+        if listed is None or listed.value is None:
+            return network
+        source = read_federation_list(self.r, listed)
+        if source is None:
+            return None
+        self.federation_lists[name] = source
+        return network
 
     def kind(self, kind: str) -> KindSchema:
         """The schema of a network kind, made once (every account and room asks for it)."""
