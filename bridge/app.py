@@ -39,10 +39,10 @@ log = logging.getLogger("passerelle")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 TAKEOVER_INTERVAL = 2.0
+"""Seconds between two looks for networks and queues no instance serves (several instances)."""
 REFUSALS_POLL = 1.0
 """Seconds between two looks whether a connector that has refused people to take out of its
 rooms is ready to."""
-"""Seconds between two looks for networks and queues no instance serves (several instances)."""
 
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 """Largest request body the listener reads. Only a homeserver that presented its token gets

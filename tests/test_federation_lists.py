@@ -134,7 +134,7 @@ async def test_a_list_that_expires_in_force_lets_nobody_out_until_a_newer_one_co
     await lists.stop()
 
 
-async def test_nothing_is_in_force_before_a_first_valid_list(
+async def test_nothing_is_in_force_before_a_first_valid_list_nor_anything_after_it_is_removed(
     open_store: Opener, tmp_path: Path, network: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     before = refused_count(network, "unreadable")
@@ -144,4 +144,6 @@ async def test_nothing_is_in_force_before_a_first_valid_list(
     assert (f"Federation list of {network} refused (unreadable): cannot read "
             f"{tmp_path / 'missing.jws'}: No such file or directory; none is in force: nobody "
             f"of {network} is bridged out") in caplog.text  # fmt: skip
+    await lists.use({})  # the list is taken out of the config: the network is free of it
+    assert lists.domains == {} and gauge("in_force", network) is None
     await lists.stop()

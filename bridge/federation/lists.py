@@ -83,6 +83,9 @@ class FederationLists:
             await self._stop(name)
             if name not in lists:
                 self.domains.pop(name, None)
+                for gauge in (metrics.FEDERATION_LIST_IN_FORCE, metrics.FEDERATION_LIST_VERSION,
+                              metrics.FEDERATION_LIST_EXPIRES, metrics.FEDERATION_LIST_DOMAINS):
+                    gauge.remove(name)  # fmt: skip
                 log.info("%s no longer takes its domains from a federation list", name)
         fresh = [name for name in lists if name not in self._sources]
         await asyncio.gather(*(self._start(name, lists[name]) for name in fresh))
