@@ -28,10 +28,12 @@ from bridge.config.model import Config, Link
 from bridge.connector import Connector, DirectChatRefused, DirectChats, ServesHttp
 from bridge.directory import RoomDirectory
 from bridge.events import Event, Sender
+from bridge.federation.lists import FederationLists
 from bridge.kinds import kinds
 from bridge.links import DirectChat, Links, direct_link_id
 from bridge.notices import notice
 from bridge.pg_claims import PostgresClaims
+from bridge.policy import Listed
 from bridge.reload import ConfigChange, diff
 from bridge.router import Router, known_sender
 from bridge.status import Status, snapshot
@@ -44,6 +46,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 TAKEOVER_INTERVAL = 2.0
 """Seconds between two looks for networks and queues no instance serves (several instances)."""
+REFUSALS_POLL = 1.0
+"""Seconds between two looks whether a connector that has refused people to take out of its
+rooms is ready to."""
 
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 """Largest request body the listener reads. Only a homeserver that presented its token gets
@@ -71,11 +76,17 @@ class Gateway:
         """Connectors started on this instance (an exclusive one only while it leads)."""
         self.directory = RoomDirectory()
         self.links = Links(config)
+        self.lists = FederationLists(store, self._senders_refused)
+        self._refusals: dict[str, set[str]] = {}
+        """Connector → networks whose refused people it has yet to take out of its rooms (it
+        does once it runs here and is ready)."""
+        self._refusals_waiting = asyncio.Event()
         self.connectors: dict[str, Connector] = {
             name: build_connector(name, self) for name in config.networks
         }
         self.router = Router(config, self.links, store, self.directory, self.connectors, claims,
-                             serves=lambda network: network in self._running)  # fmt: skip
+                             serves=lambda network: network in self._running,
+                             listed=self.lists.domains)  # fmt: skip
         self._direct_lock = asyncio.Lock()
         self.web = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.web.router.add_get("/_passerelle/ready", self._ready)
@@ -123,6 +134,41 @@ class Gateway:
 
     def leads(self, network: str) -> bool:
         return self.claims.leads(network)
+
+    @property
+    def federation(self) -> Listed:
+        return self.lists.domains
+
+    async def _senders_refused(self, network: str, dropped: frozenset[str] | None) -> None:
+        """People of ``network`` are no longer let out of it (its federation list): every
+        other connector takes their ghosts and puppets out of its rooms, at once if it is
+        ready, else as soon as it is."""
+        if dropped:
+            log.warning("No longer bridged out of %s: %s (not on its federation list)", network,
+                        ", ".join(sorted(dropped)))  # fmt: skip
+        for name in self.connectors:
+            if name != network:
+                self._refusals.setdefault(name, set()).add(network)
+        self._refusals_waiting.set()
+
+    async def _take_refused_out(self) -> None:
+        """Hands each connector the networks whose refused people it must take out, once it
+        runs here and is ready (a connector still setting its rooms up is asked again every
+        `REFUSALS_POLL` seconds)."""
+        while True:
+            try:
+                await asyncio.wait_for(self._refusals_waiting.wait(),
+                                       REFUSALS_POLL if self._refusals else None)  # fmt: skip
+            except TimeoutError:
+                pass
+            self._refusals_waiting.clear()
+            for name in list(self._refusals):
+                connector = self.connectors.get(name)
+                if connector is None:
+                    del self._refusals[name]
+                elif name in self._running and connector.is_ready():
+                    networks = self._refusals.pop(name)
+                    await self._each(name, connector.senders_refused(networks))
 
     def state(self, kind: str) -> Database:
         return self._states[kind]
@@ -172,6 +218,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self._open_states()
+        await self.lists.use(self.config.federation_lists)
         await self._bind_direct_chats()
         self._runner = web.AppRunner(self.web, access_log=None)
         await self._runner.setup()
@@ -183,6 +230,7 @@ class Gateway:
                 await connector.start()
                 self._running.add(name)
         await self.router.outbox.start()
+        self._tasks.append(supervise("senders-refused", self._take_refused_out, log))
         if not isinstance(self.claims, LocalClaims):
             self._tasks.append(supervise("takeover", self._take_over, log))
         self._started.set()
@@ -209,6 +257,7 @@ class Gateway:
                 return errors
             for warning in config.warnings:
                 log.warning("%s", warning.render(str(config.path)))
+            self.lists.refresh_now()
             change = diff(self.config, config)
             for key in change.restart_only:
                 log.warning("Config reloaded, but %s changed: that applies after a restart", key)
@@ -227,6 +276,7 @@ class Gateway:
     async def _apply(self, change: ConfigChange, config: Config) -> None:
         old, self.config = self.config, config
         self.router.use(config)
+        await self.lists.use(config.federation_lists)
         if config.logging != old.logging:
             try:
                 logs.configure(config.logging)
@@ -320,6 +370,7 @@ class Gateway:
                 self._bind_direct(chat)
 
     async def stop(self) -> None:
+        await self.lists.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,6 +1,6 @@
 """The ``passerelle`` command line: check a config, run the bridge, show what the running bridge
-is doing (``status``), and the commands each network kind adds (``generate-registration`` for
-Matrix, ``quarantine`` for email).
+is doing (``status``), check and sign federation lists (``federation-list``), and the commands
+each network kind adds (``generate-registration`` for Matrix, ``quarantine`` for email).
 
 Every failure an admin can cause (bad YAML, bad values, unwritable files) ends in plain error
 lines on stderr and exit status 1, never in a traceback.
@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 from bridge.config.load import ConfigError, check_config, load_config
+from bridge.federation.commands import add_commands as federation_list_commands
 from bridge.kinds import kinds
 
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("-c", "--config", required=True, metavar="FILE")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(handler=lambda args: _status(args.config, args.json))
+    federation_list_commands(commands)
     for kind in kinds().values():
         if kind.commands is not None:
             kind.commands(commands)

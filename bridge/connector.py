@@ -8,7 +8,7 @@ calls a connector only through these methods, and a connector reaches the core o
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from bridge.directory import RoomDirectory
     from bridge.links import Links
+    from bridge.policy import Listed
     from bridge.store import Store
 
 
@@ -45,6 +46,8 @@ class Refusal(StrEnum):
     TOO_LARGE = "too_large"
     NOT_ALLOWED = "not_allowed"
     """The sender may not appear in that room (a restricted Tchap room, say)."""
+    NOT_LISTED = "not_listed"
+    """The sender's domain left their network's federation list while the message waited."""
     ROOM_OFF = "room_off"
     """The room is no longer bridged (its access rule or encryption changed)."""
     CANNOT_ENCRYPT = "cannot_encrypt"
@@ -106,6 +109,13 @@ class Host(Protocol):
     store: Store
     directory: RoomDirectory
     links: Links
+
+    @property
+    def federation(self) -> Listed:
+        """The domains each network's federation list in force names, as `bridge.policy`
+        reads them (``sender_refusal(host.config, host.federation, …)``): it changes while
+        the bridge runs, so it is read for every decision, never kept."""
+        ...
 
     async def ingest(self, event: Event) -> bool:
         """Store an event for delivery; returns False if it was already known.
@@ -231,6 +241,15 @@ class Connector(ABC):
         instance leads the network, post ``notice`` there in the network's language and take
         the bridge's own users out of it (a room the bridge created stays, with its people);
         then forget the room."""
+
+    async def senders_refused(self, networks: Collection[str]) -> None:
+        """Some people of these networks are no longer bridged out of them: their domain left
+        the network's federation list, the list expired, or the network newly takes its
+        domains from a list. Called at once (and after every start, once this network is
+        ready); where this instance leads this network, take every ghost or puppet that
+        `bridge.policy.ghost_refused` refuses out of its rooms (the rooms of links with one of
+        ``networks``). By default nothing: a kind whose remote people sit in no room (mail)."""
+        return None
 
     async def people_changed(self, people: Sequence[Person]) -> None:
         """These people's names or organisations changed: show them as they are now where

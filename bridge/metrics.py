@@ -76,3 +76,29 @@ def observe(status: Status) -> None:
     for queue in status.queues:
         QUEUE_BACKLOG.labels(queue.link_id, queue.target).set(queue.size)
         QUEUE_OLDEST.labels(queue.link_id, queue.target).set(max(0.0, status.at - queue.oldest))
+
+
+FEDERATION_LIST_REFUSED = Counter(
+    "passerelle_federation_list_refused_total",
+    "Federation lists read and refused (the last good one stays in force), by reason",
+    ["network", "reason"],
+)
+FEDERATION_LIST_IN_FORCE = Gauge(
+    "passerelle_federation_list_in_force",
+    "1 while a valid federation list is in force; 0 while none is (nobody of the network is "
+    "bridged out)",
+    ["network"],
+)
+FEDERATION_LIST_VERSION = Gauge(
+    "passerelle_federation_list_version", "Version of the last federation list taken", ["network"]
+)
+FEDERATION_LIST_EXPIRES = Gauge(
+    "passerelle_federation_list_expires_timestamp_seconds",
+    "When the federation list in force expires (Unix time; 0 while none is in force)",
+    ["network"],
+)
+FEDERATION_LIST_DOMAINS = Gauge(
+    "passerelle_federation_list_domains",
+    "Domains the federation list in force names",
+    ["network"],
+)

@@ -33,7 +33,8 @@ class ConfigChange:
     people_changed: tuple[Person, ...] = ()
     """People (as they are now) whose name or organisation changed: their ghosts are renamed."""
     other: tuple[str, ...] = ()
-    """Other top-level settings that changed and apply at once (``delivery``, ``logging``)."""
+    """Other settings that changed and apply at once (``delivery``, ``logging``, a network's
+    ``federation_list``)."""
     restart_only: tuple[str, ...] = ()
     """Settings that changed but apply only after a restart."""
 
@@ -97,6 +98,7 @@ def diff(old: Config, new: Config) -> ConfigChange:
             for key, before, now in (
                 ("delivery", old.delivery, new.delivery),
                 ("logging", old.logging, new.logging),
+                ("federation_list", old.federation_lists, new.federation_lists),
             )
             if before != now
         ),

@@ -29,7 +29,7 @@ from bridge.links import Links
 from bridge.naming import clean
 from bridge.notices import Notice, notice
 from bridge.outbox import Outbox
-from bridge.policy import account_domain
+from bridge.policy import Listed, account_domain, federation_refusal
 from bridge.room_answers import RoomAnswers
 from bridge.room_commands import command_of
 from bridge.store import OutboxItem, Store
@@ -70,6 +70,7 @@ class Router:
         connectors: Mapping[str, Connector],
         claims: Claims,
         serves: Callable[[str], bool] = lambda network: True,
+        listed: Listed | None = None,
     ) -> None:
         self.config = config
         self.links = links
@@ -78,6 +79,9 @@ class Router:
         self.connectors = connectors
         self.claims = claims
         self.serves = serves
+        self.listed: Listed = listed if listed is not None else {}
+        """The federation lists in force (`bridge.federation.lists.FederationLists.domains`),
+        read at every decision."""
         self.health = NetworkHealth(list(config.networks))
         self.outbox = Outbox(store, config.delivery, self.health, claims, self.deliver,
                              self.report_undeliverable, serves)  # fmt: skip
@@ -127,6 +131,8 @@ class Router:
         link_id = self.directory.link_for(network, room_id)
         if link_id is None:
             return
+        if federation_refusal(self.config, self.listed, network, sender.user_id) is not None:
+            return
         sender = known_sender(self.config, sender)
         person = self.config.person(sender.person_id) if sender.person_id else None
         for target in self.links.get(link_id).rooms:
@@ -160,6 +166,14 @@ class Router:
             # what the room may no longer receive is not delivered.
             raise DeliveryError(f"the {item.target} room is no longer bridged: {refused}",
                                 permanent=True, reason=Refusal.ROOM_OFF)  # fmt: skip
+        sender = event.sender
+        refusal = federation_refusal(self.config, self.listed, sender.network, sender.user_id)
+        if refusal is not None:
+            # Queued before the sender's domain left their network's federation list.
+            domain = account_domain(self.config, sender.network, sender.user_id)
+            raise DeliveryError(f"{sender.user_id} is no longer bridged out of {sender.network}: "
+                                f"{refusal.explain(domain)} ({refusal.value})", permanent=True,
+                                reason=Refusal.NOT_LISTED)  # fmt: skip
         reply_to = relates_to = None
         if event.reply_to:
             reply_to = await self.store.counterpart(event.network, event.reply_to, item.target)
@@ -224,8 +238,8 @@ def undelivered_notice(
         key, values = "reason.expired_hours", {"hours": round(lifetime / 3600)}
     elif reason is Refusal.EXPIRED:
         key, values = "reason.expired", {"days": round(lifetime / 86400)}
-    elif reason is Refusal.NOT_ALLOWED:
-        key, values = "reason.not_allowed", {"domain": domain}
+    elif reason in (Refusal.NOT_ALLOWED, Refusal.NOT_LISTED):
+        key, values = f"reason.{reason.value}", {"domain": domain}
     else:
         key = f"reason.{reason.value}"
     summary = event.summary()

@@ -85,6 +85,27 @@ async def _upgrade_v3(conn: Connection, scheme: Scheme) -> None:
     await conn.execute("UPDATE outbox SET queued=$1", time.time())
 
 
+@upgrade_table.register(description="The last federation list taken per network")  # type: ignore[call-arg,arg-type]
+async def _upgrade_v4(conn: Connection, scheme: Scheme) -> None:
+    await conn.execute(
+        """CREATE TABLE federation_list (
+            network  TEXT PRIMARY KEY,
+            version  BIGINT NOT NULL,
+            token    TEXT NOT NULL,
+            taken    DOUBLE PRECISION NOT NULL
+        )"""
+    )
+
+
+@dataclass(frozen=True)
+class StoredList:
+    """The last federation list a network took: its version (no later list may be older) and
+    the signed token itself (checked again when read back)."""
+
+    version: int
+    token: str
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     id: int
@@ -263,6 +284,31 @@ class Store:
         )
         return [QueueStats(row["link_id"], row["target"], int(row["size"]), float(row["oldest"]))
                 for row in rows]  # fmt: skip
+
+    # Federation lists
+
+    @retried(PATIENCE)
+    async def federation_list(self, network: str) -> StoredList | None:
+        row = await self.db.fetchrow(
+            "SELECT version, token FROM federation_list WHERE network=$1", network
+        )
+        return StoredList(int(row["version"]), row["token"]) if row is not None else None
+
+    @retried(PATIENCE)
+    async def save_federation_list(self, network: str, version: int, token: str) -> bool:
+        """Keep a list just taken, unless a list of a version at least as high is kept already
+        (another instance took it); whether it was kept."""
+        result = await self.db.execute(
+            "INSERT INTO federation_list (network, version, token, taken) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (network) DO UPDATE SET version=excluded.version,"
+            " token=excluded.token, taken=excluded.taken"
+            " WHERE federation_list.version < excluded.version",
+            network,
+            version,
+            token,
+            time.time(),
+        )
+        return _rows_changed(result) > 0
 
     # The ID map
 

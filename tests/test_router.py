@@ -297,3 +297,24 @@ async def test_queues_left_by_a_crash_are_resumed_in_order(tmp_path: Path) -> No
         assert len({out.delivery_id for out in second.tchap.sent}) == 3
     finally:
         await close(second)
+
+
+async def test_what_was_queued_is_not_delivered_once_the_senders_domain_left_the_list(
+    bridge: Bridge,
+) -> None:
+    """Queued while bund.example was on bund's federation list, delivered after a newer list
+    dropped it: it crosses nowhere, and the sender is told why, in German."""
+    listed = {"bund": frozenset({"bund.example"})}
+    bridge.router.listed = listed
+    await bridge.router.outbox.stop()
+    assert await bridge.router.ingest(message("$3", "noch gelistet"))
+    listed["bund"] = frozenset({"land.example"})
+    await bridge.router.outbox.start()
+    await settled(bridge.router)
+    assert bridge.tchap.sent == [] and bridge.third.sent == []
+    assert sorted(bridge.bund.notices) == [
+        ("!wg:bund.example", f"⚠️ Nachricht „noch gelistet“ von Max konnte nicht an {network} "
+         "zugestellt werden (bund.example steht nicht auf der Föderationsliste seines Netzes "
+         "und wird nicht mehr gebrückt).")
+        for network in ("Tchap", "third")
+    ]  # fmt: skip

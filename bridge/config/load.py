@@ -23,10 +23,12 @@ from ruamel.yaml.nodes import ScalarNode
 
 from bridge import kinds as registry  # a module: kinds import the config model in turn
 from bridge.config.fastread import FastReadFailed, fast_document
+from bridge.config.federation_list import read_federation_list
 from bridge.config.model import (
     Admin,
     Config,
     Delivery,
+    FederationListSource,
     Link,
     LinkRoom,
     Listen,
@@ -60,6 +62,8 @@ SECTIONS = ("database", "listen", "logging", "delivery", "admin", "networks", "p
 MIN_ADMIN_TOKEN = 16
 """Characters an admin token needs at least: it guards the bridge's state from anyone who
 reaches the listen address, and is guessed at as often as they like."""
+FEDERATION_LIST = "federation_list"
+"""The key every network may have, whatever its kind (`bridge.config.federation_list`)."""
 
 
 class ConfigError(Exception):
@@ -235,6 +239,7 @@ class _Schema:
         self.unread: set[str] = set()
         """Sections that could not be read (misspelled, not a mapping…): already reported,
         so what refers into them is not reported again."""
+        self.federation_lists: dict[str, FederationListSource] = {}
 
     def config(self, root: Node) -> Config | None:
         fields = self.r.fields(root, SECTIONS)
@@ -284,6 +289,7 @@ class _Schema:
             people=people,
             links=links,
             admin=admin,
+            federation_lists=self.federation_lists,
             warnings=tuple(self.r.warnings),
         )
 
@@ -424,7 +430,8 @@ class _Schema:
                 )
 
     def network(self, name: str, node: Node, listen: Listen) -> Network | None:
-        """A network entry: ``kind`` picks the schema that checks the rest of its keys."""
+        """A network entry: ``kind`` picks the schema that checks the rest of its keys; every
+        kind may take its domains from a ``federation_list``."""
         if not isinstance(node.value, Mapping):
             self.r.fields(node, ())
             return None
@@ -434,10 +441,18 @@ class _Schema:
         if kind is None:
             return None
         schema = self.kind(kind)
-        fields = self.r.fields(node, ("kind", *schema.keys))
+        fields = self.r.fields(node, ("kind", FEDERATION_LIST, *schema.keys))
         if fields is None:
             return None
-        return schema.network(name, node, fields, listen)
+        network = schema.network(name, node, fields, listen)
+        listed = fields.get(FEDERATION_LIST)
+        if listed is None or listed.value is None:
+            return network
+        source = read_federation_list(self.r, listed)
+        if source is None:
+            return None
+        self.federation_lists[name] = source
+        return network
 
     def kind(self, kind: str) -> KindSchema:
         """The schema of a network kind, made once (every account and room asks for it)."""

@@ -125,6 +125,24 @@ class Admin:
 
 
 @dataclass(frozen=True)
+class FederationListSource:
+    """Where a network's signed federation list comes from (`bridge.federation`), and how it
+    is checked: one of ``url`` (HTTPS) and ``file``."""
+
+    public_key: str = field(repr=False)
+    """The key the list must be signed with: PEM or JWK text (checked when the config is)."""
+    url: str | None = None
+    file: Path | None = None
+    refresh: float = 3600.0
+    """Seconds between two reads of the list."""
+    timeout: float = 30.0
+    """Seconds one read of the URL may take, answer included."""
+    max_bytes: int = 1024 * 1024
+    ca_file: Path | None = None
+    """CA certificates the URL's server is checked against instead of the system's."""
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: str
@@ -136,6 +154,9 @@ class Config:
     links: tuple[Link, ...]
     admin: Admin | None = None
     """None: the admin API and the status page are off (they answer 404)."""
+    federation_lists: Mapping[str, FederationListSource] = field(default_factory=dict)
+    """Network → where its federation list comes from (networks that take their domains
+    from one)."""
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     """What the admin should look at although it works (`Problem.warning`), in file order."""
     _by_account: dict[str, dict[str, Person]] = field(

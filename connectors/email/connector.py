@@ -2,11 +2,12 @@
 rooms are mailed to the link's email members.
 
 Who may post: the link's ``people`` with an address on this network, and anyone from the
-network's ``allowed_domains``. The envelope sender is checked at ``RCPT TO`` (by domain, so
-that bounce-address schemes of a person's own mail system pass); the From address, which is
-what the rooms show, is checked at ``DATA``. Then DKIM and SPF decide whether that From address
-is genuine, and the network's ``auth_policy`` what happens when it is not, or when it could not
-be checked because DNS did not answer in time.
+network's ``allowed_domains``; with a federation list, only from the domains on it. The
+envelope sender is checked at ``RCPT TO`` (by domain, so that bounce-address schemes of a
+person's own mail system pass); the From address, which is what the rooms show, is checked at
+``DATA``. Then DKIM and SPF decide whether that From address is genuine, and the network's
+``auth_policy`` what happens when it is not, or when it could not be checked because DNS did
+not answer in time.
 
 At ``DATA``, the cheap checks come first and every reading of the mail happens in the mail
 worker (`connectors.email.worker`), never on the event loop: the header block's size, field
@@ -28,6 +29,7 @@ from email.utils import make_msgid
 from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Host, Outgoing
 from bridge.notices import Notice, notice
+from bridge.policy import listed_refusal
 from bridge.tasks import supervise
 from connectors.email.auth import Authenticator, Verdict
 from connectors.email.config import AuthPolicy, EmailNetwork
@@ -191,11 +193,18 @@ class EmailConnector(Connector):
         return (
             address in self._member_addresses(link)
             or _domain(address) in self.network.allowed_domains
-        )
+        ) and self._listed(address)
 
     def _envelope_allowed(self, link: Link, sender: str) -> bool:
         domains = {_domain(a) for a in self._member_addresses(link)}
-        return _domain(sender) in domains or _domain(sender) in self.network.allowed_domains
+        return (
+            _domain(sender) in domains or _domain(sender) in self.network.allowed_domains
+        ) and self._listed(sender)
+
+    def _listed(self, address: str) -> bool:
+        """Whether the network's federation list (if it takes one) names the address's
+        domain: it applies to the link's people too."""
+        return listed_refusal(self.host.federation, self.name, _domain(address)) is None
 
     # The SMTP dialogue (`connectors.email.inbound.MailGate`)
 

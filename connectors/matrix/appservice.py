@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import aiohttp
@@ -44,7 +44,7 @@ from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing, Ser
 from bridge.events import Sender
 from bridge.naming import address_parts, heads, owner_account, person_sender, shown_name
 from bridge.notices import notice
-from bridge.policy import account_domain
+from bridge.policy import account_domain, ghost_refused
 from bridge.tasks import supervise
 from connectors.matrix import tchap
 from connectors.matrix.api import NamedAppServiceAPI, NamedCalls
@@ -252,6 +252,42 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
         for user_id in members:
             if self.is_ghost(user_id):
                 await self._intent(user_id).leave_room(RoomID(room_id))
+
+    async def senders_refused(self, networks: Collection[str]) -> None:
+        """Each ghost of someone no longer let out of ``networks`` leaves the rooms of their
+        links here (one request for the members of each room of a link with such a network).
+        A ghost whose ID was shortened with a hash (an account of over 200 characters) cannot
+        be read back, and stays."""
+        if not self.host.leads(self.name):
+            return
+        config, directory = self.host.config, self.host.directory
+        for room_id in directory.rooms(self.name):
+            link_id = directory.link_for(self.name, room_id)
+            link = self.host.links.get(link_id) if link_id is not None else None
+            if link is None or not set(networks) & (link.rooms.keys() - {self.name}):
+                continue
+            try:
+                members = await self.bot.get_joined_members(RoomID(room_id))
+            except Exception as e:
+                self.log.warning("Could not read the members of %s: %s", room_id, e)
+                continue
+            for user_id in members:
+                parts = ghost_owner(user_id.split(":", 1)[0].removeprefix("@"),
+                                    self.settings.ghost_prefix, heads(config))  # fmt: skip
+                if (
+                    not self.is_ghost(user_id)
+                    or parts is None
+                    or not ghost_refused(config, self.host.federation, link, *parts, self.name)
+                ):
+                    continue
+                try:
+                    await self._intent(user_id).leave_room(RoomID(room_id))
+                    await self._state.set_membership(RoomID(room_id), user_id, Membership.LEAVE)
+                except Exception as e:
+                    self.log.warning("%s could not leave %s: %s", user_id, room_id, e)
+                    continue
+                self.log.info("%s left %s (link %s): the federation list of their network no "
+                              "longer lets them out", user_id, room_id, link.id)  # fmt: skip
 
     async def _ghost(self, sender: Sender, fetch: MediaFetcher | None) -> IntentAPI:
         """The sender's ghost, registered and named, with their avatar when ``fetch`` can get

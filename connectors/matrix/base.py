@@ -33,7 +33,7 @@ from bridge.events import Event, Kind, Sender
 from bridge.media import described
 from bridge.naming import MAX_NAME, clean, shown_name
 from bridge.notices import Notice, notice
-from bridge.policy import account_domain, foreign_domains, sender_allowed
+from bridge.policy import account_domain, foreign_domains, sender_refusal
 from bridge.tasks import supervise
 from connectors.matrix import relayed_reactions, tchap
 from connectors.matrix.config import Encryption, Flavour, MatrixNetwork, RoomCreate
@@ -546,9 +546,11 @@ class MatrixConnector(Connector):
         link_id = self.host.directory.link_for(self.name, room_id)
         if link_id is None:
             return None
-        if not sender_allowed(self.host.config, self.name, sender_id):
-            self.log.info("Not bridging %s: %s is not an allowed domain", raw.get("event_id"),
-                          sender_id)  # fmt: skip
+        refusal = sender_refusal(self.host.config, self.host.federation, self.name, sender_id)
+        if refusal is not None:
+            domain = account_domain(self.host.config, self.name, sender_id)
+            self.log.info("Not bridging %s from %s: %s (%s)", raw.get("event_id"), sender_id,
+                          refusal.explain(domain), refusal.value)  # fmt: skip
             return None
         sender = await self.sender(room_id, sender_id)
         try:

@@ -23,6 +23,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing, U
 from bridge.events import Event, Kind, Sender
 from bridge.naming import address_parts
 from bridge.notices import Notice
+from bridge.policy import SenderRefusal, ghost_refused, listed_refusal
 from connectors.xmpp.addresses import describe_puppet, nick_candidates, nickname, puppet_jid
 from connectors.xmpp.component import FATAL, Component, Handlers, Missing, NotConnected, VCard
 from connectors.xmpp.config import XmppNetwork
@@ -162,6 +164,9 @@ class XmppConnector(Connector, Typing):
         self._tasks: list[asyncio.Task[None]] = []
         self._room_tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        self._owners: dict[str, tuple[str, str]] = {}
+        """Puppet JID → the address parts it was made of (`bridge.naming.address_parts`):
+        who it stands for, even when its localpart is hashed."""
 
     def is_ready(self) -> bool:
         return self.rooms_ready.is_set()
@@ -254,6 +259,25 @@ class XmppConnector(Connector, Typing):
             task.cancel()
             self._tasks.remove(task)
         self.log.info("Left %s (link %s removed from the config)", room.jid, link.id)
+
+    async def senders_refused(self, networks: Collection[str]) -> None:
+        """Each puppet of someone no longer let out of ``networks`` leaves the MUCs of their
+        links (it joins again with their next message, should they be let out again)."""
+        config = self.host.config
+        for room in self.rooms.values():
+            link = self.host.links.get(room.link_id)
+            if not set(networks) & (link.rooms.keys() - {self.name}):
+                continue
+            for jid, seat in list(room.seats.items()):
+                owner = self._owners.get(jid)
+                if owner is None or not ghost_refused(
+                    config, self.host.federation, link, *owner, self.name
+                ):
+                    continue
+                self._send(leave_presence(f"{room.jid}/{seat.nick}", jid))
+                del room.seats[jid]
+                self.log.info("%s left %s (link %s): the federation list of their network no "
+                              "longer lets them out", seat.nick, room.jid, link.id)  # fmt: skip
 
     def _send(self, el: ET.Element) -> None:
         try:
@@ -524,8 +548,9 @@ class XmppConnector(Connector, Typing):
         if msg.body is None and msg.oob is None:
             return  # chat states, receipts, invitations: nothing to answer
         sender = split_jid(msg.sender)[0]
-        if not self._allowed(sender):
-            self.log.info("Refusing a message from %s to %s: domain not allowed", sender, to)
+        refusal = self._sender_refusal(sender)
+        if refusal is not None:
+            self.log.info("Refusing a message from %s to %s: %s", sender, to, refusal)
             self.component.send_error(
                 el, "forbidden", f"{sender.rpartition('@')[2]} is not allowed to use this gateway"
             )
@@ -585,8 +610,9 @@ class XmppConnector(Connector, Typing):
         would not fetch."""
         if author is None:
             return "the room never showed who that is"
-        if not self._allowed(author):
-            return f"{author} is of a domain not allowed"
+        refusal = self._sender_refusal(author)
+        if refusal is not None:
+            return f"{author}: {refusal}"
         if msg.oob is not None:
             refusal = self.files.refusal(msg.oob.url)
             if refusal is not None:
@@ -614,11 +640,17 @@ class XmppConnector(Connector, Typing):
             and (author == self.bot_jid or author.rpartition("@")[2] == self.bot_jid)
         ) or (msg.nick == room.nick or msg.nick in room.puppet_nicks())
 
-    def _allowed(self, jid: str) -> bool:
-        """Whether people of this JID's domain are bridged (an occupant JID counts as the MUC
-        service's domain: the room hides who they are)."""
+    def _sender_refusal(self, jid: str) -> str | None:
+        """Why people of this JID's domain are not bridged, if they are not: the domain is not
+        in ``allowed_domains``, or not on the network's federation list in force (an occupant
+        JID counts as the MUC service's domain: the room hides who they are)."""
         domain = split_jid(jid)[0].rpartition("@")[2]
-        return domain in self.network.allowed_domains
+        refusal = (
+            listed_refusal(self.host.federation, self.name, domain)
+            if domain in self.network.allowed_domains
+            else SenderRefusal.DOMAIN_NOT_ALLOWED
+        )
+        return f"{refusal.explain(domain)} ({refusal.value})" if refusal is not None else None
 
     def _events(self, room: Room, msg: Message, remote_id: str, sender: Sender) -> list[Event]:
         """The events one MUC message of an allowed author makes, updating what the room
@@ -712,7 +744,9 @@ class XmppConnector(Connector, Typing):
         sender = out.event.sender
         if out.sender_is_local:
             return self.bot_jid, nickname(sender)
-        jid = puppet_jid(*address_parts(self.host.config, sender), self.network.component)
+        parts = address_parts(self.host.config, sender)
+        jid = puppet_jid(*parts, self.network.component)
+        self._owners[jid] = parts
         await self._seat(room, jid, nickname(sender), out)
         return jid, None
 
