@@ -5,6 +5,9 @@ show the same `bridge.status.Status`:
 
 - ``GET /_passerelle/admin/status`` with ``Authorization: Bearer <admin token>`` answers it as
   JSON (what ``passerelle status`` reads); 401 without the right token.
+- ``POST /_passerelle/admin/reload`` with the same token reads the config file again and
+  applies it (what ``passerelle reload`` asks for, like SIGHUP): the located errors when it is
+  not valid, else a summary of what changed.
 - ``/_passerelle/status`` shows it as a page (`bridge.status_page`) to a browser that logged in
   with the admin token through the page's form. The browser keeps a session cookie that is not
   the token but a MAC of an expiry time under it (HttpOnly, SameSite=Strict), so it expires,
@@ -27,12 +30,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from bridge.config.model import Admin
+from bridge.reload import Reloaded
 from bridge.status import Status
 from bridge.status_page import language, login_page, status_page
 
 log = logging.getLogger(__name__)
 
 API_PATH = "/_passerelle/admin/status"
+RELOAD_PATH = "/_passerelle/admin/reload"
 PAGE_PATH = "/_passerelle/status"
 SESSION_COOKIE = "passerelle_session"
 CSRF_COOKIE = "passerelle_csrf"
@@ -68,13 +73,18 @@ class AdminSite:
     may change while the bridge runs); ``status`` takes a status."""
 
     def __init__(
-        self, admin: Callable[[], Admin | None], status: Callable[[], Awaitable[Status]]
+        self,
+        admin: Callable[[], Admin | None],
+        status: Callable[[], Awaitable[Status]],
+        reload: Callable[[], Awaitable[Reloaded]],
     ) -> None:
         self._admin = admin
         self._status = status
+        self._reload = reload
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(API_PATH, self._api)
+        app.router.add_post(RELOAD_PATH, self._reload_config)
         app.router.add_get(PAGE_PATH, self._page)
         app.router.add_post(PAGE_PATH, self._login)
         app.router.add_post(PAGE_PATH + "/logout", self._logout)
@@ -85,15 +95,30 @@ class AdminSite:
             raise web.HTTPNotFound()
         return admin
 
-    async def _api(self, request: web.Request) -> web.Response:
+    def _refused(self, request: web.Request) -> web.Response | None:
+        """The 401 answer to an API request without the admin token (None: it has it)."""
         admin = self._settings()
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not same_secret(given.strip(), admin.token):
-            log.warning("Admin API: refused a request without the admin token from %s",
-                        request.remote)  # fmt: skip
-            return web.json_response({"error": "the admin token is required"}, status=401,
-                                     headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        if scheme.lower() == "bearer" and same_secret(given.strip(), admin.token):
+            return None
+        log.warning("Admin API: refused a request without the admin token from %s",
+                    request.remote)  # fmt: skip
+        return web.json_response({"error": "the admin token is required"}, status=401,
+                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
         return web.json_response((await self._status()).to_json(), headers=_NO_STORE)
+
+    async def _reload_config(self, request: web.Request) -> web.Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        done = await self._reload()
+        return web.json_response(
+            {"reloaded": not done.errors, "errors": list(done.errors), "summary": done.summary},
+            headers=_NO_STORE,
+        )
 
     async def _page(self, request: web.Request) -> web.Response:
         admin = self._settings()

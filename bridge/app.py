@@ -34,7 +34,7 @@ from bridge.links import DirectChat, Links, direct_link_id
 from bridge.notices import notice
 from bridge.pg_claims import PostgresClaims
 from bridge.policy import Listed
-from bridge.reload import ConfigChange, diff
+from bridge.reload import ConfigChange, Reloaded, diff
 from bridge.router import Router, known_sender
 from bridge.status import Status, snapshot
 from bridge.store import Store
@@ -91,7 +91,7 @@ class Gateway:
         self.web = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.web.router.add_get("/_passerelle/ready", self._ready)
         self.web.router.add_get("/metrics", self._metrics)
-        AdminSite(lambda: self.config.admin, self.status).add_routes(self.web)
+        AdminSite(lambda: self.config.admin, self.status, self.reload).add_routes(self.web)
         self._handlers: dict[tuple[str, str, str], Handler] = {}
         """(network, method, path) → the handler of its connector of the moment."""
         for connector in self.connectors.values():
@@ -245,16 +245,16 @@ class Gateway:
             else f"; standing by for {', '.join(sorted(self.connectors.keys() - self._running))}",
         )
 
-    async def reload(self) -> list[str]:
+    async def reload(self) -> Reloaded:
         """Read the config file again and apply what changed (`bridge.reload`), without losing
-        a queued message; the located errors when the new config is not valid, in which case
-        the running one stays."""
+        a queued message; with the located errors when the new config is not valid, in which
+        case the running one stays."""
         await self._started.wait()
         async with self._reload_lock:
             config, errors = await asyncio.to_thread(check_config, self.config.path)
             if config is None:
                 log.error("Config not reloaded (the running one stays):\n%s", "\n".join(errors))
-                return errors
+                return Reloaded(errors=tuple(errors))
             for warning in config.warnings:
                 log.warning("%s", warning.render(str(config.path)))
             self.lists.refresh_now()
@@ -267,11 +267,11 @@ class Gateway:
                 )
             if change.empty:
                 log.info("Config reloaded: unchanged")
-                return []
+                return Reloaded(summary="unchanged")
             log.info("Reloading the config: %s", change.summary())
             await self._apply(change, config)
             log.info("Config reloaded: %s", change.summary())
-            return []
+            return Reloaded(summary=change.summary())
 
     async def _apply(self, change: ConfigChange, config: Config) -> None:
         old, self.config = self.config, config
@@ -448,7 +448,7 @@ async def serve(config: Config) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[list[str]]] = set()
+    reloads: set[asyncio.Task[Reloaded]] = set()
 
     def reload() -> None:
         log.info("SIGHUP: reloading %s", config.path)

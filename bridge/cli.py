@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("-c", "--config", required=True, metavar="FILE")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(handler=lambda args: _status(args.config, args.json))
+    reload = commands.add_parser(
+        "reload", help="check the config and have the running bridge apply it (as SIGHUP does)"
+    )
+    reload.add_argument("-c", "--config", required=True, metavar="FILE")
+    reload.set_defaults(handler=lambda args: _reload(args.config))
     federation_list_commands(commands)
     for kind in kinds().values():
         if kind.commands is not None:
@@ -89,16 +94,36 @@ def _status(path: str, as_json: bool) -> int:
         config = load_config(path)
     except ConfigError as exc:
         return fail(exc.errors)
-    from bridge.status_report import StatusUnavailable, bridge_url, fetch_status, report
+    from bridge.admin_client import AdminUnavailable, bridge_url
+    from bridge.status_report import fetch_status, report
 
     try:
         answer = fetch_status(config)
-    except StatusUnavailable as exc:
+    except AdminUnavailable as exc:
         return fail([f"passerelle status: {exc}"])
     if as_json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
     else:
         print(report(answer, bridge_url(config)))
+    return 0
+
+
+def _reload(path: str) -> int:
+    """Check the config file, then have the bridge running with it read it again (its admin
+    API, as SIGHUP does): the located errors and exit 1 when it is not valid."""
+    config, errors = check_config(path)
+    if config is None:
+        return fail(errors)
+    from bridge.admin import RELOAD_PATH
+    from bridge.admin_client import AdminUnavailable, ask
+
+    try:
+        answer, url = ask(config, RELOAD_PATH, post=True)
+    except AdminUnavailable as exc:
+        return fail([f"passerelle reload: {exc} (or send the bridge SIGHUP)"])
+    if answer.get("errors"):
+        return fail([str(error) for error in answer["errors"]])
+    print(f"{path}: reloaded ({answer.get('summary') or 'unchanged'})")
     return 0
 
 

@@ -21,6 +21,15 @@ RESTART_ONLY = ("database", "listen")
 
 
 @dataclass(frozen=True)
+class Reloaded:
+    """What a reload did: the new config's located errors (it was not applied), or a summary
+    of what changed."""
+
+    errors: tuple[str, ...] = ()
+    summary: str = ""
+
+
+@dataclass(frozen=True)
 class ConfigChange:
     rooms_removed: tuple[RoomChange, ...] = ()
     """Rooms to unbridge, with the link as it was."""

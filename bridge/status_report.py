@@ -1,85 +1,29 @@
 """``passerelle status``: the running bridge's status, read from its admin API
-(`bridge.admin`) at the config's listen address with the config's admin token, as a short
-table for a terminal or as JSON for scripts.
+(`bridge.admin`, through `bridge.admin_client`), as a short table for a terminal or as JSON for
+scripts.
 """
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from bridge.admin import API_PATH
+from bridge.admin_client import AdminUnavailable, ask
 from bridge.config.model import Config
 from bridge.status_page import duration
 
-TIMEOUT = 15.0
-"""Seconds to wait for the answer (the bridge waits up to 5 s for its database)."""
-MAX_ANSWER_BYTES = 64 * 1024 * 1024
 LINKS_SHOWN = 50
 """Links listed; beyond that, links that need no attention are only counted."""
-WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-
-
-class StatusUnavailable(Exception):
-    """No status could be had; the message says why, for the admin."""
-
-
-def bridge_url(config: Config) -> str:
-    """Where the bridge that runs with ``config`` listens (on the local machine when it
-    listens on every address)."""
-    host = WILDCARDS.get(config.listen.host, config.listen.host)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{config.listen.port}"
 
 
 def fetch_status(config: Config) -> dict[str, Any]:
-    """The status JSON of the bridge running with ``config``; `StatusUnavailable` otherwise."""
-    if config.admin is None:
-        raise StatusUnavailable(
-            f"{config.path} has no admin section: add admin: {{token: …}} and restart the bridge"
-        )
-    url = bridge_url(config) + API_PATH
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {config.admin.token}"})
-    # No proxy, whatever the environment says: the token goes to the bridge and nowhere else.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=TIMEOUT) as response:
-            body = response.read(MAX_ANSWER_BYTES + 1)
-    except urllib.error.HTTPError as e:
-        raise StatusUnavailable(_refusal(url, e.code)) from None
-    except urllib.error.URLError as e:
-        if isinstance(e.reason, TimeoutError):
-            raise StatusUnavailable(_silent(url)) from None
-        why = e.reason.strerror if isinstance(e.reason, OSError) else e.reason
-        raise StatusUnavailable(f"no bridge answers at {url} ({why}): is it running?") from None
-    except TimeoutError:
-        raise StatusUnavailable(_silent(url)) from None
-    except OSError as e:
-        raise StatusUnavailable(f"no bridge answers at {url} ({e.strerror or e})") from None
-    try:
-        answer = json.loads(body) if len(body) <= MAX_ANSWER_BYTES else None
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict) or not isinstance(answer.get("networks"), dict):
-        raise StatusUnavailable(f"what answers at {url} is not a Passerelle status")
+    """The status JSON of the bridge running with ``config``; `AdminUnavailable` otherwise."""
+    answer, url = ask(config, API_PATH)
+    if not isinstance(answer.get("networks"), dict):
+        raise AdminUnavailable(f"what answers at {url} is not a Passerelle status")
     return answer
-
-
-def _silent(url: str) -> str:
-    return f"the bridge at {url} did not answer within {TIMEOUT:.0f} s"
-
-
-def _refusal(url: str, code: int) -> str:
-    if code == 401:
-        return f"the bridge at {url} refused the admin token: does it run with this config?"
-    if code == 404:
-        return f"the bridge at {url} has no admin API: restart it with this config (admin section)"
-    return f"the bridge at {url} answered HTTP {code}"
 
 
 def report(answer: dict[str, Any], url: str) -> str:

@@ -7,12 +7,15 @@ These tests edit the shared world's config file and put it back at the end."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 from mautrix.types import RoomID
 
+from tests.harness.bridge import REPO_ROOT
 from tests.harness.expect import bodies, body_is, name_of, unique
 from tests.world import UNRESTRICTED, World
 
@@ -190,3 +193,26 @@ async def test_a_changed_network_is_reconnected_alone(world: World) -> None:
     assert await name_of(max_, world.rooms["bund:main"], seen["sender"]) == (
         "Jean Dupont [Intérieur] (Tchap)"
     )
+
+
+def passerelle(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bridge", *args, "-c", str(world.config_path)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+async def test_passerelle_reload_checks_then_has_the_bridge_apply_it(world: World) -> None:
+    with config_restored(world) as original:
+        world.config_path.write_text(original.replace("links:", "linsk:", 1))
+        done = await asyncio.to_thread(passerelle, world, "reload")
+        assert done.returncode == 1
+        assert "linsk: unknown key 'linsk' (did you mean 'links'?)" in done.stderr
+        world.config_path.write_text(
+            original.replace("name: Max Mustermann\n", "name: Max Mustermann-Schulz\n", 1)
+        )
+        done = await asyncio.to_thread(passerelle, world, "reload")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"{world.config_path}: reloaded (1 person(s) renamed)\n"
+    done = await asyncio.to_thread(passerelle, world, "reload")
+    assert done.stdout == f"{world.config_path}: reloaded (1 person(s) renamed)\n"
+    done = await asyncio.to_thread(passerelle, world, "reload")
+    assert done.stdout == f"{world.config_path}: reloaded (unchanged)\n"
