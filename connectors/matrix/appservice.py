@@ -477,7 +477,9 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
         rooms = {raw["room_id"] for raw in events
                  if isinstance(raw, dict) and isinstance(raw.get("room_id"), str)}  # fmt: skip
         for room_id in rooms:
-            if self.host.directory.link_for(self.name, room_id) is None:
+            if not self.catch_up.knows(room_id) or not self.host.directory.link_for(
+                self.name, room_id
+            ):
                 continue
             try:
                 await self.catch_up.read(room_id)

@@ -122,6 +122,10 @@ class CatchUp:
             except TimeoutError:
                 pass
 
+    def knows(self, room_id: str) -> bool:
+        """Whether the room was read before (a room never read has nothing to catch up yet)."""
+        return room_id in self._positions
+
     async def read(self, room_id: str) -> None:
         """Ingest what ``room_id``'s timeline holds after the stored token, in order (one
         reader per room at a time)."""

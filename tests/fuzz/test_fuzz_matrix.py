@@ -161,6 +161,7 @@ class Handler:
         assert bund._setup_task is not None
         bund._setup_task.cancel()
         bund.rooms_ready.set()
+        bund.catch_up.first_pass.set()
         gateway.directory.bind("wg", "bund", ROOM)
         gateway.directory.bind("wg", "tchap", "!wg:tchap.example")
         bund._members[(ROOM, "@max:bund.example")] = ("Max", None)
