@@ -193,14 +193,19 @@ def homeservers(
     return homeserver("bund", bund_port), homeserver("tchap", tchap_port)
 
 
-async def start_world(root: Path, password: str | None = None) -> World:
+async def start_world(
+    root: Path, password: str | None = None, tchap_ports: tuple[int, int] | None = None
+) -> World:
     """Everything up and the bridge ready; rooms exist before the bridge starts, as in real use.
 
-    ``password`` is given to every user (the sandbox prints it so people can log in)."""
-    bund_port, tchap_port, bridge_port = free_port(), free_port(), free_port()
+    ``password`` is given to every user (the sandbox prints it so people can log in).
+    ``tchap_ports``: the port ``tchap.test`` listens on, and the one the bridge reaches it at
+    (a proxy in front of it)."""
+    bund_port, bridge_port = free_port(), free_port()
+    tchap_real_port, tchap_port = tchap_ports or (free_port(),) * 2
     config_path = write_config(root, bund_port, tchap_port, bridge_port)
     generate_registration(config_path)
-    bund, tchap = homeservers(root, bund_port, tchap_port)
+    bund, tchap = homeservers(root, bund_port, tchap_real_port)
     bridge = BridgeProcess(config_path, root, port=bridge_port)
     world = World(root, config_path, bund, tchap, bridge)
     await asyncio.gather(bund.start(), tchap.start())

@@ -47,6 +47,7 @@ from connectors.matrix.translate import (
     matrix_content,
     parse_media_ref,
 )
+from connectors.matrix.unanswered import Unanswered, landed
 
 JSON = dict[str, Any]
 
@@ -129,6 +130,7 @@ class MatrixConnector(Connector):
         """What the homeserver refused that an admin must fix (the bridge's token)."""
         self._later: set[asyncio.Task[None]] = set()
         """Set-ups of rooms a reload added that are retried in the background."""
+        self._unanswered = Unanswered()
 
     def is_ready(self) -> bool:
         return self.rooms_ready.is_set()
@@ -641,8 +643,12 @@ class MatrixConnector(Connector):
         except MatrixRequestError as e:
             if e.errcode == "M_DUPLICATE_ANNOTATION":
                 return None  # the same reaction is already there (relay bot reacting twice)
+            if e.http_status >= 500 and out.delivery_id:
+                self._unanswered.add(out.delivery_id)
             raise delivery_failure(self.name, e) from e
         except (MatrixConnectionError, aiohttp.ClientError, TimeoutError, OSError) as e:
+            if out.delivery_id:
+                self._unanswered.add(out.delivery_id)
             raise delivery_failure(self.name, e) from e
 
     async def _send(self, out: Outgoing, media: bytes | None) -> str | None:
@@ -753,6 +759,12 @@ class MatrixConnector(Connector):
         self, api: ClientAPI, room_id: str, etype: str, content: JSON, encrypted: bool,
         txn_id: str | None = None,
     ) -> str:  # fmt: skip
+        if txn_id is not None and txn_id in self._unanswered:
+            earlier = await landed(api, room_id, txn_id)
+            if earlier is not None:
+                self.log.info("A send to %s without an answer had landed as %s", room_id, earlier)
+                self._unanswered.discard(txn_id)
+                return earlier
         if encrypted:
             assert self.e2ee is not None
             content = await self.e2ee.encrypt(room_id, etype, content)
@@ -763,6 +775,8 @@ class MatrixConnector(Connector):
             content,  # type: ignore[arg-type]
             txn_id=txn_id,
         )
+        if txn_id is not None:
+            self._unanswered.discard(txn_id)
         return str(event_id)
 
     @staticmethod

@@ -1,9 +1,12 @@
-"""A reverse proxy in front of several bridge instances, as an operator would put one: every
-request goes to the first instance whose ``/_passerelle/ready`` answers 200, the others stand
-by (active/backup). The homeservers' appservice registrations point at it."""
+"""Reverse proxies for the tests. `FailoverProxy` stands in front of several bridge instances,
+as an operator would put one: every request goes to the first instance whose
+``/_passerelle/ready`` answers 200, the others stand by (active/backup); the homeservers'
+appservice registrations point at it. `HomeserverProxy` stands between the bridge and a
+homeserver and loses an answer on demand."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import aiohttp
@@ -87,3 +90,58 @@ class FailoverProxy:
         except (aiohttp.ClientError, TimeoutError):
             self._active = None
             return web.Response(status=502, text="the bridge instance did not answer")
+
+
+class HomeserverProxy:
+    """Between the bridge and a homeserver: passes everything on, except that it can lose the
+    answer to a message the homeserver stored (the bridge sees the connection drop) and then
+    stand for a homeserver that is down (502) until `resume`."""
+
+    def __init__(self, backend: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.backend = backend
+        self.host, self.port = host, port
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._lose_next = False
+        self._down = False
+        self.lost: list[dict[str, object]] = []
+        """The answers the bridge never got."""
+
+    def lose_next_send(self) -> None:
+        """Pass the next ``PUT …/send/…`` on, drop its answer, then be down."""
+        self._lose_next = True
+
+    def resume(self) -> None:
+        self._down = False
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{path:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        if self._down:
+            return web.Response(status=502, text="the homeserver is down")
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        url, body = self.backend + request.rel_url.raw_path_qs, await request.read()
+        lose = self._lose_next and request.method == "PUT" and "/send/" in request.path
+        async with self._session.request(request.method, url, data=body,
+                                         headers=headers) as resp:  # fmt: skip
+            answer = await resp.read()
+            if lose:
+                self._lose_next, self._down = False, True
+                self.lost.append(json.loads(answer))
+                assert request.transport is not None
+                request.transport.close()
+            return web.Response(status=resp.status, body=answer,
+                                content_type=resp.content_type)  # fmt: skip
