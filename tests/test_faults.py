@@ -81,7 +81,7 @@ async def test_sigkills_of_the_bridge_lose_and_double_nothing(fw: FaultWorld) ->
 async def test_a_homeserver_down_longer_than_every_retry_loses_nothing(fw: FaultWorld) -> None:
     """15 s: the eight attempts of the world's backoff (0.2 s doubling up to 1.5 s) used to be
     spent in about 9 s, and the rest given up."""
-    result = await run_faults(fw, [pause(2), homeserver_down("tchap", 15), pause(3)],
+    result = await run_faults(fw, [pause(3), homeserver_down("tchap", 15), pause(6)],
                               interval=INTERVAL, drain=DRAIN)  # fmt: skip
     assert_whole(fw, result)
     notices = [e for e in await fw.users["bund"].messages(fw.rooms["bund"], 300)
