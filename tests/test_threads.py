@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,8 @@ from connectors.xmpp.translate import (
     thread_fallback,
 )
 from tests.harness.postgres import Opener
+from tests.test_router import close, open_bridge, settled
+from tests.test_router import message as router_message
 
 ROOM = "!OGEhHVWSdvArJzumhm:bund.test"
 MUC = "wg@conference.xmpp.test"
@@ -257,3 +260,29 @@ async def test_store_knows_the_thread_of_a_message_on_every_network(store: Store
     # A thread whose root never reached the network has no ID there.
     assert await store.accept(bund_message("$orphan", thread="$never_bridged"), ["mail"])
     assert await store.thread_of("bund", "$orphan") == "$never_bridged"
+
+
+async def test_router_resolves_the_thread_and_a_reply_inside_it_joins_it(tmp_path: Path) -> None:
+    bridge = await open_bridge(tmp_path)
+    try:
+        await bridge.router.ingest(router_message("$root", "Frage"))
+        await settled(bridge.router)
+        await bridge.router.ingest(router_message("$t1", "Im Faden", thread="$root"))
+        await settled(bridge.router)
+        assert [out.thread for out in bridge.tchap.sent] == [None, "$tchap-1"]
+        assert [out.thread for out in bridge.third.sent] == [None, "$third-1"]
+        # The copies are $tchap-1 (the root) and $tchap-2. A reply on Tchap that names no
+        # thread, to the thread's message there (as a mail or a
+        # client that knows no threads sends it): in the thread, with its reply.
+        await bridge.router.ingest(
+            router_message("$answer", "Antwort", network="tchap", reply_to="$tchap-2")
+        )
+        await settled(bridge.router)
+        answer = bridge.bund.sent[-1]
+        assert (answer.event.text, answer.thread, answer.reply_to) == ("Antwort", "$root", "$t1")
+        assert (bridge.third.sent[-1].thread, bridge.third.sent[-1].reply_to) == (
+            "$third-1",
+            "$third-2",
+        )
+    finally:
+        await close(bridge)
