@@ -1,11 +1,12 @@
 """Persistent state every network kind shares: IDs, not content.
 
 What is kept: which event on which network is which message (so edits, replies, redactions and
-reactions find their target), the outbox (the only place that holds message content, and only
-until delivered), rooms the bridge created and direct chats. A kind keeps what only it needs in
-tables of its own (`bridge.kinds.Kind.state`, opened by `open_state`). SQLite by default,
-PostgreSQL when the URL says ``postgres://``; both behind mautrix's ``util.async_db`` interface
-(`bridge.database` opens them), which also runs the versioned migrations below.
+reactions find their target) and in which thread it was posted, the outbox (the only place that
+holds message content, and only until delivered), rooms the bridge created and direct chats. A
+kind keeps what only it needs in tables of its own (`bridge.kinds.Kind.state`, opened by
+`open_state`). SQLite by default, PostgreSQL when the URL says ``postgres://``; both behind
+mautrix's ``util.async_db`` interface (`bridge.database` opens them), which also runs the
+versioned migrations below.
 """
 
 from __future__ import annotations

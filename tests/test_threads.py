@@ -272,8 +272,8 @@ async def test_router_resolves_the_thread_and_a_reply_inside_it_joins_it(tmp_pat
         assert [out.thread for out in bridge.tchap.sent] == [None, "$tchap-1"]
         assert [out.thread for out in bridge.third.sent] == [None, "$third-1"]
         # The copies are $tchap-1 (the root) and $tchap-2. A reply on Tchap that names no
-        # thread, to the thread's message there (as a mail or a
-        # client that knows no threads sends it): in the thread, with its reply.
+        # thread, to the thread's message there (as a mail or a client that knows no threads
+        # sends it): in the thread, with its reply.
         await bridge.router.ingest(
             router_message("$answer", "Antwort", network="tchap", reply_to="$tchap-2")
         )
