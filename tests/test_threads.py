@@ -172,7 +172,6 @@ def test_xmpp_thread_fallback_is_one_shortened_line() -> None:
     assert thread_fallback("Max", "Wer\nübernimmt?") == "> Max: Wer übernimmt?\n"
     line = thread_fallback("Max", "lang " * 40)
     assert line.count("\n") == 1 and line.endswith("…\n") and len(line) < 100
-    assert thread_fallback(None, "") == "> \n"
 
 
 def test_xmpp_thread_stanza_carries_thread_reply_and_marked_fallback() -> None:

@@ -828,7 +828,7 @@ class XmppConnector(Connector, Typing):
         elif out.thread:
             quote = room.quotes.get(out.thread)
             reply = Reply(f"{room.jid}/{quote.nick}" if quote else room.jid, out.thread)
-            fallback = thread_fallback(quote.nick if quote else None, quote.text if quote else "")
+            fallback = thread_fallback(quote.nick, quote.text) if quote else ""
         if event.attachment is not None and media is not None:
             url = await self.files.upload(media, event.attachment.name, event.attachment.mimetype)
             caption = event.text or None

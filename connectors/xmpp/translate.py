@@ -519,13 +519,13 @@ def quote_fallback(nick: str | None, text: str) -> str:
     return f"> {nick}:\n{quoted}" if nick else quoted
 
 
-def thread_fallback(nick: str | None, text: str) -> str:
+def thread_fallback(nick: str, text: str) -> str:
     """The quoted line that names a thread's root, for clients that show no threads: ``> Nick:
     `` and the start of its text, on one line."""
     line = " ".join(text.split())
     if len(line) > THREAD_QUOTED:
         line = line[: THREAD_QUOTED - 1] + "…"
-    return f"> {nick}: {line}\n" if nick else f"> {line}\n"
+    return f"> {nick}: {line}\n"
 
 
 def _message(room: str, sender: str, msg_id: str, body: str | None) -> ET.Element:
