@@ -184,7 +184,8 @@ class Router:
         if event.reply_to:
             reply_to = await self.store.counterpart(event.network, event.reply_to, item.target)
         if event.thread:
-            thread = await self.store.counterpart(event.network, event.thread, item.target)
+            thread = await self.store.thread_root(event.network, event.thread, item.target,
+                                                  item.link_id)  # fmt: skip
         if event.relates_to:
             relates_to = await self.store.counterpart(event.network, event.relates_to, item.target)
             if relates_to is None:

@@ -338,6 +338,24 @@ class Store:
         )
 
     @retried(PATIENCE)
+    async def thread_root(
+        self, network: str, remote_id: str, target: str, link_id: str
+    ) -> str | None:
+        """The ID on ``target`` of a thread's root known as ``remote_id`` on ``network``, when
+        it is a message of ``link_id``: a thread names its root in the sender's own words (an
+        XMPP ``<thread>``), and a thread never reaches into another link's rooms."""
+        return await self.db.fetchval(
+            "SELECT copy.remote_id FROM message AS named JOIN message AS copy"
+            " ON copy.origin_network=named.origin_network AND copy.origin_id=named.origin_id"
+            " WHERE named.network=$1 AND named.remote_id=$2 AND named.link_id=$4"
+            " AND copy.network=$3 AND copy.link_id=$4 LIMIT 1",
+            network,
+            remote_id,
+            target,
+            link_id,
+        )
+
+    @retried(PATIENCE)
     async def thread_of(self, network: str, remote_id: str) -> str | None:
         """The ID on ``network`` of the root of the thread that the message known there as
         ``remote_id`` was posted in (None when it was not, or when the root never reached

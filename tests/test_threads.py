@@ -283,5 +283,12 @@ async def test_router_resolves_the_thread_and_a_reply_inside_it_joins_it(tmp_pat
             "$third-1",
             "$third-2",
         )
+        # A thread never reaches into another link: a root named there is no root here.
+        await bridge.router.ingest(router_message("$elsewhere", "Anderswo", link="other"))
+        await settled(bridge.router)
+        await bridge.router.ingest(router_message("$stray", "Fremd", thread="$elsewhere"))
+        await settled(bridge.router)
+        stray = bridge.tchap.sent[-1]
+        assert (stray.event.text, stray.thread) == ("Fremd", None)
     finally:
         await close(bridge)
