@@ -1,7 +1,8 @@
 """End to end, threads across every kind of network on one link (``tests/thread_world.py``): a
 thread started on bund is a thread on Tchap whose root is the bridged root, an XEP-0201
 ``<thread>`` in the MUC with a quoted line naming the root, a mail in the root's ``References``
-chain; replies inside it from Tchap, from the MUC and by mail come back into the same thread."""
+chain; replies inside it from Tchap, from the MUC (with the same ``<thread>``, or as an XEP-0461
+reply from a client that knows no threads) and by mail come back into the same thread."""
 
 from __future__ import annotations
 
@@ -128,8 +129,16 @@ async def test_a_thread_crosses_every_network_and_answers_come_back_into_it(
     assert await name_of(max_, bund, seen["sender"]) == "Alice Arnaud [BSI] (XMPP)"
     await jean.wait_for(tchap, both(body_is(alices), in_thread(tchap_root)))
 
-    # Claire answers Max's thread mail from her mail client: a reply inside the thread.
+    # From a client that knows no threads, Alice replies (XEP-0461) to Max's thread message:
+    # a reply inside the thread.
     first_on_bund = (await max_.wait_for(bund, body_is(first)))["event_id"]
+    plain = unique("Bis Freitag")
+    alice.reply(MUC, seen_muc, plain)
+    seen = await max_.wait_for(bund, both(body_is(plain), in_thread(root)))
+    assert seen["content"]["m.relates_to"]["is_falling_back"] is False
+    assert seen["content"]["m.relates_to"]["m.in_reply_to"] == {"event_id": first_on_bund}
+
+    # Claire answers Max's thread mail from her mail client: a reply inside the thread.
     claires = unique("Bitte auch die ANSSI-Zahlen aufnehmen")
     await tw.claire_writes(
         f"Re: {first_mail.message['Subject']}", claires, str(first_mail.message["Message-ID"])
