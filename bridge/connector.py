@@ -100,6 +100,9 @@ class Outgoing:
     delivery_id: str = ""
     """Stable for this delivery across retries and restarts: a Matrix transaction ID, an XMPP
     origin-id or a mail's Message-ID made from it lets the target recognise a resend."""
+    thread: str | None = None
+    """Target-network ID of the root of the thread the message is posted in (None if unknown or
+    not in a thread)."""
 
 
 class Host(Protocol):

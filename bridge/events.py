@@ -86,6 +86,10 @@ class Event:
     msgtype: MsgType = MsgType.TEXT
     reply_to: str | None = None
     """Source-network ID of the message this one replies to."""
+    thread: str | None = None
+    """Source-network ID of the first message (the root) of the thread this one is posted in:
+    a Matrix thread, an XMPP ``<thread>``, a mail's ``References`` chain. A reply inside a
+    thread carries both."""
     relates_to: str | None = None
     """Source-network ID of the message an edit, redaction or reaction applies to."""
     reaction: str | None = None

@@ -8,7 +8,9 @@ an in-room command (`bridge.room_commands`) is not fanned out but answered in it
 replies to, the one it edits, redacts or reacts to) into the target network's IDs, fetches
 attachment bytes from the source connector, sends, and records the new ID so later follow-ups
 find it. "Target" always means the network an item goes to; an event's references are
-``reply_to`` and ``relates_to``, on the source in `Event` and on the target in `Outgoing`.
+``reply_to``, ``thread`` and ``relates_to``, on the source in `Event` and on the target in
+`Outgoing`. A reply that names no thread joins the thread of the message it answers (a mail, or
+a client that knows no threads, answering inside one): replies inside a thread stay there.
 """
 
 from __future__ import annotations
@@ -100,6 +102,10 @@ class Router:
             return await self.answers.take(event, command)  # answered where it was asked, only
         link = self.links.get(event.link_id)
         event = dataclasses.replace(event, sender=known_sender(self.config, event.sender))
+        if event.reply_to and not event.thread:
+            thread = await self.store.thread_of(event.network, event.reply_to)
+            if thread is not None:
+                event = dataclasses.replace(event, thread=thread)
         targets = [
             network
             for network in link.rooms
@@ -174,9 +180,12 @@ class Router:
             raise DeliveryError(f"{sender.user_id} is no longer bridged out of {sender.network}: "
                                 f"{refusal.explain(domain)} ({refusal.value})", permanent=True,
                                 reason=Refusal.NOT_LISTED)  # fmt: skip
-        reply_to = relates_to = None
+        reply_to = relates_to = thread = None
         if event.reply_to:
             reply_to = await self.store.counterpart(event.network, event.reply_to, item.target)
+        if event.thread:
+            thread = await self.store.thread_root(event.network, event.thread, item.target,
+                                                  item.link_id)  # fmt: skip
         if event.relates_to:
             relates_to = await self.store.counterpart(event.network, event.relates_to, item.target)
             if relates_to is None:
@@ -204,6 +213,7 @@ class Router:
             sender_is_local=bool(person and item.target in person.accounts),
             fetch_source_media=self.connectors[event.network].fetch_media,
             delivery_id=item.delivery_id,
+            thread=thread,
         )
         if arrived is not None:
             metrics.ARRIVAL_TO_SEND.labels(item.target).observe(time.perf_counter() - arrived)

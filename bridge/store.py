@@ -1,11 +1,12 @@
 """Persistent state every network kind shares: IDs, not content.
 
 What is kept: which event on which network is which message (so edits, replies, redactions and
-reactions find their target), the outbox (the only place that holds message content, and only
-until delivered), rooms the bridge created and direct chats. A kind keeps what only it needs in
-tables of its own (`bridge.kinds.Kind.state`, opened by `open_state`). SQLite by default,
-PostgreSQL when the URL says ``postgres://``; both behind mautrix's ``util.async_db`` interface
-(`bridge.database` opens them), which also runs the versioned migrations below.
+reactions find their target) and in which thread it was posted, the outbox (the only place that
+holds message content, and only until delivered), rooms the bridge created and direct chats. A
+kind keeps what only it needs in tables of its own (`bridge.kinds.Kind.state`, opened by
+`open_state`). SQLite by default, PostgreSQL when the URL says ``postgres://``; both behind
+mautrix's ``util.async_db`` interface (`bridge.database` opens them), which also runs the
+versioned migrations below.
 """
 
 from __future__ import annotations
@@ -97,6 +98,11 @@ async def _upgrade_v4(conn: Connection, scheme: Scheme) -> None:
     )
 
 
+@upgrade_table.register(description="The thread each bridged message was posted in")  # type: ignore[call-arg,arg-type]
+async def _upgrade_v5(conn: Connection, scheme: Scheme) -> None:
+    await conn.execute("ALTER TABLE message ADD COLUMN thread TEXT")
+
+
 @dataclass(frozen=True)
 class StoredList:
     """The last federation list a network took: its version (no later list may be older) and
@@ -180,11 +186,12 @@ class Store:
         async with self._transaction() as conn:
             inserted = await conn.execute(
                 "INSERT INTO message (network, remote_id, link_id, room_id, origin_network,"
-                " origin_id) VALUES ($1, $2, $3, $4, $1, $2) ON CONFLICT DO NOTHING",
+                " origin_id, thread) VALUES ($1, $2, $3, $4, $1, $2, $5) ON CONFLICT DO NOTHING",
                 event.network,
                 event.remote_id,
                 event.link_id,
                 event.room_id,
+                event.thread,
             )
             if not _rows_changed(inserted):
                 return False
@@ -329,6 +336,43 @@ class Store:
             row["origin_id"],
             target,
         )
+
+    @retried(PATIENCE)
+    async def thread_root(
+        self, network: str, remote_id: str, target: str, link_id: str
+    ) -> str | None:
+        """The ID on ``target`` of a thread's root known as ``remote_id`` on ``network``, when
+        it is a message of ``link_id``: a thread names its root in the sender's own words (an
+        XMPP ``<thread>``), and a thread never reaches into another link's rooms."""
+        return await self.db.fetchval(
+            "SELECT copy.remote_id FROM message AS named JOIN message AS copy"
+            " ON copy.origin_network=named.origin_network AND copy.origin_id=named.origin_id"
+            " WHERE named.network=$1 AND named.remote_id=$2 AND named.link_id=$4"
+            " AND copy.network=$3 AND copy.link_id=$4 LIMIT 1",
+            network,
+            remote_id,
+            target,
+            link_id,
+        )
+
+    @retried(PATIENCE)
+    async def thread_of(self, network: str, remote_id: str) -> str | None:
+        """The ID on ``network`` of the root of the thread that the message known there as
+        ``remote_id`` was posted in (None when it was not, or when the root never reached
+        ``network``): what a reply to it inherits, so that replies inside a thread stay there."""
+        row = await self.db.fetchrow(
+            "SELECT origin.origin_network, origin.thread FROM message AS copy"
+            " JOIN message AS origin ON origin.network=copy.origin_network"
+            " AND origin.remote_id=copy.origin_id"
+            " WHERE copy.network=$1 AND copy.remote_id=$2",
+            network,
+            remote_id,
+        )
+        if row is None or row["thread"] is None:
+            return None
+        if row["origin_network"] == network:
+            return str(row["thread"])
+        return await self.counterpart(row["origin_network"], row["thread"], network)
 
     @retried(PATIENCE)
     async def known_among(self, network: str, remote_ids: list[str]) -> set[str]:

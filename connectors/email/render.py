@@ -5,7 +5,9 @@ address, so that answering goes back to the link; it is addressed ``To`` the lin
 members are only in the envelope, as on a mailing list) and carries ``List-Id`` so clients
 can file it and vacation responders stay quiet. ``Message-ID`` is on the bridge's mail domain;
 a reply or a correction names its parent in ``In-Reply-To`` and ``References`` so mail clients
-thread it.
+thread it. A message in a thread (a Matrix thread, an XMPP ``<thread>``) starts its
+``References`` with the thread root's mail, so that the whole thread is one chain in mail
+clients, and answers the root where it answers nothing else.
 
 What is mailed: messages (text, and HTML as ``multipart/alternative``; an attachment as a
 ``multipart/mixed`` part) and edits (a short "Correction:" mail in the thread of the original).
@@ -89,8 +91,9 @@ def render_mail(
 ) -> EmailMessage:
     """The mail for one event of link ``link_id`` (whose address is ``address``).
 
-    ``message_id`` is the new mail's ``<id@domain>``; ``out.reply_to`` (a reply) or
-    ``out.relates_to`` (an edit) are IDs on the email network, as the router resolved them.
+    ``message_id`` is the new mail's ``<id@domain>``; ``out.reply_to`` (a reply),
+    ``out.thread`` (its thread's root) or ``out.relates_to`` (an edit) are IDs on the email
+    network, as the router resolved them.
     """
     event = out.event
     msg = EmailMessage()
@@ -102,10 +105,11 @@ def render_mail(
     msg["Subject"] = _subject(link_id, event)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
-    parent = out.relates_to if event.kind is Kind.EDIT else out.reply_to
+    parent = out.relates_to if event.kind is Kind.EDIT else out.reply_to or out.thread
     if parent:
+        chain = dict.fromkeys(header_message_id(ref) for ref in (out.thread, parent) if ref)
         msg["In-Reply-To"] = header_message_id(parent)
-        msg["References"] = header_message_id(parent)
+        msg["References"] = " ".join(chain)
     msg["List-Id"] = f"{name} <{local}.{domain}>"
     msg["List-Post"] = f"<mailto:{address}>"
     msg["Precedence"] = "list"

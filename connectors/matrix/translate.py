@@ -164,6 +164,25 @@ def _attachment(content: JSON, kind: AttachmentKind) -> Attachment:
     )
 
 
+def _thread_and_reply(rel: JSON) -> tuple[str | None, str | None]:
+    """The thread root and the message replied to of a message's ``m.relates_to``.
+
+    In a thread (``rel_type: m.thread``), ``m.in_reply_to`` with ``is_falling_back`` is only
+    there for clients that know no threads (it names the thread's latest message): no reply."""
+    in_reply = rel.get("m.in_reply_to")
+    reply_to = in_reply.get("event_id") if isinstance(in_reply, dict) else None
+    if reply_to is not None and not isinstance(reply_to, str):
+        raise MalformedEvent("m.in_reply_to.event_id must be a string")
+    if rel.get("rel_type") != "m.thread":
+        return None, reply_to
+    thread = rel.get("event_id")
+    if not isinstance(thread, str):
+        raise MalformedEvent("a thread's m.relates_to.event_id must be a string")
+    if rel.get("is_falling_back") is True or reply_to == thread:
+        return thread, None
+    return thread, reply_to
+
+
 def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) -> Event | None:
     """The bridge event for one Matrix room event, or None for events that are not bridged
     (state, receipts, unknown types). Raises `MalformedEvent` for broken content."""
@@ -208,17 +227,15 @@ def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) 
         text, html = _text_and_html(new)
         msgtype = _TEXT_TYPES.get(new.get("msgtype", "m.text"), MsgType.TEXT)
         return make(kind=Kind.EDIT, relates_to=target, text=text, html=html, msgtype=msgtype)
-    in_reply = rel.get("m.in_reply_to")
-    reply_to = in_reply.get("event_id") if isinstance(in_reply, dict) else None
-    if reply_to is not None and not isinstance(reply_to, str):
-        raise MalformedEvent("m.in_reply_to.event_id must be a string")
+    thread, reply_to = _thread_and_reply(rel)
     msgtype_raw = "m.image" if etype == "m.sticker" else content.get("msgtype")
     if msgtype_raw in _MEDIA_TYPES:
         attachment = _attachment(content, _MEDIA_TYPES[msgtype_raw])
         caption = ""
         if isinstance(content.get("filename"), str) and content.get("body") != attachment.name:
             caption = _str(content, "body") or ""
-        return make(kind=Kind.MESSAGE, attachment=attachment, text=caption, reply_to=reply_to)
+        return make(kind=Kind.MESSAGE, attachment=attachment, text=caption, reply_to=reply_to,
+                    thread=thread)  # fmt: skip
     text, html = _text_and_html(content, is_reply=reply_to is not None)
     if not text and not html:
         return None
@@ -228,6 +245,7 @@ def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) 
         html=html,
         msgtype=_TEXT_TYPES.get(str(msgtype_raw), MsgType.TEXT),
         reply_to=reply_to,
+        thread=thread,
     )
 
 
@@ -348,6 +366,15 @@ def matrix_content(
         if not text and html:
             text = html_to_text(html)
         content = _message_content(event, text=text, html=html)
-    if out.reply_to:
+    if out.thread:
+        # Clients that know no threads show a reply: to the message replied to, else to the
+        # root (`is_falling_back` tells the others that it is no real reply).
+        content["m.relates_to"] = {
+            "rel_type": "m.thread",
+            "event_id": out.thread,
+            "is_falling_back": out.reply_to is None,
+            "m.in_reply_to": {"event_id": out.reply_to or out.thread},
+        }
+    elif out.reply_to:
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": out.reply_to}}
     return "m.room.message", content

@@ -71,6 +71,7 @@ from connectors.xmpp.translate import (
     retraction_stanza,
     split_direct_key,
     split_jid,
+    thread_fallback,
 )
 from connectors.xmpp.vcards import VCards
 
@@ -690,11 +691,13 @@ class XmppConnector(Connector, Typing):
                 room.quotes[original] = Quote.of(msg.nick, msg.body)
             return [edit_event(msg, remote_id=remote_id, link_id=room.link_id,
                                network=self.name, sender=sender, relates_to=original)]  # fmt: skip
-        reply_to = None
+        reply_to = thread = None
         if msg.reply is not None:
             reply_to = room.stanza_ids.get(msg.reply.id) or msg.reply.id
+        if msg.thread is not None:
+            thread = room.stanza_ids.get(msg.thread) or msg.thread
         event = message_event(msg, remote_id=remote_id, link_id=room.link_id, network=self.name,
-                              sender=sender, reply_to=reply_to)  # fmt: skip
+                              sender=sender, reply_to=reply_to, thread=thread)  # fmt: skip
         if event is None:
             return []
         shown = event.text or (event.attachment.name if event.attachment else "")
@@ -822,18 +825,28 @@ class XmppConnector(Connector, Typing):
             quote = room.quotes.get(out.reply_to)
             reply = Reply(f"{room.jid}/{quote.nick}" if quote else room.jid, out.reply_to)
             fallback = quote_fallback(quote.nick, quote.text) if quote else ""
+        elif out.thread:
+            quote = room.quotes.get(out.thread)
+            reply = Reply(f"{room.jid}/{quote.nick}" if quote else room.jid, out.thread)
+            fallback = thread_fallback(quote.nick, quote.text) if quote else ""
         if event.attachment is not None and media is not None:
             url = await self.files.upload(media, event.attachment.name, event.attachment.mimetype)
             caption = event.text or None
             if relay_name is not None:
                 caption = f"{relay_name}: {caption}" if caption else relay_name
             el = groupchat_stanza(room.jid, sender_jid, msg_id, url, oob=Oob(url, caption),
-                                  reply=reply)  # fmt: skip
+                                  reply=reply, thread=out.thread)  # fmt: skip
+            shown = event.text or event.attachment.name
         else:
-            body = message_body(event, relay_name=relay_name)
+            body = shown = message_body(event, relay_name=relay_name)
             el = groupchat_stanza(room.jid, sender_jid, msg_id, body, reply=reply,
-                                  fallback=fallback)  # fmt: skip
-        return await self._post(room, sender_jid, el, msg_id)
+                                  fallback=fallback, thread=out.thread)  # fmt: skip
+        stanza_id = await self._post(room, sender_jid, el, msg_id)
+        seat = room.seats.get(sender_jid)
+        nick = seat.nick if seat is not None else room.nick
+        if nick:  # what a reply to it, or a thread under it, quotes
+            room.quotes[stanza_id] = Quote.of(nick, shown)
+        return stanza_id
 
     async def _react(self, room: Room, out: Outgoing, sender_jid: str, msg_id: str) -> str:
         assert out.relates_to is not None and out.event.reaction is not None

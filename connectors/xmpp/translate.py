@@ -7,6 +7,11 @@ resolved which message it refers to. Outbound, `message_body` renders an event a
 and the ``*_stanza`` functions build the elements the component sends. No I/O here, so every
 function is tested with real payloads.
 
+Threads (XEP-0201): the bridge names a thread by its root's ID in the room (the root's
+``stanza-id``), so a client that answers with the same ``<thread>`` is understood on the way
+back; a thread message the bridge posts also replies (XEP-0461) to the root, with a one-line
+quote of it as the fallback, for clients that show no threads.
+
 IDs, and why a message has two: in a MUC, the room stamps every archived message with a
 XEP-0359 ``stanza-id`` (by the room's JID), and that is what XEP-0424 retractions, XEP-0444
 reactions and XEP-0461 replies refer to; XEP-0308 corrections refer to the sender's own message
@@ -52,6 +57,10 @@ MAX_BODY = 64 * 1024
 MAX_REACTIONS = 50
 MAX_REASON = 500
 """Characters of a retraction's reason that cross."""
+MAX_THREAD_ID = 256
+"""Longest XEP-0201 thread id read (the bridge's own are stanza-ids, far shorter)."""
+THREAD_QUOTED = 80
+"""Characters of a thread's root quoted in the fallback line."""
 ORIGIN_PREFIX = "passerelle-"
 """Start of every origin-id the bridge assigns: a message carrying one was sent by the bridge."""
 
@@ -141,6 +150,8 @@ class Message:
     """A XEP-0424 v0 retraction (fastening) names the origin-id instead."""
     reactions: Reactions | None = None
     reply: Reply | None = None
+    thread: str | None = None
+    """XEP-0201: the id of the thread the message belongs to."""
     oob: Oob | None = None
     chat_state: str | None = None
     """XEP-0085: ``composing`` while the sender types, another state once they stopped."""
@@ -260,6 +271,10 @@ def parse_message(el: ET.Element) -> Message:
         reply = Reply(reply_el.get("to") or "", reply_id)
         if body is not None:
             body = _strip_ranges(body, _fallback_ranges(el, NS_REPLY, len(body)))
+    thread_el = _stream_child(el, "thread")
+    thread = ((thread_el.text or "").strip() or None) if thread_el is not None else None
+    if thread is not None and len(thread) > MAX_THREAD_ID:
+        raise MalformedStanza(f"thread id is longer than {MAX_THREAD_ID} characters")
     oob = None
     oob_el = _child(el, NS_OOB, "x")
     if oob_el is not None:
@@ -291,6 +306,7 @@ def parse_message(el: ET.Element) -> Message:
         retract_origin_id=retract_0,
         reactions=reactions,
         reply=reply,
+        thread=thread,
         oob=oob,
         chat_state=next(
             (state for state in CHAT_STATES if _child(el, NS_CHATSTATES, state) is not None), None
@@ -395,9 +411,11 @@ def message_event(
     network: str,
     sender: Sender,
     reply_to: str | None,
+    thread: str | None = None,
 ) -> Event | None:
     """A new message (text or file); None when there is nothing to bridge (chat states,
-    receipts, an empty body)."""
+    receipts, an empty body). ``thread`` is the root of its thread, if it names one: a reply
+    to that root is a message in the thread, no reply."""
     attachment = None
     if msg.oob is not None:
         attachment = attachment_from_oob(msg.oob)
@@ -418,7 +436,8 @@ def message_event(
         text=text,
         html=html,
         msgtype=msgtype,
-        reply_to=reply_to,
+        reply_to=None if reply_to == thread else reply_to,
+        thread=thread,
         attachment=attachment,
     )
 
@@ -500,6 +519,15 @@ def quote_fallback(nick: str | None, text: str) -> str:
     return f"> {nick}:\n{quoted}" if nick else quoted
 
 
+def thread_fallback(nick: str, text: str) -> str:
+    """The quoted line that names a thread's root, for clients that show no threads: ``> Nick:
+    `` and the start of its text, on one line."""
+    line = " ".join(text.split())
+    if len(line) > THREAD_QUOTED:
+        line = line[: THREAD_QUOTED - 1] + "…"
+    return f"> {nick}: {line}\n"
+
+
 def _message(room: str, sender: str, msg_id: str, body: str | None) -> ET.Element:
     el = ET.Element(
         f"{{{NS_STREAM[0]}}}message",
@@ -521,10 +549,14 @@ def groupchat_stanza(
     reply: Reply | None = None,
     fallback: str = "",
     oob: Oob | None = None,
+    thread: str | None = None,
 ) -> ET.Element:
     """A MUC message: text (with a reply's fallback quoted before it), a correction of
-    ``replace_id``, or a file's URL with its XEP-0066 out-of-band element."""
+    ``replace_id``, or a file's URL with its XEP-0066 out-of-band element; in ``thread``
+    (XEP-0201) where it belongs to one."""
     el = _message(room, sender, msg_id, fallback + body)
+    if thread is not None:
+        ET.SubElement(el, f"{{{NS_STREAM[0]}}}thread").text = thread
     if replace_id is not None:
         ET.SubElement(el, f"{{{NS_CORRECT}}}replace", {"id": replace_id})
     if reply is not None:
