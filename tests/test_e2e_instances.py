@@ -33,42 +33,35 @@ from tests.harness import (
 from tests.harness.expect import bodies, body_is, unique
 from tests.harness.postgres import fresh_database, terminate_connections
 from tests.harness.proxy import FailoverProxy
-from tests.world import RELAY_PASSWORD, UNRESTRICTED, generate_registration, homeservers
+from tests.harness.world import UNRESTRICTED, bund, generate_registration, head, homeservers, tchap
+from tests.world import RELAY_PASSWORD
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = """\
-database: {database}
-listen: {{host: 127.0.0.1, port: {bridge_port}}}
-logging: {{level: DEBUG}}
-delivery: {{max_attempts: 8, initial_backoff: 0.2, max_backoff: 1.5}}
-networks:
-  bund:
-    homeserver: http://127.0.0.1:{bund_port}
-    server_name: bund.test
-    org_label: BMI
-    appservice: {{id: passerelle-bund, url: "http://127.0.0.1:{proxy_port}/as/bund",
-                  catch_up_interval: 2}}
-  tchap:
-    flavour: tchap
-    homeserver: http://127.0.0.1:{tchap_port}
-    server_name: tchap.test
-    name_suffix: " (Tchap)"
-    appservice: {{id: passerelle-tchap, url: "http://127.0.0.1:{proxy_port}/as/tchap",
-                  catch_up_interval: 2}}
-  tchap-relay:
-    flavour: tchap
-    mode: relay
-    homeserver: http://127.0.0.1:{tchap_port}
-    server_name: tchap.test
-    name_suffix: " (Tchap)"
-    relay: {{user_id: "@relaybot:tchap.test", password: {{file: relay-password}}}}
+APPSERVICE = 'url: "http://127.0.0.1:{proxy_port}/as/{name}"\ncatch_up_interval: 2\n'
+RELAY = """\
+mode: relay
+relay: {user_id: "@relaybot:tchap.test", password: {file: relay-password}}
+"""
+LINKS = """\
 links:
   - id: main
-    rooms: {{bund: "#main:bund.test", tchap: "#main:tchap.test"}}
+    rooms: {bund: "#main:bund.test", tchap: "#main:tchap.test"}
   - id: relay
-    rooms: {{bund: "#relay:bund.test", tchap-relay: "#relay:tchap.test"}}
+    rooms: {bund: "#relay:bund.test", tchap-relay: "#relay:tchap.test"}
 """
+
+
+def config(database: str, bridge_port: int, bund_port: int, tchap_port: int, proxy: int) -> str:
+    """The first instance's config: the homeservers reach the instances through the proxy."""
+    return (
+        head("two-instance world", database, bridge_port)
+        + "networks:\n"
+        + bund(bund_port, appservice=APPSERVICE.format(proxy_port=proxy, name="bund"))
+        + tchap(tchap_port, appservice=APPSERVICE.format(proxy_port=proxy, name="tchap"))
+        + tchap(tchap_port, RELAY, name="tchap-relay")
+        + LINKS
+    )
 
 
 @dataclass
@@ -95,8 +88,7 @@ async def start_pair(root: Path, database: str) -> Pair:
     ports = [free_port(), free_port()]
     (root / "relay-password").write_text(RELAY_PASSWORD + "\n")
     first = root / "config.yaml"
-    first.write_text(CONFIG.format(database=database, bridge_port=ports[0], bund_port=bund_port,
-                                   tchap_port=tchap_port, proxy_port=proxy_port))  # fmt: skip
+    first.write_text(config(database, ports[0], bund_port, tchap_port, proxy_port))
     generate_registration(first)  # the tokens are written into this config: the other copies it
     second_root = root / "second"
     second_root.mkdir()

@@ -18,24 +18,13 @@ PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2)
 HOP_HEADERS = ("host", "content-length", "transfer-encoding", "connection")
 
 
-class FailoverProxy:
-    def __init__(self, backends: list[str], host: str = "127.0.0.1", port: int = 0) -> None:
-        self.backends = backends
+class _Proxy:
+    """An aiohttp server on loopback that hands every request to ``_forward``."""
+
+    def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
-        self._active: tuple[str, float] | None = None
-        self.served_by: list[str] = []
-        """The backend of every request forwarded so far."""
-        self._swallow = 0
-        self.swallowed: list[bytes] = []
-        """Bodies of the appservice transactions acknowledged without passing them on."""
-
-    def swallow(self, transactions: int = 1) -> None:
-        """Acknowledge the next ``transactions`` appservice transactions (200, as a bridge that
-        took them) without passing them on: a push the homeserver thinks done and the bridge
-        never saw."""
-        self._swallow += transactions
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
@@ -50,6 +39,27 @@ class FailoverProxy:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+
+class FailoverProxy(_Proxy):
+    def __init__(self, backends: list[str], host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self.backends = backends
+        self._active: tuple[str, float] | None = None
+        self.served_by: list[str] = []
+        """The backend of every request forwarded so far."""
+        self._swallow = 0
+        self.swallowed: list[bytes] = []
+        """Bodies of the appservice transactions acknowledged without passing them on."""
+
+    def swallow(self, transactions: int = 1) -> None:
+        """Acknowledge the next ``transactions`` appservice transactions (200, as a bridge that
+        took them) without passing them on: a push the homeserver thinks done and the bridge
+        never saw."""
+        self._swallow += transactions
 
     async def _backend(self) -> str | None:
         if self._active is not None and time.monotonic() - self._active[1] < READY_CACHE:
@@ -92,16 +102,14 @@ class FailoverProxy:
             return web.Response(status=502, text="the bridge instance did not answer")
 
 
-class HomeserverProxy:
+class HomeserverProxy(_Proxy):
     """Between the bridge and a homeserver: passes everything on, except that it can lose the
     answer to a message the homeserver stored (the bridge sees the connection drop) and then
     stand for a homeserver that is down (502) until `resume`."""
 
     def __init__(self, backend: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self.backend = backend
-        self.host, self.port = host, port
-        self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
         self._lose_next = False
         self._down = False
         self.lost: list[dict[str, object]] = []
@@ -113,20 +121,6 @@ class HomeserverProxy:
 
     def resume(self) -> None:
         self._down = False
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{path:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if self._down:
