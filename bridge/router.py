@@ -111,13 +111,18 @@ class Router:
             return await self.answers.take(event, command)  # answered where it was asked, only
         link = self.links.get(event.link_id)
         event = dataclasses.replace(event, sender=known_sender(self.config, event.sender))
-        targets = [
-            network
-            for network in link.rooms
-            if network != event.network
-            and self.directory.disabled_reason(link.id, network) is None
-            and crosses(self.config.policy, link.id, event.network, network)
-        ]
+        targets = []
+        for network in link.rooms:
+            if (
+                network == event.network
+                or self.directory.disabled_reason(link.id, network) is not None
+            ):
+                continue
+            if not crosses(self.config.policy, link.id, event.network, network):
+                log.debug("Not passing %s of %s on to %s (link %s): one-way", event.remote_id,
+                          event.network, network, link.id)  # fmt: skip
+                continue
+            targets.append(network)
         if not await self.store.accept(event, targets):
             metrics.DUPLICATES.labels(event.network).inc()
             log.debug("Already bridged: %s %s", event.network, event.remote_id)
