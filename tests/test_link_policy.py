@@ -28,6 +28,8 @@ from bridge.link_policy import (
 from bridge.reload import diff
 from bridge.router import undelivered_notice
 from tests.test_config import VALID, errors_of, write
+from tests.test_router import Recording, close, open_bridge, settled
+from tests.test_router import message as routed
 
 SCHEME = """\
 classification:
@@ -269,3 +271,71 @@ def test_a_reload_applies_a_changed_policy(tmp_path: Path) -> None:
     assert not change.rooms_added and not change.rooms_removed
     assert change.summary() == "policy changed"
     assert diff(new, config(tmp_path, POLICED, "again.yaml")).empty
+
+
+# -- the router, in memory, before and after a reload ----------------------------------------------
+
+ROUTER_POLICY = """\
+classification:
+  levels:
+    - level: OFFEN
+    - level: VS-NfD
+      marks: [DIFFUSION RESTREINTE]
+"""
+
+
+class Files(Recording):
+    """A recording network whose people send files (every reference is these bytes)."""
+
+    async def fetch_media(self, ref: str) -> bytes:
+        return PE
+
+
+async def test_the_router_applies_a_reloaded_policy(tmp_path: Path) -> None:
+    bridge = await open_bridge(tmp_path)
+    files = Files("bund")
+    bridge.router.connectors = {**bridge.router.connectors, "bund": files}  # type: ignore[misc]
+    try:
+        await bridge.router.ingest(routed("$before", "VS-NfD\nvorher"))
+        await settled(bridge.router)
+        assert [out.event.text for out in bridge.third.sent] == ["VS-NfD\nvorher"]
+
+        text = (tmp_path / "config.yaml").read_text()
+        text = ROUTER_POLICY + text.replace("    server_name: tchap.example\n", (
+            "    server_name: tchap.example\n"
+            "    policy: {classification: DIFFUSION RESTREINTE, attachments: {types: [image/*]}}\n"
+        )).replace("    server_name: bund.example\n", (
+            "    server_name: bund.example\n    policy: {classification: VS-NfD}\n"
+        )) + "    policy: {tchap: {direction: receive}}\n"  # fmt: skip
+        (tmp_path / "after.yaml").write_text(text)
+        bridge.router.use(load_config(tmp_path / "after.yaml", {}))
+
+        # Marked: to tchap (the same level), not to third (the lowest); the sender is told.
+        await bridge.router.ingest(routed("$marked", "VS-NfD\nnachher"))
+        await bridge.router.ingest(routed("$edit", "nachher", kind=Kind.EDIT,
+                                           relates_to="$marked"))  # fmt: skip
+        await bridge.router.ingest(routed("$like", kind=Kind.REACTION, relates_to="$marked",
+                                           reaction="👍"))  # fmt: skip
+        await bridge.router.ingest(routed("$open", "offen"))
+        await settled(bridge.router)
+        assert [out.event.text for out in bridge.third.sent] == ["VS-NfD\nvorher", "offen"]
+        assert [out.event.kind for out in bridge.tchap.sent] == [
+            Kind.MESSAGE, Kind.MESSAGE, Kind.EDIT, Kind.REACTION, Kind.MESSAGE]  # fmt: skip
+        [(room, told)] = files.notices
+        assert room == "!wg:bund.example" and "als VS-NfD eingestuft" in told
+
+        # The "other" link's tchap room only receives now.
+        await bridge.router.ingest(routed("$back", "zurück", link="other", network="tchap"))
+        await settled(bridge.router)
+        assert "zurück" not in [out.event.text for out in files.sent]
+
+        # A file tchap does not take, by its bytes: its text goes with the withheld line.
+        file = Attachment(AttachmentKind.FILE, "bild.png", "image/png", len(PE), "mxc://b/1")
+        await bridge.router.ingest(routed("$file", "Das Bild", link="other", attachment=file))
+        await settled(bridge.router)
+        last = bridge.tchap.sent[-1].event
+        assert last.attachment is None
+        assert last.text == "Das Bild\n[fichier retenu : type non autorisé]"
+        assert "(application/x-dosexec)" in files.notices[-1][1]
+    finally:
+        await close(bridge)
