@@ -214,6 +214,16 @@ class Router:
                 )
                 await self.store.delivered(item, None, room_id)
                 return
+        if (
+            reply_to is None
+            and event.reply_to
+            and event.html is not None
+            and (self.config.policy.classification is not None)
+        ):
+            # The message replied to never reached this target (it may have been held back for
+            # its mark): the reply's formatted text may quote it (a mail client's quote), its
+            # plain text is the sender's own words.
+            event = dataclasses.replace(event, html=None)
         level = held_back(self.config.policy, event, item.target)
         if level is not None:
             raise DeliveryError(f"{event.remote_id} is marked {level.name}, above what "

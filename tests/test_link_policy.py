@@ -317,10 +317,17 @@ async def test_the_router_applies_a_reloaded_policy(tmp_path: Path) -> None:
         await bridge.router.ingest(routed("$like", kind=Kind.REACTION, relates_to="$marked",
                                            reaction="👍"))  # fmt: skip
         await bridge.router.ingest(routed("$open", "offen"))
+        # A reply reaches third without its formatted part, which may quote what it replies to.
+        quoting = "<p>Einverstanden</p><details><blockquote>VS-NfD nachher</blockquote></details>"
+        await bridge.router.ingest(routed("$reply", "Einverstanden", reply_to="$marked",
+                                          html=quoting))  # fmt: skip
         await settled(bridge.router)
-        assert [out.event.text for out in bridge.third.sent] == ["VS-NfD\nvorher", "offen"]
-        assert [out.event.kind for out in bridge.tchap.sent] == [
-            Kind.MESSAGE, Kind.MESSAGE, Kind.EDIT, Kind.REACTION, Kind.MESSAGE]  # fmt: skip
+        assert [out.event.text for out in bridge.third.sent] == [
+            "VS-NfD\nvorher", "offen", "Einverstanden"]  # fmt: skip
+        assert bridge.third.sent[-1].event.html is None and bridge.third.sent[-1].reply_to is None
+        assert bridge.tchap.sent[-1].event.html == quoting
+        kinds = [Kind.MESSAGE, Kind.MESSAGE, Kind.EDIT, Kind.REACTION, Kind.MESSAGE, Kind.MESSAGE]
+        assert [out.event.kind for out in bridge.tchap.sent] == kinds
         [(room, told)] = files.notices
         assert room == "!wg:bund.example" and "als VS-NfD eingestuft" in told
 
