@@ -294,7 +294,7 @@ class Files(Recording):
 async def test_the_router_applies_a_reloaded_policy(tmp_path: Path) -> None:
     bridge = await open_bridge(tmp_path)
     files = Files("bund")
-    bridge.router.connectors = {**bridge.router.connectors, "bund": files}  # type: ignore[misc]
+    bridge.router.connectors = {**bridge.router.connectors, "bund": files}
     try:
         await bridge.router.ingest(routed("$before", "VS-NfD\nvorher"))
         await settled(bridge.router)
