@@ -38,7 +38,8 @@ def marked_level(scheme: Classification, event: Event) -> int:
     """The rank of the highest level ``event`` is marked with (its leading marking line, a
     mail's subject tag), or that of unmarked messages when it bears no mark of the scheme."""
     found = []
-    line = next((line.strip() for line in event.text.splitlines() if line.strip()), "")
+    head = event.text.lstrip()[: MAX_MARKED_TEXT + 1]  # the first line, if it is not too long
+    line = head.splitlines()[0].strip() if head else ""
     if line and len(line) <= MAX_MARKED_TEXT:
         for pattern in scheme.marking_line:
             match = pattern.fullmatch(line)
