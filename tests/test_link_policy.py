@@ -128,6 +128,10 @@ def test_no_policy_means_everything_crosses(tmp_path: Path) -> None:
             'classification.levels[1]: the mark "diffusion restreinte" already means level "OFFEN"',
         ),
         (
+            POLICED.replace("    - level: VS-NfD\n", "    - level: OFFEN\n    - level: VS-NfD\n"),
+            'classification.levels[1]: level "OFFEN" is listed twice',
+        ),
+        (
             SCHEME + "  marking_line: ['\\[(VS.*)\\]']\n" + POLICED.removeprefix(SCHEME),
             "classification.marking_line[0]: needs a group named mark, (?P<mark>…), around the "
             "mark",

@@ -170,6 +170,9 @@ def _levels(r: Reader, node: Node) -> tuple[Level, ...] | None:
         if not ok:
             return None
         name = values["level"].strip()
+        if any(level.name == name for level in levels):
+            r.error(item, f"level {quote(name)} is listed twice")
+            return None
         marks = tuple(dict.fromkeys(normalise_mark(m) for m in (name, *values["marks"])))
         for mark in marks:
             other = seen.setdefault(mark, name)
