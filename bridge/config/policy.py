@@ -158,7 +158,7 @@ def _levels(r: Reader, node: Node) -> tuple[Level, ...] | None:
         r.error(node, "list at least one level, the lowest first")
         return None
     seen: dict[str, str] = {}
-    levels = []
+    levels: list[Level] = []
     for item in items:
         fields = r.fields(item, LEVEL_KEYS)
         if fields is None:
