@@ -23,13 +23,15 @@ $(VENV)/.installed: pyproject.toml
 
 # What the end-to-end tests run for real that comes from Debian, not PyPI: Prosody (XMPP) and
 # Chromium (the status page, driven by Playwright; Playwright never downloads a browser of its
-# own here). Installed when missing and we are root (as in CI); otherwise their tests skip, or
-# fail with CI=true.
-SYSTEM_DEPS := prosody chromium
+# own here), and libmagic1, which the bridge itself needs (python-magic reads files' types with
+# it). Installed when missing and we are root (as in CI); otherwise their tests skip, or fail
+# with CI=true.
+SYSTEM_DEPS := prosody chromium libmagic1
 
 system-deps:
 	@for package in $(SYSTEM_DEPS); do \
 	  command -v $$package >/dev/null 2>&1 && continue; \
+	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'ok installed' && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing $$package for the end-to-end tests"; \
 	    export DEBIAN_FRONTEND=noninteractive; \

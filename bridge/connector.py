@@ -50,6 +50,8 @@ class Refusal(StrEnum):
     """The sender's domain left their network's federation list while the message waited."""
     ROOM_OFF = "room_off"
     """The room is no longer bridged (its access rule or encryption changed)."""
+    CLASSIFIED = "classified"
+    """The message is marked above the classification level the target may carry."""
     CANNOT_ENCRYPT = "cannot_encrypt"
     FILE_UNAVAILABLE = "file_unavailable"
     """The attachment could not be fetched from where it was sent."""

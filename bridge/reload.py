@@ -43,7 +43,7 @@ class ConfigChange:
     """People (as they are now) whose name or organisation changed: their ghosts are renamed."""
     other: tuple[str, ...] = ()
     """Other settings that changed and apply at once (``delivery``, ``logging``, a network's
-    ``federation_list``)."""
+    ``federation_list``, the networks' and links' ``policy`` and the ``classification``)."""
     restart_only: tuple[str, ...] = ()
     """Settings that changed but apply only after a restart."""
 
@@ -108,6 +108,7 @@ def diff(old: Config, new: Config) -> ConfigChange:
                 ("delivery", old.delivery, new.delivery),
                 ("logging", old.logging, new.logging),
                 ("federation_list", old.federation_lists, new.federation_lists),
+                ("policy", old.policy, new.policy),
             )
             if before != now
         ),

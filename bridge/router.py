@@ -15,6 +15,7 @@ a client that knows no threads, answering inside one): replies inside a thread s
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -27,6 +28,16 @@ from bridge.connector import Connector, DeliveryError, Outgoing, Refusal, Typing
 from bridge.directory import RoomDirectory
 from bridge.events import Event, Kind, Sender
 from bridge.health import NetworkHealth
+from bridge.link_policy import (
+    FileRefusal,
+    crosses,
+    declared_too_large,
+    file_refusal,
+    file_withheld_notice,
+    held_back,
+    sniffed_type,
+    withheld,
+)
 from bridge.links import Links
 from bridge.naming import clean
 from bridge.notices import Notice, notice
@@ -106,11 +117,18 @@ class Router:
             thread = await self.store.thread_of(event.network, event.reply_to)
             if thread is not None:
                 event = dataclasses.replace(event, thread=thread)
-        targets = [
-            network
-            for network in link.rooms
-            if network != event.network and self.directory.disabled_reason(link.id, network) is None
-        ]
+        targets = []
+        for network in link.rooms:
+            if (
+                network == event.network
+                or self.directory.disabled_reason(link.id, network) is not None
+            ):
+                continue
+            if not crosses(self.config.policy, link.id, event.network, network):
+                log.debug("Not passing %s of %s on to %s (link %s): one-way", event.remote_id,
+                          event.network, network, link.id)  # fmt: skip
+                continue
+            targets.append(network)
         if not await self.store.accept(event, targets):
             metrics.DUPLICATES.labels(event.network).inc()
             log.debug("Already bridged: %s %s", event.network, event.remote_id)
@@ -150,6 +168,7 @@ class Router:
                 or not isinstance(connector, Typing)
                 or self.directory.disabled_reason(link_id, target) is not None
                 or (person is not None and target in person.accounts)
+                or not crosses(self.config.policy, link_id, network, target)
             ):
                 continue
             try:
@@ -180,6 +199,13 @@ class Router:
             raise DeliveryError(f"{sender.user_id} is no longer bridged out of {sender.network}: "
                                 f"{refusal.explain(domain)} ({refusal.value})", permanent=True,
                                 reason=Refusal.NOT_LISTED)  # fmt: skip
+        if not crosses(self.config.policy, item.link_id, event.network, item.target):
+            # Queued before a reload made the link one-way.
+            log.info("Not delivering %s to %s: link %s no longer passes messages from %s "
+                     "there (direction)", event.remote_id, item.target, item.link_id,
+                     event.network)  # fmt: skip
+            await self.store.delivered(item, None, room_id)
+            return
         reply_to = relates_to = thread = None
         if event.reply_to:
             reply_to = await self.store.counterpart(event.network, event.reply_to, item.target)
@@ -197,13 +223,28 @@ class Router:
                 )
                 await self.store.delivered(item, None, room_id)
                 return
+        if (
+            reply_to is None
+            and event.reply_to
+            and event.html is not None
+            and (self.config.policy.classification is not None)
+        ):
+            # The message replied to never reached this target (it may have been held back for
+            # its mark): the reply's formatted text may quote it (a mail client's quote), its
+            # plain text is the sender's own words.
+            event = dataclasses.replace(event, html=None)
+        level = held_back(self.config.policy, event, item.target)
+        if level is not None:
+            raise DeliveryError(f"{event.remote_id} is marked {level.name}, above what "
+                                f"{item.target} may carry in link {item.link_id}",
+                                permanent=True, reason=Refusal.CLASSIFIED)  # fmt: skip
         media = None
+        withheld_file: tuple[FileRefusal, str] | None = None
         if event.kind is Kind.MESSAGE and event.attachment is not None:
-            try:
-                media = await self.connectors[event.network].fetch_media(event.attachment.ref)
-            except Unavailable as e:  # the source is down, not the target
-                raise Unavailable(f"the file cannot be fetched from {event.network} now: {e}",
-                                  network_down=False) from e  # fmt: skip
+            media, withheld_file = await self._file(item)
+            if withheld_file is not None:
+                language = self.config.networks[item.target].language
+                event = withheld(event, withheld_file[0], language)
         person = self.config.person(event.sender.person_id) if event.sender.person_id else None
         out = Outgoing(
             event=event,
@@ -219,6 +260,42 @@ class Router:
             metrics.ARRIVAL_TO_SEND.labels(item.target).observe(time.perf_counter() - arrived)
         remote_id = await self.connectors[item.target].send(out, media)
         await self.store.delivered(item, remote_id, room_id)
+        if withheld_file is not None:
+            await self._file_withheld(item, *withheld_file)
+
+    async def _file(self, item: OutboxItem) -> tuple[bytes | None, tuple[FileRefusal, str] | None]:
+        """The bytes of ``item``'s file, or why the target's room of the link does not take it
+        (and the type its bytes show)."""
+        event = item.event
+        assert event.attachment is not None
+        room = self.config.policy.room(item.link_id, item.target)
+        if declared_too_large(room, event.attachment.size):
+            return None, (FileRefusal.SIZE, event.attachment.mimetype or "")
+        try:
+            media = await self.connectors[event.network].fetch_media(event.attachment.ref)
+        except Unavailable as e:  # the source is down, not the target
+            raise Unavailable(f"the file cannot be fetched from {event.network} now: {e}",
+                              network_down=False) from e  # fmt: skip
+        mimetype = "" if room.types is None else await asyncio.to_thread(sniffed_type, media)
+        refusal = file_refusal(room, mimetype, len(media))
+        return (media, None) if refusal is None else (None, (refusal, mimetype))
+
+    async def _file_withheld(self, item: OutboxItem, refusal: FileRefusal, mimetype: str) -> None:
+        """The text of ``item`` went to its target without its file: the log says why, and
+        the sender's room is told, in its language."""
+        event = item.event
+        room = self.config.policy.room(item.link_id, item.target)
+        log.info("Withheld the file of %s from %s (link %s): %s (%s, %s bytes)", event.remote_id,
+                 item.target, item.link_id, refusal.value, mimetype or "type not read",
+                 event.attachment.size if event.attachment else None)  # fmt: skip
+        text = file_withheld_notice(event, refusal, self.config.networks[item.target].label,
+                                    mimetype, room.max_size)  # fmt: skip
+        try:
+            await self.connectors[event.network].notify(
+                event.room_id, text.render(self.config.networks[event.network].language)
+            )
+        except Exception:
+            log.exception("Could not post the withheld-file notice in %s", event.room_id)
 
     async def report_undeliverable(self, item: OutboxItem, reason: Refusal, error: str) -> None:
         """Tell the sender's room, in its language, which message did not reach which network
@@ -227,9 +304,10 @@ class Router:
         target = self.config.networks[item.target]
         lifetime = self.config.delivery.give_up_after
         domain = account_domain(self.config, event.sender.network, event.sender.user_id)
-        text = undelivered_notice(event, target.label, reason, lifetime, domain).render(
-            self.config.networks[event.network].language
-        )
+        level = held_back(self.config.policy, event, item.target)
+        shown = undelivered_notice(event, target.label, reason, lifetime, domain,
+                                   level.name if level is not None else "")  # fmt: skip
+        text = shown.render(self.config.networks[event.network].language)
         try:
             await self.connectors[event.network].notify(event.room_id, text)
         except Exception:
@@ -237,10 +315,10 @@ class Router:
 
 
 def undelivered_notice(
-    event: Event, network: str, reason: Refusal, lifetime: float, domain: str
+    event: Event, network: str, reason: Refusal, lifetime: float, domain: str, level: str = ""
 ) -> Notice:
-    """The notice for the sender of ``event`` (whose domain is ``domain``), which could not be
-    delivered to ``network``."""
+    """The notice for the sender of ``event`` (whose domain is ``domain``, marked ``level``
+    where that is why), which could not be delivered to ``network``."""
     values: dict[str, str | int | Notice] = {"network": network}
     if reason is Refusal.EXPIRED and lifetime < 2 * 3600:
         key, values = "reason.expired_minutes", {"minutes": max(1, round(lifetime / 60))}
@@ -250,6 +328,8 @@ def undelivered_notice(
         key, values = "reason.expired", {"days": round(lifetime / 86400)}
     elif reason in (Refusal.NOT_ALLOWED, Refusal.NOT_LISTED):
         key, values = f"reason.{reason.value}", {"domain": domain}
+    elif reason is Refusal.CLASSIFIED:
+        key, values = "reason.classified", {"network": network, "level": level}
     else:
         key = f"reason.{reason.value}"
     summary = event.summary()

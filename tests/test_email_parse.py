@@ -149,6 +149,8 @@ def test_events_of_a_mail_with_attachments() -> None:
     assert pdf.attachment.name == "Lagebericht März.pdf" and pdf.attachment.size == 125
     assert png.attachment is not None and png.attachment.kind is AttachmentKind.IMAGE
     assert png.text == "" and png.reply_to is None
+    # The subject goes with every event of the mail: a classification tag in it marks the files.
+    assert all(e.extra == {"subject": "Lagebericht März – Grüße"} for e in events)
 
 
 def test_reply_leaves_the_subject_out_and_points_at_its_parent() -> None:
@@ -165,6 +167,7 @@ def test_reply_leaves_the_subject_out_and_points_at_its_parent() -> None:
     )
     assert event.reply_to == "wg/<171023555.def@lists.passerelle.test>"
     assert event.text.startswith("Hallo Max,")
+    assert event.extra["subject"].startswith("Re:")  # left out of the text, still classified
     assert header_message_id(parent) == "<171023555.def@lists.passerelle.test>"
     assert header_message_id(parent + "#2") == "<171023555.def@lists.passerelle.test>"
 

@@ -37,6 +37,14 @@ from bridge.config.model import (
     Network,
     Person,
 )
+from bridge.config.policy import (
+    DEFAULT,
+    Classification,
+    Policy,
+    RoomPolicy,
+    read_classification,
+    read_policy,
+)
 from bridge.config.reader import (
     NO_STRINGS,
     AccountFormat,
@@ -58,12 +66,24 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 PERSON_KEYS = frozenset(("id", "name", "org", "accounts"))
-SECTIONS = ("database", "listen", "logging", "delivery", "admin", "networks", "people", "links")
+SECTIONS = (
+    "database",
+    "listen",
+    "logging",
+    "delivery",
+    "admin",
+    "classification",
+    "networks",
+    "people",
+    "links",
+)
 MIN_ADMIN_TOKEN = 16
 """Characters an admin token needs at least: it guards the bridge's state from anyone who
 reaches the listen address, and is guessed at as often as they like."""
 FEDERATION_LIST = "federation_list"
 """The key every network may have, whatever its kind (`bridge.config.federation_list`)."""
+POLICY = "policy"
+"""The key every network and link may have (`bridge.config.policy`)."""
 
 
 class ConfigError(Exception):
@@ -240,6 +260,9 @@ class _Schema:
         """Sections that could not be read (misspelled, not a mapping…): already reported,
         so what refers into them is not reported again."""
         self.federation_lists: dict[str, FederationListSource] = {}
+        self.classification: Classification | None = None
+        self.network_policies: dict[str, RoomPolicy] = {}
+        self.link_policies: dict[str, dict[str, RoomPolicy]] = {}
 
     def config(self, root: Node) -> Config | None:
         fields = self.r.fields(root, SECTIONS)
@@ -251,6 +274,10 @@ class _Schema:
         logging = self.r.optional(fields, "logging", self.logging, Logging())
         delivery = self.r.optional(fields, "delivery", self.delivery, Delivery())
         admin = self.r.optional(fields, "admin", self.admin, None)
+        if fields.get("classification") is not None and fields["classification"].value is not None:
+            self.classification = read_classification(self.r, fields["classification"])
+            if self.classification is None:
+                self.unread.add("classification")
         networks_node = self.r.required(root, fields, "networks")
         networks = (
             self.networks(networks_node, listen or Listen(DEFAULT_HOST, DEFAULT_PORT))
@@ -290,6 +317,7 @@ class _Schema:
             links=links,
             admin=admin,
             federation_lists=self.federation_lists,
+            policy=Policy(self.network_policies, self.link_policies, self.classification),
             warnings=tuple(self.r.warnings),
         )
 
@@ -441,10 +469,12 @@ class _Schema:
         if kind is None:
             return None
         schema = self.kind(kind)
-        fields = self.r.fields(node, ("kind", FEDERATION_LIST, *schema.keys))
+        fields = self.r.fields(node, ("kind", FEDERATION_LIST, POLICY, *schema.keys))
         if fields is None:
             return None
         network = schema.network(name, node, fields, listen)
+        if not self.policy(fields, name, self.network_policies, DEFAULT):
+            return None
         listed = fields.get(FEDERATION_LIST)
         if listed is None or listed.value is None:
             return network
@@ -662,7 +692,7 @@ class _Schema:
         rooms_used: dict[tuple[str, str], str],
     ) -> Link | None:
         r = self.r
-        fields = r.fields(node, ("id", "people", "rooms"))
+        fields = r.fields(node, ("id", "people", "rooms", POLICY))
         if fields is None:
             return None
         link_id = self.unique_id(node, fields, seen_ids, "link")
@@ -675,7 +705,45 @@ class _Schema:
         )
         if link_id is None or people is None or rooms is None:
             return None
+        if fields.get(POLICY) is not None and not self.link_policy(fields[POLICY], link_id, rooms):
+            return None
         return Link(link_id, rooms, people)
+
+    def policy(
+        self, fields: Mapping[str, Node], name: str, into: dict[str, RoomPolicy], base: RoomPolicy
+    ) -> bool:
+        """Read a ``policy`` key, if given, over ``base`` into ``into[name]``; False when it
+        is wrong (reported)."""
+        node = fields.get(POLICY)
+        if node is None or node.value is None:
+            return True
+        if "classification" in self.unread:
+            return False
+        policy = read_policy(self.r, node, self.classification, base)
+        if policy is None:
+            return False
+        into[name] = policy
+        return True
+
+    def link_policy(self, node: Node, link_id: str, rooms: Mapping[str, LinkRoom]) -> bool:
+        """A link's ``policy``: per network of the link, what its room there does otherwise
+        than the network's defaults."""
+        entries = self.r.entries(node)
+        if entries is None:
+            return False
+        own: dict[str, RoomPolicy] = {}
+        ok = True
+        for key, value in entries:
+            if key.value not in rooms:
+                self.r.error(key, f"the link has no room on {quote(key.value)}; its rooms are on: "
+                             f"{', '.join(rooms)}")  # fmt: skip
+                ok = False
+                continue
+            base = self.network_policies.get(key.value, DEFAULT)
+            ok = self.policy({POLICY: value}, key.value, own, base) and ok
+        if ok and own:
+            self.link_policies[link_id] = own
+        return ok
 
     def link_people(self, node: Node, person_ids: Collection[str]) -> tuple[str, ...] | None:
         items = self.r.items(node)

@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from bridge.config.policy import Policy
 from bridge.config.reader import Problem
 
 
@@ -157,6 +158,8 @@ class Config:
     federation_lists: Mapping[str, FederationListSource] = field(default_factory=dict)
     """Network → where its federation list comes from (networks that take their domains
     from one)."""
+    policy: Policy = field(default_factory=Policy)
+    """What may cross from one room of a link to another (`bridge.config.policy`)."""
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     """What the admin should look at although it works (`Problem.warning`), in file order."""
     _by_account: dict[str, dict[str, Person]] = field(

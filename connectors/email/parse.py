@@ -486,6 +486,9 @@ def mail_events(
             html if html is not None else text_to_html(mail.text)
         )
     events: list[Event] = []
+    # The subject, for the classification marks a mail may bear in it (`bridge.link_policy`):
+    # they mark its files too.
+    extra = {"subject": mail.subject} if mail.subject else {}
     has_text = bool(mail.text.strip() or mail.subject or doubt is not None)
     if has_text:
         events.append(
@@ -499,6 +502,7 @@ def mail_events(
                 text=text,
                 html=html,
                 reply_to=reply_to,
+                extra=extra,
             )
         )
     for att in mail.attachments:
@@ -519,6 +523,7 @@ def mail_events(
                     size=len(att.data),
                     ref=f"{spool_key}/{att.index}",
                 ),
+                extra=extra,
             )
         )
     return events
