@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.connector import Refusal
 from bridge.notices import FALLBACK, LANGUAGES, catalogue, notice, placeholders
 
 
@@ -45,3 +46,10 @@ def test_values_are_text_never_templates() -> None:
 
 def test_an_unknown_language_reads_english() -> None:
     assert notice("reason.room_off").render("xx") == "the room there is no longer bridged"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_status_page_names_every_refusal(language: str) -> None:
+    """The status page shows each failure's reason as ``status.reason.<refusal>``."""
+    texts = catalogue(language)
+    assert [r.value for r in Refusal if f"status.reason.{r.value}" not in texts] == []
