@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from bridge import metrics
+from bridge.audit import AuditTrail, Decision
 from bridge.claims import Claims
 from bridge.config.model import Config
 from bridge.connector import Connector, DeliveryError, Outgoing, Refusal, Typing, Unavailable
@@ -32,7 +33,7 @@ from bridge.outbox import Outbox
 from bridge.policy import Listed, account_domain, federation_refusal
 from bridge.room_answers import RoomAnswers
 from bridge.room_commands import command_of
-from bridge.store import OutboxItem, Store
+from bridge.store import Note, OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,11 @@ class Router:
         claims: Claims,
         serves: Callable[[str], bool] = lambda network: True,
         listed: Listed | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.config = config
+        self.audit = audit
+        """Where every delivery and refusal is recorded (`bridge.audit`); None: nowhere."""
         self.links = links
         self.store = store
         self.directory = directory
@@ -84,7 +88,7 @@ class Router:
         read at every decision."""
         self.health = NetworkHealth(list(config.networks))
         self.outbox = Outbox(store, config.delivery, self.health, claims, self.deliver,
-                             self.report_undeliverable, serves)  # fmt: skip
+                             self.report_undeliverable, serves, self.audit_note)  # fmt: skip
         self.answers = RoomAnswers(config, links, store, directory, connectors, self.health)
         self._arrival: dict[tuple[str, str], float] = {}
 
@@ -186,7 +190,8 @@ class Router:
                     event.relates_to,
                     item.target,
                 )
-                await self.store.delivered(item, None, room_id)
+                await self.store.delivered(item, None, room_id, also=self.audit_note(
+                    item, Decision.REFUSED, "original_not_delivered"))  # fmt: skip
                 return
         media = None
         if event.kind is Kind.MESSAGE and event.attachment is not None:
@@ -208,7 +213,14 @@ class Router:
         if arrived is not None:
             metrics.ARRIVAL_TO_SEND.labels(item.target).observe(time.perf_counter() - arrived)
         remote_id = await self.connectors[item.target].send(out, media)
-        await self.store.delivered(item, remote_id, room_id)
+        await self.store.delivered(item, remote_id, room_id,
+                                   also=self.audit_note(item, Decision.DELIVERED))  # fmt: skip
+
+    def audit_note(self, item: OutboxItem, decision: Decision, reason: str = "") -> Note | None:
+        """The audit record of what was decided for ``item`` (None without an audit trail)."""
+        if self.audit is None:
+            return None
+        return self.audit.note(item.event, item.target, decision, reason)
 
     async def report_undeliverable(self, item: OutboxItem, reason: Refusal, error: str) -> None:
         """Tell the sender's room, in its language, which message did not reach which network
