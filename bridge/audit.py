@@ -319,8 +319,8 @@ class AuditTrail:
                 )
             elif row["prev"] != prev:
                 verdict.problem(
-                    f"record {seq} does not follow record {seq - 1}: a record "
-                    f"between them was removed, or record {seq - 1} was changed"
+                    f"record {seq} does not follow record {seq - 1}: records between them "
+                    f"were removed, records were reordered, or record {seq - 1} was changed"
                 )
             if record_hash(self.key, row["prev"], row) != row["hash"]:
                 verdict.problem(f"record {seq} was changed (its hash does not match its fields)")
