@@ -225,10 +225,14 @@ class AuditTrail:
     def note(self, event: Event, target: str, decision: Decision, reason: str = "") -> Note:
         """The record of a decision on ``event`` for ``target``, to write in the transaction
         that acts on it (taken now: the time is the decision's)."""
-        entry = self.entry(event, target, decision, reason)
+        return self.notes(event, [(target, decision, reason)])
+
+    def notes(self, event: Event, decisions: Sequence[tuple[str, Decision, str]]) -> Note:
+        """The records of decisions on ``event``, each (target, decision, reason)."""
+        entries = [self.entry(event, *decision) for decision in decisions]
 
         async def write(conn: Connection) -> None:
-            await self.append(conn, [entry])
+            await self.append(conn, entries)
 
         return write
 

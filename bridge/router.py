@@ -104,12 +104,11 @@ class Router:
             return await self.answers.take(event, command)  # answered where it was asked, only
         link = self.links.get(event.link_id)
         event = dataclasses.replace(event, sender=known_sender(self.config, event.sender))
-        targets = [
-            network
-            for network in link.rooms
-            if network != event.network and self.directory.disabled_reason(link.id, network) is None
-        ]
-        if not await self.store.accept(event, targets):
+        others = [network for network in link.rooms if network != event.network]
+        targets = [n for n in others if self.directory.disabled_reason(link.id, n) is None]
+        off = [(n, Decision.REFUSED, Refusal.ROOM_OFF.value) for n in others if n not in targets]
+        note = self.audit.notes(event, off) if self.audit is not None and off else None
+        if not await self.store.accept(event, targets, also=note):
             metrics.DUPLICATES.labels(event.network).inc()
             log.debug("Already bridged: %s %s", event.network, event.remote_id)
             return False

@@ -183,8 +183,9 @@ class Store:
     # Incoming events and the outbox
 
     @retried(PATIENCE)
-    async def accept(self, event: Event, targets: list[str]) -> bool:
-        """Store an incoming event and its deliveries atomically; False if it was seen before.
+    async def accept(self, event: Event, targets: list[str], also: Note | None = None) -> bool:
+        """Store an incoming event and its deliveries atomically (and write ``also`` with
+        them); False if it was seen before.
 
         This is the point after which the source may be acknowledged: the event is either fully
         queued for every target or not at all.
@@ -207,6 +208,8 @@ class Store:
                 "INSERT INTO outbox (link_id, target, event, queued) VALUES ($1, $2, $3, $4)",
                 [(event.link_id, target, payload, now) for target in targets],
             )
+            if also is not None:
+                await also(conn)
         return True
 
     @retried(None)

@@ -22,6 +22,8 @@ from tests.harness.bridge import REPO_ROOT
 RELAY_PASSWORD = "relay-bot-password-for-tests"
 ADMIN_TOKEN = "admin-token-of-the-test-world"
 """The world bridge's ``admin.token`` (its admin API and status page)."""
+AUDIT_KEY = "audit-key-of-the-test-world-0123456789"
+"""The world bridge's ``audit.key`` (its audit trail's HMACs)."""
 GIVE_UP_AFTER = 25
 """Seconds a message waits for a network that is down (``delivery.give_up_after``), short for
 the tests; eight attempts of the configured backoff take about 9 s."""
@@ -82,6 +84,8 @@ delivery:
   give_up_after: {give_up_after}s
 admin:
   token: {{file: admin-token}}
+audit:
+  key: {{file: audit-key}}
 networks:
 {matrix_networks}  tchap-relay:
     kind: matrix
@@ -163,6 +167,7 @@ def write_config(root: Path, bund_port: int, tchap_port: int, bridge_port: int) 
     root.mkdir(parents=True, exist_ok=True)
     (root / "relay-password").write_text(RELAY_PASSWORD + "\n")
     (root / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    (root / "audit-key").write_text(AUDIT_KEY + "\n")
     path = root / "config.yaml"
     networks = matrix_networks(bund_port, tchap_port)
     path.write_text(CONFIG.format(root=root, tchap_port=tchap_port, bridge_port=bridge_port,
