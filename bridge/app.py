@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge import logs, metrics, retention
 from bridge.admin import AdminSite
-from bridge.audit import AuditTrail
+from bridge.audit import AuditTrail, checkpoints
 from bridge.audit import upgrade_table as audit_tables
 from bridge.claims import Claims, LocalClaims
 from bridge.config.load import check_config
@@ -227,10 +227,8 @@ class Gateway:
             return
         self.audit = AuditTrail(await self.store.open_state(audit_tables), settings.key)
         self.router.audit = self.audit
-        checkpoints = functools.partial(
-            retention.checkpoints, self.audit, lambda: settings.checkpoint_interval
-        )
-        self._tasks.append(supervise("audit-checkpoints", checkpoints, log))
+        logged = functools.partial(checkpoints, self.audit, lambda: settings.checkpoint_interval)
+        self._tasks.append(supervise("audit-checkpoints", logged, log))
 
     async def start(self) -> None:
         await self._open_states()

@@ -28,6 +28,7 @@ saying how many records took that pseudonym, so a pseudonym set behind the bridg
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -44,7 +45,7 @@ from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
 from bridge.database import PATIENCE, retried
 from bridge.events import Event
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("passerelle.audit")
 
 upgrade_table = UpgradeTable(
     version_table_name="passerelle_audit_version", database_name="Passerelle audit trail"
@@ -516,3 +517,15 @@ def public(row: Any) -> dict[str, Any]:
         "reason": row["reason"],
         "hash": row["hash"],
     }
+
+
+async def checkpoints(audit: AuditTrail, interval: Callable[[], float]) -> None:
+    """Log the audit trail's last record and hash every ``interval()`` seconds when it grew:
+    what `passerelle audit verify --checkpoint` later compares the trail with."""
+    logged = -1
+    while True:
+        seq, digest = await audit.head()
+        if seq != logged:
+            log.info("Audit checkpoint: record %d, hash %s", seq, digest or "(empty trail)")
+            logged = seq
+        await asyncio.sleep(interval())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from mautrix.util.async_db import Database
@@ -80,6 +81,10 @@ async def open_states(config: Config, store: Store) -> dict[str, Database]:
     return states
 
 
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+
 def _kinds_in_use(config: Config) -> list[str]:
     return sorted({network.kind for network in config.networks.values()})
 
@@ -110,7 +115,7 @@ async def export(
                 "link": item.link_id,
                 "target": item.target,
                 "kind": item.event.kind.value,
-                "queued": item.queued,
+                "queued": _iso(item.queued),
                 "sender": vars(item.event.sender),
                 "text": item.event.text,
                 "attachment": item.event.attachment.name if item.event.attachment else None,

@@ -17,7 +17,7 @@ from bridge.config.model import Config
 from bridge.kinds import kinds
 from bridge.store import Store
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("passerelle.retention")
 
 INTERVAL = 3600.0
 """Seconds between two runs of the retention job."""
@@ -54,15 +54,3 @@ async def run(config: Callable[[], Config], store: Store, audit: AuditTrail | No
                 ", ".join(f"{n} {what}" for what, n in deleted.items() if n),
             )
         await asyncio.sleep(INTERVAL)
-
-
-async def checkpoints(audit: AuditTrail, interval: Callable[[], float]) -> None:
-    """Log the audit trail's last record and hash every ``interval()`` seconds when it grew:
-    what `passerelle audit verify --checkpoint` later compares the trail with."""
-    logged = -1
-    while True:
-        seq, digest = await audit.head()
-        if seq != logged:
-            log.info("Audit checkpoint: record %d, hash %s", seq, digest or "(empty trail)")
-            logged = seq
-        await asyncio.sleep(interval())

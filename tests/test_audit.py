@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bridge.audit import AuditTrail, Decision, public, upgrade_table
+from bridge.audit import AuditTrail, Decision, checkpoints, public, upgrade_table
 from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
 from bridge.store import Store
 from tests.harness.postgres import Opener
@@ -202,3 +202,32 @@ async def test_a_record_is_written_with_the_delivery(store: Store, trail: AuditT
     (row,) = [public(r) async for r in trail.export(link="wg")]
     assert (row["decision"], row["target"]) == ("delivered", "tchap")
     assert [r async for r in trail.export(link="other")] == []
+
+
+async def test_checkpoints_are_logged_when_the_trail_grew(
+    trail: AuditTrail, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="passerelle.audit")
+    rounds: asyncio.Queue[None] = asyncio.Queue()
+
+    def interval() -> float:  # called once a round has logged what it had to
+        rounds.put_nowait(None)
+        return 0.01
+
+    task = asyncio.create_task(checkpoints(trail, interval))
+    try:
+        await rounds.get()
+        await trail.record([trail.entry(message(n), "tchap", Decision.DELIVERED) for n in (1, 2)])
+        seq, digest = await trail.head()
+        while not rounds.empty():
+            rounds.get_nowait()
+        await rounds.get()
+        await rounds.get()  # a whole round after the records were committed
+    finally:
+        task.cancel()
+    lines = [r.getMessage() for r in caplog.records if r.name == "passerelle.audit"]
+    assert lines == [
+        "Audit checkpoint: record 0, hash (empty trail)",
+        f"Audit checkpoint: record 2, hash {digest}",
+    ]
+    assert seq == 2 and (await trail.verify([(2, digest)])).intact
