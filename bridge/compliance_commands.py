@@ -172,7 +172,16 @@ def _writer(out: TextIO, form: str) -> Callable[[dict[str, Any]], None]:
         return lambda record: print(json.dumps(record, ensure_ascii=False), file=out)
     writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
     writer.writeheader()
-    return writer.writerow
+    return lambda record: writer.writerow({k: _inert(v) for k, v in record.items()})
+
+
+FORMULA_STARTS = ("=", "+", "-", "\t", "\r")
+"""How a spreadsheet tells a formula: a sender's address made to start so (a mail address may)
+is written with a leading ``'`` so that an officer opening the export runs nothing."""
+
+
+def _inert(value: object) -> object:
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
 def _person_export(args: argparse.Namespace) -> int:

@@ -369,3 +369,25 @@ def test_person_export_and_forget(
     assert code == 0 and "5 records, 2 pseudonymised" in out
     code, _, err = run(capsys, "person", "export", "-c", str(path), "nobody")
     assert (code, err) == (1, "nobody: neither a person ID of people nor an account\n")
+
+
+def test_csv_export_runs_no_formula(
+    tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, database)
+
+    async def hostile() -> None:
+        store = await Store.open(load_config(path, {}).database)
+        try:
+            trail = AuditTrail(await store.open_state(audit_tables), KEY.encode())
+            event = message(1, user='=HYPERLINK("http://evil.example")@mail.example')
+            await trail.record([trail.entry(event, "tchap", Decision.DELIVERED)])
+        finally:
+            await store.close()
+
+    asyncio.run(hostile())
+    out = run(capsys, "audit", "export", "-c", str(path), "--format", "csv")[1]
+    (row,) = csv.DictReader(io.StringIO(out))
+    assert row["sender"] == '\'=HYPERLINK("http://evil.example")@mail.example'
+    out = run(capsys, "audit", "export", "-c", str(path))[1]
+    assert json.loads(out)["sender"] == '=HYPERLINK("http://evil.example")@mail.example'
