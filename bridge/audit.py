@@ -52,6 +52,8 @@ upgrade_table = UpgradeTable(
 )
 
 PSEUDONYM_PREFIX = "forgotten-"
+REORDER_WINDOW = 10_000
+"""Records back that `AuditTrail.verify` looks for where a record out of order belongs."""
 MAX_PROBLEMS = 50
 """Problems `AuditTrail.verify` lists at most (it counts them all)."""
 
@@ -295,86 +297,28 @@ class AuditTrail:
 
     async def verify(self, checkpoints: Collection[tuple[int, str]] = ()) -> Verdict:
         """Walk the whole chain; every record changed, missing or out of order is a problem,
-        and so is a checkpoint (a record number and hash the bridge logged) that does not hold."""
+        and so is a checkpoint (a record number and hash the bridge logged) that does not hold.
+        A running bridge may append meanwhile: the walk follows the head until it stays put,
+        and whatever lies beyond it then was not written by the bridge."""
         head: Any = await self.db.fetchrow(
             "SELECT seq, hash, first_seq, first_prev FROM audit_head"
         )
-        verdict = Verdict(first=int(head["first_seq"]), head=str(head["hash"]))
-        expected_seq, prev = verdict.first, str(head["first_prev"])
-        seen: dict[str, int] = {}
-        """Hash → the record that has it (where a record out of order belongs)."""
-        pseudonyms: dict[str, int] = {}
-        forgets: dict[str, tuple[int, int]] = {}
-        wanted = dict(checkpoints)
-        async for row in self._rows("1 = 1"):
-            seq = int(row["seq"])
-            verdict.records += 1
-            if seq > expected_seq:
-                missing = (
-                    f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}–{seq - 1}"
-                )
-                verdict.problem(
-                    f"record {missing} removed (the chain goes from record "
-                    f"{expected_seq - 1} to record {seq})"
-                )
-            elif row["prev"] != prev and row["prev"] in seen:
-                verdict.problem(
-                    f"record {seq} is out of order: it follows record "
-                    f"{seen[row['prev']]}, not record {seq - 1}"
-                )
-            elif row["prev"] != prev:
-                verdict.problem(
-                    f"record {seq} does not follow record {seq - 1}: records between them "
-                    f"were removed, records were reordered, or record {seq - 1} was changed"
-                )
-            if record_hash(self.key, row["prev"], row) != row["hash"]:
-                verdict.problem(f"record {seq} was changed (its hash does not match its fields)")
-            self._check_sender(row, verdict, pseudonyms, forgets)
-            if seq in wanted and wanted.pop(seq) != row["hash"]:
-                verdict.problem(f"record {seq} does not have the hash of the checkpoint")
-            seen[row["hash"]] = seq
-            prev, expected_seq, verdict.last = row["hash"], seq + 1, seq
-        if int(head["seq"]) != expected_seq - 1 or (verdict.records and head["hash"] != prev):
-            verdict.problem(
-                f"the trail ends at record {expected_seq - 1}, but its head says "
-                f"record {head['seq']}: the last records were removed"
-            )
-        for seq in sorted(wanted):
-            verdict.problem(
-                f"checkpoint record {seq} is not in the trail"
-                + (" (removed by retention)" if seq < verdict.first else "")
-            )
-        for pseudonym, count in pseudonyms.items():
-            done = forgets.get(pseudonym)
-            if done is None or count > done[1]:
-                verdict.problem(
-                    f"{count} record(s) carry the pseudonym {pseudonym}, but no "
-                    "forgetting in the trail made them"
-                )
-        return verdict
-
-    def _check_sender(
-        self,
-        row: Any,
-        verdict: Verdict,
-        pseudonyms: dict[str, int],
-        forgets: dict[str, tuple[int, int]],
-    ) -> None:
-        """A sender in clear must match its hash; a pseudonymised one must have been forgotten
-        by the bridge (its ``forgotten`` record counts it)."""
-        seq, sender = int(row["seq"]), str(row["sender"])
-        if row["decision"] == Decision.FORGOTTEN.value:
-            forgets[sender] = (seq, int(row["size"]))
-        elif row["sender_salt"] is None:
-            verdict.forgotten += 1
-            if sender.startswith(PSEUDONYM_PREFIX) and sender not in forgets:
-                pseudonyms[sender] = pseudonyms.get(sender, 0) + 1
-            elif not sender.startswith(PSEUDONYM_PREFIX):
-                verdict.problem(f"record {seq} has lost its sender's salt (changed)")
-        if row["sender_salt"] is not None and (
-            sender_hash(self.key, str(row["sender_salt"]), sender) != row["sender_hash"]
-        ):
-            verdict.problem(f"record {seq}'s sender was changed")
+        walk = _Walk(self.key, Verdict(first=int(head["first_seq"])), str(head["first_prev"]),
+                     dict(checkpoints))  # fmt: skip
+        walked = beyond = 0
+        while True:
+            async for row in self._rows("seq > $1 AND seq <= $2", walked, int(head["seq"])):
+                walk.step(row)
+            walked = int(head["seq"])
+            beyond = int(await self.db.fetchval("SELECT COUNT(*) FROM audit_record WHERE seq > $1",
+                                                walked))  # fmt: skip
+            moved: Any = await self.db.fetchrow("SELECT seq, hash FROM audit_head")
+            if int(moved["seq"]) == walked:
+                break
+            head = moved
+        walk.verdict.head = str(head["hash"])
+        walk.finish(walked, str(head["hash"]), beyond)
+        return walk.verdict
 
     async def _rows(self, where: str, *args: Any) -> AsyncIterator[Any]:
         """The records matching ``where`` (over ``$1``… = ``args``), oldest first, a page at a
@@ -482,6 +426,83 @@ class AuditTrail:
                     first_prev,
                 )
         return count
+
+
+class _Walk:
+    """One walk along the chain, record by record (`AuditTrail.verify`)."""
+
+    def __init__(self, key: bytes, verdict: Verdict, prev: str, wanted: dict[int, str]) -> None:
+        self.key = key
+        self.verdict = verdict
+        self.expected = verdict.first
+        self.prev = prev
+        self.wanted = wanted
+        """Checkpoints not met yet: record → hash."""
+        self.seen: dict[str, int] = {}
+        """Hash → the record that has it, for the last `REORDER_WINDOW` records (where a record
+        out of order belongs)."""
+        self.pseudonyms: dict[str, int] = {}
+        """Pseudonym → records carrying it before any forgetting that made it."""
+        self.forgets: dict[str, int] = {}
+        """Pseudonym → how many records its forgetting pseudonymised."""
+
+    def step(self, row: Any) -> None:
+        verdict, seq = self.verdict, int(row["seq"])
+        verdict.records += 1
+        if seq > self.expected:
+            missing = (
+                f"{self.expected}" if seq == self.expected + 1 else f"{self.expected}–{seq - 1}"
+            )
+            verdict.problem(f"record {missing} removed (the chain goes from record "
+                            f"{self.expected - 1} to record {seq})")  # fmt: skip
+        elif row["prev"] != self.prev and row["prev"] in self.seen:
+            verdict.problem(f"record {seq} is out of order: it follows record "
+                            f"{self.seen[row['prev']]}, not record {seq - 1}")  # fmt: skip
+        elif row["prev"] != self.prev:
+            verdict.problem(f"record {seq} does not follow record {seq - 1}: records between them "
+                            f"were removed, records were reordered, or record {seq - 1} was "
+                            "changed")  # fmt: skip
+        if record_hash(self.key, row["prev"], row) != row["hash"]:
+            verdict.problem(f"record {seq} was changed (its hash does not match its fields)")
+        self._sender(row, seq)
+        if seq in self.wanted and self.wanted.pop(seq) != row["hash"]:
+            verdict.problem(f"record {seq} does not have the hash of the checkpoint")
+        self.seen[row["hash"]] = seq
+        if len(self.seen) > REORDER_WINDOW:
+            del self.seen[next(iter(self.seen))]
+        self.prev, self.expected, verdict.last = row["hash"], seq + 1, seq
+
+    def _sender(self, row: Any, seq: int) -> None:
+        """A sender in clear must match its hash; a pseudonymised one must have been forgotten
+        by the bridge (its ``forgotten`` record, later in the chain, counts it)."""
+        sender, salt = str(row["sender"]), row["sender_salt"]
+        if row["decision"] == Decision.FORGOTTEN.value:
+            self.forgets[sender] = int(row["size"])
+        elif salt is None and sender.startswith(PSEUDONYM_PREFIX) and sender not in self.forgets:
+            self.verdict.forgotten += 1
+            self.pseudonyms[sender] = self.pseudonyms.get(sender, 0) + 1
+        elif salt is None:
+            self.verdict.problem(f"record {seq} has lost its sender's salt (changed)")
+        if salt is not None and sender_hash(self.key, str(salt), sender) != row["sender_hash"]:
+            self.verdict.problem(f"record {seq}'s sender was changed")
+
+    def finish(self, head_seq: int, head_hash: str, beyond: int) -> None:
+        verdict = self.verdict
+        if head_seq != self.expected - 1 or (verdict.records and head_hash != self.prev):
+            verdict.problem(f"the trail ends at record {self.expected - 1}, but its head says "
+                            f"record {head_seq}: the last records were removed")  # fmt: skip
+        if beyond:
+            verdict.problem(f"{beyond} record(s) after the head (record {head_seq}): not "
+                            "written by the bridge")  # fmt: skip
+        for seq in sorted(self.wanted):
+            verdict.problem(
+                f"checkpoint record {seq} is not in the trail"
+                + (" (removed by retention)" if seq < verdict.first else "")
+            )
+        for pseudonym, count in self.pseudonyms.items():
+            if count > self.forgets.get(pseudonym, 0):
+                verdict.problem(f"{count} record(s) carry the pseudonym {pseudonym}, but no "
+                                "forgetting in the trail made them")  # fmt: skip
 
 
 EXPORT_FIELDS = (

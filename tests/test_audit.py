@@ -231,3 +231,24 @@ async def test_checkpoints_are_logged_when_the_trail_grew(
         f"Audit checkpoint: record 2, hash {digest}",
     ]
     assert seq == 2 and (await trail.verify([(2, digest)])).intact
+
+
+async def test_a_record_added_after_the_head_is_found(store: Store, trail: AuditTrail) -> None:
+    await fill(trail, 2)
+    await store.db.execute(
+        "INSERT INTO audit_record SELECT seq+1, at_ms, link_id, source, sender, sender_salt,"
+        " sender_hash, target, kind, size, content_hash, decision, reason, hash, hash"
+        " FROM audit_record WHERE seq=2"
+    )
+    assert await problems(trail) == [
+        "1 record(s) after the head (record 2): not written by the bridge"
+    ]
+
+
+async def test_records_appended_while_verifying_are_walked_too(trail: AuditTrail) -> None:
+    await fill(trail, 3)
+    verifying = asyncio.create_task(trail.verify())
+    await fill(trail, 3)
+    verdict = await verifying
+    assert verdict.intact and verdict.records >= 3
+    assert (await trail.verify()).records == 6

@@ -99,8 +99,8 @@ async def test_a_forgotten_person_keeps_the_chain_and_can_write_again(world: Wor
     held = json.loads(out)
     assert held["people_entry"] is None
     assert any(r["sender"] == "@erika:bund.test" for r in held["audit_records"])
-    assert {"network": "tchap", "ghost": seen["sender"], "name": "Erika Musterfrau [BMI]",
-            "avatar": None} in held["matrix"]["ghost_profiles"]  # fmt: skip
+    profiles = {(p["network"], p["ghost"], p["name"]) for p in held["matrix"]["ghost_profiles"]}
+    assert ("tchap", seen["sender"], "Erika Musterfrau [BMI]") in profiles
 
     code, out = await passerelle(world, "person", "forget", "@erika:bund.test")
     assert code == 0 and out.startswith("Forgot @erika:bund.test:\n"), out
