@@ -40,7 +40,8 @@ class Subject:
 
 
 def subject(config: Config, ident: str) -> Subject | None:
-    """The person ``ident`` names: a person ID, else an account; None when it is neither."""
+    """The person ``ident`` names: a person ID, else an account (a listed person's account
+    names that person); None when it is neither."""
     person = config.person(ident)
     if person is not None:
         return Subject(ident, person, frozenset(person.accounts.items()))
@@ -48,6 +49,9 @@ def subject(config: Config, ident: str) -> Subject | None:
     for network in config.networks:
         account = account_format(config, network).parse(ident)
         if account is not None:
+            listed = config.person_by_account(network, account)
+            if listed is not None:  # one of a listed person's accounts: the whole person
+                return Subject(listed.id, listed, frozenset(listed.accounts.items()))
             accounts.add((network, account))
     return Subject(ident, None, frozenset(accounts)) if accounts else None
 

@@ -362,6 +362,8 @@ def test_person_export_and_forget(
     assert data["audit_records"] == [] and data["direct_chats"] == []
     assert data["matrix"]["ghost_profiles"] == [] and data["xmpp"]["occupant_identities"] == []
     assert data["email"]["quarantined_mail"] == []
+    by_account = json.loads(run(capsys, "person", "export", "-c", str(path), "max@xmpp.example")[1])
+    assert by_account["subject"] == "max" and len(by_account["accounts"]) == 3
     erika = json.loads(run(capsys, "person", "export", "-c", str(path), ERIKA)[1])
     assert [r["seq"] for r in erika["audit_records"]] == [1, 3]
     assert len(erika["matrix"]["ghost_profiles"]) == 1
