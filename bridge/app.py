@@ -20,8 +20,10 @@ from aiohttp import web
 from mautrix.util.async_db import Database
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge import logs, metrics
+from bridge import logs, metrics, retention
 from bridge.admin import AdminSite
+from bridge.audit import AuditTrail, checkpoints
+from bridge.audit import upgrade_table as audit_tables
 from bridge.claims import Claims, LocalClaims
 from bridge.config.load import check_config
 from bridge.config.model import Config, Link
@@ -102,6 +104,7 @@ class Gateway:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._states: dict[str, Database] = {}
+        self.audit: AuditTrail | None = None
         claims.on_lost(self._claims_lost)
 
     def _serve_http(self, connector: Connector) -> None:
@@ -216,8 +219,22 @@ class Gateway:
         self.directory.bind(chat.link_id, chat.origin_network, chat.origin_room)
         self.directory.bind(chat.link_id, chat.peer_network, chat.peer_room)
 
+    async def _open_audit(self) -> None:
+        """The audit trail, when the config has one: from now on every decision is recorded,
+        and a checkpoint logged every ``checkpoint_interval``."""
+        settings = self.config.audit
+        if settings is None:
+            return
+        self.audit = AuditTrail(await self.store.open_state(audit_tables), settings.key)
+        self.router.audit = self.audit
+        logged = functools.partial(checkpoints, self.audit, lambda: settings.checkpoint_interval)
+        self._tasks.append(supervise("audit-checkpoints", logged, log))
+
     async def start(self) -> None:
         await self._open_states()
+        await self._open_audit()
+        purge = functools.partial(retention.run, lambda: self.config, self.store, self.audit)
+        self._tasks.append(supervise("retention", purge, log))
         await self.lists.use(self.config.federation_lists)
         await self._bind_direct_chats()
         self._runner = web.AppRunner(self.web, access_log=None)
@@ -262,9 +279,9 @@ class Gateway:
             for key in change.restart_only:
                 log.warning("Config reloaded, but %s changed: that applies after a restart", key)
             if change.restart_only:
-                config = dataclasses.replace(
-                    config, database=self.config.database, listen=self.config.listen
-                )
+                config = dataclasses.replace(config, database=self.config.database,
+                                             listen=self.config.listen,
+                                             audit=self.config.audit)  # fmt: skip
             if change.empty:
                 log.info("Config reloaded: unchanged")
                 return Reloaded(summary="unchanged")

@@ -1,6 +1,8 @@
 """The ``passerelle`` command line: check a config, run the bridge, show what the running bridge
-is doing (``status``), check and sign federation lists (``federation-list``), and the commands
-each network kind adds (``generate-registration`` for Matrix, ``quarantine`` for email).
+is doing (``status``), check and sign federation lists (``federation-list``), verify and export
+the audit trail (``audit``), export or forget what it holds about a person (``person``), and
+the commands each network kind adds (``generate-registration`` for Matrix, ``quarantine`` for
+email).
 
 Every failure an admin can cause (bad YAML, bad values, unwritable files) ends in plain error
 lines on stderr and exit status 1, never in a traceback.
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
+from bridge.compliance_commands import add_commands as compliance_commands
 from bridge.config.load import ConfigError, check_config, load_config
 from bridge.federation.commands import add_commands as federation_list_commands
 from bridge.kinds import kinds
@@ -45,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     reload.add_argument("-c", "--config", required=True, metavar="FILE")
     reload.set_defaults(handler=lambda args: _reload(args.config))
     federation_list_commands(commands)
+    compliance_commands(commands)
     for kind in kinds().values():
         if kind.commands is not None:
             kind.commands(commands)

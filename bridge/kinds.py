@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mautrix.util.async_db import UpgradeTable
 
     from bridge.connector import Connector, Host
+    from bridge.personal import KindData
 
 ENTRY_POINTS = "passerelle.kinds"
 
@@ -66,6 +67,9 @@ class Kind:
     commands: Commands | None = None
     """Adds the kind's subcommands to ``passerelle`` (each sets ``handler`` to a function of
     the parsed arguments returning an exit status)."""
+    personal: KindData | None = None
+    """What the kind keeps about people and on disk (`bridge.personal`): for the person
+    commands and retention."""
     default: bool = False
     """The kind of a network entry without ``kind`` (one kind at most says so)."""
 

@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from enum import Enum
 
 from bridge import metrics
+from bridge.audit import Decision
 from bridge.claims import Claims
 from bridge.config.model import Delivery
 from bridge.connector import DeliveryError, Refusal, Unavailable
 from bridge.database import unreachable
 from bridge.health import NetworkHealth
 from bridge.naming import clean
-from bridge.store import OutboxItem, Store
+from bridge.store import Note, OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ FAILURE_DETAIL = 300
 """Characters of a failure's details kept (the error as logged)."""
 
 GiveUp = Callable[[OutboxItem, Refusal, str], Awaitable[None]]
+AuditNote = Callable[[OutboxItem, Decision, str], Note | None]
 
 
 class Outcome(Enum):
@@ -98,8 +100,10 @@ class Outbox:
         deliver: Callable[[OutboxItem], Awaitable[None]],
         give_up: GiveUp,
         serves: Callable[[str], bool] = lambda network: True,
+        audit: AuditNote = lambda item, decision, reason: None,
     ) -> None:
         self._store = store
+        self._audit = audit
         self._serves = serves
         self._policy = policy
         self._health = health
@@ -278,7 +282,7 @@ class Outbox:
             await self._give_up(item, reason, error)
         except Exception:
             log.exception("Could not tell the sender that %s was given up", item.event.remote_id)
-        await self._store.give_up(item)
+        await self._store.give_up(item, also=self._audit(item, Decision.REFUSED, reason.value))
 
     def _note(self, item: OutboxItem, reason: Refusal, error: str, *, given_up: bool) -> None:
         self.failures.append(Failure(time.time(), item.link_id, item.event.network, item.target,

@@ -16,7 +16,7 @@ from bridge.config.model import Config, Link, Person
 RoomChange = tuple[str, Link]
 """(network, link): the link's room on that network."""
 
-RESTART_ONLY = ("database", "listen")
+RESTART_ONLY = ("database", "listen", "audit")
 """Settings a running bridge cannot change: they need a restart."""
 
 
@@ -109,6 +109,7 @@ def diff(old: Config, new: Config) -> ConfigChange:
                 ("logging", old.logging, new.logging),
                 ("federation_list", old.federation_lists, new.federation_lists),
                 ("policy", old.policy, new.policy),
+                ("retention", old.retention, new.retention),
             )
             if before != now
         ),

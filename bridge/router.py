@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from bridge import metrics
+from bridge.audit import AuditTrail, Decision
 from bridge.claims import Claims
 from bridge.config.model import Config
 from bridge.connector import Connector, DeliveryError, Outgoing, Refusal, Typing, Unavailable
@@ -45,7 +46,7 @@ from bridge.outbox import Outbox
 from bridge.policy import Listed, account_domain, federation_refusal
 from bridge.room_answers import RoomAnswers
 from bridge.room_commands import command_of
-from bridge.store import OutboxItem, Store
+from bridge.store import Note, OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,11 @@ class Router:
         claims: Claims,
         serves: Callable[[str], bool] = lambda network: True,
         listed: Listed | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.config = config
+        self.audit = audit
+        """Where every delivery and refusal is recorded (`bridge.audit`); None: nowhere."""
         self.links = links
         self.store = store
         self.directory = directory
@@ -97,7 +101,7 @@ class Router:
         read at every decision."""
         self.health = NetworkHealth(list(config.networks))
         self.outbox = Outbox(store, config.delivery, self.health, claims, self.deliver,
-                             self.report_undeliverable, serves)  # fmt: skip
+                             self.report_undeliverable, serves, self.audit_note)  # fmt: skip
         self.answers = RoomAnswers(config, links, store, directory, connectors, self.health)
         self._arrival: dict[tuple[str, str], float] = {}
 
@@ -117,19 +121,23 @@ class Router:
             thread = await self.store.thread_of(event.network, event.reply_to)
             if thread is not None:
                 event = dataclasses.replace(event, thread=thread)
+        others = [network for network in link.rooms if network != event.network]
         targets = []
-        for network in link.rooms:
-            if (
-                network == event.network
-                or self.directory.disabled_reason(link.id, network) is not None
-            ):
+        for network in others:
+            if self.directory.disabled_reason(link.id, network) is not None:
                 continue
             if not crosses(self.config.policy, link.id, event.network, network):
                 log.debug("Not passing %s of %s on to %s (link %s): one-way", event.remote_id,
                           event.network, network, link.id)  # fmt: skip
                 continue
             targets.append(network)
-        if not await self.store.accept(event, targets):
+        off = [
+            (n, Decision.REFUSED, Refusal.ROOM_OFF.value)
+            for n in others
+            if self.directory.disabled_reason(link.id, n) is not None
+        ]
+        note = self.audit.notes(event, off) if self.audit is not None and off else None
+        if not await self.store.accept(event, targets, also=note):
             metrics.DUPLICATES.labels(event.network).inc()
             log.debug("Already bridged: %s %s", event.network, event.remote_id)
             return False
@@ -204,7 +212,8 @@ class Router:
             log.info("Not delivering %s to %s: link %s no longer passes messages from %s "
                      "there (direction)", event.remote_id, item.target, item.link_id,
                      event.network)  # fmt: skip
-            await self.store.delivered(item, None, room_id)
+            note = self.audit_note(item, Decision.REFUSED, "direction")
+            await self.store.delivered(item, None, room_id, also=note)
             return
         reply_to = relates_to = thread = None
         if event.reply_to:
@@ -221,7 +230,8 @@ class Router:
                     event.relates_to,
                     item.target,
                 )
-                await self.store.delivered(item, None, room_id)
+                await self.store.delivered(item, None, room_id, also=self.audit_note(
+                    item, Decision.REFUSED, "original_not_delivered"))  # fmt: skip
                 return
         if (
             reply_to is None
@@ -259,7 +269,8 @@ class Router:
         if arrived is not None:
             metrics.ARRIVAL_TO_SEND.labels(item.target).observe(time.perf_counter() - arrived)
         remote_id = await self.connectors[item.target].send(out, media)
-        await self.store.delivered(item, remote_id, room_id)
+        await self.store.delivered(item, remote_id, room_id,
+                                   also=self.audit_note(item, Decision.DELIVERED))  # fmt: skip
         if withheld_file is not None:
             await self._file_withheld(item, *withheld_file)
 
@@ -296,6 +307,12 @@ class Router:
             )
         except Exception:
             log.exception("Could not post the withheld-file notice in %s", event.room_id)
+
+    def audit_note(self, item: OutboxItem, decision: Decision, reason: str = "") -> Note | None:
+        """The audit record of what was decided for ``item`` (None without an audit trail)."""
+        if self.audit is None:
+            return None
+        return self.audit.note(item.event, item.target, decision, reason)
 
     async def report_undeliverable(self, item: OutboxItem, reason: Refusal, error: str) -> None:
         """Tell the sender's room, in its language, which message did not reach which network

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +103,18 @@ async def _upgrade_v5(conn: Connection, scheme: Scheme) -> None:
     await conn.execute("ALTER TABLE message ADD COLUMN thread TEXT")
 
 
+@upgrade_table.register(description="When each ID map entry was made")  # type: ignore[call-arg,arg-type]
+async def _upgrade_v6(conn: Connection, scheme: Scheme) -> None:
+    # Entries made before count from the upgrade: retention deletes them that much later.
+    await conn.execute("ALTER TABLE message ADD COLUMN created DOUBLE PRECISION NOT NULL DEFAULT 0")
+    await conn.execute("UPDATE message SET created=$1", time.time())
+    await conn.execute("CREATE INDEX message_created ON message (created)")
+
+
+Note = Callable[[Connection], Awaitable[None]]
+"""More to write in the transaction that takes an item out of the outbox (its audit record)."""
+
+
 @dataclass(frozen=True)
 class StoredList:
     """The last federation list a network took: its version (no later list may be older) and
@@ -177,29 +189,35 @@ class Store:
     # Incoming events and the outbox
 
     @retried(PATIENCE)
-    async def accept(self, event: Event, targets: list[str]) -> bool:
-        """Store an incoming event and its deliveries atomically; False if it was seen before.
+    async def accept(self, event: Event, targets: list[str], also: Note | None = None) -> bool:
+        """Store an incoming event and its deliveries atomically (and write ``also`` with
+        them); False if it was seen before.
 
         This is the point after which the source may be acknowledged: the event is either fully
         queued for every target or not at all.
         """
         async with self._transaction() as conn:
+            now = time.time()
             inserted = await conn.execute(
                 "INSERT INTO message (network, remote_id, link_id, room_id, origin_network,"
-                " origin_id, thread) VALUES ($1, $2, $3, $4, $1, $2, $5) ON CONFLICT DO NOTHING",
+                " origin_id, thread, created) VALUES ($1, $2, $3, $4, $1, $2, $5, $6)"
+                " ON CONFLICT DO NOTHING",
                 event.network,
                 event.remote_id,
                 event.link_id,
                 event.room_id,
                 event.thread,
+                now,
             )
             if not _rows_changed(inserted):
                 return False
-            payload, now = event.to_json(), time.time()
+            payload = event.to_json()
             await conn.executemany(
                 "INSERT INTO outbox (link_id, target, event, queued) VALUES ($1, $2, $3, $4)",
                 [(event.link_id, target, payload, now) for target in targets],
             )
+            if also is not None:
+                await also(conn)
         return True
 
     @retried(None)
@@ -232,21 +250,28 @@ class Store:
         return [(row["link_id"], row["target"]) for row in rows]
 
     @retried(None)
-    async def delivered(self, item: OutboxItem, remote_id: str | None, room_id: str) -> None:
-        """Drop the item from the outbox and remember what it became on the target."""
+    async def delivered(
+        self, item: OutboxItem, remote_id: str | None, room_id: str, also: Note | None = None
+    ) -> None:
+        """Drop the item from the outbox and remember what it became on the target (and write
+        ``also`` in the same transaction)."""
         async with self._transaction() as conn:
             if remote_id:
                 await conn.execute(
                     "INSERT INTO message (network, remote_id, link_id, room_id, origin_network,"
-                    " origin_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    " origin_id, created) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT DO NOTHING",
                     item.target,
                     remote_id,
                     item.link_id,
                     room_id,
                     item.event.network,
                     item.event.remote_id,
+                    time.time(),
                 )
             await conn.execute("DELETE FROM outbox WHERE id=$1", item.id)
+            if also is not None:
+                await also(conn)
 
     @retried(None)
     async def retry_later(self, item: OutboxItem, delay: float, error: str) -> None:
@@ -268,8 +293,11 @@ class Store:
         return int(count)
 
     @retried(None)
-    async def give_up(self, item: OutboxItem) -> None:
-        await self.db.execute("DELETE FROM outbox WHERE id=$1", item.id)
+    async def give_up(self, item: OutboxItem, also: Note | None = None) -> None:
+        async with self._transaction() as conn:
+            await conn.execute("DELETE FROM outbox WHERE id=$1", item.id)
+            if also is not None:
+                await also(conn)
 
     async def open_state(self, upgrade_table: UpgradeTable) -> Database:
         """A kind's own tables in this database (`bridge.kinds.Kind.state`), migrated: over the
@@ -435,3 +463,43 @@ class Store:
             chat.peer_user,
             chat.peer_room,
         )
+
+    # Retention and people's rights (`bridge.retention`, `bridge.personal`)
+
+    @retried(None)
+    async def purge_id_map(self, before: float) -> int:
+        """Forget which message was which for entries made before ``before`` (wall clock)."""
+        return _rows_changed(await self.db.execute("DELETE FROM message WHERE created < $1",
+                                                   before))  # fmt: skip
+
+    @retried(None)
+    async def purge_outbox(self, before: float) -> int:
+        """Delete what is still queued since before ``before``, undelivered."""
+        return _rows_changed(await self.db.execute("DELETE FROM outbox WHERE queued < $1",
+                                                   before))  # fmt: skip
+
+    @retried(PATIENCE)
+    async def queued_from(self, accounts: Collection[tuple[str, str]]) -> list[OutboxItem]:
+        """What waits in the outbox from any of ``accounts`` (network, account)."""
+        found = []
+        for row in await self.db.fetch(
+            "SELECT id, link_id, target, event, attempts, next_attempt, queued FROM outbox"
+            " ORDER BY id"
+        ):
+            event = Event.from_json(row["event"])
+            if (event.sender.network, event.sender.user_id) in accounts:
+                found.append(OutboxItem(row["id"], row["link_id"], row["target"], event,
+                                        row["attempts"], row["next_attempt"],
+                                        row["queued"]))  # fmt: skip
+        return found
+
+    @retried(PATIENCE)
+    async def direct_chats_with(self, accounts: Collection[tuple[str, str]]) -> list[DirectChat]:
+        """The direct chats opened with any of ``accounts`` (network, account) as the peer."""
+        return [chat for chat in await self.direct_chats()
+                if (chat.peer_network, chat.peer_user) in accounts]  # fmt: skip
+
+    @retried(PATIENCE)
+    async def forget_direct_chats(self, link_ids: Collection[str]) -> None:
+        for link_id in link_ids:
+            await self.db.execute("DELETE FROM direct_chat WHERE link_id=$1", link_id)

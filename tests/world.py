@@ -27,10 +27,12 @@ from tests.harness.world import (
 RELAY_PASSWORD = "relay-bot-password-for-tests"
 ADMIN_TOKEN = "admin-token-of-the-test-world"
 """The world bridge's ``admin.token`` (its admin API and status page)."""
+AUDIT_KEY = "audit-key-of-the-test-world-0123456789"
+"""The world bridge's ``audit.key`` (its audit trail's HMACs)."""
 GIVE_UP_AFTER = 25
 """Seconds a message waits for a network that is down (``delivery.give_up_after``), short for
 the tests; eight attempts of the configured backoff take about 9 s."""
-ADMIN = "admin:\n  token: {file: admin-token}\n"
+ADMIN_AND_AUDIT = "admin:\n  token: {file: admin-token}\naudit:\n  key: {file: audit-key}\n"
 RELAY = """\
 mode: relay
 relay:
@@ -110,11 +112,12 @@ def write_config(root: Path, bund_port: int, tchap_port: int, bridge_port: int) 
     root.mkdir(parents=True, exist_ok=True)
     (root / "relay-password").write_text(RELAY_PASSWORD + "\n")
     (root / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    (root / "audit-key").write_text(AUDIT_KEY + "\n")
     path = root / "config.yaml"
     path.write_text(
         head("test world", f"sqlite:{root}/passerelle.db", bridge_port,
              give_up_after=GIVE_UP_AFTER)
-        + ADMIN
+        + ADMIN_AND_AUDIT
         + "networks:\n"
         + bund(bund_port)
         + tchap(tchap_port)

@@ -22,6 +22,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import ScalarNode
 
 from bridge import kinds as registry  # a module: kinds import the config model in turn
+from bridge.config.compliance import read_audit, read_retention
 from bridge.config.fastread import FastReadFailed, fast_document
 from bridge.config.federation_list import read_federation_list
 from bridge.config.model import (
@@ -36,6 +37,7 @@ from bridge.config.model import (
     Logging,
     Network,
     Person,
+    Retention,
 )
 from bridge.config.policy import (
     DEFAULT,
@@ -66,17 +68,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 PERSON_KEYS = frozenset(("id", "name", "org", "accounts"))
-SECTIONS = (
-    "database",
-    "listen",
-    "logging",
-    "delivery",
-    "admin",
-    "classification",
-    "networks",
-    "people",
-    "links",
-)
+SECTIONS = ("database", "listen", "logging", "delivery", "admin", "audit", "retention",
+            "classification", "networks", "people", "links")  # fmt: skip
 MIN_ADMIN_TOKEN = 16
 """Characters an admin token needs at least: it guards the bridge's state from anyone who
 reaches the listen address, and is guessed at as often as they like."""
@@ -278,6 +271,10 @@ class _Schema:
             self.classification = read_classification(self.r, fields["classification"])
             if self.classification is None:
                 self.unread.add("classification")
+        audit = self.r.optional(fields, "audit", lambda n: read_audit(self.r, n), None)
+        retention = self.r.optional(
+            fields, "retention", lambda n: read_retention(self.r, n, delivery), Retention()
+        )
         networks_node = self.r.required(root, fields, "networks")
         networks = (
             self.networks(networks_node, listen or Listen(DEFAULT_HOST, DEFAULT_PORT))
@@ -301,6 +298,7 @@ class _Schema:
             or listen is None
             or logging is None
             or delivery is None
+            or retention is None
             or people is None
             or links is None
             or len(valid_networks) != len(networks)
@@ -318,6 +316,8 @@ class _Schema:
             admin=admin,
             federation_lists=self.federation_lists,
             policy=Policy(self.network_policies, self.link_policies, self.classification),
+            audit=audit,
+            retention=retention,
             warnings=tuple(self.r.warnings),
         )
 

@@ -144,6 +144,34 @@ class FederationListSource:
 
 
 @dataclass(frozen=True)
+class Audit:
+    """The audit trail (`bridge.audit`): its records are chained by HMACs under ``key``."""
+
+    key: bytes = field(repr=False)
+    """Makes every hash of the trail: without it no record can be forged, and no content
+    confirmed from its hash. Changing it makes the records written before fail to verify."""
+    checkpoint_interval: float = 3600.0
+    """Seconds between two log lines with the last record's number and hash."""
+
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the bridge keeps what it stores, in seconds; None keeps it (`bridge.retention`)."""
+
+    id_map: float | None = None
+    """Which message is which on every network (replies, edits and reactions to older
+    messages then no longer find their target)."""
+    outbox: float | None = None
+    """Messages still queued (normally given up after ``delivery.give_up_after`` already)."""
+    audit: float | None = None
+    spool: float | None = None
+    """Files a network keeps on disk (a mail network's attachments and quarantined mail)."""
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: str
@@ -160,6 +188,9 @@ class Config:
     from one)."""
     policy: Policy = field(default_factory=Policy)
     """What may cross from one room of a link to another (`bridge.config.policy`)."""
+    audit: Audit | None = None
+    """None: no audit trail is written."""
+    retention: Retention = Retention()
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     """What the admin should look at although it works (`Problem.warning`), in file order."""
     _by_account: dict[str, dict[str, Person]] = field(

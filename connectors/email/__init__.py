@@ -7,6 +7,7 @@ from bridge.connector import Connector, Host
 from bridge.kinds import Kind
 from connectors.email.commands import add_commands
 from connectors.email.config import EmailNetwork, EmailSchema
+from connectors.email.personal import EmailData
 
 
 def build(network: EmailNetwork, host: Host) -> Connector:
@@ -20,5 +21,6 @@ KIND = Kind(
     schema=EmailSchema,
     account_format=EmailSchema.account_format,
     build=build,
+    personal=EmailData(),
     commands=add_commands,
 )

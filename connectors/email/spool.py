@@ -113,6 +113,12 @@ class Spool:
         _write(path.with_suffix(".json"), json.dumps(asdict(entry), ensure_ascii=False).encode())
         return path
 
+    def release(self, entry: QuarantineEntry) -> None:
+        """Delete a quarantined mail and what was noted about it."""
+        path = self.quarantine_dir / entry.file
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+
     def quarantined(self) -> list[QuarantineEntry]:
         """Every quarantined mail, oldest first."""
         if not self.quarantine_dir.is_dir():

@@ -8,6 +8,7 @@ from typing import Any
 from bridge.connector import Connector, Host
 from bridge.kinds import Kind
 from connectors.matrix.config import MatrixMode, MatrixNetwork, MatrixSchema
+from connectors.matrix.personal import MatrixData
 from connectors.matrix.state import upgrade_table
 
 
@@ -33,6 +34,7 @@ KIND = Kind(
     schema=MatrixSchema,
     account_format=MatrixSchema.account_format,
     build=build,
+    personal=MatrixData(),
     state=upgrade_table,
     commands=commands,
     default=True,  # Matrix networks came first: their entries may leave ``kind`` out

@@ -6,6 +6,7 @@ from __future__ import annotations
 from bridge.connector import Connector, Host
 from bridge.kinds import Kind
 from connectors.xmpp.config import XmppNetwork, XmppSchema
+from connectors.xmpp.personal import XmppData
 from connectors.xmpp.state import upgrade_table
 
 
@@ -20,5 +21,6 @@ KIND = Kind(
     schema=XmppSchema,
     account_format=XmppSchema.account_format,
     build=build,
+    personal=XmppData(),
     state=upgrade_table,
 )
