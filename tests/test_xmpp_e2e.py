@@ -18,6 +18,7 @@ from mautrix.types import RoomID
 from PIL import Image
 from slixmpp import Message
 
+from bridge.read_markers import MARKER_INTERVAL
 from tests.harness import (
     BridgeError,
     HomeserverError,
@@ -26,7 +27,16 @@ from tests.harness import (
     require_server,
     synapse_available,
 )
-from tests.harness.expect import bodies, body_is, name_of, next_invite, typing_in, unique
+from tests.harness.expect import (
+    bodies,
+    body_is,
+    name_of,
+    next_invite,
+    receipt_on,
+    receipts_since,
+    typing_in,
+    unique,
+)
 from tests.harness.prosody import ProsodyError, prosody_available
 from tests.harness.xmpp_clients import XmppUser
 from tests.xmpp_world import AVATAR, COMPONENT, MUC, XmppWorld, start_xmpp_world
@@ -614,6 +624,68 @@ async def test_typing_crosses_both_ways(xw: XmppWorld) -> None:
         and m["from"].resource.startswith("Max Mustermann") and m["chat_state"] == "composing"
     )  # fmt: skip
     assert not composing["body"]
+
+
+NS_MARKERS = "urn:xmpp:chat-markers:0"
+
+
+def displayed(message_id: str) -> Any:
+    """A one-to-one displayed marker (XEP-0333) for ``message_id``."""
+
+    def matches(m: Message) -> bool:
+        marker = m.xml.find(f"{{{NS_MARKERS}}}displayed")
+        return m["type"] == "chat" and marker is not None and marker.get("id") == message_id
+
+    return matches
+
+
+async def test_read_markers_cross_a_one_to_one_chat_both_ways_unless_turned_off(
+    xw: XmppWorld,
+) -> None:
+    bob, max_ = xw.xmpp["bob"], xw.users["max"]
+    puppet = f"=people_max@{COMPONENT}"
+    since = (await max_.client.sync(timeout=0))["next_batch"]
+    joined = set(await max_.client.get_joined_rooms())
+    question = unique("Max, hast du das gelesen?")
+    asked = bob.chat(puppet, question)
+    room = await next_invite(max_, since, joined)
+    await max_.join(room)
+    seen = await max_.wait_for(room, body_is(question))
+    ghost_of_bob = seen["sender"]
+
+    await max_.client.send_receipt(RoomID(room), seen["event_id"])
+    marker = await bob.wait_for(displayed(asked["id"]))
+    assert marker["from"].bare == puppet
+
+    answer = unique("Ja, gelesen")
+    answer_id = await max_.send_text(room, answer)
+    got = await bob.wait_for(lambda m: m["type"] == "chat" and m["body"] == answer)
+    assert got.xml.find(f"{{{NS_MARKERS}}}markable") is not None  # clients will mark it read
+    bob.displayed(puppet, got["id"])
+    await receipt_on(max_, room, ghost_of_bob, answer_id)
+
+    original = xw.config_path.read_text()
+    off = original.replace("    name_suffix: \" (XMPP)\"\n",
+                           "    name_suffix: \" (XMPP)\"\n    read_markers: false\n")  # fmt: skip
+    assert off != original
+    xw.config_path.write_text(off)
+    try:
+        assert "1 network(s) reconnected" in await xw.bridge.reload()
+        later = unique("Noch eine Frage")
+        asked_later = bob.chat(puppet, later)
+        seen_later = await max_.wait_for(room, body_is(later), timeout=60)
+        await max_.client.send_receipt(RoomID(room), seen_later["event_id"])
+        again = unique("Auch gelesen")
+        again_id = await max_.send_text(room, again)
+        got_again = await bob.wait_for(lambda m: m["type"] == "chat" and m["body"] == again)
+        since = (await max_.client.sync(timeout=0))["next_batch"]
+        bob.displayed(puppet, got_again["id"])
+        await asyncio.sleep(MARKER_INTERVAL + 2)  # longer than a marker could be held back
+        assert not [m for m in bob.received if displayed(asked_later["id"])(m)]
+        assert again_id not in await receipts_since(max_, room, ghost_of_bob, since)
+    finally:
+        xw.config_path.write_text(original)
+        await xw.bridge.reload()
 
 
 # -- hostile input: each is refused or survived, and everything else keeps crossing -------------

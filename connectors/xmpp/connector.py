@@ -30,7 +30,15 @@ from typing import Any
 from slixmpp.plugins.xep_0410 import PingStatus
 
 from bridge.config.model import Link
-from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing, Unavailable
+from bridge.connector import (
+    Connector,
+    DeliveryError,
+    Host,
+    Outgoing,
+    ReadMarkers,
+    Typing,
+    Unavailable,
+)
 from bridge.events import Event, Kind, Sender
 from bridge.naming import address_parts
 from bridge.notices import Notice
@@ -44,6 +52,7 @@ from connectors.xmpp.files import Files
 from connectors.xmpp.rooms import REMEMBERED, Journal, Quote, Room, Seat
 from connectors.xmpp.state import XmppState
 from connectors.xmpp.translate import (
+    NS_MARKERS,
     NS_OCCUPANT_ID,
     ORIGIN_PREFIX,
     MalformedStanza,
@@ -52,6 +61,7 @@ from connectors.xmpp.translate import (
     Presence,
     Reply,
     chat_state_stanza,
+    displayed_stanza,
     edit_event,
     fallback_id,
     groupchat_stanza,
@@ -71,6 +81,7 @@ from connectors.xmpp.translate import (
     retraction_stanza,
     split_direct_key,
     split_jid,
+    stanza_id_of,
 )
 from connectors.xmpp.vcards import VCards
 
@@ -116,7 +127,7 @@ class _Echo:
     nick: str | None
 
 
-class XmppConnector(Connector, Typing):
+class XmppConnector(Connector, Typing, ReadMarkers):
     def __init__(self, network: XmppNetwork, host: Host) -> None:
         self.name = network.name
         self.network = network
@@ -319,6 +330,7 @@ class XmppConnector(Connector, Typing):
                 # can hold one: Prosody answers a leave to any other with item-not-found.
                 self._send(leave_presence(f"{room.jid}/{self.network.nick}", self.bot_jid))
             room.occupant_ids = features is not None and NS_OCCUPANT_ID in features
+            room.markers = features is not None and NS_MARKERS in features
             for nick in nick_candidates(self.network.nick):
                 try:
                     joined = await self._occupy(room.jid, self.bot_jid, nick, history=True)
@@ -350,6 +362,7 @@ class XmppConnector(Connector, Typing):
             except Missing:
                 features = None
             room.occupant_ids = features is not None and NS_OCCUPANT_ID in features
+            room.markers = features is not None and NS_MARKERS in features
 
     def _join_failed(self, room: Room, why: str) -> None:
         room.join_failures += 1
@@ -545,9 +558,12 @@ class XmppConnector(Connector, Typing):
 
     def _direct(self, el: ET.Element, msg: Message, to: str) -> None:
         """A message to a puppet or to the bridge outside a MUC."""
-        if msg.body is None and msg.oob is None:
-            return  # chat states, receipts, invitations: nothing to answer
         sender = split_jid(msg.sender)[0]
+        if msg.body is None and msg.oob is None:
+            if msg.displayed is not None and self.network.read_markers:
+                if self._sender_refusal(sender) is None:
+                    self.direct.read(msg)
+            return  # chat states, receipts, invitations: nothing to answer
         refusal = self._sender_refusal(sender)
         if refusal is not None:
             self.log.info("Refusing a message from %s to %s: %s", sender, to, refusal)
@@ -591,6 +607,11 @@ class XmppConnector(Connector, Typing):
                          refusal)  # fmt: skip
             return
         sender = Sender(network=self.name, user_id=author, display_name=msg.nick)
+        if msg.body is None and msg.displayed is not None:
+            if room.markers and self.network.read_markers and not history:
+                read = room.stanza_ids.get(msg.displayed) or msg.displayed
+                self.host.read(self.name, room.jid, sender, read)
+            return
         if msg.chat_state is not None and msg.body is None and not history:
             await self.host.typing(self.name, room.jid, sender, msg.chat_state == "composing")
             return
@@ -868,6 +889,22 @@ class XmppConnector(Connector, Typing):
         if room is None or not room.joined or jid not in room.seats:
             return
         self._send(chat_state_stanza(room.jid, jid, f"{ORIGIN_PREFIX}{uuid.uuid4().hex}", typing))
+
+    async def show_read(self, room_id: str, sender: Sender, remote_id: str) -> None:
+        """The sender's puppet sends an XEP-0333 displayed marker: in a one-to-one chat, or
+        in a MUC that advertises markers and where it sits already."""
+        if not self.network.read_markers:
+            return
+        jid = puppet_jid(*address_parts(self.host.config, sender), self.network.component)
+        msg_id = f"{ORIGIN_PREFIX}{uuid.uuid4().hex}"
+        pair = split_direct_key(room_id)
+        if pair is not None:
+            self._send(displayed_stanza(pair[0], jid, msg_id, stanza_id_of(remote_id), "chat"))
+            return
+        room = self.rooms.get(room_id)
+        if room is None or not room.joined or not room.markers or jid not in room.seats:
+            return
+        self._send(displayed_stanza(room.jid, jid, msg_id, remote_id, "groupchat"))
 
     async def fetch_media(self, ref: str) -> bytes:
         return await self.files.fetch(ref)

@@ -159,6 +159,9 @@ class Room:
     occupant_ids: bool = False
     """The room stamps XEP-0421 occupant-ids (its disco#info says so): then a message's author
     is known by its occupant-id, else by its nickname."""
+    markers: bool = False
+    """The room advertises XEP-0333 chat markers (its disco#info says so): read markers
+    cross there."""
     occupants: dict[str, str] = field(default_factory=dict)
     """Nickname → real bare JID ("" where the room hides it), from the room's presences."""
     identities: dict[str, str] = field(default_factory=dict)
