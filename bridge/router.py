@@ -31,7 +31,7 @@ from bridge.connector import (
     Unavailable,
 )
 from bridge.directory import RoomDirectory
-from bridge.events import Event, Kind, Sender
+from bridge.events import MEMBERSHIP, Event, Kind, Sender
 from bridge.health import NetworkHealth
 from bridge.links import Links
 from bridge.naming import clean
@@ -264,6 +264,8 @@ class Router:
         """Tell the sender's room, in its language, which message did not reach which network
         and why, in words people use (``error``, the details, went to the log)."""
         event = item.event
+        if event.kind in MEMBERSHIP:  # nobody's message: the log line is enough
+            return
         target = self.config.networks[item.target]
         lifetime = self.config.delivery.give_up_after
         domain = account_domain(self.config, event.sender.network, event.sender.user_id)

@@ -448,3 +448,15 @@ def test_read_markers_are_on_unless_a_network_turns_them_off(tmp_path: Path) -> 
     assert errors_of(path) == [
         f"{path}:5:19: networks.bund.read_markers: expected true or false, got a string"
     ]
+
+
+def test_mirror_members_is_per_link_and_checked(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID), {})
+    assert config.links[0].mirror_members is None  # by the room's size
+    people = "    people: [max, jean]\n"
+    path = write(tmp_path, VALID.replace(people, people + "    mirror_members: false\n"))
+    assert load_config(path, {}).links[0].mirror_members is False
+    path = write(tmp_path, VALID.replace(people, people + "    mirror_members: 12\n"))
+    assert errors_of(path) == [
+        f"{path}:26:21: links[0].mirror_members: expected true or false, got an integer"
+    ]

@@ -639,6 +639,7 @@ def displayed(message_id: str) -> Any:
     return matches
 
 
+@pytest.mark.usefixtures("online")
 async def test_read_markers_cross_a_one_to_one_chat_both_ways_unless_turned_off(
     xw: XmppWorld,
 ) -> None:
@@ -686,6 +687,58 @@ async def test_read_markers_cross_a_one_to_one_chat_both_ways_unless_turned_off(
     finally:
         xw.config_path.write_text(original)
         await xw.bridge.reload()
+
+
+async def joined_names(user: User, room_id: str) -> dict[str, str]:
+    """The room's joined members, user ID → display name, as ``user`` sees them."""
+    members = await user.client.get_joined_members(RoomID(room_id))
+    return {str(u): str(m.displayname) for u, m in members.items()}
+
+
+async def eventually(check: Any, what: str, timeout: float = 30) -> None:  # noqa: ASYNC109
+    """Wait until the async ``check`` holds."""
+    for _ in range(int(timeout * 4)):
+        if await check():
+            return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"never: {what}")
+
+
+@pytest.mark.usefixtures("online")
+async def test_a_member_joining_and_leaving_tchap_comes_and_goes_on_bund_and_in_the_muc(
+    xw: XmppWorld,
+) -> None:
+    max_, jean, alice = xw.users["max"], xw.users["jean"], xw.xmpp["alice"]
+    localpart = f"marie.curie{uuid.uuid4().hex[:4]}-recherche.gouv.fr"
+    marie = await User.register(xw.tchap, localpart, displayname="Marie Curie [Recherche]",
+                                password=xw.password)  # fmt: skip
+    shown = "Marie Curie [Recherche] (Tchap)"
+    try:
+        since = len(alice.presences)
+        await marie.join(xw.rooms["tchap"])
+
+        async def on_bund() -> bool:
+            return shown in (await joined_names(max_, xw.rooms["bund"])).values()
+
+        await eventually(on_bund, f"{shown} in the German room")
+        await eventually(lambda: asyncio.sleep(0, shown in alice.occupants(MUC)),
+                         f"{shown} in the MUC")  # fmt: skip
+        # The bridge's own ghost and puppet joining are not mirrored back into Tchap.
+        await asyncio.sleep(2)
+        names = (await joined_names(jean, xw.rooms["tchap"])).values()
+        assert [n for n in names if "Marie Curie" in n] == ["Marie Curie [Recherche]"]
+
+        await marie.leave(xw.rooms["tchap"])
+
+        async def gone_from_bund() -> bool:
+            return shown not in (await joined_names(max_, xw.rooms["bund"])).values()
+
+        await eventually(gone_from_bund, f"{shown} gone from the German room")
+        await eventually(lambda: asyncio.sleep(0, bool(alice.left(MUC, shown, since))),
+                         f"{shown} gone from the MUC")  # fmt: skip
+        assert shown not in alice.occupants(MUC)
+    finally:
+        await marie.close()
 
 
 # -- hostile input: each is refused or survived, and everything else keeps crossing -------------

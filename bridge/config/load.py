@@ -662,20 +662,22 @@ class _Schema:
         rooms_used: dict[tuple[str, str], str],
     ) -> Link | None:
         r = self.r
-        fields = r.fields(node, ("id", "people", "rooms"))
+        fields = r.fields(node, ("id", "people", "mirror_members", "rooms"))
         if fields is None:
             return None
         link_id = self.unique_id(node, fields, seen_ids, "link")
         people = r.optional(fields, "people", lambda n: self.link_people(n, person_ids), NO_STRINGS)
+        before = len(r.problems)
+        mirror = r.optional(fields, "mirror_members", r.boolean, None)
         rooms_node = r.required(node, fields, "rooms")
         rooms = (
             self.link_rooms(rooms_node, networks, rooms_used, link_id or "?")
             if rooms_node
             else None
         )
-        if link_id is None or people is None or rooms is None:
+        if link_id is None or people is None or rooms is None or len(r.problems) > before:
             return None
-        return Link(link_id, rooms, people)
+        return Link(link_id, rooms, people, mirror)
 
     def link_people(self, node: Node, person_ids: Collection[str]) -> tuple[str, ...] | None:
         items = self.r.items(node)

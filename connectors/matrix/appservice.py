@@ -49,7 +49,7 @@ from bridge.connector import (
     ServesHttp,
     Typing,
 )
-from bridge.events import Sender
+from bridge.events import Kind, Sender
 from bridge.naming import address_parts, heads, owner_account, person_sender, shown_name
 from bridge.notices import notice
 from bridge.policy import account_domain, ghost_refused, sender_refusal
@@ -520,6 +520,26 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
                 await self.host.typing(self.name, room_id, sender, user_id in now)
             except Exception:
                 self.log.exception("Could not pass on the typing of %s", user_id)
+
+    async def mirror_member(self, out: Outgoing) -> None:
+        """The sender's ghost joins the room (named, with their avatar) or leaves it; never
+        for someone with an account here, nor into a room its rules keep them out of."""
+        sender = out.event.sender
+        if out.sender_is_local:
+            return
+        room_id = RoomID(out.room_id)
+        if out.event.kind is Kind.LEAVE:
+            user_id = self._ghost_id(sender)
+            if await self._ghost_in(out.room_id, user_id):
+                await self._intent(user_id).leave_room(room_id)
+                await self._state.set_membership(room_id, user_id, Membership.LEAVE)
+            return
+        refusal = await self.sender_refusal(out.room_id, sender)
+        if refusal is not None:
+            self.log.info("%s does not join %s: %s", sender.user_id, room_id, refusal)
+            return
+        intent = await self._ghost(sender, out.fetch_source_media)
+        await intent.ensure_joined(room_id)
 
     async def _on_receipt(self, edu: dict[str, Any]) -> None:
         """Read receipts in a bridged room, passed on as read markers (the ghosts' own, which

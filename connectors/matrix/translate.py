@@ -234,6 +234,21 @@ def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) 
 MAX_LOCALPART = 200
 
 
+def membership_change(raw: JSON) -> Kind | None:
+    """Whether an ``m.room.member`` event is someone joining (`Kind.JOIN`) or leaving (left,
+    kicked or banned: `Kind.LEAVE`) the room; None for what changes no one's presence (an
+    invitation, a new name or avatar of a member: the same membership as before)."""
+    content, unsigned = raw.get("content"), raw.get("unsigned")
+    membership = content.get("membership") if isinstance(content, dict) else None
+    prev = unsigned.get("prev_content") if isinstance(unsigned, dict) else None
+    before = prev.get("membership") if isinstance(prev, dict) else None
+    if membership == "join" and before != "join":
+        return Kind.JOIN
+    if membership in ("leave", "ban") and before in ("join", None):
+        return Kind.LEAVE
+    return None
+
+
 def read_receipts(edu: JSON) -> dict[str, str]:
     """Who has read up to which event, from an ``m.receipt`` EDU (``content``: event ID →
     receipt type → user ID → receipt): public ``m.read`` receipts only, one event per user

@@ -39,7 +39,8 @@ from bridge.connector import (
     Typing,
     Unavailable,
 )
-from bridge.events import Event, Kind, Sender
+from bridge.events import MEMBERSHIP, Event, Kind, Sender
+from bridge.members import mirrors
 from bridge.naming import address_parts
 from bridge.notices import Notice
 from bridge.policy import SenderRefusal, ghost_refused, listed_refusal
@@ -49,7 +50,7 @@ from connectors.xmpp.config import XmppNetwork
 from connectors.xmpp.direct import OneToOne
 from connectors.xmpp.fetch_policy import FilePolicy
 from connectors.xmpp.files import Files
-from connectors.xmpp.rooms import REMEMBERED, Journal, Quote, Room, Seat
+from connectors.xmpp.rooms import REMEMBERED, Arrival, Journal, Quote, Room, Seat
 from connectors.xmpp.state import XmppState
 from connectors.xmpp.translate import (
     NS_MARKERS,
@@ -116,6 +117,7 @@ class _Join:
 
     stanza_id: str
     future: asyncio.Future[Presence]
+    nick: str
 
 
 @dataclass(frozen=True)
@@ -377,7 +379,7 @@ class XmppConnector(Connector, Typing, ReadMarkers):
         (with the nickname it gave)."""
         key = (room_jid, jid)
         join = _Join(f"{ORIGIN_PREFIX}join-{uuid.uuid4().hex}",
-                     asyncio.get_running_loop().create_future())  # fmt: skip
+                     asyncio.get_running_loop().create_future(), nick)  # fmt: skip
         self._joins[key] = join
         try:
             self.component.send_element(join_presence(
@@ -451,11 +453,32 @@ class XmppConnector(Connector, Typing, ReadMarkers):
         if to != self.bot_jid or pres.is_self:
             return
         if pres.type == "unavailable":
-            room.occupants.pop(pres.nick, None)
+            real = room.occupants.pop(pres.nick, None)
             if 303 in pres.statuses and pres.new_nick:
                 self._occupant(room, pres.new_nick, pres.real_jid, pres.occupant_id)
+            elif real is not None:
+                self._came_or_went(room, pres.nick, real, joined=False)
+            room.leaving.discard(pres.nick)
         else:
+            new = pres.nick not in room.occupants
             self._occupant(room, pres.nick, pres.real_jid, pres.occupant_id)
+            if new:
+                self._came_or_went(room, pres.nick, room.occupants[pres.nick], joined=True)
+
+    def _came_or_went(self, room: Room, nick: str, real: str, *, joined: bool) -> None:
+        """Someone joined or left while the bridge is in the room: passed on in the room's
+        order (`_arrived`) unless it is the bridge's own occupant or one of its puppets (by
+        real JID where the room shows it, else by the nicknames they hold, take or give up)."""
+        own = (
+            real == self.bot_jid
+            or real.rpartition("@")[2] == self.bot_jid
+            or nick == room.nick
+            or nick in room.puppet_nicks()
+            or nick in room.leaving
+            or any(key[0] == room.jid and join.nick == nick for key, join in self._joins.items())
+        )
+        if room.joined and not own:
+            room.queue.put_nowait(Arrival(nick, real or f"{room.jid}/{nick}", joined))
 
     def _occupant(
         self, room: Room, nick: str, real_jid: str | None, occupant_id: str | None
@@ -578,13 +601,34 @@ class XmppConnector(Connector, Typing, ReadMarkers):
 
     async def _work(self, room: Room) -> None:
         while True:
-            msg = await room.queue.get()
+            item = await room.queue.get()
             try:
-                await self._receive(room, msg)
+                if isinstance(item, Arrival):
+                    await self._arrived(room, item)
+                else:
+                    await self._receive(room, item)
             except FATAL:
                 raise
             except BaseException:
-                self.log.exception("Could not bridge message %s in %s", msg.id, room.jid)
+                what = item.nick if isinstance(item, Arrival) else item.id
+                self.log.exception("Could not bridge %s in %s", what, room.jid)
+
+    async def _arrived(self, room: Room, arrival: Arrival) -> None:
+        """A join or leave, mirrored in the link's other rooms where it mirrors members."""
+        if self._sender_refusal(arrival.author) is not None or arrival.nick in room.puppet_nicks():
+            return
+
+        async def count() -> int:
+            return len(room.occupants)
+
+        if not await mirrors(self.host.links.get(room.link_id), False, count):
+            return
+        kind = Kind.JOIN if arrival.joined else Kind.LEAVE
+        sender = Sender(network=self.name, user_id=arrival.author, display_name=arrival.nick)
+        await self._ingest(Event(
+            kind=kind, link_id=room.link_id, network=self.name, room_id=room.jid,
+            remote_id=f"{room.jid}/{arrival.nick}#{kind.value}-{uuid.uuid4().hex}", sender=sender,
+        ))  # fmt: skip
 
     async def _receive(self, room: Room, msg: Message) -> None:
         if not msg.nick or (msg.has_subject and msg.body is None):
@@ -737,6 +781,9 @@ class XmppConnector(Connector, Typing, ReadMarkers):
         event = out.event
         msg_id = origin_id(event.network, event.remote_id)
         try:
+            if event.kind in MEMBERSHIP:
+                await self._mirror_member(room, out)
+                return None
             sender_jid, relay_name = await self._poster(room, out)
             if event.kind is Kind.REACTION:
                 return await self._react(room, out, sender_jid, msg_id)
@@ -770,6 +817,23 @@ class XmppConnector(Connector, Typing, ReadMarkers):
         self._owners[jid] = parts
         await self._seat(room, jid, nickname(sender), out)
         return jid, None
+
+    async def _mirror_member(self, room: Room, out: Outgoing) -> None:
+        """The sender's puppet takes a seat (named, with their avatar) or gives it up; never
+        for someone with an account here."""
+        if out.sender_is_local:
+            return
+        sender = out.event.sender
+        parts = address_parts(self.host.config, sender)
+        jid = puppet_jid(*parts, self.network.component)
+        if out.event.kind is Kind.JOIN:
+            self._owners[jid] = parts
+            await self._seat(room, jid, nickname(sender), out)
+            return
+        seat = room.seats.pop(jid, None)
+        if seat is not None:
+            room.leaving.add(seat.nick)
+            self._send(leave_presence(f"{room.jid}/{seat.nick}", jid))
 
     async def _seat(self, room: Room, jid: str, base: str, out: Outgoing) -> None:
         """Have the puppet ``jid`` in ``room`` under (a free variant of) ``base``."""
