@@ -207,7 +207,9 @@ class Connector(ABC):
         recognises a resend). Raise `Unavailable` when the network (or the room) cannot take
         anything right now, `DeliveryError` when it will not take this message (``permanent``
         when it never will); any other exception counts as a failed attempt. Must not call
-        other connectors or the store's outbox.
+        other connectors or the store's outbox. A membership event (`bridge.events.MEMBERSHIP`)
+        has the sender's ghost or puppet join or leave the room, or does nothing (returning
+        None) where this kind shows no remote members.
         """
 
     @abstractmethod
