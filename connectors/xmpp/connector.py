@@ -955,15 +955,16 @@ class XmppConnector(Connector, Typing, ReadMarkers):
         self._send(chat_state_stanza(room.jid, jid, f"{ORIGIN_PREFIX}{uuid.uuid4().hex}", typing))
 
     async def show_read(self, room_id: str, sender: Sender, remote_id: str) -> None:
-        """The sender's puppet sends an XEP-0333 displayed marker: in a one-to-one chat, or
-        in a MUC that advertises markers and where it sits already."""
+        """The sender's puppet sends an XEP-0333 displayed marker: in its own one-to-one chat,
+        or in a MUC that advertises markers and where it sits already."""
         if not self.network.read_markers:
             return
         jid = puppet_jid(*address_parts(self.host.config, sender), self.network.component)
         msg_id = f"{ORIGIN_PREFIX}{uuid.uuid4().hex}"
         pair = split_direct_key(room_id)
         if pair is not None:
-            self._send(displayed_stanza(pair[0], jid, msg_id, stanza_id_of(remote_id), "chat"))
+            if pair[1] == jid:  # not someone else the peer's room let in
+                self._send(displayed_stanza(pair[0], jid, msg_id, stanza_id_of(remote_id), "chat"))
             return
         room = self.rooms.get(room_id)
         if room is None or not room.joined or not room.markers or jid not in room.seats:
