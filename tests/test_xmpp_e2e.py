@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from mautrix.types import RoomID
 from PIL import Image
-from slixmpp import Message
+from slixmpp import JID, Message
 
 from bridge.read_markers import MARKER_INTERVAL
 from tests.harness import (
@@ -739,6 +739,37 @@ async def test_a_member_joining_and_leaving_tchap_comes_and_goes_on_bund_and_in_
         assert shown not in alice.occupants(MUC)
     finally:
         await marie.close()
+
+
+@pytest.mark.usefixtures("online")
+async def test_an_occupant_joining_and_leaving_the_muc_comes_and_goes_in_both_matrix_rooms(
+    xw: XmppWorld,
+) -> None:
+    max_, jean = xw.users["max"], xw.users["jean"]
+    localpart = f"dora{uuid.uuid4().hex[:4]}"
+    await asyncio.to_thread(xw.prosody.register, localpart, xw.password, "xmpp.test")
+    dora = XmppUser(f"{localpart}@xmpp.test", xw.password, xw.prosody.c2s_port)
+    await dora.connect()
+    nick = f"Dora {localpart[-4:]}"
+    shown = f"{nick} [BSI] (XMPP)"
+    rooms = ((max_, xw.rooms["bund"]), (jean, xw.rooms["tchap"]))
+    try:
+        await dora.join(MUC, nick)
+        for user, room in rooms:
+
+            async def there(user: User = user, room: str = room) -> bool:
+                return shown in (await joined_names(user, room)).values()
+
+            await eventually(there, f"{shown} in {room}")
+        dora.client.plugin["xep_0045"].leave_muc(JID(MUC), nick)
+        for user, room in rooms:
+
+            async def gone(user: User = user, room: str = room) -> bool:
+                return shown not in (await joined_names(user, room)).values()
+
+            await eventually(gone, f"{shown} gone from {room}")
+    finally:
+        await dora.close()
 
 
 # -- hostile input: each is refused or survived, and everything else keeps crossing -------------
