@@ -723,10 +723,12 @@ async def test_a_member_joining_and_leaving_tchap_comes_and_goes_on_bund_and_in_
         await eventually(on_bund, f"{shown} in the German room")
         await eventually(lambda: asyncio.sleep(0, shown in alice.occupants(MUC)),
                          f"{shown} in the MUC")  # fmt: skip
-        # The bridge's own ghost and puppet joining are not mirrored back into Tchap.
+        # The bridge's own ghost and puppet joining are not mirrored back anywhere.
         await asyncio.sleep(2)
         names = (await joined_names(jean, xw.rooms["tchap"])).values()
         assert [n for n in names if "Marie Curie" in n] == ["Marie Curie [Recherche]"]
+        names = (await joined_names(max_, xw.rooms["bund"])).values()
+        assert [n for n in names if "Marie Curie" in n] == [shown]
 
         await marie.leave(xw.rooms["tchap"])
 
