@@ -387,7 +387,7 @@ class MatrixSchema:
         name_node = self.r.required(node, fields, "name")
         name = self.r.nonempty(name_node) if name_node else None
         topic = self.r.optional(fields, "topic", self.r.string, None)
-        encrypted = self.r.optional(fields, "encrypted", self.boolean, None)
+        encrypted = self.r.optional(fields, "encrypted", self.r.boolean, None)
         version = self.r.optional(fields, "room_version", self.room_version, None)
         if (
             name is None
@@ -406,10 +406,4 @@ class MatrixSchema:
         if isinstance(value, str) and ROOM_VERSION_RE.fullmatch(value):
             return value
         self.r.error(node, "expected a room version (e.g. \"11\": digits, a-z, '.' and '-')")
-        return None
-
-    def boolean(self, node: Node) -> bool | None:
-        if isinstance(node.value, bool):
-            return node.value
-        self.r.error(node, f"expected true or false, got {describe(node.value)}")
         return None
