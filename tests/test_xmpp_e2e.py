@@ -744,6 +744,33 @@ async def test_a_member_joining_and_leaving_tchap_comes_and_goes_on_bund_and_in_
 
 
 @pytest.mark.usefixtures("online")
+async def test_a_link_with_mirror_members_false_shows_no_one_coming(xw: XmppWorld) -> None:
+    max_, jean, alice = xw.users["max"], xw.users["jean"], xw.xmpp["alice"]
+    original = xw.config_path.read_text()
+    off = original.replace("  - id: wg\n", "  - id: wg\n    mirror_members: false\n")
+    assert off != original
+    xw.config_path.write_text(off)
+    localpart = f"paul.martin{uuid.uuid4().hex[:4]}-recherche.gouv.fr"
+    paul = await User.register(xw.tchap, localpart, displayname="Paul Martin [Recherche]",
+                               password=xw.password)  # fmt: skip
+    try:
+        assert "mirror_members changed" in await xw.bridge.reload()
+        await paul.join(xw.rooms["tchap"])
+        after = unique("Paul est arrivé")
+        await jean.send_text(xw.rooms["tchap"], after)
+        # A mirrored join would have crossed before this message, in the link's order.
+        await max_.wait_for(xw.rooms["bund"], body_is(after))
+        await alice.wait_for_body(MUC, after)
+        names = (await joined_names(max_, xw.rooms["bund"])).values()
+        assert not [n for n in names if "Paul Martin" in n]
+        assert not [n for n in alice.occupants(MUC) if "Paul Martin" in n]
+    finally:
+        xw.config_path.write_text(original)
+        await xw.bridge.reload()
+        await paul.close()
+
+
+@pytest.mark.usefixtures("online")
 async def test_an_occupant_joining_and_leaving_the_muc_comes_and_goes_in_both_matrix_rooms(
     xw: XmppWorld,
 ) -> None:
