@@ -36,6 +36,7 @@ from bridge.links import DirectChat, Links, direct_link_id
 from bridge.notices import notice
 from bridge.pg_claims import PostgresClaims
 from bridge.policy import Listed
+from bridge.read_markers import Read
 from bridge.reload import ConfigChange, Reloaded, diff
 from bridge.router import Router, known_sender
 from bridge.status import Status, snapshot
@@ -192,6 +193,9 @@ class Gateway:
 
     async def typing(self, network: str, room: str, sender: Sender, typing: bool) -> None:
         await self.router.typing(network, room, sender, typing)
+
+    def read(self, network: str, room: str, sender: Sender, remote_id: str) -> None:
+        self.router.read(Read(network, room, sender, remote_id))
 
     async def direct_chat(
         self, network: str, room: str, sender: Sender, peer_network: str, peer_user: str

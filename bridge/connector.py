@@ -134,6 +134,13 @@ class Host(Protocol):
         that can show it, right away. Typing is fleeting, so it is neither stored nor retried."""
         ...
 
+    def read(self, network: str, room: str, sender: Sender, remote_id: str) -> None:
+        """``sender`` has read ``room`` of ``network`` up to the message ``remote_id`` (its ID
+        there): shown, batched (`bridge.read_markers`), on the link's other networks that can
+        show it. A marker is a hint, neither stored nor retried, and taking it never waits; a
+        connector calls this only for networks whose admins let read markers out."""
+        ...
+
     def state(self, kind: str) -> Database:
         """The kind's own tables (`bridge.kinds.Kind.state`) in the bridge's database, opened
         and migrated before any connector starts. A connector keeps what only its kind needs
@@ -205,7 +212,9 @@ class Connector(ABC):
         recognises a resend). Raise `Unavailable` when the network (or the room) cannot take
         anything right now, `DeliveryError` when it will not take this message (``permanent``
         when it never will); any other exception counts as a failed attempt. Must not call
-        other connectors or the store's outbox.
+        other connectors or the store's outbox. A membership event (`bridge.events.MEMBERSHIP`)
+        has the sender's ghost or puppet join or leave the room, or does nothing (returning
+        None) where this kind shows no remote members.
         """
 
     @abstractmethod
@@ -292,3 +301,14 @@ class Typing(ABC):
     async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
         """Show (or stop showing) ``sender`` typing in ``room_id``. Best effort: called outside
         the outbox, may do nothing when the sender has not appeared in the room yet."""
+
+
+class ReadMarkers(ABC):
+    """Optional capability: the network can show up to where a remote person has read."""
+
+    @abstractmethod
+    async def show_read(self, room_id: str, sender: Sender, remote_id: str) -> None:
+        """Show ``sender`` having read ``room_id`` up to the message ``remote_id`` (its ID on
+        this network). Best effort, called outside the outbox: does nothing where this network
+        shows no read markers (its admins turned them off) or the sender's ghost or puppet is
+        not in the room (a marker never brings anyone in)."""

@@ -18,6 +18,15 @@ class Kind(StrEnum):
     EDIT = "edit"
     REDACTION = "redaction"
     REACTION = "reaction"
+    JOIN = "join"
+    """The sender joined the source room: their ghost or puppet joins the link's other rooms
+    (where the link mirrors members, `bridge.members`)."""
+    LEAVE = "leave"
+    """The sender left the source room: their ghost or puppet leaves the other rooms."""
+
+
+MEMBERSHIP = (Kind.JOIN, Kind.LEAVE)
+"""The kinds that say who is in a room rather than what was said."""
 
 
 class MsgType(StrEnum):

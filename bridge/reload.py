@@ -43,7 +43,8 @@ class ConfigChange:
     """People (as they are now) whose name or organisation changed: their ghosts are renamed."""
     other: tuple[str, ...] = ()
     """Other settings that changed and apply at once (``delivery``, ``logging``, a network's
-    ``federation_list``, the networks' and links' ``policy`` and the ``classification``)."""
+    ``federation_list``, the networks' and links' ``policy`` and the ``classification``, the
+    ``retention``, a link's ``mirror_members``)."""
     restart_only: tuple[str, ...] = ()
     """Settings that changed but apply only after a restart."""
 
@@ -110,11 +111,22 @@ def diff(old: Config, new: Config) -> ConfigChange:
                 ("federation_list", old.federation_lists, new.federation_lists),
                 ("policy", old.policy, new.policy),
                 ("retention", old.retention, new.retention),
+                (
+                    "mirror_members",
+                    _mirroring(old_links, new_links),
+                    _mirroring(new_links, old_links),
+                ),
             )
             if before != now
         ),
         restart_only=tuple(key for key in RESTART_ONLY if getattr(old, key) != getattr(new, key)),
     )
+
+
+def _mirroring(links: Mapping[str, Link], kept: Mapping[str, Link]) -> dict[str, bool | None]:
+    """The ``mirror_members`` of the links also in ``kept`` (a link added or removed is a
+    room change already)."""
+    return {link_id: link.mirror_members for link_id, link in links.items() if link_id in kept}
 
 
 def _by_id(links: tuple[Link, ...]) -> Mapping[str, Link]:

@@ -25,9 +25,17 @@ from bridge import metrics
 from bridge.audit import AuditTrail, Decision
 from bridge.claims import Claims
 from bridge.config.model import Config
-from bridge.connector import Connector, DeliveryError, Outgoing, Refusal, Typing, Unavailable
+from bridge.connector import (
+    Connector,
+    DeliveryError,
+    Outgoing,
+    ReadMarkers,
+    Refusal,
+    Typing,
+    Unavailable,
+)
 from bridge.directory import RoomDirectory
-from bridge.events import Event, Kind, Sender
+from bridge.events import MEMBERSHIP, Event, Kind, Sender
 from bridge.health import NetworkHealth
 from bridge.link_policy import (
     FileRefusal,
@@ -44,6 +52,8 @@ from bridge.naming import clean
 from bridge.notices import Notice, notice
 from bridge.outbox import Outbox
 from bridge.policy import Listed, account_domain, federation_refusal
+from bridge.read_markers import Read
+from bridge.read_markers import ReadMarkers as MarkerBatches
 from bridge.room_answers import RoomAnswers
 from bridge.room_commands import command_of
 from bridge.store import Note, OutboxItem, Store
@@ -104,11 +114,13 @@ class Router:
                              self.report_undeliverable, serves, self.audit_note)  # fmt: skip
         self.answers = RoomAnswers(config, links, store, directory, connectors, self.health)
         self._arrival: dict[tuple[str, str], float] = {}
+        self.markers = MarkerBatches(self._pass_read)
 
     async def stop(self) -> None:
         """Stop delivering and answering; what is queued stays in the store."""
         await self.outbox.stop()
         await self.answers.stop()
+        await self.markers.stop()
 
     async def ingest(self, event: Event) -> bool:
         arrived = time.perf_counter()
@@ -183,6 +195,44 @@ class Router:
                 await connector.set_typing(room, sender, typing)
             except Exception as e:
                 log.debug("Typing of %s not shown on %s: %s", sender.user_id, target, e)
+
+    def read(self, read: Read) -> None:
+        """A read marker, passed on in its reader's next batch (`bridge.read_markers`)."""
+        self.markers.take(read)
+
+    async def _pass_read(self, read: Read) -> None:
+        """Show a read marker in the link's other rooms that can show it, each at the message
+        that is the read one there. Only the markers of people listed in ``people``, and of
+        both people of a direct chat (each is the one whose ghost the other chats with), cross:
+        the bridge shows no stranger's reading habits to a whole working group."""
+        link_id = self.directory.link_for(read.network, read.room_id)
+        if link_id is None:
+            return
+        sender = read.sender
+        if federation_refusal(self.config, self.listed, read.network, sender.user_id) is not None:
+            return
+        sender = known_sender(self.config, sender)
+        person = self.config.person(sender.person_id) if sender.person_id else None
+        if person is None and not self.links.is_direct(link_id):
+            return
+        for target in self.links.get(link_id).rooms:
+            connector = self.connectors.get(target)
+            room = self.directory.room_for(link_id, target)
+            if (
+                target == read.network
+                or room is None
+                or not isinstance(connector, ReadMarkers)
+                or self.directory.disabled_reason(link_id, target) is not None
+                or (person is not None and target in person.accounts)
+            ):
+                continue
+            remote_id = await self.store.counterpart(read.network, read.remote_id, target)
+            if remote_id is None:
+                continue  # a message that never reached that room
+            try:
+                await connector.show_read(room, sender, remote_id)
+            except Exception as e:
+                log.debug("Read marker of %s not shown on %s: %s", sender.user_id, target, e)
 
     async def deliver(self, item: OutboxItem) -> None:
         event = item.event
@@ -318,6 +368,8 @@ class Router:
         """Tell the sender's room, in its language, which message did not reach which network
         and why, in words people use (``error``, the details, went to the log)."""
         event = item.event
+        if event.kind in MEMBERSHIP:  # nobody's message: the log line is enough
+            return
         target = self.config.networks[item.target]
         lifetime = self.config.delivery.give_up_after
         domain = account_domain(self.config, event.sender.network, event.sender.user_id)

@@ -434,3 +434,29 @@ def test_created_room_version(tmp_path: Path) -> None:
         f"{path}:28:48: links[0].rooms.tchap.create.room_version: expected a room version "
         "(e.g. \"11\": digits, a-z, '.' and '-')"
     ]
+
+
+def test_read_markers_are_on_unless_a_network_turns_them_off(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID), {})
+    assert config.networks["bund"].read_markers is True  # type: ignore[attr-defined]
+    off = VALID.replace("    server_name: bund.test\n",
+                        "    server_name: bund.test\n    read_markers: false\n")  # fmt: skip
+    config = load_config(write(tmp_path, off), {})
+    assert config.networks["bund"].read_markers is False  # type: ignore[attr-defined]
+    wrong = off.replace("read_markers: false", "read_markers: nein")
+    path = write(tmp_path, wrong)
+    assert errors_of(path) == [
+        f"{path}:5:19: networks.bund.read_markers: expected true or false, got a string"
+    ]
+
+
+def test_mirror_members_is_per_link_and_checked(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID), {})
+    assert config.links[0].mirror_members is None  # by the room's size
+    people = "    people: [max, jean]\n"
+    path = write(tmp_path, VALID.replace(people, people + "    mirror_members: false\n"))
+    assert load_config(path, {}).links[0].mirror_members is False
+    path = write(tmp_path, VALID.replace(people, people + "    mirror_members: 12\n"))
+    assert errors_of(path) == [
+        f"{path}:26:21: links[0].mirror_members: expected true or false, got an integer"
+    ]

@@ -15,7 +15,17 @@ from mautrix.types import ContentURI, EventType, RoomID
 
 from tests.harness import User
 from tests.harness.bridge import BridgeProcess
-from tests.harness.expect import bodies, body_is, name_of, next_invite, typing_in, unique
+from tests.harness.expect import (
+    bodies,
+    body_has,
+    body_is,
+    name_of,
+    next_invite,
+    receipt_on,
+    receipts_since,
+    typing_in,
+    unique,
+)
 from tests.harness.synapse import free_port
 from tests.world import GIVE_UP_AFTER, World
 
@@ -663,3 +673,24 @@ async def test_typing_shows_on_the_other_side(world: World) -> None:
     await typing_in(jean, world.rooms["tchap:main"], lambda users: ghost in users)
     await max_.client.set_typing(RoomID(world.rooms["bund:main"]), 0)
     await typing_in(jean, world.rooms["tchap:main"], lambda users: ghost not in users)
+
+
+async def test_read_receipts_of_listed_people_cross_and_strangers_stay_private(
+    world: World,
+) -> None:
+    max_, erika, jean = world.users["max"], world.users["erika"], world.users["jean"]
+    bund, tchap = world.rooms["bund:main"], world.rooms["tchap:main"]
+    ghost_of_max = "@passerelle_=people_max:tchap.test"
+    for user in (max_, erika):  # each has a ghost in the Tchap room from now on
+        hello = unique(f"Hallo von {user.user_id}")
+        await user.send_text(bund, hello)
+        await jean.wait_for(tchap, body_is(hello))
+    ghost_of_erika = (await jean.wait_for(tchap, body_has("Hallo von @erika")))["sender"]
+    since = (await jean.client.sync(timeout=0))["next_batch"]
+    question = unique("Qui a lu ceci ?")
+    question_id = await jean.send_text(tchap, question)
+    seen = await max_.wait_for(bund, body_is(question))
+    await erika.client.send_receipt(RoomID(bund), seen["event_id"])  # Erika is not in "people"
+    await max_.client.send_receipt(RoomID(bund), seen["event_id"])
+    await receipt_on(jean, tchap, ghost_of_max, question_id)
+    assert question_id not in await receipts_since(jean, tchap, ghost_of_erika, since)

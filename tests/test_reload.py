@@ -68,3 +68,13 @@ def test_renamed_people_and_restart_only_settings(tmp_path: Path) -> None:
     assert change.restart_only == ("database",)
     assert change.other == ("delivery",)
     assert change.summary() == "1 person(s) renamed, delivery changed"
+
+
+def test_a_links_mirror_members_applies_at_once(tmp_path: Path) -> None:
+    people = "    people: [max, jean]\n"
+    after = VALID.replace(people, people + "    mirror_members: false\n")
+    old, new = configs(tmp_path, VALID, after + MORE)
+    change = diff(old, new)
+    assert change.other == ("mirror_members",)
+    assert change.summary() == "2 room(s) set up, mirror_members changed"
+    assert diff(new, new).empty

@@ -21,6 +21,7 @@ from connectors.matrix.translate import (
     event_from_matrix,
     ghost_localpart,
     matrix_content,
+    read_receipts,
 )
 
 ROOM = "!OGEhHVWSdvArJzumhm:bmi.example"
@@ -632,3 +633,20 @@ def test_ghost_localparts_never_collide() -> None:
 def test_ghost_localparts_of_different_networks_do_not_collide() -> None:
     assert ghost_localpart("_p_", "a", "@b_c:x") != ghost_localpart("_p_", "a_b", "@c:x")
     assert ghost_localpart("_p_", "tchap", "@a:x") != ghost_localpart("_p_", "bund", "@a:x")
+
+
+def test_read_receipts_are_the_public_ones_one_event_per_reader() -> None:
+    edu = {
+        "type": "m.receipt",
+        "room_id": ROOM,
+        "content": {
+            "$ev1": {"m.read": {"@max:bmi.example": {"ts": 1}, "@erika:bmi.example": {"ts": 2}}},
+            "$ev2": {"m.read.private": {"@anna:bmi.example": {"ts": 3}}},
+            "$ev3": {"m.read": {"@erika:bmi.example": {"ts": 4, "thread_id": "main"}}},
+            "not-an-event": {"m.read": {"@max:bmi.example": {}}},
+            "$ev4": "nonsense",
+            "$ev5": {"m.read": ["@max:bmi.example"]},
+        },
+    }
+    assert read_receipts(edu) == {"@max:bmi.example": "$ev1", "@erika:bmi.example": "$ev3"}
+    assert read_receipts({"type": "m.receipt", "content": []}) == {}

@@ -16,8 +16,9 @@ import pytest
 from aiohttp import web
 from mautrix.types import RoomID
 from PIL import Image
-from slixmpp import Message
+from slixmpp import JID, Message
 
+from bridge.read_markers import MARKER_INTERVAL
 from tests.harness import (
     BridgeError,
     HomeserverError,
@@ -26,7 +27,16 @@ from tests.harness import (
     require_server,
     synapse_available,
 )
-from tests.harness.expect import bodies, body_is, name_of, next_invite, typing_in, unique
+from tests.harness.expect import (
+    bodies,
+    body_is,
+    name_of,
+    next_invite,
+    receipt_on,
+    receipts_since,
+    typing_in,
+    unique,
+)
 from tests.harness.prosody import ProsodyError, prosody_available
 from tests.harness.xmpp_clients import XmppUser
 from tests.xmpp_world import AVATAR, COMPONENT, MUC, XmppWorld, start_xmpp_world
@@ -614,6 +624,181 @@ async def test_typing_crosses_both_ways(xw: XmppWorld) -> None:
         and m["from"].resource.startswith("Max Mustermann") and m["chat_state"] == "composing"
     )  # fmt: skip
     assert not composing["body"]
+
+
+NS_MARKERS = "urn:xmpp:chat-markers:0"
+
+
+def displayed(message_id: str) -> Any:
+    """A one-to-one displayed marker (XEP-0333) for ``message_id``."""
+
+    def matches(m: Message) -> bool:
+        marker = m.xml.find(f"{{{NS_MARKERS}}}displayed")
+        return m["type"] == "chat" and marker is not None and marker.get("id") == message_id
+
+    return matches
+
+
+@pytest.mark.usefixtures("online")
+async def test_read_markers_cross_a_one_to_one_chat_both_ways_unless_turned_off(
+    xw: XmppWorld,
+) -> None:
+    bob, max_ = xw.xmpp["bob"], xw.users["max"]
+    puppet = f"=people_max@{COMPONENT}"
+    since = (await max_.client.sync(timeout=0))["next_batch"]
+    joined = set(await max_.client.get_joined_rooms())
+    question = unique("Max, hast du das gelesen?")
+    asked = bob.chat(puppet, question)
+    room = await next_invite(max_, since, joined)
+    await max_.join(room)
+    seen = await max_.wait_for(room, body_is(question))
+    ghost_of_bob = seen["sender"]
+
+    await max_.client.send_receipt(RoomID(room), seen["event_id"])
+    marker = await bob.wait_for(displayed(asked["id"]))
+    assert marker["from"].bare == puppet
+
+    answer = unique("Ja, gelesen")
+    answer_id = await max_.send_text(room, answer)
+    got = await bob.wait_for(lambda m: m["type"] == "chat" and m["body"] == answer)
+    assert got.xml.find(f"{{{NS_MARKERS}}}markable") is not None  # clients will mark it read
+    bob.displayed(puppet, got["id"])
+    await receipt_on(max_, room, ghost_of_bob, answer_id)
+
+    original = xw.config_path.read_text()
+    off = original.replace("    name_suffix: \" (XMPP)\"\n",
+                           "    name_suffix: \" (XMPP)\"\n    read_markers: false\n")  # fmt: skip
+    assert off != original
+    xw.config_path.write_text(off)
+    try:
+        assert "1 network(s) reconnected" in await xw.bridge.reload()
+        later = unique("Noch eine Frage")
+        asked_later = bob.chat(puppet, later)
+        seen_later = await max_.wait_for(room, body_is(later), timeout=60)
+        await max_.client.send_receipt(RoomID(room), seen_later["event_id"])
+        again = unique("Auch gelesen")
+        again_id = await max_.send_text(room, again)
+        got_again = await bob.wait_for(lambda m: m["type"] == "chat" and m["body"] == again)
+        since = (await max_.client.sync(timeout=0))["next_batch"]
+        bob.displayed(puppet, got_again["id"])
+        await asyncio.sleep(MARKER_INTERVAL + 2)  # longer than a marker could be held back
+        assert not [m for m in bob.received if displayed(asked_later["id"])(m)]
+        assert again_id not in await receipts_since(max_, room, ghost_of_bob, since)
+    finally:
+        xw.config_path.write_text(original)
+        await xw.bridge.reload()
+
+
+async def joined_names(user: User, room_id: str) -> dict[str, str]:
+    """The room's joined members, user ID → display name, as ``user`` sees them."""
+    members = await user.client.get_joined_members(RoomID(room_id))
+    return {str(u): str(m.displayname) for u, m in members.items()}
+
+
+async def eventually(check: Any, what: str, timeout: float = 30) -> None:  # noqa: ASYNC109
+    """Wait until the async ``check`` holds."""
+    for _ in range(int(timeout * 4)):
+        if await check():
+            return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"never: {what}")
+
+
+@pytest.mark.usefixtures("online")
+async def test_a_member_joining_and_leaving_tchap_comes_and_goes_on_bund_and_in_the_muc(
+    xw: XmppWorld,
+) -> None:
+    max_, jean, alice = xw.users["max"], xw.users["jean"], xw.xmpp["alice"]
+    localpart = f"marie.curie{uuid.uuid4().hex[:4]}-recherche.gouv.fr"
+    marie = await User.register(xw.tchap, localpart, displayname="Marie Curie [Recherche]",
+                                password=xw.password)  # fmt: skip
+    shown = "Marie Curie [Recherche] (Tchap)"
+    try:
+        since = len(alice.presences)
+        await marie.join(xw.rooms["tchap"])
+
+        async def on_bund() -> bool:
+            return shown in (await joined_names(max_, xw.rooms["bund"])).values()
+
+        await eventually(on_bund, f"{shown} in the German room")
+        await eventually(lambda: asyncio.sleep(0, shown in alice.occupants(MUC)),
+                         f"{shown} in the MUC")  # fmt: skip
+        # The bridge's own ghost and puppet joining are not mirrored back anywhere.
+        await asyncio.sleep(2)
+        names = (await joined_names(jean, xw.rooms["tchap"])).values()
+        assert [n for n in names if "Marie Curie" in n] == ["Marie Curie [Recherche]"]
+        names = (await joined_names(max_, xw.rooms["bund"])).values()
+        assert [n for n in names if "Marie Curie" in n] == [shown]
+
+        await marie.leave(xw.rooms["tchap"])
+
+        async def gone_from_bund() -> bool:
+            return shown not in (await joined_names(max_, xw.rooms["bund"])).values()
+
+        await eventually(gone_from_bund, f"{shown} gone from the German room")
+        await eventually(lambda: asyncio.sleep(0, bool(alice.left(MUC, shown, since))),
+                         f"{shown} gone from the MUC")  # fmt: skip
+        assert shown not in alice.occupants(MUC)
+    finally:
+        await marie.close()
+
+
+@pytest.mark.usefixtures("online")
+async def test_a_link_with_mirror_members_false_shows_no_one_coming(xw: XmppWorld) -> None:
+    max_, jean, alice = xw.users["max"], xw.users["jean"], xw.xmpp["alice"]
+    original = xw.config_path.read_text()
+    off = original.replace("  - id: wg\n", "  - id: wg\n    mirror_members: false\n")
+    assert off != original
+    xw.config_path.write_text(off)
+    localpart = f"paul.martin{uuid.uuid4().hex[:4]}-recherche.gouv.fr"
+    paul = await User.register(xw.tchap, localpart, displayname="Paul Martin [Recherche]",
+                               password=xw.password)  # fmt: skip
+    try:
+        assert "mirror_members changed" in await xw.bridge.reload()
+        await paul.join(xw.rooms["tchap"])
+        after = unique("Paul est arrivé")
+        await jean.send_text(xw.rooms["tchap"], after)
+        # A mirrored join would have crossed before this message, in the link's order.
+        await max_.wait_for(xw.rooms["bund"], body_is(after))
+        await alice.wait_for_body(MUC, after)
+        names = (await joined_names(max_, xw.rooms["bund"])).values()
+        assert not [n for n in names if "Paul Martin" in n]
+        assert not [n for n in alice.occupants(MUC) if "Paul Martin" in n]
+    finally:
+        xw.config_path.write_text(original)
+        await xw.bridge.reload()
+        await paul.close()
+
+
+@pytest.mark.usefixtures("online")
+async def test_an_occupant_joining_and_leaving_the_muc_comes_and_goes_in_both_matrix_rooms(
+    xw: XmppWorld,
+) -> None:
+    max_, jean = xw.users["max"], xw.users["jean"]
+    localpart = f"dora{uuid.uuid4().hex[:4]}"
+    await asyncio.to_thread(xw.prosody.register, localpart, xw.password, "xmpp.test")
+    dora = XmppUser(f"{localpart}@xmpp.test", xw.password, xw.prosody.c2s_port)
+    await dora.connect()
+    nick = f"Dora {localpart[-4:]}"
+    shown = f"{nick} [BSI] (XMPP)"
+    rooms = ((max_, xw.rooms["bund"]), (jean, xw.rooms["tchap"]))
+    try:
+        await dora.join(MUC, nick)
+        for user, room in rooms:
+
+            async def there(user: User = user, room: str = room) -> bool:
+                return shown in (await joined_names(user, room)).values()
+
+            await eventually(there, f"{shown} in {room}")
+        dora.client.plugin["xep_0045"].leave_muc(JID(MUC), nick)
+        for user, room in rooms:
+
+            async def gone(user: User = user, room: str = room) -> bool:
+                return shown not in (await joined_names(user, room)).values()
+
+            await eventually(gone, f"{shown} gone from {room}")
+    finally:
+        await dora.close()
 
 
 # -- hostile input: each is refused or survived, and everything else keeps crossing -------------

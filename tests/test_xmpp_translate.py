@@ -16,7 +16,9 @@ from connectors.xmpp.translate import (
     MalformedStanza,
     Oob,
     Reply,
+    chat_stanza,
     chat_state_stanza,
+    displayed_stanza,
     edit_event,
     groupchat_stanza,
     join_presence,
@@ -451,3 +453,22 @@ def test_chat_states_are_read_and_written() -> None:
     el = chat_state_stanza("wg@conference.xmpp.test", "p@passerelle.xmpp.test", "id1", False)
     assert parse_message(el).chat_state == "active"
     assert parse_message(el).body is None
+
+
+def test_displayed_markers_are_read_and_written_and_chat_messages_are_markable() -> None:
+    marker = parse_message(stanza(
+        "<message from='alice@xmpp.test/phone' to='=people_max@passerelle.xmpp.test' "
+        "type='chat' id='m1'><displayed xmlns='urn:xmpp:chat-markers:0' id='passerelle-abc'/>"
+        "</message>"
+    ))  # fmt: skip
+    assert (marker.displayed, marker.body) == ("passerelle-abc", None)
+    with pytest.raises(MalformedStanza, match="displayed marker without an id"):
+        parse_message(stanza(
+            "<message from='alice@xmpp.test/phone' to='=people_max@passerelle.xmpp.test' "
+            "type='chat'><displayed xmlns='urn:xmpp:chat-markers:0'/></message>"
+        ))  # fmt: skip
+    el = displayed_stanza("alice@xmpp.test", "p@passerelle.xmpp.test", "id1", "m7", "chat")
+    parsed = parse_message(el)
+    assert (parsed.type, parsed.displayed, parsed.body) == ("chat", "m7", None)
+    chat = chat_stanza("alice@xmpp.test", "p@passerelle.xmpp.test", "id2", "Hallo")
+    assert chat.find("{urn:xmpp:chat-markers:0}markable") is not None

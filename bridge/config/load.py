@@ -692,22 +692,24 @@ class _Schema:
         rooms_used: dict[tuple[str, str], str],
     ) -> Link | None:
         r = self.r
-        fields = r.fields(node, ("id", "people", "rooms", POLICY))
+        fields = r.fields(node, ("id", "people", "mirror_members", "rooms", POLICY))
         if fields is None:
             return None
         link_id = self.unique_id(node, fields, seen_ids, "link")
         people = r.optional(fields, "people", lambda n: self.link_people(n, person_ids), NO_STRINGS)
+        before = len(r.problems)
+        mirror = r.optional(fields, "mirror_members", r.boolean, None)
         rooms_node = r.required(node, fields, "rooms")
         rooms = (
             self.link_rooms(rooms_node, networks, rooms_used, link_id or "?")
             if rooms_node
             else None
         )
-        if link_id is None or people is None or rooms is None:
+        if link_id is None or people is None or rooms is None or len(r.problems) > before:
             return None
         if fields.get(POLICY) is not None and not self.link_policy(fields[POLICY], link_id, rooms):
             return None
-        return Link(link_id, rooms, people)
+        return Link(link_id, rooms, people, mirror)
 
     def policy(
         self, fields: Mapping[str, Node], name: str, into: dict[str, RoomPolicy], base: RoomPolicy

@@ -81,6 +81,10 @@ class Link:
     rooms: Mapping[str, LinkRoom]
     people: tuple[str, ...]
     """Person IDs invited to the rooms the bridge creates for this link."""
+    mirror_members: bool | None = None
+    """Whether the people of each room appear as members of the link's other rooms (ghosts
+    join and leave, puppets take seats): always, never, or (None) while the room they join or
+    leave has fewer than `bridge.members.MIRROR_MEMBERS_LIMIT` members."""
 
 
 @dataclass(frozen=True)

@@ -343,6 +343,12 @@ class Reader:
         value = self.matching(node, account_format.pattern, account_format.what)
         return None if value is None else account_format.normalize(value)
 
+    def boolean(self, node: Node) -> bool | None:
+        if isinstance(node.value, bool):
+            return node.value
+        self.error(node, f"expected true or false, got {describe(node.value)}")
+        return None
+
     def integer(self, node: Node, minimum: int, maximum: int | None = None) -> int | None:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int):

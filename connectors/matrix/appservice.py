@@ -36,15 +36,23 @@ from mautrix.appservice.state_store import ASStateStore
 from mautrix.client import Client, ClientAPI
 from mautrix.client.state_store import MemoryStateStore
 from mautrix.errors import MatrixRequestError
-from mautrix.types import Membership, RoomCreatePreset, RoomID, UserID
+from mautrix.types import EventID, EventType, Membership, RoomCreatePreset, RoomID, UserID
 
 from bridge import json_input
 from bridge.config.model import Person
-from bridge.connector import DirectChatRefused, DirectChats, Host, Outgoing, ServesHttp, Typing
-from bridge.events import Sender
+from bridge.connector import (
+    DirectChatRefused,
+    DirectChats,
+    Host,
+    Outgoing,
+    ReadMarkers,
+    ServesHttp,
+    Typing,
+)
+from bridge.events import Kind, Sender
 from bridge.naming import address_parts, heads, owner_account, person_sender, shown_name
 from bridge.notices import notice
-from bridge.policy import account_domain, ghost_refused
+from bridge.policy import account_domain, ghost_refused, sender_refusal
 from bridge.tasks import supervise
 from connectors.matrix import tchap
 from connectors.matrix.api import NamedAppServiceAPI, NamedCalls
@@ -54,7 +62,7 @@ from connectors.matrix.config import Encryption, Flavour, MatrixNetwork
 from connectors.matrix.crypto import DEVICE_NAME
 from connectors.matrix.http import client_session
 from connectors.matrix.state import GhostProfile
-from connectors.matrix.translate import ghost_localpart, ghost_owner
+from connectors.matrix.translate import ghost_localpart, ghost_owner, read_receipts
 
 READY_TIMEOUT = 30.0
 TO_DEVICE_KEYS = ("de.sorunome.msc2409.to_device", "to_device")
@@ -89,7 +97,7 @@ def _error(status: int, errcode: str, message: str) -> web.Response:
     return web.json_response({"errcode": errcode, "error": message}, status=status)
 
 
-class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
+class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, ServesHttp):
     def __init__(self, network: MatrixNetwork, host: Host) -> None:
         super().__init__(network, host)
         assert network.appservice is not None
@@ -467,6 +475,8 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
         for edu in ephemeral if isinstance(ephemeral, list) else []:
             if isinstance(edu, dict) and edu.get("type") == "m.typing":
                 await self._on_typing(edu)
+            elif isinstance(edu, dict) and edu.get("type") == "m.receipt":
+                await self._on_receipt(edu)
         if digest:
             await self.state.mark_txn_handled(txn_id, digest)
         return web.json_response({})
@@ -510,6 +520,71 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
                 await self.host.typing(self.name, room_id, sender, user_id in now)
             except Exception:
                 self.log.exception("Could not pass on the typing of %s", user_id)
+
+    async def mirror_member(self, out: Outgoing) -> None:
+        """The sender's ghost joins the room (named, with their avatar) or leaves it; never
+        for someone with an account here, nor into a room its rules keep them out of."""
+        sender = out.event.sender
+        if out.sender_is_local:
+            return
+        room_id = RoomID(out.room_id)
+        if out.event.kind is Kind.LEAVE:
+            user_id = self._ghost_id(sender)
+            if await self._ghost_in(out.room_id, user_id):
+                await self._intent(user_id).leave_room(room_id)
+                await self._state.set_membership(room_id, user_id, Membership.LEAVE)
+            return
+        refusal = await self.sender_refusal(out.room_id, sender)
+        if refusal is not None:
+            self.log.info("%s does not join %s: %s", sender.user_id, room_id, refusal)
+            return
+        intent = await self._ghost(sender, out.fetch_source_media)
+        await intent.ensure_joined(room_id)
+
+    async def _on_receipt(self, edu: dict[str, Any]) -> None:
+        """Read receipts in a bridged room, passed on as read markers (the ghosts' own, which
+        the bridge set, are not passed back)."""
+        room_id = edu.get("room_id")
+        if (
+            not self.network.read_markers
+            or not isinstance(room_id, str)
+            or self.host.directory.link_for(self.name, room_id) is None
+        ):
+            return
+        config, listed = self.host.config, self.host.federation
+        for user_id, event_id in read_receipts(edu).items():
+            if self.is_own(user_id) or sender_refusal(config, listed, self.name, user_id):
+                continue
+            try:
+                sender = await self.sender(room_id, user_id)
+                self.host.read(self.name, room_id, sender, event_id)
+            except Exception:
+                self.log.exception("Could not pass on the read receipt of %s", user_id)
+
+    async def show_read(self, room_id: str, sender: Sender, remote_id: str) -> None:
+        """The sender's ghost sets its read receipt, if it is in the room."""
+        if not self.network.read_markers or await self.sender_refusal(room_id, sender):
+            return
+        user_id = self._ghost_id(sender)
+        if not await self._ghost_in(room_id, user_id):
+            return
+        await self._intent(user_id).send_receipt(RoomID(room_id), EventID(remote_id))
+
+    async def _ghost_in(self, room_id: str, user_id: UserID) -> bool:
+        """Whether a ghost is in the room: as the memberships seen so far say, else as the
+        room's state says (read once as the bot, then remembered)."""
+        known = await self._state.get_member(RoomID(room_id), user_id)
+        membership = known.membership if known is not None else None
+        if membership is None:
+            try:
+                member = await self.bot.get_state_event(
+                    RoomID(room_id), EventType.ROOM_MEMBER, user_id
+                )
+                membership = Membership(member.serialize().get("membership"))
+            except (MatrixRequestError, ValueError):
+                membership = Membership.LEAVE
+            await self._state.set_membership(RoomID(room_id), user_id, membership)
+        return membership is Membership.JOIN
 
     async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
         if await self.sender_refusal(room_id, sender) is not None:

@@ -29,8 +29,9 @@ from mautrix.types import ContentURI, EventID, EventType, RoomAlias, RoomID, Use
 
 from bridge.config.model import Link
 from bridge.connector import Connector, DeliveryError, Host, Outgoing, Refusal, Unavailable
-from bridge.events import Event, Kind, Sender
+from bridge.events import MEMBERSHIP, Event, Kind, Sender
 from bridge.media import described
+from bridge.members import mirrors
 from bridge.naming import MAX_NAME, clean, shown_name
 from bridge.notices import Notice, notice
 from bridge.policy import account_domain, foreign_domains, sender_refusal
@@ -45,6 +46,7 @@ from connectors.matrix.translate import (
     MalformedEvent,
     event_from_matrix,
     matrix_content,
+    membership_change,
     parse_media_ref,
 )
 from connectors.matrix.unanswered import Unanswered, landed
@@ -531,7 +533,7 @@ class MatrixConnector(Connector):
             return None
         if etype == "m.room.member":
             await self._on_member(raw, room_id)
-            return None
+            return await self._member_event(raw, room_id)
         bound = self.host.directory.bound_link(self.name, room_id)
         if raw.get("state_key") == "" and etype in (tchap.ACCESS_RULES_EVENT, "m.room.encryption"):
             content = raw.get("content")
@@ -578,6 +580,36 @@ class MatrixConnector(Connector):
             await self._on_bot_invited(room_id)
         elif self.is_own(user_id) and isinstance(raw.get("sender"), str):
             await self.on_ghost_invited(room_id, user_id, raw["sender"])
+
+    async def _member_event(self, raw: JSON, room_id: str) -> Event | None:
+        """Someone (not the bridge's own) joined or left a linked room: mirrored in the
+        link's other rooms when it mirrors members (`bridge.members`) and they are bridged."""
+        user_id, event_id = raw.get("state_key"), raw.get("event_id")
+        kind = membership_change(raw)
+        link_id = self.host.directory.link_for(self.name, room_id)
+        if (
+            kind is None
+            or link_id is None
+            or not isinstance(user_id, str)
+            or not isinstance(event_id, str)
+            or self.is_own(user_id)
+            or sender_refusal(self.host.config, self.host.federation, self.name, user_id)
+        ):
+            return None
+
+        async def count() -> int:
+            return len(await self.bot.get_joined_members(RoomID(room_id)))
+
+        links = self.host.links
+        if not await mirrors(links.get(link_id), links.is_direct(link_id), count):
+            return None
+        sender = await self.sender(room_id, user_id)
+        return Event(kind=kind, link_id=link_id, network=self.name, room_id=room_id,
+                     remote_id=event_id, sender=sender)  # fmt: skip
+
+    async def mirror_member(self, out: Outgoing) -> None:
+        """Show a remote person joining or leaving (`bridge.members`): only where the bridge
+        has ghosts; a relay bot has no one to show."""
 
     async def on_ghost_invited(self, room_id: str, ghost: str, inviter: str) -> None:
         """Someone invited a ghost: only meaningful where the bridge has ghosts."""
@@ -634,11 +666,14 @@ class MatrixConnector(Connector):
 
     async def send(self, out: Outgoing, media: bytes | None) -> str | None:
         event = out.event
-        if not out.sender_is_local:
+        if not out.sender_is_local and event.kind not in MEMBERSHIP:
             refusal = await self.sender_refusal(out.room_id, event.sender)
             if refusal is not None:
                 raise DeliveryError(str(refusal), permanent=True, reason=Refusal.NOT_ALLOWED)
         try:
+            if event.kind in MEMBERSHIP:
+                await self.mirror_member(out)
+                return None
             return await self._send(out, media)
         except MatrixRequestError as e:
             if e.errcode == "M_DUPLICATE_ANNOTATION":

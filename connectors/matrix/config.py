@@ -112,6 +112,10 @@ class MatrixNetwork:
     room_key_wait: float = 60.0
     """Seconds an encrypted message whose room key has not arrived waits for it before the
     room is told that it could not be bridged."""
+    read_markers: bool = True
+    """Whether this network's people's read receipts cross (appservice mode) and remote
+    people's read markers show here as their ghosts' receipts; off where admins count them
+    as personal data."""
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -158,6 +162,7 @@ class MatrixSchema:
         "restricted_rooms_allow",
         "encryption",
         "room_key_wait",
+        "read_markers",
         "appservice",
         "relay",
     )
@@ -178,6 +183,7 @@ class MatrixSchema:
             Key("mode", lambda r, n: r.choice(n, list(MatrixMode)), MatrixMode.APPSERVICE.value),
             Key("allowed_domains", Reader.string_list, NO_STRINGS),
             Key("encryption", lambda r, n: r.choice(n, list(Encryption)), Encryption.OFF.value),
+            Key("read_markers", Reader.boolean, True),
         ))  # fmt: skip
         flavour, mode, encryption = values["flavour"], values["mode"], values["encryption"]
         shown = r.presentation(name, fields, "fr" if flavour == Flavour.TCHAP else "de")
@@ -204,6 +210,7 @@ class MatrixSchema:
             restricted_rooms_allow=restricted,
             encryption=Encryption(encryption),
             room_key_wait=room_key_wait,
+            read_markers=values["read_markers"],
             **vars(shown),
         )
 
@@ -380,7 +387,7 @@ class MatrixSchema:
         name_node = self.r.required(node, fields, "name")
         name = self.r.nonempty(name_node) if name_node else None
         topic = self.r.optional(fields, "topic", self.r.string, None)
-        encrypted = self.r.optional(fields, "encrypted", self.boolean, None)
+        encrypted = self.r.optional(fields, "encrypted", self.r.boolean, None)
         version = self.r.optional(fields, "room_version", self.room_version, None)
         if (
             name is None
@@ -399,10 +406,4 @@ class MatrixSchema:
         if isinstance(value, str) and ROOM_VERSION_RE.fullmatch(value):
             return value
         self.r.error(node, "expected a room version (e.g. \"11\": digits, a-z, '.' and '-')")
-        return None
-
-    def boolean(self, node: Node) -> bool | None:
-        if isinstance(node.value, bool):
-            return node.value
-        self.r.error(node, f"expected true or false, got {describe(node.value)}")
         return None

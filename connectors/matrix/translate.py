@@ -252,6 +252,43 @@ def event_from_matrix(raw: JSON, *, link_id: str, network: str, sender: Sender) 
 MAX_LOCALPART = 200
 
 
+def membership_change(raw: JSON) -> Kind | None:
+    """Whether an ``m.room.member`` event is someone joining (`Kind.JOIN`) or leaving (left,
+    kicked or banned: `Kind.LEAVE`) the room; None for what changes no one's presence (an
+    invitation, a new name or avatar of a member: the same membership as before)."""
+    content, unsigned = raw.get("content"), raw.get("unsigned")
+    membership = content.get("membership") if isinstance(content, dict) else None
+    prev = unsigned.get("prev_content") if isinstance(unsigned, dict) else None
+    before = prev.get("membership") if isinstance(prev, dict) else None
+    if membership == "join" and before != "join":
+        return Kind.JOIN
+    if membership in ("leave", "ban") and before in ("join", None):
+        return Kind.LEAVE
+    return None
+
+
+def read_receipts(edu: JSON) -> dict[str, str]:
+    """Who has read up to which event, from an ``m.receipt`` EDU (``content``: event ID →
+    receipt type → user ID → receipt): public ``m.read`` receipts only, one event per user
+    (the EDU lists one for each; anything malformed is skipped)."""
+    content = edu.get("content")
+    read: dict[str, str] = {}
+    if not isinstance(content, dict):
+        return read
+    for event_id, receipts in content.items():
+        users = receipts.get("m.read") if isinstance(receipts, dict) else None
+        if (
+            not isinstance(event_id, str)
+            or not event_id.startswith("$")
+            or not isinstance(users, dict)
+        ):
+            continue
+        for user_id in users:
+            if isinstance(user_id, str) and user_id.startswith("@"):
+                read[user_id] = event_id
+    return read
+
+
 def ghost_localpart(prefix: str, network: str, local: str) -> str:
     """A stable ghost localpart for a remote user: the prefix, the source network, then their
     account as its kind writes it into addresses (``local``, `AccountFormat.local_form`) with

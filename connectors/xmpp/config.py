@@ -77,6 +77,9 @@ class XmppNetwork:
     file_private_networks: tuple[IPv4Network | IPv6Network, ...]
     """Loopback, private or link-local networks the file hosts may resolve to all the same
     (by default none: only public addresses are connected to)."""
+    read_markers: bool = True
+    """Whether XEP-0333 displayed markers cross, both ways (in one-to-one chats, and in MUCs
+    that advertise them); off where admins count them as personal data."""
 
     kind: str = "xmpp"
 
@@ -116,6 +119,7 @@ class XmppSchema:
         "self_ping_interval",
         "file_hosts",
         "file_private_networks",
+        "read_markers",
     )
 
     def __init__(self, reader: Reader, path: Path) -> None:
@@ -154,6 +158,7 @@ class XmppSchema:
             Key("max_file_bytes", lambda r, n: r.integer(n, 1), DEFAULT_MAX_FILE_BYTES),
             Key("self_ping_interval", Reader.positive_number, DEFAULT_SELF_PING_SECONDS),
             Key("file_private_networks", lambda _, n: self.networks(n), ()),
+            Key("read_markers", Reader.boolean, True),
         ))  # fmt: skip
         shown = r.presentation(name, fields, "en")
         domain, component = _valid_domain(fields, "domain"), _valid_domain(fields, "component")

@@ -30,8 +30,17 @@ from typing import Any
 from slixmpp.plugins.xep_0410 import PingStatus
 
 from bridge.config.model import Link
-from bridge.connector import Connector, DeliveryError, Host, Outgoing, Typing, Unavailable
-from bridge.events import Event, Kind, Sender
+from bridge.connector import (
+    Connector,
+    DeliveryError,
+    Host,
+    Outgoing,
+    ReadMarkers,
+    Typing,
+    Unavailable,
+)
+from bridge.events import MEMBERSHIP, Event, Kind, Sender
+from bridge.members import mirrors
 from bridge.naming import address_parts
 from bridge.notices import Notice
 from bridge.policy import SenderRefusal, ghost_refused, listed_refusal
@@ -41,9 +50,10 @@ from connectors.xmpp.config import XmppNetwork
 from connectors.xmpp.direct import OneToOne
 from connectors.xmpp.fetch_policy import FilePolicy
 from connectors.xmpp.files import Files
-from connectors.xmpp.rooms import REMEMBERED, Journal, Quote, Room, Seat
+from connectors.xmpp.rooms import REMEMBERED, Arrival, Journal, Quote, Room, Seat
 from connectors.xmpp.state import XmppState
 from connectors.xmpp.translate import (
+    NS_MARKERS,
     NS_OCCUPANT_ID,
     ORIGIN_PREFIX,
     MalformedStanza,
@@ -52,6 +62,7 @@ from connectors.xmpp.translate import (
     Presence,
     Reply,
     chat_state_stanza,
+    displayed_stanza,
     edit_event,
     fallback_id,
     groupchat_stanza,
@@ -71,6 +82,7 @@ from connectors.xmpp.translate import (
     retraction_stanza,
     split_direct_key,
     split_jid,
+    stanza_id_of,
     thread_fallback,
 )
 from connectors.xmpp.vcards import VCards
@@ -106,6 +118,7 @@ class _Join:
 
     stanza_id: str
     future: asyncio.Future[Presence]
+    nick: str
 
 
 @dataclass(frozen=True)
@@ -117,7 +130,7 @@ class _Echo:
     nick: str | None
 
 
-class XmppConnector(Connector, Typing):
+class XmppConnector(Connector, Typing, ReadMarkers):
     def __init__(self, network: XmppNetwork, host: Host) -> None:
         self.name = network.name
         self.network = network
@@ -320,6 +333,7 @@ class XmppConnector(Connector, Typing):
                 # can hold one: Prosody answers a leave to any other with item-not-found.
                 self._send(leave_presence(f"{room.jid}/{self.network.nick}", self.bot_jid))
             room.occupant_ids = features is not None and NS_OCCUPANT_ID in features
+            room.markers = features is not None and NS_MARKERS in features
             for nick in nick_candidates(self.network.nick):
                 try:
                     joined = await self._occupy(room.jid, self.bot_jid, nick, history=True)
@@ -351,6 +365,7 @@ class XmppConnector(Connector, Typing):
             except Missing:
                 features = None
             room.occupant_ids = features is not None and NS_OCCUPANT_ID in features
+            room.markers = features is not None and NS_MARKERS in features
 
     def _join_failed(self, room: Room, why: str) -> None:
         room.join_failures += 1
@@ -365,7 +380,7 @@ class XmppConnector(Connector, Typing):
         (with the nickname it gave)."""
         key = (room_jid, jid)
         join = _Join(f"{ORIGIN_PREFIX}join-{uuid.uuid4().hex}",
-                     asyncio.get_running_loop().create_future())  # fmt: skip
+                     asyncio.get_running_loop().create_future(), nick)  # fmt: skip
         self._joins[key] = join
         try:
             self.component.send_element(join_presence(
@@ -439,11 +454,32 @@ class XmppConnector(Connector, Typing):
         if to != self.bot_jid or pres.is_self:
             return
         if pres.type == "unavailable":
-            room.occupants.pop(pres.nick, None)
+            real = room.occupants.pop(pres.nick, None)
             if 303 in pres.statuses and pres.new_nick:
                 self._occupant(room, pres.new_nick, pres.real_jid, pres.occupant_id)
+            elif real is not None:
+                self._came_or_went(room, pres.nick, real, joined=False)
+            room.leaving.discard(pres.nick)
         else:
+            new = pres.nick not in room.occupants
             self._occupant(room, pres.nick, pres.real_jid, pres.occupant_id)
+            if new:
+                self._came_or_went(room, pres.nick, room.occupants[pres.nick], joined=True)
+
+    def _came_or_went(self, room: Room, nick: str, real: str, *, joined: bool) -> None:
+        """Someone joined or left while the bridge is in the room: passed on in the room's
+        order (`_arrived`) unless it is the bridge's own occupant or one of its puppets (by
+        real JID where the room shows it, else by the nicknames they hold, take or give up)."""
+        own = (
+            real == self.bot_jid
+            or real.rpartition("@")[2] == self.bot_jid
+            or nick == room.nick
+            or nick in room.puppet_nicks()
+            or nick in room.leaving
+            or any(key[0] == room.jid and join.nick == nick for key, join in self._joins.items())
+        )
+        if room.joined and not own:
+            room.queue.put_nowait(Arrival(nick, real or f"{room.jid}/{nick}", joined))
 
     def _occupant(
         self, room: Room, nick: str, real_jid: str | None, occupant_id: str | None
@@ -546,9 +582,12 @@ class XmppConnector(Connector, Typing):
 
     def _direct(self, el: ET.Element, msg: Message, to: str) -> None:
         """A message to a puppet or to the bridge outside a MUC."""
-        if msg.body is None and msg.oob is None:
-            return  # chat states, receipts, invitations: nothing to answer
         sender = split_jid(msg.sender)[0]
+        if msg.body is None and msg.oob is None:
+            if msg.displayed is not None and self.network.read_markers:
+                if self._sender_refusal(sender) is None:
+                    self.direct.read(msg)
+            return  # chat states, receipts, invitations: nothing to answer
         refusal = self._sender_refusal(sender)
         if refusal is not None:
             self.log.info("Refusing a message from %s to %s: %s", sender, to, refusal)
@@ -563,13 +602,34 @@ class XmppConnector(Connector, Typing):
 
     async def _work(self, room: Room) -> None:
         while True:
-            msg = await room.queue.get()
+            item = await room.queue.get()
             try:
-                await self._receive(room, msg)
+                if isinstance(item, Arrival):
+                    await self._arrived(room, item)
+                else:
+                    await self._receive(room, item)
             except FATAL:
                 raise
             except BaseException:
-                self.log.exception("Could not bridge message %s in %s", msg.id, room.jid)
+                what = item.nick if isinstance(item, Arrival) else item.id
+                self.log.exception("Could not bridge %s in %s", what, room.jid)
+
+    async def _arrived(self, room: Room, arrival: Arrival) -> None:
+        """A join or leave, mirrored in the link's other rooms where it mirrors members."""
+        if self._sender_refusal(arrival.author) is not None or arrival.nick in room.puppet_nicks():
+            return
+
+        async def count() -> int:
+            return len(room.occupants)
+
+        if not await mirrors(self.host.links.get(room.link_id), False, count):
+            return
+        kind = Kind.JOIN if arrival.joined else Kind.LEAVE
+        sender = Sender(network=self.name, user_id=arrival.author, display_name=arrival.nick)
+        await self._ingest(Event(
+            kind=kind, link_id=room.link_id, network=self.name, room_id=room.jid,
+            remote_id=f"{room.jid}/{arrival.nick}#{kind.value}-{uuid.uuid4().hex}", sender=sender,
+        ))  # fmt: skip
 
     async def _receive(self, room: Room, msg: Message) -> None:
         if not msg.nick or (msg.has_subject and msg.body is None):
@@ -592,6 +652,11 @@ class XmppConnector(Connector, Typing):
                          refusal)  # fmt: skip
             return
         sender = Sender(network=self.name, user_id=author, display_name=msg.nick)
+        if msg.body is None and msg.displayed is not None:
+            if room.markers and self.network.read_markers and not history:
+                read = room.stanza_ids.get(msg.displayed) or msg.displayed
+                self.host.read(self.name, room.jid, sender, read)
+            return
         if msg.chat_state is not None and msg.body is None and not history:
             await self.host.typing(self.name, room.jid, sender, msg.chat_state == "composing")
             return
@@ -719,6 +784,9 @@ class XmppConnector(Connector, Typing):
         event = out.event
         msg_id = origin_id(event.network, event.remote_id)
         try:
+            if event.kind in MEMBERSHIP:
+                await self._mirror_member(room, out)
+                return None
             sender_jid, relay_name = await self._poster(room, out)
             if event.kind is Kind.REACTION:
                 return await self._react(room, out, sender_jid, msg_id)
@@ -752,6 +820,23 @@ class XmppConnector(Connector, Typing):
         self._owners[jid] = parts
         await self._seat(room, jid, nickname(sender), out)
         return jid, None
+
+    async def _mirror_member(self, room: Room, out: Outgoing) -> None:
+        """The sender's puppet takes a seat (named, with their avatar) or gives it up; never
+        for someone with an account here."""
+        if out.sender_is_local:
+            return
+        sender = out.event.sender
+        parts = address_parts(self.host.config, sender)
+        jid = puppet_jid(*parts, self.network.component)
+        if out.event.kind is Kind.JOIN:
+            self._owners[jid] = parts
+            await self._seat(room, jid, nickname(sender), out)
+            return
+        seat = room.seats.pop(jid, None)
+        if seat is not None:
+            room.leaving.add(seat.nick)
+            self._send(leave_presence(f"{room.jid}/{seat.nick}", jid))
 
     async def _seat(self, room: Room, jid: str, base: str, out: Outgoing) -> None:
         """Have the puppet ``jid`` in ``room`` under (a free variant of) ``base``."""
@@ -881,6 +966,23 @@ class XmppConnector(Connector, Typing):
         if room is None or not room.joined or jid not in room.seats:
             return
         self._send(chat_state_stanza(room.jid, jid, f"{ORIGIN_PREFIX}{uuid.uuid4().hex}", typing))
+
+    async def show_read(self, room_id: str, sender: Sender, remote_id: str) -> None:
+        """The sender's puppet sends an XEP-0333 displayed marker: in its own one-to-one chat,
+        or in a MUC that advertises markers and where it sits already."""
+        if not self.network.read_markers:
+            return
+        jid = puppet_jid(*address_parts(self.host.config, sender), self.network.component)
+        msg_id = f"{ORIGIN_PREFIX}{uuid.uuid4().hex}"
+        pair = split_direct_key(room_id)
+        if pair is not None:
+            if pair[1] == jid:  # not someone else the peer's room let in
+                self._send(displayed_stanza(pair[0], jid, msg_id, stanza_id_of(remote_id), "chat"))
+            return
+        room = self.rooms.get(room_id)
+        if room is None or not room.joined or not room.markers or jid not in room.seats:
+            return
+        self._send(displayed_stanza(room.jid, jid, msg_id, remote_id, "groupchat"))
 
     async def fetch_media(self, ref: str) -> bytes:
         return await self.files.fetch(ref)

@@ -60,6 +60,16 @@ class OneToOne:
         """A chat message to a puppet from an allowed user: handled in arrival order."""
         self._queue.put_nowait((el, msg))
 
+    def read(self, msg: Message) -> None:
+        """A displayed marker (XEP-0333) from an allowed user to a puppet: shown in the chat's
+        room on the peer's network. A marker opens no chat."""
+        user, puppet = split_jid(msg.sender)[0], split_jid(msg.to)[0]
+        key = direct_key(user, puppet)
+        if msg.displayed is None or self.host.directory.link_for(self.network.name, key) is None:
+            return
+        sender = Sender(network=self.network.name, user_id=user, display_name=user)
+        self.host.read(self.network.name, key, sender, direct_message_id(key, msg.displayed))
+
     async def work(self) -> None:
         """Handle the chats' messages in order; any failure but cancellation costs only the
         message that caused it (its sender gets an error)."""

@@ -141,14 +141,26 @@ class Quote:
         return cls(nick, text if len(text) <= QUOTED else text[: QUOTED - 1] + "…")
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """Someone (not the bridge's own) joined the room (``joined``) or left it, as its
+    presences told the bridge's listener while it was in the room."""
+
+    nick: str
+    author: str
+    """Who they are, as `Room.author` says it: the real bare JID, or ``room/nick``."""
+    joined: bool
+
+
 @dataclass
 class Room:
     jid: str
     link_id: str
     journal: Journal
     """Where writes to the memories below are noted for the state table."""
-    queue: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
-    """The room's messages to the bridge's listener, in arrival order."""
+    queue: asyncio.Queue[Message | Arrival] = field(default_factory=asyncio.Queue)
+    """The room's messages to the bridge's listener, and who came and went, in arrival
+    order."""
     joined: bool = False
     """The bridge's own occupant is in the room (its listener)."""
     nick: str | None = None
@@ -159,6 +171,9 @@ class Room:
     occupant_ids: bool = False
     """The room stamps XEP-0421 occupant-ids (its disco#info says so): then a message's author
     is known by its occupant-id, else by its nickname."""
+    markers: bool = False
+    """The room advertises XEP-0333 chat markers (its disco#info says so): read markers
+    cross there."""
     occupants: dict[str, str] = field(default_factory=dict)
     """Nickname → real bare JID ("" where the room hides it), from the room's presences."""
     identities: dict[str, str] = field(default_factory=dict)
@@ -166,6 +181,8 @@ class Room:
     kept (and stored) after the occupant left: the authors of the history the room replays."""
     seats: dict[str, Seat] = field(default_factory=dict)
     """Puppet JID → its seat, for the puppets currently in the room."""
+    leaving: set[str] = field(default_factory=set)
+    """Nicknames of puppets the bridge took out of the room, until the room says they left."""
     replay_anchored: bool = False
     """While history replays after a join: a message already bridged was seen, so the unknown
     ones after it were missed while the bridge was away and are bridged now."""
@@ -246,3 +263,4 @@ class Room:
         self.nick = None
         self.occupants.clear()
         self.seats.clear()
+        self.leaving.clear()

@@ -51,6 +51,7 @@ CHAT_STATES = ("active", "composing", "paused", "inactive", "gone")
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_VCARD_UPDATE = "vcard-temp:x:update"
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+NS_MARKERS = "urn:xmpp:chat-markers:0"
 
 MAX_BODY = 64 * 1024
 """Longest body bridged (characters), as on Matrix."""
@@ -157,6 +158,8 @@ class Message:
     """XEP-0085: ``composing`` while the sender types, another state once they stopped."""
     error: str | None = None
     """The defined condition of a ``type="error"`` message."""
+    displayed: str | None = None
+    """XEP-0333: the id of the message the sender has read up to (a MUC's stanza-id)."""
 
     @property
     def room(self) -> str:
@@ -312,6 +315,7 @@ def parse_message(el: ET.Element) -> Message:
             (state for state in CHAT_STATES if _child(el, NS_CHATSTATES, state) is not None), None
         ),
         error=error_condition(el) if mtype == "error" else None,
+        displayed=_required_id(_child(el, NS_MARKERS, "displayed"), "displayed marker"),
     )
 
 
@@ -582,6 +586,15 @@ def chat_state_stanza(room: str, sender: str, msg_id: str, typing: bool) -> ET.E
     return el
 
 
+def displayed_stanza(to: str, sender: str, msg_id: str, read_id: str, mtype: str) -> ET.Element:
+    """XEP-0333: ``sender`` has read up to the message ``read_id`` (in a MUC, its stanza-id),
+    sent to a chat partner (``mtype`` ``chat``) or a room (``groupchat``)."""
+    el = _message(to, sender, msg_id, None)
+    el.set("type", mtype)
+    ET.SubElement(el, f"{{{NS_MARKERS}}}displayed", {"id": read_id})
+    return el
+
+
 def retraction_stanza(
     room: str, sender: str, msg_id: str, target: str, reason: str | None = None
 ) -> ET.Element:
@@ -674,7 +687,9 @@ def chat_stanza(
     to: str, sender: str, msg_id: str, body: str, *, replace_id: str | None = None,
     oob: Oob | None = None,
 ) -> ET.Element:  # fmt: skip
-    """A one-to-one message (text, a correction of ``replace_id``, or a file)."""
+    """A one-to-one message (text, a correction of ``replace_id``, or a file), markable
+    (XEP-0333) so that the user's client says when it was read."""
     el = groupchat_stanza(to, sender, msg_id, body, replace_id=replace_id, oob=oob)
     el.set("type", "chat")
+    ET.SubElement(el, f"{{{NS_MARKERS}}}markable")
     return el

@@ -4,7 +4,7 @@ repeated runs never match an old message), event predicates, and how a member is
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from mautrix.types import EventType, RoomID
@@ -38,15 +38,45 @@ async def name_of(user: User, room_id: str, user_id: str) -> str:
     return str(member.displayname)
 
 
-async def next_invite(user: User, since: str) -> str:
-    """The first room ``user`` is invited to after the sync position ``since``."""
+async def next_invite(user: User, since: str, besides: Collection[str] = ()) -> str:
+    """The first room ``user`` is invited to after the sync position ``since`` (other than
+    the rooms ``besides``)."""
     for _ in range(30):
         sync = await user.client.sync(since=since, timeout=1000)
-        invited = list(sync.get("rooms", {}).get("invite", {}))
+        invited = [room for room in sync.get("rooms", {}).get("invite", {}) if room not in besides]
         if invited:
             return str(invited[0])
         since = sync["next_batch"]
     raise AssertionError(f"{user.user_id} was invited nowhere")
+
+
+async def receipts_since(user: User, room_id: str, reader: str, since: str) -> list[str]:
+    """The events ``reader`` set a public read receipt on in the room after the sync
+    position ``since``, as ``user``'s client learns them (one ``/sync``, now)."""
+    sync = await user.client.sync(since=since, timeout=0)
+    room = sync.get("rooms", {}).get("join", {}).get(room_id, {})
+    return [
+        str(event_id)
+        for edu in room.get("ephemeral", {}).get("events", [])
+        if edu.get("type") == "m.receipt"
+        for event_id, receipts in edu["content"].items()
+        if reader in receipts.get("m.read", {})
+    ]
+
+
+async def receipt_on(user: User, room_id: str, reader: str, event_id: str) -> None:
+    """Wait until ``user`` sees ``reader``'s read receipt on ``event_id``."""
+    since = None
+    for _ in range(60):
+        sync = await user.client.sync(since=since, timeout=500)
+        since = sync["next_batch"]
+        room = sync.get("rooms", {}).get("join", {}).get(room_id, {})
+        for edu in room.get("ephemeral", {}).get("events", []):
+            if edu.get("type") == "m.receipt" and reader in edu["content"].get(event_id, {}).get(
+                "m.read", {}
+            ):
+                return
+    raise AssertionError(f"{user.user_id} never saw {reader} read {event_id} in {room_id}")
 
 
 async def typing_in(user: User, room_id: str, predicate: Callable[[list[str]], bool]) -> list[str]:

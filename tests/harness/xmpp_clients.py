@@ -22,8 +22,8 @@ from slixmpp.xmlstream.stanzabase import StanzaBase
 Predicate = Callable[[Message], bool]
 
 PLUGINS = ("xep_0030", "xep_0045", "xep_0054", "xep_0066", "xep_0085", "xep_0199", "xep_0203",
-           "xep_0308", "xep_0313", "xep_0359", "xep_0363", "xep_0424", "xep_0428", "xep_0444",
-           "xep_0461")  # fmt: skip
+           "xep_0308", "xep_0313", "xep_0333", "xep_0359", "xep_0363", "xep_0424", "xep_0428",
+           "xep_0444", "xep_0461")  # fmt: skip
 
 
 class XmppUser:
@@ -195,6 +195,10 @@ class XmppUser:
         msg = self.client.make_message(mto=room, mtype="groupchat")
         msg["chat_state"] = "composing" if composing else "active"
         msg.send()
+
+    def displayed(self, to: str, message_id: str) -> None:
+        """Say (XEP-0333) that this user has read a one-to-one chat up to ``message_id``."""
+        self.client.plugin["xep_0333"].send_marker(JID(to), message_id, "displayed", mtype="chat")
 
     def chat(self, to: str, body: str) -> Message:
         """Send a one-to-one message."""
