@@ -35,14 +35,7 @@ from mautrix.types import (
 from ruamel.yaml import YAML
 
 from tests.harness import BridgeProcess, Homeserver, User, free_port
-from tests.harness.world import (
-    UNRESTRICTED,
-    bund,
-    generate_registration,
-    head,
-    homeservers,
-    tchap,
-)
+from tests.harness import world as build
 
 Event = dict[str, Any]
 Predicate = Callable[[Event], bool]
@@ -242,11 +235,11 @@ def write_config(root: Path, bund_port: int, tchap_port: int, bridge_port: int) 
     (root / "relay-password").write_text(RELAY_PASSWORD + "\n")
     path = root / "config.yaml"
     path.write_text(
-        head("encrypted test world", f"sqlite:{root}/passerelle.db", bridge_port)
+        build.head("encrypted test world", f"sqlite:{root}/passerelle.db", bridge_port)
         + "networks:\n"
-        + bund(bund_port, BUND_OPTIONS.format(wait=ROOM_KEY_WAIT["bund"]))
-        + tchap(tchap_port, TCHAP_OPTIONS.format(wait=ROOM_KEY_WAIT["tchap"]))
-        + tchap(tchap_port, RELAY, name="tchap-relay")
+        + build.bund(bund_port, BUND_OPTIONS.format(wait=ROOM_KEY_WAIT["bund"]))
+        + build.tchap(tchap_port, TCHAP_OPTIONS.format(wait=ROOM_KEY_WAIT["tchap"]))
+        + build.tchap(tchap_port, RELAY, name="tchap-relay")
         + PEOPLE_AND_LINKS
     )
     return path
@@ -256,8 +249,8 @@ async def start_e2ee_world(root: Path) -> E2EEWorld:
     """Everything up and the bridge ready; rooms exist before the bridge starts."""
     bund_port, tchap_port, bridge_port = free_port(), free_port(), free_port()
     config_path = write_config(root, bund_port, tchap_port, bridge_port)
-    generate_registration(config_path)
-    bund, tchap = homeservers(root, bund_port, tchap_port, HOMESERVER_OPTIONS)
+    build.generate_registration(config_path)
+    bund, tchap = build.homeservers(root, bund_port, tchap_port, HOMESERVER_OPTIONS)
     bridge = BridgeProcess(config_path, root, port=bridge_port)
     world = E2EEWorld(root, config_path, bund, tchap, bridge)
     await asyncio.gather(bund.start(), tchap.start())
@@ -275,7 +268,7 @@ async def start_e2ee_world(root: Path) -> E2EEWorld:
             alias=link, name=link, public=True, initial_state=state
         )
         r[f"tchap:{link}"] = await u["jean"].create_room(
-            alias=link, name=link, public=True, initial_state=[UNRESTRICTED, *state]
+            alias=link, name=link, public=True, initial_state=[build.UNRESTRICTED, *state]
         )
     await bridge.start()
     return world

@@ -27,17 +27,9 @@ import aiosmtplib
 import dkim
 
 from tests.harness import BridgeProcess, Homeserver, User, free_port
+from tests.harness import world as build
 from tests.harness.dns import DkimKeyPair, DnsServer, dkim_keypair
 from tests.harness.smtp import RelayServer, self_signed_certificate
-from tests.harness.world import (
-    UNRESTRICTED,
-    bund,
-    generate_registration,
-    head,
-    homeservers,
-    mail,
-    tchap,
-)
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 PARSE_TIMEOUT = 5
@@ -186,16 +178,16 @@ def write_config(
 ) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     self_signed_certificate(root / "tls")
-    networks = bund(bund_port) + tchap(tchap_port)
+    networks = build.bund(bund_port) + build.tchap(tchap_port)
     for name, (domain, auth_policy, _link) in NETWORKS.items():
         (root / f"dkim-{name}.key").write_bytes(keys[name].private_pem)
         options = MAIL_OPTIONS.format(policy=auth_policy, dns=dns, dns_timeout=DNS_TIMEOUT)
         inbound_options = INBOUND_OPTIONS + (TLS if name == TLS_NETWORK else "")
-        networks += mail(domain, inbound[name], relay_port, "pass1", name=name,
+        networks += build.mail(domain, inbound[name], relay_port, "pass1", name=name,
                          options=options, inbound=inbound_options)  # fmt: skip
     path = root / "config.yaml"
     path.write_text(
-        head("test world with email", f"sqlite:{root}/passerelle.db", bridge_port,
+        build.head("test world with email", f"sqlite:{root}/passerelle.db", bridge_port,
              max_attempts=10, max_backoff=1.0)
         + "networks:\n"
         + networks
@@ -229,8 +221,8 @@ async def start_email_world(root: Path, password: str | None = None) -> EmailWor
     )
     dns.start()
     relay.start()
-    generate_registration(config_path)
-    bund, tchap = homeservers(root, bund_port, tchap_port)
+    build.generate_registration(config_path)
+    bund, tchap = build.homeservers(root, bund_port, tchap_port)
     bridge = BridgeProcess(config_path, root, port=bridge_port)
     world = EmailWorld(root, config_path, bund, tchap, bridge, relay, dns, claire_key, inbound)
     await asyncio.gather(bund.start(), tchap.start())
@@ -245,7 +237,7 @@ async def start_email_world(root: Path, password: str | None = None) -> EmailWor
     for link in ("wg", "lax", "held"):
         world.rooms[f"bund:{link}"] = await u["max"].create_room(alias=link, name=link, public=True)
     world.rooms["tchap:wg"] = await u["jean"].create_room(
-        alias="wg", name="wg", public=True, initial_state=[UNRESTRICTED]
+        alias="wg", name="wg", public=True, initial_state=[build.UNRESTRICTED]
     )
     await bridge.start()
     return world

@@ -28,8 +28,8 @@ from tests.harness import (
     require_server,
     synapse_available,
 )
+from tests.harness import world as build
 from tests.harness.expect import bodies, body_is, unique
-from tests.harness.world import RESTRICTED, generate_registration, head, matrix_network, tchap
 
 pytestmark = pytest.mark.e2e
 
@@ -44,11 +44,11 @@ def config(root: Path, bridge_port: int, bund_port: int, tchap_port: int, bund_n
     """Bund lets nobody of another server out (``allowed_domains: []``); Tchap's restricted
     rooms let bund's own people in."""
     return (
-        head("federation test world", f"sqlite:{root}/passerelle.db", bridge_port)
+        build.head("federation test world", f"sqlite:{root}/passerelle.db", bridge_port)
         + "networks:\n"
-        + matrix_network("bund", bund_port, server_name=f'"{bund_name}"',
+        + build.matrix_network("bund", bund_port, server_name=f'"{bund_name}"',
                          options="org_label: BMI\nallowed_domains: []\n")
-        + tchap(tchap_port, f'restricted_rooms_allow: ["{bund_name}"]\n')
+        + build.tchap(tchap_port, f'restricted_rooms_allow: ["{bund_name}"]\n')
         + LINK.format(bund_name=bund_name)
     )  # fmt: skip
 
@@ -77,7 +77,7 @@ async def start_federation_world(root: Path) -> FederationWorld:
     bridge_port = free_port()
     path = root / "config.yaml"
     path.write_text(config(root, bridge_port, bund.port, tchap.port, bund.server_name))
-    generate_registration(path)
+    build.generate_registration(path)
     world = FederationWorld(bund, evil, tchap, BridgeProcess(path, root, port=bridge_port))
     await asyncio.gather(bund.start(), evil.start(), tchap.start())
     u = world.users
@@ -87,7 +87,7 @@ async def start_federation_world(root: Path) -> FederationWorld:
                                     displayname="Jean Dupont [Intérieur]")  # fmt: skip
     world.rooms["bund"] = await u["max"].create_room(alias="wg", name="WG", public=True)
     world.rooms["tchap"] = await u["jean"].create_room(
-        alias="wg", name="WG", public=True, initial_state=[RESTRICTED]
+        alias="wg", name="WG", public=True, initial_state=[build.RESTRICTED]
     )
     await world.bridge.start()
     return world

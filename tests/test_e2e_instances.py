@@ -30,10 +30,10 @@ from tests.harness import (
     require_server,
     synapse_available,
 )
+from tests.harness import world as build
 from tests.harness.expect import bodies, body_is, unique
 from tests.harness.postgres import fresh_database, terminate_connections
 from tests.harness.proxy import FailoverProxy
-from tests.harness.world import UNRESTRICTED, bund, generate_registration, head, homeservers, tchap
 from tests.world import RELAY_PASSWORD
 
 pytestmark = pytest.mark.e2e
@@ -55,11 +55,11 @@ links:
 def config(database: str, bridge_port: int, bund_port: int, tchap_port: int, proxy: int) -> str:
     """The first instance's config: the homeservers reach the instances through the proxy."""
     return (
-        head("two-instance world", database, bridge_port)
+        build.head("two-instance world", database, bridge_port)
         + "networks:\n"
-        + bund(bund_port, appservice=APPSERVICE.format(proxy_port=proxy, name="bund"))
-        + tchap(tchap_port, appservice=APPSERVICE.format(proxy_port=proxy, name="tchap"))
-        + tchap(tchap_port, RELAY, name="tchap-relay")
+        + build.bund(bund_port, appservice=APPSERVICE.format(proxy_port=proxy, name="bund"))
+        + build.tchap(tchap_port, appservice=APPSERVICE.format(proxy_port=proxy, name="tchap"))
+        + build.tchap(tchap_port, RELAY, name="tchap-relay")
         + LINKS
     )
 
@@ -89,14 +89,16 @@ async def start_pair(root: Path, database: str) -> Pair:
     (root / "relay-password").write_text(RELAY_PASSWORD + "\n")
     first = root / "config.yaml"
     first.write_text(config(database, ports[0], bund_port, tchap_port, proxy_port))
-    generate_registration(first)  # the tokens are written into this config: the other copies it
+    build.generate_registration(
+        first
+    )  # the tokens are written into this config: the other copies it
     second_root = root / "second"
     second_root.mkdir()
     shutil.copy(root / "relay-password", second_root / "relay-password")
     (second_root / "config.yaml").write_text(
         first.read_text().replace(f"port: {ports[0]}", f"port: {ports[1]}")
     )
-    bund, tchap = homeservers(root, bund_port, tchap_port)
+    bund, tchap = build.homeservers(root, bund_port, tchap_port)
     bridges = [BridgeProcess(first, root, port=ports[0]),
                BridgeProcess(second_root / "config.yaml", second_root, port=ports[1])]  # fmt: skip
     proxy = FailoverProxy([f"http://127.0.0.1:{p}" for p in ports], port=proxy_port)
@@ -110,7 +112,7 @@ async def start_pair(root: Path, database: str) -> Pair:
     for link in ("main", "relay"):
         pair.rooms[f"bund:{link}"] = await u["max"].create_room(alias=link, public=True)
         pair.rooms[f"tchap:{link}"] = await u["jean"].create_room(
-            alias=link, public=True, initial_state=[UNRESTRICTED]
+            alias=link, public=True, initial_state=[build.UNRESTRICTED]
         )
     for bridge in bridges:
         await bridge.start()

@@ -16,7 +16,8 @@ from mautrix.types import ContentURI
 from tests.harness import User
 from tests.harness.clients import Predicate
 from tests.harness.expect import bodies, body_has, body_is, unique
-from tests.world import UNRESTRICTED, World
+from tests.harness.world import UNRESTRICTED
+from tests.world import World
 
 pytestmark = pytest.mark.e2e
 

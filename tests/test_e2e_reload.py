@@ -17,7 +17,8 @@ from mautrix.types import RoomID
 
 from tests.harness.bridge import REPO_ROOT
 from tests.harness.expect import bodies, body_is, name_of, unique
-from tests.world import UNRESTRICTED, World
+from tests.harness.world import UNRESTRICTED
+from tests.world import World
 
 pytestmark = pytest.mark.e2e
 

@@ -18,19 +18,10 @@ import aiosmtplib
 
 from tests.email_world import CLAIRE, INBOUND_OPTIONS, MAIL_OPTIONS, compose, sign
 from tests.harness import BridgeProcess, Homeserver, User, free_port
+from tests.harness import world as build
 from tests.harness.dns import DkimKeyPair, DnsServer, dkim_keypair
 from tests.harness.prosody import Prosody
 from tests.harness.smtp import RelayServer
-from tests.harness.world import (
-    UNRESTRICTED,
-    bund,
-    generate_registration,
-    head,
-    homeservers,
-    mail,
-    tchap,
-    xmpp,
-)
 from tests.harness.xmpp_clients import XmppUser
 from tests.xmpp_world import COMPONENT, MUC
 
@@ -107,13 +98,13 @@ def write_config(
     mail_options = MAIL_OPTIONS.format(policy="reject", dns=dns.address, dns_timeout="2s")
     path = root / "config.yaml"
     path.write_text(
-        head("test world with all kinds of network", f"sqlite:{root}/passerelle.db",
+        build.head("test world with all kinds of network", f"sqlite:{root}/passerelle.db",
              bridge_port, max_attempts=40)
         + "networks:\n"
-        + bund(bund_port)
-        + tchap(tchap_port)
-        + xmpp(prosody.component_port, COMPONENT)
-        + mail(MAIL_DOMAIN, inbound_port, relay.port, "pass1", options=mail_options,
+        + build.bund(bund_port)
+        + build.tchap(tchap_port)
+        + build.xmpp(prosody.component_port, COMPONENT)
+        + build.mail(MAIL_DOMAIN, inbound_port, relay.port, "pass1", options=mail_options,
                inbound=INBOUND_OPTIONS)
         + PEOPLE_AND_LINKS.format(claire=CLAIRE, muc=MUC, address=ADDRESS)
     )  # fmt: skip
@@ -134,8 +125,8 @@ async def start_thread_world(root: Path) -> ThreadWorld:
     config_path = write_config(root, prosody, ports, relay, dns, own_key)
     dns.start()
     relay.start()
-    generate_registration(config_path)
-    bund, tchap = homeservers(root, bund_port, tchap_port)
+    build.generate_registration(config_path)
+    bund, tchap = build.homeservers(root, bund_port, tchap_port)
     bridge = BridgeProcess(config_path, root, port=bridge_port)
     world = ThreadWorld(root, bund, tchap, prosody, relay, dns, bridge, claire_key, inbound_port)
     password = secrets.token_hex(8)
@@ -147,7 +138,7 @@ async def start_thread_world(root: Path) -> ThreadWorld:
                                     displayname="Jean Dupont [Intérieur]")  # fmt: skip
     world.rooms["bund"] = await u["max"].create_room(alias="wg", name="WG", public=True)
     world.rooms["tchap"] = await u["jean"].create_room(
-        alias="wg", name="WG", public=True, initial_state=[UNRESTRICTED]
+        alias="wg", name="WG", public=True, initial_state=[build.UNRESTRICTED]
     )
     alice = XmppUser("alice@xmpp.test", password, prosody.c2s_port)
     await alice.connect()

@@ -14,15 +14,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from tests.harness import BridgeProcess, Homeserver, User, free_port
-from tests.harness.world import (
-    RESTRICTED,
-    UNRESTRICTED,
-    bund,
-    generate_registration,
-    head,
-    homeservers,
-    tchap,
-)
+from tests.harness import world as build
 
 RELAY_PASSWORD = "relay-bot-password-for-tests"
 ADMIN_TOKEN = "admin-token-of-the-test-world"
@@ -115,13 +107,13 @@ def write_config(root: Path, bund_port: int, tchap_port: int, bridge_port: int) 
     (root / "audit-key").write_text(AUDIT_KEY + "\n")
     path = root / "config.yaml"
     path.write_text(
-        head("test world", f"sqlite:{root}/passerelle.db", bridge_port,
+        build.head("test world", f"sqlite:{root}/passerelle.db", bridge_port,
              give_up_after=GIVE_UP_AFTER)
         + ADMIN_AND_AUDIT
         + "networks:\n"
-        + bund(bund_port)
-        + tchap(tchap_port)
-        + tchap(tchap_port, RELAY, name="tchap-relay")
+        + build.bund(bund_port)
+        + build.tchap(tchap_port)
+        + build.tchap(tchap_port, RELAY, name="tchap-relay")
         + PEOPLE_AND_LINKS
     )  # fmt: skip
     return path
@@ -138,8 +130,8 @@ async def start_world(
     bund_port, bridge_port = free_port(), free_port()
     tchap_real_port, tchap_port = tchap_ports or (free_port(),) * 2
     config_path = write_config(root, bund_port, tchap_port, bridge_port)
-    generate_registration(config_path)
-    bund, tchap = homeservers(root, bund_port, tchap_real_port)
+    build.generate_registration(config_path)
+    bund, tchap = build.homeservers(root, bund_port, tchap_real_port)
     bridge = BridgeProcess(config_path, root, port=bridge_port)
     world = World(root, config_path, bund, tchap, bridge)
     await asyncio.gather(bund.start(), tchap.start())
@@ -160,8 +152,8 @@ async def start_world(
         r[f"bund:{link}"] = await u["max"].create_room(alias=link, name=link, public=True)
         await u["erika"].join(r[f"bund:{link}"])
     await u["anna_bund"].join(r["bund:main"])
-    for link, rule in (("main", UNRESTRICTED), ("created", UNRESTRICTED),
-                       ("restr", RESTRICTED), ("relay", UNRESTRICTED)):  # fmt: skip
+    for link, rule in (("main", build.UNRESTRICTED), ("created", build.UNRESTRICTED),
+                       ("restr", build.RESTRICTED), ("relay", build.UNRESTRICTED)):  # fmt: skip
         r[f"tchap:{link}"] = await u["jean"].create_room(
             alias=link, name=link, public=True, initial_state=[rule]
         )

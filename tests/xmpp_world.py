@@ -16,16 +16,8 @@ from pathlib import Path
 from mautrix.types import EventType, RoomID
 
 from tests.harness import BridgeProcess, Homeserver, User, free_port
+from tests.harness import world as build
 from tests.harness.prosody import Prosody
-from tests.harness.world import (
-    UNRESTRICTED,
-    bund,
-    generate_registration,
-    head,
-    homeservers,
-    tchap,
-    xmpp,
-)
 from tests.harness.xmpp_clients import XmppUser
 
 COMPONENT = "passerelle.xmpp.test"
@@ -107,11 +99,11 @@ def write_config(
     (root / "xmpp-secret").write_text(prosody.components[COMPONENT] + "\n")
     path = root / "config.yaml"
     path.write_text(
-        head("XMPP test world", f"sqlite:{root}/passerelle.db", bridge_port, max_attempts=40)
+        build.head("XMPP test world", f"sqlite:{root}/passerelle.db", bridge_port, max_attempts=40)
         + "networks:\n"
-        + bund(bund_port)
-        + tchap(tchap_port)
-        + xmpp(prosody.component_port, COMPONENT,
+        + build.bund(bund_port)
+        + build.tchap(tchap_port)
+        + build.xmpp(prosody.component_port, COMPONENT,
                XMPP_OPTIONS.format(upload_port=prosody.http_port))
         + PEOPLE_AND_LINKS.format(muc=MUC)
     )  # fmt: skip
@@ -126,8 +118,8 @@ async def start_xmpp_world(root: Path, password: str | None = None) -> XmppWorld
                       components={COMPONENT: secrets.token_hex(16)})  # fmt: skip
     bund_port, tchap_port, bridge_port = free_port(), free_port(), free_port()
     config_path = write_config(root, prosody, bund_port, tchap_port, bridge_port)
-    generate_registration(config_path)
-    bund, tchap = homeservers(root, bund_port, tchap_port)
+    build.generate_registration(config_path)
+    bund, tchap = build.homeservers(root, bund_port, tchap_port)
     bridge = BridgeProcess(config_path, root, port=bridge_port)
     world = XmppWorld(root, config_path, bund, tchap, prosody, bridge, password=password)
     for localpart, host in (("alice", "xmpp.test"), ("bob", "xmpp.test"), ("erika", "xmpp.test"),
@@ -155,7 +147,7 @@ async def start_xmpp_world(root: Path, password: str | None = None) -> XmppWorld
     await u["erika"].join(world.rooms["bund"])
     await u["anna_bund"].join(world.rooms["bund"])
     world.rooms["tchap"] = await u["jean"].create_room(
-        alias="wg", name="WG", public=True, initial_state=[UNRESTRICTED]
+        alias="wg", name="WG", public=True, initial_state=[build.UNRESTRICTED]
     )
     await u["anna_tchap"].join(world.rooms["tchap"])
     world.rooms["xmpp"] = MUC

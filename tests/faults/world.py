@@ -30,21 +30,12 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from tests.harness import BridgeProcess, Homeserver, User, free_port
+from tests.harness import world as build
 from tests.harness.dns import DnsServer, dkim_keypair
 from tests.harness.postgres import fresh_database
 from tests.harness.prosody import Prosody
 from tests.harness.proxy import FailoverProxy
 from tests.harness.smtp import RelayServer
-from tests.harness.world import (
-    UNRESTRICTED,
-    bund,
-    generate_registration,
-    head,
-    homeservers,
-    mail,
-    tchap,
-    xmpp,
-)
 from tests.harness.xmpp_clients import XmppUser
 
 NETWORKS = ("bund", "tchap", "xmpp", "mail")
@@ -149,25 +140,25 @@ def write_configs(
     """Instance ``a``'s config with its registrations (tokens generated into it), then
     instance ``b``'s: the same but for its own HTTP and SMTP ports."""
     root.mkdir(parents=True, exist_ok=True)
-    text = head("fault-suite world", database, ports["a"], give_up_after=give_up_after)
-    text += "networks:\n" + bund(ports["bund"], appservice=f"url: {proxy_url}/as/bund\n")
-    text += tchap(ports["tchap"], appservice=f"url: {proxy_url}/as/tchap\n")
+    text = build.head("fault-suite world", database, ports["a"], give_up_after=give_up_after)
+    text += "networks:\n" + build.bund(ports["bund"], appservice=f"url: {proxy_url}/as/bund\n")
+    text += build.tchap(ports["tchap"], appservice=f"url: {proxy_url}/as/tchap\n")
     link = LINK
     if "xmpp" in networks:
         assert prosody is not None
         (root / "xmpp-secret").write_text(prosody.components[COMPONENT] + "\n")
-        text += xmpp(prosody.component_port, COMPONENT, "self_ping_interval: 2\n")
+        text += build.xmpp(prosody.component_port, COMPONENT, "self_ping_interval: 2\n")
         link += f"      xmpp: {MUC}\n"
     if "mail" in networks:
         assert dns is not None
         (root / "dkim-mail.key").write_bytes(dkim_keypair().private_pem)
-        text += mail(MAIL_DOMAIN, ports["a-smtp"], ports["relay"], "faults",
+        text += build.mail(MAIL_DOMAIN, ports["a-smtp"], ports["relay"], "faults",
                      options=f'dns: ["{dns.address}"]\n')  # fmt: skip
         text += RITA_PERSON.format(rita=RITA)
         link += f"      mail: {LINK_ADDRESS}\n    people: [rita]\n"
     path_a = root / "config.yaml"
     path_a.write_text(text + link)
-    generate_registration(path_a)
+    build.generate_registration(path_a)
     yaml = YAML()
     doc = yaml.load(path_a.read_text())
     doc["listen"]["port"] = ports["b"]
@@ -214,7 +205,7 @@ async def _start(
         proxy_url=f"http://127.0.0.1:{ports['proxy']}", give_up_after=give_up_after,
         prosody=prosody, dns=dns,
     )  # fmt: skip
-    bund, tchap = homeservers(root, ports["bund"], ports["tchap"])
+    bund, tchap = build.homeservers(root, ports["bund"], ports["tchap"])
     instances = [
         Instance(name, BridgeProcess(path, root / name, port=ports[name]), ports[f"{name}-smtp"])
         for name, path in zip(("a", "b"), paths, strict=True)
@@ -242,7 +233,7 @@ async def _populate(world: FaultWorld, networks: tuple[str, ...]) -> None:
                                      displayname="Jean Dupont [Intérieur]")  # fmt: skip
     world.rooms["bund"] = await u["bund"].create_room(alias="wg", name="WG", public=True)
     world.rooms["tchap"] = await u["tchap"].create_room(
-        alias="wg", name="WG", public=True, initial_state=[UNRESTRICTED]
+        alias="wg", name="WG", public=True, initial_state=[build.UNRESTRICTED]
     )
     if world.prosody is not None:
         world.alice = XmppUser("alice@xmpp.test", password, world.prosody.c2s_port)
