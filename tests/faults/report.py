@@ -4,8 +4,8 @@ aligned like the benchmark's, so the README can show it as printed)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 
 from tests.faults.traffic import Arrival, Route
 
@@ -21,6 +21,10 @@ class Tally:
     """Numbers that arrived more than once (once per extra copy)."""
     reordered: list[int]
     """Numbers whose first copy arrived after that of a later message of the route."""
+    caught_up: list[int] = field(default_factory=list)
+    """Numbers that arrived after later ones because the homeserver's push of them was lost
+    on its way (`tests.faults.scenario.lost_pushes`): the bridge can only read them from the
+    room later (its catch-up), which the README says; not counted as out of order."""
 
     @property
     def ok(self) -> bool:
@@ -31,9 +35,13 @@ class Tally:
         return f"{self.route[0]} → {self.route[1]}"
 
 
-def tally(route: Route, sent: Iterable[int], arrived: list[Arrival]) -> Tally:
+def tally(
+    route: Route, sent: Iterable[int], arrived: list[Arrival], pushes_lost: Collection[int] = ()
+) -> Tally:
     """What ``route`` did with the numbers ``sent``, given every copy that ``arrived`` in the
-    target's order. A number that arrived but was never confirmed as sent does not count."""
+    target's order. A number that arrived but was never confirmed as sent does not count;
+    one in ``pushes_lost`` (its homeserver's push never reached the bridge) that arrives late
+    is counted as caught up, not as out of order."""
     sent_set = set(sent)
     copies = Counter(a.seq for a in arrived if a.seq in sent_set)
     firsts: list[int] = []
@@ -42,10 +50,10 @@ def tally(route: Route, sent: Iterable[int], arrived: list[Arrival]) -> Tally:
         if a.seq in sent_set and a.seq not in seen:
             seen.add(a.seq)
             firsts.append(a.seq)
-    reordered, highest = [], 0
+    reordered, caught_up, highest = [], [], 0
     for seq in firsts:
         if seq < highest:
-            reordered.append(seq)
+            (caught_up if seq in pushes_lost else reordered).append(seq)
         highest = max(highest, seq)
     return Tally(
         route,
@@ -54,6 +62,7 @@ def tally(route: Route, sent: Iterable[int], arrived: list[Arrival]) -> Tally:
         lost=sorted(sent_set - set(copies)),
         doubled=sorted(seq for seq, n in copies.items() for _ in range(n - 1)),
         reordered=reordered,
+        caught_up=caught_up,
     )
 
 
@@ -83,7 +92,12 @@ def table(tallies: list[Tally], notes: list[str]) -> str:
     details = [
         f"{t.name}: {what} {_few(nums)}"
         for t in tallies
-        for what, nums in (("lost", t.lost), ("doubled", t.doubled), ("out of order", t.reordered))
+        for what, nums in (
+            ("lost", t.lost),
+            ("doubled", t.doubled),
+            ("out of order", t.reordered),
+            ("caught up after its push was lost", t.caught_up),
+        )
         if nums
     ]
     return "\n".join(out + ([""] + details if details else []))

@@ -9,6 +9,7 @@ database dropping the bridge's connections, and the active instance of two dying
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import secrets
@@ -19,7 +20,15 @@ from typing import Any
 
 from tests.faults import window
 from tests.faults.report import Tally, tally
-from tests.faults.traffic import Arrival, Route, Traffic, XmppClock, arrivals, writers
+from tests.faults.traffic import (
+    Arrival,
+    Route,
+    Traffic,
+    XmppClock,
+    arrivals,
+    read_marker,
+    writers,
+)
 from tests.faults.world import FaultWorld
 from tests.harness.postgres import terminate_connections
 
@@ -145,6 +154,40 @@ def failover(before: float, down: float, after: float) -> Fault:
     return fault
 
 
+def lost_pushes(count: int, every: float) -> Fault:
+    """``count`` times, ``every`` s apart: the proxy in front of the bridge answers the next
+    push of a homeserver (a transaction with events) 200 without passing it on, as a push lost
+    on its way; the homeserver never sends it again, so only the bridge's catch-up brings its
+    events across (README, "Catch-up")."""
+
+    async def fault(run: Run) -> None:
+        for n in range(count):
+            await asyncio.sleep(every)
+            body = await run.world.proxy.lose_next_push(
+                30, lambda body: bool(pushed_messages([body], run.traffic.run))
+            )
+            lost = pushed_messages([body] if body else [], run.traffic.run)
+            shown = ", ".join(f"{source} #{seq}" for source, seq in sorted(lost))
+            run.note(f"push {n + 1}/{count} to the bridge lost on its way: {shown or 'no message'}")
+
+    return fault
+
+
+def pushed_messages(bodies: list[bytes], run: str) -> set[tuple[str, int]]:
+    """This run's messages, as (source, number), that people wrote (not the bridge's ghosts'
+    copies) in the pushed transactions ``bodies``."""
+    found = set()
+    for body in bodies:
+        for event in json.loads(body).get("events", []):
+            if str(event.get("sender", "")).startswith("@passerelle"):
+                continue
+            content = event.get("content")
+            mark = read_marker(content.get("body") if isinstance(content, dict) else None, run)
+            if mark is not None:
+                found.add(mark)
+    return found
+
+
 def served_by(world: FaultWorld, since: int = 0) -> str:
     """Which instances the proxy forwarded to, in turn, from its ``since``-th request on
     (``a ×120, b ×31, a ×12``)."""
@@ -188,6 +231,7 @@ async def run_faults(
     traffic = Traffic(run_id, writers(world), interval)
     run = Run(world, traffic, random.Random(seed))
     run.note(f"run {run_id}, seed {seed}, networks {', '.join(world.networks)}")
+    swallowed = len(world.proxy.swallowed)
     await window.install(world.database)
     clock = XmppClock(world.alice, run_id) if world.alice is not None else None
     traffic.start()
@@ -199,7 +243,12 @@ async def run_faults(
     run.note(f"writers stopped: {traffic.total} messages written")
     arrived = await _drain(run, clock, drain)
     routes = [(s, t) for s in traffic.sent for t in world.networks if t != s]
-    tallies = [tally(r, [a.seq for a in traffic.sent[r[0]]], arrived.get(r, [])) for r in routes]
+    lost = pushed_messages(world.proxy.swallowed[swallowed:], run_id)
+    tallies = [
+        tally(r, [a.seq for a in traffic.sent[r[0]]], arrived.get(r, []),
+              {seq for source, seq in lost if source == r[0]})
+        for r in routes
+    ]  # fmt: skip
     found = await window.windows(world.database, run_id, arrived)
     notes = [
         f"Run {run_id} (seed {seed}): {traffic.total} messages written on "
@@ -233,8 +282,8 @@ async def _drain(run: Run, clock: XmppClock | None, seconds: float) -> dict[Rout
 
 def full_plan(kills: int = 10, long_outage: float = 600.0) -> list[Fault]:
     """Issue 11's run: ten SIGKILLs, a homeserver down for 30 s and for 10 minutes, Prosody
-    restarted, the relay down a minute, the database connections cut three times, and the
-    active instance of two killed."""
+    restarted, the relay down a minute, the database connections cut three times, three
+    homeserver pushes lost on their way (issue 17), and the active instance of two killed."""
     return [
         pause(10),
         sigkills(kills, 3, 15),
@@ -248,6 +297,8 @@ def full_plan(kills: int = 10, long_outage: float = 600.0) -> list[Fault]:
         relay_down(60),
         pause(10),
         database_cuts(3, 10),
+        pause(10),
+        lost_pushes(3, 5),
         pause(10),
         failover(10, 30, 10),
         pause(10),

@@ -6,8 +6,10 @@ homeserver and loses an answer on demand."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -44,6 +46,11 @@ class _Proxy:
         raise NotImplementedError
 
 
+def _has_events(body: bytes) -> bool:
+    """A transaction that carries events (not only ephemeral data or nothing)."""
+    return b'"events": []' not in body and b'"events":[]' not in body
+
+
 class FailoverProxy(_Proxy):
     def __init__(self, backends: list[str], host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(host, port)
@@ -54,12 +61,28 @@ class FailoverProxy(_Proxy):
         self._swallow = 0
         self.swallowed: list[bytes] = []
         """Bodies of the appservice transactions acknowledged without passing them on."""
+        self._swallowed_one = asyncio.Event()
+        self._swallow_if: Callable[[bytes], bool] = _has_events
 
-    def swallow(self, transactions: int = 1) -> None:
+    def swallow(self, transactions: int = 1, when: Callable[[bytes], bool] = _has_events) -> None:
         """Acknowledge the next ``transactions`` appservice transactions (200, as a bridge that
-        took them) without passing them on: a push the homeserver thinks done and the bridge
-        never saw."""
+        took them) whose body passes ``when`` without passing them on: a push the homeserver
+        thinks done and the bridge never saw."""
         self._swallow += transactions
+        self._swallow_if = when
+
+    async def lose_next_push(
+        self, patience: float, when: Callable[[bytes], bool] = _has_events
+    ) -> bytes | None:
+        """`swallow` the next transaction whose body passes ``when`` and wait for it: its body,
+        or None when none came for ``patience`` s (one is then swallowed later)."""
+        self._swallowed_one.clear()
+        self.swallow(1, when)
+        try:
+            await asyncio.wait_for(self._swallowed_one.wait(), patience)
+        except TimeoutError:
+            return None
+        return self.swallowed[-1]
 
     async def _backend(self) -> str | None:
         if self._active is not None and time.monotonic() - self._active[1] < READY_CACHE:
@@ -80,9 +103,10 @@ class FailoverProxy(_Proxy):
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if self._swallow and request.method == "PUT" and "/transactions/" in request.path:
             body = await request.read()
-            if b'"events": []' not in body and b'"events":[]' not in body:
+            if self._swallow_if(body):
                 self._swallow -= 1
                 self.swallowed.append(body)
+                self._swallowed_one.set()
                 return web.json_response({})
         backend = await self._backend()
         if backend is None:
