@@ -224,6 +224,7 @@ class Router:
                 or not isinstance(connector, ReadMarkers)
                 or self.directory.disabled_reason(link_id, target) is not None
                 or (person is not None and target in person.accounts)
+                or not crosses(self.config.policy, link_id, read.network, target)
             ):
                 continue
             remote_id = await self.store.counterpart(read.network, read.remote_id, target)

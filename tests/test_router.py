@@ -16,11 +16,12 @@ import pytest
 from bridge.claims import LocalClaims
 from bridge.config.load import load_config
 from bridge.config.model import Link
-from bridge.connector import Connector, DeliveryError, Outgoing, Unavailable
+from bridge.connector import Connector, DeliveryError, Outgoing, ReadMarkers, Unavailable
 from bridge.directory import RoomDirectory
 from bridge.events import Event, Kind, Sender
 from bridge.links import Links
 from bridge.notices import Notice
+from bridge.read_markers import Read
 from bridge.router import Router
 from bridge.store import Store
 
@@ -47,10 +48,17 @@ links:
     rooms: {{bund: "!wg:bund.example", tchap: "!wg:tchap.example", third: "!wg:third.example"}}
   - id: other
     rooms: {{bund: "!other:bund.example", tchap: "!other:tchap.example"}}
+  - id: announce
+    rooms: {{bund: "!announce:bund.example", tchap: "!announce:tchap.example"}}
+    policy: {{tchap: {{direction: receive}}}}
+people:
+  - id: jean
+    name: Jean Dupont
+    accounts: {{tchap: "@jean:tchap.example"}}
 """
 
 
-class Recording(Connector):
+class Recording(Connector, ReadMarkers):
     """A network that records what the core asks of it and sends nothing anywhere; ``fail``
     decides what a send raises (nothing: it is delivered)."""
 
@@ -63,6 +71,8 @@ class Recording(Connector):
         self.people: list[str] | Exception = []
         """Who `members` says is in any room (or what it raises)."""
         self.takes_commands = True
+        self.reads: list[tuple[str, str, str]] = []
+        """(room, reader, message read) of every read marker shown."""
 
     async def start(self) -> None:
         return None
@@ -99,6 +109,9 @@ class Recording(Connector):
             raise self.people
         return self.people
 
+    async def show_read(self, room_id: str, sender: Sender, remote_id: str) -> None:
+        self.reads.append((room_id, sender.user_id, remote_id))
+
     def texts(self) -> list[str]:
         return [out.event.text for out in self.sent]
 
@@ -120,7 +133,7 @@ async def open_bridge(root: Path, life: str = "5d") -> Bridge:
     bund, tchap, third = Recording("bund"), Recording("tchap"), Recording("third")
     connectors = {"bund": bund, "tchap": tchap, "third": third}
     router = Router(config, Links(config), store, directory, connectors, LocalClaims())
-    for link in ("wg", "other"):
+    for link in ("wg", "other", "announce"):
         directory.bind(link, "bund", f"!{link}:bund.example")
         directory.bind(link, "tchap", f"!{link}:tchap.example")
     directory.bind("wg", "third", "!wg:third.example")
@@ -318,3 +331,15 @@ async def test_what_was_queued_is_not_delivered_once_the_senders_domain_left_the
          "und wird nicht mehr gebrückt).")
         for network in ("Tchap", "third")
     ]  # fmt: skip
+
+
+async def test_a_room_that_only_receives_lets_no_read_marker_out(bridge: Bridge) -> None:
+    """``direction: receive`` on the announce link's Tchap room: nothing of that room goes out,
+    its readers' markers included; the same marker in a two-way link crosses."""
+    jean = Sender(network="tchap", user_id="@jean:tchap.example", display_name="Jean Dupont")
+    for link in ("announce", "other"):
+        assert await bridge.router.ingest(message(f"$to-{link}", "Bekanntmachung", link=link))
+    await settled(bridge.router)
+    for out, remote_id in zip(bridge.tchap.sent, ("$tchap-1", "$tchap-2"), strict=True):
+        await bridge.router._pass_read(Read("tchap", out.room_id, jean, remote_id))
+    assert bridge.bund.reads == [("!other:bund.example", "@jean:tchap.example", "$to-other")]
