@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import BridgeError, HomeserverError, in_ci, require_server, synapse_available
+from tests.harness import in_ci, require_server, synapse_available
+from tests.harness import world as build
 from tests.harness.postgres import Opener, store_opener
 from tests.world import World, start_world
 
@@ -22,13 +23,7 @@ __all__ = ["in_ci", "require_server", "synapse_available"]
 @pytest.fixture(scope="session")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     """Two real Synapse homeservers, their users and rooms, and the bridge between them."""
-    reason = synapse_available()
-    if reason:
-        require_server("synapse", reason)
-    try:
-        started = await start_world(tmp_path_factory.mktemp("world"))
-    except (HomeserverError, BridgeError) as e:
-        require_server("synapse and the bridge", str(e))
+    started = await build.started(start_world, tmp_path_factory.mktemp("world"))
     yield started
     await started.stop()
 

@@ -30,12 +30,9 @@ from tests.email_world import (
     wire,
 )
 from tests.harness import (
-    BridgeError,
-    HomeserverError,
     User,
-    require_server,
-    synapse_available,
 )
+from tests.harness import world as build
 from tests.harness.bridge import REPO_ROOT
 from tests.harness.dns import dkim_keypair
 from tests.harness.expect import body_has, body_is, name_of, unique
@@ -51,13 +48,7 @@ PDF = (
 
 @pytest.fixture(scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmailWorld]:
-    reason = synapse_available()
-    if reason:
-        require_server("synapse", reason)
-    try:
-        started = await start_email_world(tmp_path_factory.mktemp("email-world"))
-    except (HomeserverError, BridgeError) as e:
-        require_server("synapse and the bridge", str(e))
+    started = await build.started(start_email_world, tmp_path_factory.mktemp("email-world"))
     yield started
     await started.stop()
 

@@ -19,14 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.harness import (
-    BridgeError,
     BridgeProcess,
     Homeserver,
-    HomeserverError,
     User,
     free_port,
-    require_server,
-    synapse_available,
 )
 from tests.harness import world as build
 from tests.harness.expect import bodies, body_is, unique
@@ -95,13 +91,9 @@ async def start_federation_world(root: Path) -> FederationWorld:
 
 @pytest.fixture(scope="module")
 async def fw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FederationWorld]:
-    reason = synapse_available()
-    if reason:
-        require_server("synapse", reason)
-    try:
-        started = await start_federation_world(tmp_path_factory.mktemp("federation-world"))
-    except (HomeserverError, BridgeError) as e:
-        require_server("synapse and the bridge", str(e))
+    started = await build.started(
+        start_federation_world, tmp_path_factory.mktemp("federation-world")
+    )
     yield started
     await started.stop()
 

@@ -20,9 +20,8 @@ from mautrix.types import RoomID
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.federation_keys import key_pair, signed_list
-from tests.harness import BridgeError, HomeserverError, require_server, synapse_available
+from tests.harness import world as build
 from tests.harness.expect import bodies, body_is, unique
-from tests.harness.prosody import ProsodyError, prosody_available
 from tests.xmpp_world import MUC, XmppWorld, start_xmpp_world
 
 pytestmark = pytest.mark.e2e
@@ -41,13 +40,8 @@ JEAN = "@jean.dupont-interieur.gouv.fr:tchap.test"
 async def fw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[XmppWorld]:
     """The XMPP world (bund, tchap and a MUC in one link), and then its admin gives the Tchap
     network a federation list that names only another domain, and reloads."""
-    reason = synapse_available() or prosody_available()
-    if reason:
-        require_server("synapse and prosody", reason)
-    try:
-        world = await start_xmpp_world(tmp_path_factory.mktemp("federation-list-world"))
-    except (HomeserverError, BridgeError, ProsodyError) as e:
-        require_server("synapse, prosody and the bridge", str(e))
+    root = tmp_path_factory.mktemp("federation-list-world")
+    world = await build.started(start_xmpp_world, root, xmpp=True)
     (world.root / "federation.pub").write_text(key_pair()[1])
     publish(world, signed_list(1, ["elsewhere.test"]))
     config = world.config_path.read_text()

@@ -19,7 +19,7 @@ from tests.email_world import (
     sign,
     start_email_world,
 )
-from tests.harness import BridgeError, HomeserverError, require_server, synapse_available
+from tests.harness import world as build
 from tests.harness.expect import bodies, body_is, unique
 from tests.harness.smtp import RelayedMail
 
@@ -39,13 +39,7 @@ networks:
 @pytest.fixture(scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmailWorld]:
     """The mail world, then its admin classifies and reloads."""
-    reason = synapse_available()
-    if reason:
-        require_server("synapse", reason)
-    try:
-        started = await start_email_world(tmp_path_factory.mktemp("policy-email-world"))
-    except (HomeserverError, BridgeError) as e:
-        require_server("synapse and the bridge", str(e))
+    started = await build.started(start_email_world, tmp_path_factory.mktemp("policy-email-world"))
     config = started.config_path.read_text().replace("networks:\n", CLASSIFICATION, 1)
     for network in ("    server_name: bund.test\n", "  mail:\n    kind: email\n"):
         config = config.replace(network, f"{network}    policy: {{classification: VS-NfD}}\n", 1)

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from slixmpp import Message
 
-from tests.harness import BridgeError, HomeserverError, require_server, synapse_available
+from tests.harness import world as build
 from tests.harness.expect import body_is, name_of, unique
-from tests.harness.prosody import ProsodyError, prosody_available
 from tests.harness.smtp import RelayedMail
 from tests.thread_world import ThreadWorld, start_thread_world
 from tests.xmpp_world import MUC
@@ -26,13 +25,9 @@ Event = dict[str, Any]
 
 @pytest.fixture(scope="module")
 async def tw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ThreadWorld]:
-    reason = synapse_available() or prosody_available()
-    if reason:
-        require_server("synapse and prosody", reason)
-    try:
-        started = await start_thread_world(tmp_path_factory.mktemp("thread-world"))
-    except (HomeserverError, BridgeError, ProsodyError) as e:
-        require_server("synapse, prosody and the bridge", str(e))
+    started = await build.started(
+        start_thread_world, tmp_path_factory.mktemp("thread-world"), xmpp=True
+    )
     yield started
     await started.stop()
 

@@ -20,7 +20,7 @@ from tests.e2ee_world import (
     E2EEWorld,
     start_e2ee_world,
 )
-from tests.harness import BridgeError, HomeserverError, require_server, synapse_available
+from tests.harness import world as build
 from tests.harness.expect import body_is, name_of, next_invite, unique
 
 pytestmark = pytest.mark.e2e
@@ -35,13 +35,7 @@ PNG = bytes.fromhex(
 
 @pytest.fixture(scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[E2EEWorld]:
-    reason = synapse_available()
-    if reason:
-        require_server("synapse", reason)
-    try:
-        started = await start_e2ee_world(tmp_path_factory.mktemp("e2ee"))
-    except (HomeserverError, BridgeError) as e:
-        require_server("synapse and the bridge", str(e))
+    started = await build.started(start_e2ee_world, tmp_path_factory.mktemp("e2ee"))
     yield started
     await started.stop()
 

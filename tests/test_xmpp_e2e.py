@@ -20,13 +20,10 @@ from slixmpp import JID, Message
 
 from bridge.read_markers import MARKER_INTERVAL
 from tests.harness import (
-    BridgeError,
-    HomeserverError,
     User,
     free_port,
-    require_server,
-    synapse_available,
 )
+from tests.harness import world as build
 from tests.harness.expect import (
     bodies,
     body_is,
@@ -37,7 +34,6 @@ from tests.harness.expect import (
     typing_in,
     unique,
 )
-from tests.harness.prosody import ProsodyError, prosody_available
 from tests.harness.xmpp_clients import XmppUser
 from tests.xmpp_world import AVATAR, COMPONENT, MUC, XmppWorld, start_xmpp_world
 
@@ -50,13 +46,9 @@ PNG = AVATAR
 @pytest.fixture(scope="module")
 async def xw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[XmppWorld]:
     """Prosody, two Synapses, their people and the bridge: one world for this module."""
-    reason = synapse_available() or prosody_available()
-    if reason:
-        require_server("synapse and prosody", reason)
-    try:
-        started = await start_xmpp_world(tmp_path_factory.mktemp("xmpp-world"))
-    except (HomeserverError, BridgeError, ProsodyError) as e:
-        require_server("synapse, prosody and the bridge", str(e))
+    started = await build.started(
+        start_xmpp_world, tmp_path_factory.mktemp("xmpp-world"), xmpp=True
+    )
     yield started
     await started.stop()
 

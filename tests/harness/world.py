@@ -12,11 +12,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from tests.harness.bridge import REPO_ROOT
-from tests.harness.synapse import Homeserver
+from tests.harness import require_server, synapse_available
+from tests.harness.bridge import REPO_ROOT, BridgeError
+from tests.harness.prosody import ProsodyError, prosody_available
+from tests.harness.synapse import Homeserver, HomeserverError
+
+T = TypeVar("T")
 
 UNRESTRICTED = {"type": "im.vector.room.access_rules", "state_key": "",
                 "content": {"rule": "unrestricted"}}  # fmt: skip
@@ -128,3 +133,16 @@ def homeservers(
                           appservice_files=[root / f"{short}-registration.yaml"])  # fmt: skip
 
     return homeserver("bund", bund_port), homeserver("tchap", tchap_port)
+
+
+async def started(start: Callable[[Path], Awaitable[T]], root: Path, *, xmpp: bool = False) -> T:
+    """A test module's world, started by ``start`` in ``root``; when its servers are missing
+    or do not start, its tests fail with CI=true and are skipped otherwise (`require_server`)."""
+    servers = "synapse and prosody" if xmpp else "synapse"
+    reason = synapse_available() or (prosody_available() if xmpp else None)
+    if reason:
+        require_server(servers, reason)
+    try:
+        return await start(root)
+    except (HomeserverError, BridgeError, ProsodyError) as e:
+        require_server(f"{servers} and the bridge", str(e))
