@@ -48,6 +48,7 @@ from bridge.link_policy import (
     withheld,
 )
 from bridge.links import Links
+from bridge.members import Damper
 from bridge.naming import clean
 from bridge.notices import Notice, notice
 from bridge.outbox import Outbox
@@ -115,14 +116,21 @@ class Router:
         self.answers = RoomAnswers(config, links, store, directory, connectors, self.health)
         self._arrival: dict[tuple[str, str], float] = {}
         self.markers = MarkerBatches(self._pass_read)
+        self.damper = Damper(self._ingest)
 
     async def stop(self) -> None:
         """Stop delivering and answering; what is queued stays in the store."""
         await self.outbox.stop()
         await self.answers.stop()
         await self.markers.stop()
+        await self.damper.stop()
 
     async def ingest(self, event: Event) -> bool:
+        if event.kind in MEMBERSHIP and self.damper.hold(event):
+            return True  # mirrored when its window ends (`bridge.members.Damper`)
+        return await self._ingest(event)
+
+    async def _ingest(self, event: Event) -> bool:
         arrived = time.perf_counter()
         command = command_of(event)
         if command is not None and self.answers.takes(event):

@@ -1,12 +1,14 @@
-"""Whether a join or leave is mirrored, and which member events are joins and leaves."""
+"""Whether a join or leave is mirrored, which member events are joins and leaves, and how a
+person who joins and leaves over and over is mirrored."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from bridge.config.model import Link
-from bridge.events import Kind
-from bridge.members import MIRROR_MEMBERS_LIMIT, mirrors
+from bridge.events import Event, Kind, Sender
+from bridge.members import MIRROR_MEMBERS_LIMIT, Damper, mirrors
 from connectors.matrix.translate import membership_change
 
 
@@ -53,3 +55,28 @@ def test_joins_and_leaves_are_told_apart_from_invitations_and_profile_changes() 
     assert membership_change(member("leave", "invite")) is None  # an invitation declined
     assert membership_change(member("invite")) is None
     assert membership_change({"type": "m.room.member", "content": "nonsense"}) is None
+
+
+def change(kind: Kind, n: int, who: str = "mallory") -> Event:
+    sender = Sender(network="xmpp", user_id=f"{who}@other.test", display_name=who)
+    return Event(kind=kind, link_id="wg", network="xmpp", room_id="wg@conference.xmpp.test",
+                 remote_id=f"{who}-{n}", sender=sender)  # fmt: skip
+
+
+async def test_someone_flapping_is_mirrored_a_few_times_then_in_their_last_state() -> None:
+    taken: list[str] = []
+
+    async def take(event: Event) -> None:
+        taken.append(event.remote_id)
+
+    now = [0.0]
+    damper = Damper(take, clock=lambda: now[0], burst=4, window=0.2)
+    kinds = [Kind.JOIN, Kind.LEAVE] * 5
+    passed = [n for n, kind in enumerate(kinds) if not damper.hold(change(kind, n))]
+    assert passed == [0, 1, 2, 3]
+    assert not damper.hold(change(Kind.JOIN, 0, who="alice"))  # someone else: not held
+    await asyncio.sleep(0.3)
+    assert taken == ["mallory-9"]  # the last change (a leave) once the window ended
+    now[0] = 10.0
+    assert not damper.hold(change(Kind.JOIN, 10))  # a calm minute later: mirrored at once
+    await damper.stop()
