@@ -497,6 +497,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
         room_id, content = edu.get("room_id"), edu.get("content")
         if not isinstance(room_id, str) or not isinstance(content, dict):
             return
+        await self._ensure_checked(room_id)
         if self.host.directory.link_for(self.name, room_id) is None:
             return
         users = content.get("user_ids")
@@ -512,7 +513,11 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
                 self.log.exception("Could not pass on the typing of %s", user_id)
 
     async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
-        if await self.sender_refusal(room_id, sender) is not None:
+        await self._ensure_checked(room_id)  # a room refused there shows no one typing
+        if (
+            self.host.directory.link_for(self.name, room_id) is None
+            or await self.sender_refusal(room_id, sender) is not None
+        ):
             return
         intent = await self._ghost(sender, None)
         await intent.set_typing(RoomID(room_id), TYPING_TIMEOUT_MS if typing else 0)
