@@ -456,6 +456,8 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
                 continue
             if isinstance(raw.get("room_id"), str):
                 self.catch_up.active(raw["room_id"])
+            if self._echo(raw):
+                continue
             try:
                 await self._room_event(raw)
             except Exception:
@@ -471,11 +473,20 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ServesHttp):
             await self.state.mark_txn_handled(txn_id, digest)
         return web.json_response({})
 
+    def _echo(self, raw: dict[str, Any]) -> bool:
+        """Whether an event is the bridge's own message coming back: the homeserver pushes
+        every event of a bridged room, those its ghosts and bot post too, so one of the two
+        transactions of each bridged message holds nothing but this. Dropped before anything
+        else looks at it; state events (a ghost's membership) are still taken in."""
+        sender = raw.get("sender")
+        return "state_key" not in raw and isinstance(sender, str) and self.is_own(sender)
+
     async def _read_before(self, events: list[Any]) -> None:
         """Read the rooms of a transaction up to its events first (`CatchUp.wary`); a room
-        that cannot be read now is left to the pushed events and the regular catch-up."""
-        rooms = {raw["room_id"] for raw in events
-                 if isinstance(raw, dict) and isinstance(raw.get("room_id"), str)}  # fmt: skip
+        that cannot be read now is left to the pushed events and the regular catch-up. The
+        bridge's own messages have nothing to wait for (`_echo`)."""
+        rooms = {raw["room_id"] for raw in events if isinstance(raw, dict)
+                 and isinstance(raw.get("room_id"), str) and not self._echo(raw)}  # fmt: skip
         for room_id in rooms:
             if not self.catch_up.knows(room_id) or not self.host.directory.link_for(
                 self.name, room_id
