@@ -2,7 +2,8 @@
 table; JSON and a latency plot go to ``bench/results/``.
 
 ``--quick`` is a short smoke run (seconds per phase, one repeat, a smaller mapping); its figures
-are not comparable with the targets, which are stated for the full run.
+are not comparable with the targets, which are stated for the full run. ``--soak`` adds the
+half-hour soak phase (`bench.soak`), which the default run leaves out.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from bench.world import start_bench_world
 from tests.harness import synapse_available
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PHASES = ("latency", "throughput", "scale")
+PHASES = ("latency", "throughput", "scale", "soak")
+DEFAULT_PHASES = ["latency", "throughput", "scale"]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -53,6 +55,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--links", type=int, help="scale: links in the generated config (10000)")
     p.add_argument("--people", type=int, help="scale: people in the generated config (100000)")
     p.add_argument("--only", choices=PHASES, action="append", help="run only these phases")
+    p.add_argument("--soak", action="store_true", help="also the soak phase (30 min)")
+    p.add_argument("--soak-minutes", type=float, help="soak: minutes (default 30)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where JSON and PNG go")
     args = p.parse_args(argv)
     quick = args.quick
@@ -63,10 +67,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ("burst_many", 1000, 400),
         ("links", 10_000, 1_000),
         ("people", 100_000, 10_000),
+        ("soak_minutes", 30.0, 2.0),
     ):
         if getattr(args, name) is None:
             setattr(args, name, short if quick else full)
-    args.only = args.only or list(PHASES)
+    args.only = args.only or list(DEFAULT_PHASES)
+    if args.soak and "soak" not in args.only:
+        args.only.append("soak")
     return args
 
 
@@ -74,7 +81,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     world = await start_bench_world(workdir / "world")
     try:
-        if "latency" in args.only or "throughput" in args.only:
+        if {"latency", "throughput", "soak"} & set(args.only):
             settings = Settings(args.rate, args.duration, args.repeats, args.burst,
                                 args.burst_many, args.concurrency, args.quiet_wait,
                                 args.retries)  # fmt: skip
@@ -85,6 +92,8 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     results["latency"] = await bench.latency()
                 if "throughput" in args.only:
                     results["throughput"] = await bench.throughput()
+                if "soak" in args.only:
+                    results["soak"] = await bench.soak(args.soak_minutes * 60)
                 results["disturbed_phases"] = bench.disturbed
             finally:
                 await bench.close()

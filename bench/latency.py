@@ -32,6 +32,14 @@ class Route:
     sender: Sender
     room: str
     watcher: Watcher
+    spread: tuple[str, ...] = ()
+    """The rooms the messages go to in turn, when more than ``room``."""
+    stress: bool = False
+    """A run under more load than the targets are set for (all of the rate in one room)."""
+
+    @property
+    def rooms(self) -> tuple[str, ...]:
+        return self.spread or (self.room,)
 
     @property
     def bridged(self) -> bool:
@@ -53,12 +61,14 @@ class Stream:
 
 
 async def run_stream(route: Route, rate: float, duration: float, run_id: str) -> Stream:
-    """Send ``rate`` messages per second for ``duration`` s on ``route``; wait for all of them."""
+    """Send ``rate`` messages per second for ``duration`` s on ``route`` (in turn to each of its
+    rooms); wait for all of them."""
     count = max(1, round(rate * duration))
     started: dict[str, float] = {}
+    rooms = route.rooms
 
-    async def send(marker: str) -> None:
-        started[marker] = await route.sender.send(route.room, marker)
+    async def send(marker: str, room: str) -> None:
+        started[marker] = await route.sender.send(room, marker)
 
     tasks = []
     t0 = time.perf_counter()
@@ -66,7 +76,7 @@ async def run_stream(route: Route, rate: float, duration: float, run_id: str) ->
         delay = t0 + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(send(f"{run_id}-{i}")))
+        tasks.append(asyncio.create_task(send(f"{run_id}-{i}", rooms[i % len(rooms)])))
     await asyncio.gather(*tasks)
     missing = await route.watcher.wait_for(started, STRAGGLER_TIMEOUT)
     arrivals = route.watcher.arrivals
@@ -75,12 +85,15 @@ async def run_stream(route: Route, rate: float, duration: float, run_id: str) ->
 
 
 async def warm_up(route: Route, count: int = 5) -> None:
-    """Bridge a few messages first: ghosts get registered and joined outside the measurement."""
+    """Bridge a few messages first (one in each room at least): ghosts get registered and
+    joined outside the measurement."""
+    rooms = route.rooms
     markers = [
-        f"warm-{route.source}-{route.target}-{i}-{time.monotonic_ns()}" for i in range(count)
+        f"warm-{route.source}-{route.target}-{i}-{time.monotonic_ns()}"
+        for i in range(max(count, len(rooms)))
     ]
-    for marker in markers:
-        await route.sender.send(route.room, marker)
+    for i, marker in enumerate(markers):
+        await route.sender.send(rooms[i % len(rooms)], marker)
     missing = await route.watcher.wait_for(markers, STRAGGLER_TIMEOUT)
     if missing:
         raise RuntimeError(f"{route.name}: warm-up messages never arrived: {missing}")

@@ -81,12 +81,19 @@ class Mailbox(ArrivalLog):
 
 
 class SmtpSender:
-    """A mail client submitting straight to the SMTP server on ``port``, one connection per
-    mail as the bridge's relay client does; the room is the recipient's address."""
+    """A mail client submitting straight to the SMTP server on ``port``, keeping its
+    connections open between mails as the bridge's relay client does (a new one only while
+    the others are busy); the room is the recipient's address."""
 
     def __init__(self, port: int, mail_from: str) -> None:
         self.port = port
         self.mail_from = mail_from
+        self._idle: list[aiosmtplib.SMTP] = []
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for smtp in idle:
+            await smtp.quit()
 
     async def send(self, room: str, marker: str) -> float:
         msg = EmailMessage()
@@ -97,5 +104,10 @@ class SmtpSender:
         msg["Message-ID"] = f"<{uuid.uuid4().hex}@{self.mail_from.partition('@')[2]}>"
         msg.set_content(body(marker))
         started = time.perf_counter()
-        await aiosmtplib.send(msg, hostname="127.0.0.1", port=self.port, timeout=SEND_TIMEOUT)
+        smtp = self._idle.pop() if self._idle else None
+        if smtp is None or not smtp.is_connected:
+            smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=self.port, timeout=SEND_TIMEOUT)
+            await smtp.connect()
+        await smtp.send_message(msg)
+        self._idle.append(smtp)
         return started

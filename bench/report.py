@@ -21,6 +21,10 @@ CPU_MS_PER_TARGET = 1.0
 ARRIVAL_TO_SEND_P99_MS = 5.0
 SCALE = {"links": 10_000, "people": 100_000}
 LOAD_S, RSS_MB, READY_S = 2.0, 250.0, 3.0
+SOAK_S, SOAK_DRIFT = 1800.0, 0.10
+PER_ROOM_AT_START = 0.01
+"""Requests by ready per room below which the bridge makes none per room (what it makes once
+per network, a few each, stays far below it at 20,000 rooms)."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +68,22 @@ def _per_run(
     return value
 
 
+def route_label(route: str, first: dict[str, Any]) -> str:
+    """``bund → tchap (10 links)``, ``bund → tchap, one room (stress)``."""
+    if first.get("stress"):
+        return f"{route} (stress)"
+    links = first.get("links", 1)
+    return f"{route} ({links} links)" if links > 1 else route
+
+
 def latency_rows(runs: list[dict[str, Any]]) -> list[Row]:
     rows = []
     for route, first in runs[0]["bridged"].items():
         src, tgt = first["source"], first["target"]
+        label = route_label(route, first)
         for q, target_ms in QUANTILE_TARGETS_MS.items():
+            if first.get("stress"):
+                target_ms = None
             bridged = _per_run(runs, route, q, lambda b, s, t: b)
             base_src = _per_run(runs, route, q, lambda b, s, t: s)
             base_tgt = _per_run(runs, route, q, lambda b, s, t: t)
@@ -77,7 +92,7 @@ def latency_rows(runs: list[dict[str, Any]]) -> list[Row]:
             ok = None if target_ms is None else overhead * 1000 <= target_ms
             rows.append(
                 Row(
-                    f"latency {route} {q}",
+                    f"latency {label} {q}",
                     f"{ms(bridged)} (overhead {ms(overhead)})",
                     f"{src} {ms(base_src)} + {tgt} {ms(base_tgt)} = {ms(base_src + base_tgt)}",
                     f"{ratio:.2f}×",
@@ -98,6 +113,7 @@ def lost_row(runs: list[dict[str, Any]], route: str, first: dict[str, Any]) -> R
 
     bridged = [r["bridged"][route] for r in runs]
     lost = sum(s["lost"] for s in bridged)
+    route = route_label(route, first)
     base = ", ".join(
         f"{net} {count([r['baselines'][net] for r in runs])}"
         for net in dict.fromkeys((first["source"], first["target"]))
@@ -115,17 +131,36 @@ def throughput_rows(runs: list[dict[str, Any]]) -> list[Row]:
         lost = sum(r[label]["lost"] for r in runs)
         sent = sum(r[label]["sent"] for r in runs)
         ok = lost == 0 and ratio is not None and ratio >= THROUGHPUT_RATIO
+        serial = "serial_baseline" in first
         rows.append(
             Row(
                 f"throughput, {label} ({first['sent']} msgs, {lost} of {sent} lost)",
                 "—" if bridged is None else f"{bridged:.0f} msg/s",
                 f"source accepted {accepted:.0f} msg/s",
                 "—" if ratio is None else f"{ratio:.0%}",
-                f"≥ {THROUGHPUT_RATIO:.0%}, none lost",
-                judge(ok),
+                "— (reference)" if serial else f"≥ {THROUGHPUT_RATIO:.0%}, none lost",
+                "" if serial else judge(ok),
             )
         )
+        if serial:
+            rows.append(serial_row(runs, label, bridged, lost))
     return rows
+
+
+def serial_row(runs: list[dict[str, Any]], label: str, bridged: float | None, lost: int) -> Row:
+    """The bridged rate of one link against the order-keeping limit: a client on the target
+    homeserver sending one message after another (`Bench._serial_burst`)."""
+    limit = median([r[label]["serial_baseline"]["accepted_per_s"] for r in runs])
+    ratio = bridged / limit if bridged is not None and limit else None
+    ok = lost == 0 and ratio is not None and ratio >= THROUGHPUT_RATIO
+    return Row(
+        f"throughput, {label}, against the order-keeping limit",
+        "—" if bridged is None else f"{bridged:.1f} msg/s",
+        f"serial client on tchap {limit:.1f} msg/s",
+        "—" if ratio is None else f"{ratio:.0%}",
+        f"≥ {THROUGHPUT_RATIO:.0%}, none lost",
+        judge(ok),
+    )
 
 
 def route_pairs(runs: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -133,6 +168,8 @@ def route_pairs(runs: list[dict[str, Any]]) -> dict[str, list[str]]:
     ``bund ↔ tchap`` (both directions), ``bund → mail`` (one)."""
     pairs: dict[frozenset[str], list[str]] = {}
     for route, stream in runs[0]["bridged"].items():
+        if stream.get("stress"):
+            continue
         pairs.setdefault(frozenset((stream["source"], stream["target"])), []).append(route)
     return {
         routes[0] if len(routes) == 1 else routes[0].replace(" → ", " ↔ "): routes
@@ -150,6 +187,11 @@ def cost_rows(
         for pair, routes in route_pairs(latency).items():
             costs = [r["bridged"][route]["cost"] for r in latency for route in routes]
             rows += _cost_rows(costs, f"{pair} at {rate:g} msg/s", targets=True)
+        for route, first in latency[0]["bridged"].items():
+            if first.get("stress"):
+                costs = [r["bridged"][route]["cost"] for r in latency]
+                label = f"{route_label(route, first)} at {rate:g} msg/s"
+                rows += _cost_rows(costs, label, targets=False)
     if burst:
         for label in burst[0]:
             rows += _cost_rows([r[label]["cost"] for r in burst], f"burst, {label}", targets=False)
@@ -211,9 +253,10 @@ def scale_rows(s: dict[str, Any]) -> list[Row]:
             verdict=check(s["peak_rss_mb"] <= RSS_MB),
         ),  # fmt: skip
     ]
+    rooms = s.get("rooms", 2 * s["links"])
     for flavour, what in (
-        ("tchap", "tchap as Tchap: access rule read per room"),
-        ("matrix", "both plain Matrix: no request per room"),
+        ("tchap", "tchap as Tchap, rooms with an access rule"),
+        ("matrix", "both plain Matrix"),
     ):
         ready = s[f"ready_{flavour}"]
         rows.append(
@@ -224,6 +267,16 @@ def scale_rows(s: dict[str, Any]) -> list[Row]:
                 verdict=check(ready["ready_s"] <= READY_S),
             )  # fmt: skip
         )
+        if "requests" in ready:
+            requests = ready["requests"]
+            rows.append(
+                Row(
+                    f"homeserver requests by ready ({flavour}, {rooms:,} distinct rooms)",
+                    f"{requests:.0f} ({requests / rooms:.4f} per room)",
+                    target="none per room",
+                    verdict=check(requests < rooms * PER_ROOM_AT_START),
+                )  # fmt: skip
+            )
         rows.append(
             Row(
                 f"bridge peak RSS at ready ({flavour})",
@@ -247,7 +300,44 @@ def build(results: dict[str, Any]) -> list[Row]:
     rows += cost_rows(results.get("latency"), results.get("throughput"), rate)
     if "scale" in results:
         rows += scale_rows(results["scale"])
+    if "soak" in results:
+        rows += soak_rows(results["soak"])
     return rows
+
+
+def span(seconds: float) -> str:
+    """``5 min``, or ``20 s`` for less than a minute (a quick run's)."""
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def soak_rows(s: dict[str, Any]) -> list[Row]:
+    """The bridge's memory and CPU per message at the end of the soak against their values
+    after its first sixth (`bench.soak`)."""
+    full = s["duration_s"] >= SOAK_S
+    where = f"{s['route']}, {s['links']} links, {s['rate']:g} msg/s, {span(s['duration_s'])}"
+    sixth = span(s["sixth_s"])
+    early = f"after {sixth}"
+
+    def within(end: float | None, start: float | None) -> tuple[str, str]:
+        if end is None or not start:
+            return "—", ""
+        ratio = end / start
+        return f"{ratio:.2f}×", judge(ratio <= 1 + SOAK_DRIFT) if full else ""
+
+    rss_ratio, rss_ok = within(s["rss_mb_end"], s["rss_mb_early"])
+    cpu_end, cpu_early = s["cpu_ms_per_message_end"], s["cpu_ms_per_message_early"]
+    cpu_ratio, cpu_ok = within(cpu_end, cpu_early)
+    target = f"within {SOAK_DRIFT:.0%}"
+    return [
+        Row(f"soak: bridge RSS at the end ({where})", f"{s['rss_mb_end']:.0f} MB",
+            f"{early} {s['rss_mb_early']:.0f} MB", rss_ratio, target, rss_ok),
+        Row(f"soak: bridge CPU per message, last {sixth} ({where})",
+            "—" if cpu_end is None else f"{cpu_end:.2f} ms",
+            "—" if cpu_early is None else f"first {sixth} {cpu_early:.2f} ms",
+            cpu_ratio, target, cpu_ok),
+        Row(f"soak: messages lost ({where})", f"{s['lost']} of {s['sent']}", target="0",
+            verdict=judge(not s["lost"])),
+    ]  # fmt: skip
 
 
 def other_cpu_shares(results: dict[str, Any]) -> list[float]:

@@ -26,11 +26,23 @@ from bench.clients import MatrixSender, Sender, SyncWatcher, Watcher
 from bench.cost import QUIET_SECONDS, CostMeter, PhaseCost
 from bench.latency import Route, Stream, run_stream, warm_up
 from bench.mail import SmtpSender
+from bench.soak import run_soak
 from bench.throughput import Burst, run_burst
-from bench.world import LOCAL_MUC, MUC, THROUGHPUT_LINKS, WRITER, BenchWorld
+from bench.world import (
+    LOCAL_MUC,
+    MAIL_LINKS,
+    MUC_LINKS,
+    SPREAD_LINKS,
+    THROUGHPUT_LINKS,
+    WRITER,
+    BenchWorld,
+    muc_jid,
+)
 from bench.xmpp import MucSender, MucWatcher
 
 log = logging.getLogger("bench")
+SOAK_RATE = 5.0
+"""Messages per second in the soak phase, over all its links."""
 SERVERS = {"bund": "bund", "tchap": "tchap", "xmpp": "prosody"}
 """Network → the server process whose CPU the cost meter reads (the mail relay runs inside the
 benchmark's own process, so it has none of its own)."""
@@ -91,11 +103,17 @@ class Bench:
         bund = MatrixSender(world.bund.url, u["max"].access_token)
         tchap = MatrixSender(world.tchap.url, u["jean"].access_token)
         tp_rooms = [f"tp{i}" for i in range(THROUGHPUT_LINKS)]
+        spread = tp_rooms[:SPREAD_LINKS]
         erika = SyncWatcher(
             "erika",
             world.bund.url,
             u["erika"].access_token,
-            [r["bund:local"], r["bund:main"], r["bund:muc"], r["bund:mail"]],
+            [
+                r["bund:local"],
+                r["bund:main"],
+                *(r[f"bund:{n}"] for n in spread),
+                *(r[f"bund:{n}"] for n in (*MUC_LINKS, *MAIL_LINKS)),
+            ],  # fmt: skip
         )
         marie = SyncWatcher(
             "marie",
@@ -114,7 +132,9 @@ class Bench:
         self.watchers: dict[str, Watcher] = {
             "bund": erika,
             "tchap": marie,
-            "xmpp": MucWatcher(world.occupants["bob"], [MUC, LOCAL_MUC]),
+            "xmpp": MucWatcher(
+                world.occupants["bob"], [*(muc_jid(n) for n in MUC_LINKS), LOCAL_MUC]
+            ),  # fmt: skip
             "mail": world.mailbox,
         }
         self.baselines = {
@@ -123,11 +143,20 @@ class Bench:
             for net in group
         }
         self.routes = [
-            self._route("bund", "tchap", r["bund:main"]),
-            self._route("tchap", "bund", r["tchap:main"]),
-            self._route("bund", "xmpp", r["bund:muc"]),
-            self._route("xmpp", "bund", r["xmpp:muc"]),
-            self._route("bund", "mail", r["bund:mail"]),
+            self._route("bund", "tchap", [r[f"bund:{n}"] for n in spread]),
+            self._route("tchap", "bund", [r[f"tchap:{n}"] for n in spread]),
+            self._route("bund", "xmpp", [r[f"bund:{n}"] for n in MUC_LINKS]),
+            self._route("xmpp", "bund", [r[f"xmpp:{n}"] for n in MUC_LINKS]),
+            self._route("bund", "mail", [r[f"bund:{n}"] for n in MAIL_LINKS]),
+            Route(
+                "bund → tchap, one room",
+                "bund",
+                "tchap",
+                self.senders["bund"],
+                r["bund:main"],
+                self.watchers["tchap"],
+                stress=True,
+            ),  # fmt: skip
         ]
         self.burst_rooms = [r[f"bund:{n}"] for n in tp_rooms]
         self.disturbed: list[dict[str, Any]] = []
@@ -143,10 +172,10 @@ class Bench:
             },
         )
 
-    def _route(self, source: str, target: str, room: str) -> Route:
-        """Sent by ``source``'s sender in ``room``, seen by ``target``'s watcher."""
-        return Route(f"{source} → {target}", source, target, self.senders[source], room,
-                     self.watchers[target])  # fmt: skip
+    def _route(self, source: str, target: str, rooms: list[str]) -> Route:
+        """Sent by ``source``'s sender in ``rooms`` in turn, seen by ``target``'s watcher."""
+        return Route(f"{source} → {target}", source, target, self.senders[source], rooms[0],
+                     self.watchers[target], spread=tuple(rooms))  # fmt: skip
 
     @staticmethod
     def _pid(proc: Any) -> int:
@@ -161,9 +190,13 @@ class Bench:
             await warm_up(route)
 
     async def close(self) -> None:
-        """Close the Matrix clients (the world closes the XMPP occupants and the relay)."""
+        """Close the Matrix clients and the mail client's connections (the world closes the
+        XMPP occupants and the relay)."""
         for client in self._matrix_clients:
             await client.close()
+        mail = self.senders["mail"]
+        assert isinstance(mail, SmtpSender)
+        await mail.close()
         await self.session.close()
 
     async def _measured(
@@ -229,6 +262,8 @@ class Bench:
                 run["bridged"][route.name] = {
                     "source": route.source,
                     "target": route.target,
+                    "links": len(route.rooms),
+                    "stress": route.stress,
                     **stream_summary(stream),
                     "cost": cost_summary(cost, (route.source, route.target)),
                 }
@@ -246,6 +281,14 @@ class Bench:
                 (f"{len(self.burst_rooms)} links", self.burst_rooms, s.burst_many_links),
             ):
                 name = f"throughput run {n + 1}/{s.repeats}, {label}"
+                serial = None
+                if len(rooms) == 1:
+                    log.info("%s: %d messages from a serial client on tchap", name, count)
+                    serial, _ = await self._measured(
+                        f"{name}, serial client on tchap",
+                        f"t{n}-serial",
+                        partial(self._serial_burst, count),
+                    )
                 log.info("%s: %d messages", name, count)
                 burst, cost = await self._measured(
                     name,
@@ -260,8 +303,26 @@ class Bench:
                     ),  # fmt: skip
                 )
                 run[label] = {**burst_summary(burst), "cost": cost_summary(cost, ("bund", "tchap"))}
+                if serial is not None:
+                    run[label]["serial_baseline"] = burst_summary(serial)
             runs.append(run)
         return runs
+
+    async def _serial_burst(self, count: int, run_id: str) -> Burst:
+        """The order-keeping limit on the target: a client on ``tchap.test`` sending as many
+        messages into one room, each once the previous one was accepted (what the bridge does
+        per link), as fast as the homeserver accepts them."""
+        local = self.baselines["tchap"]
+        return await run_burst(local.sender, [local.room], local.watcher, count, 1, run_id)
+
+    async def soak(self, duration: float) -> dict[str, Any]:
+        """The first route (bund → tchap over `SPREAD_LINKS` links) at `SOAK_RATE` for
+        ``duration`` s (`bench.soak`)."""
+        route = self.routes[0]
+        log.info("soak: %s at %g msg/s for %.0f min", route.name, SOAK_RATE, duration / 60)
+        pid = self._pid(self.world.bridge.proc)
+        return await run_soak(route, SOAK_RATE, duration, self.session, self.world.bridge_url,
+                              pid, "soak")  # fmt: skip
 
     async def _warm_burst_rooms(self) -> None:
         """One message per throughput link first, so ghosts are joined before the clock runs."""

@@ -9,11 +9,16 @@ Measured:
 Ready needs every link's room set up on its homeserver. Creating 20,000 real rooms would take
 Synapse on this machine far longer than the whole benchmark, so the generated links use
 ``create:`` rooms whose IDs are pre-seeded in the store, as after the bridge's first run created
-them: the restart of a bridge that already serves 10,000 links. The IDs come from a pool of real
-rooms the bridge bot created beforehand, each shared by many links, so every request the bridge
-makes per room at startup (on Tchap: reading the room's access rule) is a real request to a real
-room. Ready is measured twice: with ``tchap`` as a Tchap network (that per-room check included)
-and as a plain Matrix network (only the bridge's own startup work).
+them: the restart of a bridge that already serves 10,000 links. Every link has a room ID of its
+own on each network (10,000 distinct IDs per homeserver, as in real use): the first
+`POOL_ROOMS` are real rooms the bridge bot created beforehand, the others well-formed IDs of
+rooms that do not exist. The store holds no facts of these rooms (encryption, access rule), so
+a bridge that asked the homeserver about each room at start would do so 20,000 times: the
+requests the bridge made by ready are counted from its own metrics
+(``bridge_matrix_api_calls_total``) and printed; the catch-up's timeline reads
+(``getMessages``), which only begin once the rooms are set up, are counted apart. Ready is
+measured twice: with ``tchap`` as a Tchap network (whose rooms have an access rule to check) and
+as a plain Matrix network.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 
 import aiohttp
 from mautrix.util.async_db import Connection
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.cost import peak_rss_mb
 from bench.stats import median
@@ -108,6 +114,11 @@ async def _pool(hs_url: str, as_token: str, tchap: bool, count: int) -> list[str
         return list(await asyncio.gather(*(one(session) for _ in range(count))))
 
 
+def room_ids(links: int, pool: list[str], server: str) -> list[str]:
+    """A distinct room ID per link: the pool's real rooms first, then made-up ones."""
+    return pool[:links] + [f"!bench{i:06d}scale:{server}" for i in range(len(pool), links)]
+
+
 async def seed_store(database: Path, links: int, pools: dict[str, list[str]]) -> None:
     """The created rooms of every link, as the bridge's first run would have stored them."""
     from bridge.store import Store
@@ -119,24 +130,42 @@ async def seed_store(database: Path, links: int, pools: dict[str, list[str]]) ->
             await conn.executemany(
                 "INSERT INTO created_room (link_id, network, room_id) VALUES ($1, $2, $3)",
                 [
-                    (f"wg{i}", net, pool[i % len(pool)])
-                    for i in range(links)
+                    (f"wg{i}", net, room_id)
                     for net, pool in pools.items()
+                    for i, room_id in enumerate(room_ids(links, pool, f"{net}.test"))
                 ],
             )
     finally:
         await store.close()
 
 
-async def time_ready(config_path: Path, workdir: Path, port: int) -> dict[str, float]:
+async def homeserver_requests(bridge: BridgeProcess) -> dict[str, int]:
+    """The bridge's requests to its homeservers so far, by name (its metrics)."""
+    async with aiohttp.ClientSession() as session, session.get(
+        f"http://{bridge.host}:{bridge.port}/metrics"
+    ) as resp:  # fmt: skip
+        resp.raise_for_status()
+        text = await resp.text()
+    calls: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "bridge_matrix_api_calls_total" and sample.value:
+                calls[sample.labels["method"]] = int(sample.value)
+    return calls
+
+
+async def time_ready(config_path: Path, workdir: Path, port: int) -> dict[str, Any]:
     bridge = BridgeProcess(config_path, workdir, port=port)
     started = time.monotonic()
     await bridge.start(timeout=READY_TIMEOUT)
     ready_s = time.monotonic() - started
     assert bridge.proc is not None
+    calls = await homeserver_requests(bridge)
     rss = peak_rss_mb(bridge.proc.pid)
     await bridge.astop()
-    return {"ready_s": ready_s, "bridge_peak_rss_mb": rss}
+    catch_up = calls.pop("getMessages", 0)
+    return {"ready_s": ready_s, "bridge_peak_rss_mb": rss, "requests": sum(calls.values()),
+            "requests_by_name": calls, "catch_up_requests": catch_up}  # fmt: skip
 
 
 def measure_loading(
@@ -144,7 +173,8 @@ def measure_loading(
 ) -> dict[str, Any]:
     """Write the configs, then load them in fresh interpreters (median of ``repeats``)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"links": links, "people": people, "pool_rooms": POOL_ROOMS}
+    results: dict[str, Any] = {"links": links, "people": people, "pool_rooms": POOL_ROOMS,
+                               "rooms": 2 * links}  # fmt: skip
     configs = {flavour: workdir / f"scale-{flavour}.yaml" for flavour in ("tchap", "matrix")}
     for flavour, path in configs.items():
         write_config(path, world, links, people, flavour)
@@ -175,5 +205,7 @@ async def measure(world: BenchWorld, workdir: Path, links: int, people: int,
             "runs": runs,
             "ready_s": median([r["ready_s"] for r in runs]),
             "bridge_peak_rss_mb": median([r["bridge_peak_rss_mb"] for r in runs]),
+            "requests": median([r["requests"] for r in runs]),
+            "catch_up_requests": median([r["catch_up_requests"] for r in runs]),
         }
     return results

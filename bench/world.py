@@ -4,10 +4,11 @@ outbound mail relay, the bridge as a subprocess, and the rooms and users every m
 
 Built from the test harness pieces (`tests.harness`), but with its own bridge config: INFO
 logging (the tests' DEBUG logging costs the bridge CPU on every event, and Prosody's costs
-Prosody CPU on every stanza), one ``main`` link (bund ↔ tchap) for latency, ``tp0``…``tp49``
-links (bund ↔ tchap) for throughput, a ``muc`` link (bund ↔ a MUC) and a ``mail`` link (bund ↔
-the ``mail`` network, whose one member's mailbox is on the relay), and unbridged ``local``
-rooms on every network for the baselines (a MUC of its own; for mail, that member's address).
+Prosody CPU on every stanza), one ``main`` link (bund ↔ tchap) for the one-room latency stress
+run, ``tp0``…``tp49`` links (bund ↔ tchap) for throughput (the first ten also for latency),
+ten ``muc`` links (bund ↔ a MUC each) and ten ``mail`` links (bund ↔ the ``mail`` network,
+whose one member's mailbox is on the relay), and unbridged ``local`` rooms on every network for
+the baselines (a MUC of its own; for mail, that member's address).
 Each link has one target, so a route's cost per message is that of one delivery, as on
 ``main``. Synapse may return up to `TIMELINE_LIMIT` events per room in one ``/sync``
 response, so a receiving client sees every message of a burst without paging.
@@ -130,21 +131,36 @@ READER_PERSON = """\
       mail: {reader}
 """
 
-OTHER_LINKS = """\
-  - id: muc
-    rooms:
-      bund: "#muc:bund.test"
-      xmpp: {muc}
-  - id: mail
-    people: [reader]
-    rooms:
-      bund: "#mail:bund.test"
-      mail: {mail_link}
-"""
+SPREAD_LINKS = 10
+"""Links per route of the latency phase: its rate is spread over that many rooms, as a busy
+working group's messages would be over its rooms."""
+MUC_LINKS = ["muc", *(f"muc{i}" for i in range(1, SPREAD_LINKS))]
+"""The bund ↔ MUC links (``muc``, ``muc1``…), each with a MUC of its own (`muc_jid`)."""
+MAIL_LINKS = ["mail", *(f"mail{i}" for i in range(1, SPREAD_LINKS))]
+"""The bund ↔ mail links (``mail``, ``mail1``…), each with an address (`mail_address`)."""
+
+
+def muc_jid(link: str) -> str:
+    return MUC if link == "muc" else f"{link}@conference.xmpp.test"
+
+
+def mail_address(link: str) -> str:
+    return MAIL_LINK if link == "mail" else f"{link}@{MAIL_DOMAIN}"
+
+
+def other_links() -> str:
+    """The links to the MUCs and to mail: every mail link has the relay's mailbox as member."""
+    mucs = "".join(f'  - id: {link}\n    rooms:\n      bund: "#{link}:bund.test"\n'
+                   f"      xmpp: {muc_jid(link)}\n" for link in MUC_LINKS)  # fmt: skip
+    mails = "".join(f"  - id: {link}\n    people: [reader]\n    rooms:\n"
+                    f'      bund: "#{link}:bund.test"\n      mail: {mail_address(link)}\n'
+                    for link in MAIL_LINKS)  # fmt: skip
+    return mucs + mails
 
 
 def link_names() -> list[str]:
-    """The bund ↔ tchap links of the benchmark world: ``main`` and the throughput links."""
+    """The bund ↔ tchap links of the benchmark world: ``main`` and the throughput links (the
+    first `SPREAD_LINKS` of which the latency phase spreads its messages over)."""
     return ["main", *(f"tp{i}" for i in range(THROUGHPUT_LINKS))]
 
 
@@ -200,7 +216,7 @@ def bench_config(root: Path, ports: Ports, tokens: dict[str, str], other: OtherP
         + READER_PERSON.format(reader=READER)
         + "links:\n"
         + links
-        + OTHER_LINKS.format(muc=MUC, mail_link=MAIL_LINK)
+        + other_links()
     )
 
 
@@ -300,7 +316,7 @@ async def _occupants(world: BenchWorld) -> None:
         jid = await asyncio.to_thread(world.prosody.register, name, password)
         occupant = world.occupants[name] = Occupant(jid, password, world.prosody.c2s_port)
         await occupant.connect()
-        for room in (MUC, LOCAL_MUC):
+        for room in (*(muc_jid(link) for link in MUC_LINKS), LOCAL_MUC):
             await occupant.join(room, name.title())
 
 
@@ -334,8 +350,9 @@ async def _populate(world: BenchWorld) -> None:
     world.mailbox.start()
     await asyncio.gather(bund.start(), tchap.start(), prosody.start())
     await _occupants(world)
-    world.rooms.update({"xmpp:muc": MUC, "xmpp:local": LOCAL_MUC, "mail:mail": MAIL_LINK,
-                        "mail:local": READER})  # fmt: skip
+    world.rooms.update({"xmpp:local": LOCAL_MUC, "mail:local": READER})
+    world.rooms.update({f"xmpp:{link}": muc_jid(link) for link in MUC_LINKS})
+    world.rooms.update({f"mail:{link}": mail_address(link) for link in MAIL_LINKS})
     u = world.users
     u["max"] = await User.register(bund, "max", displayname="Max Mustermann")
     u["erika"] = await User.register(bund, "erika", displayname="Erika Musterfrau")
@@ -345,7 +362,7 @@ async def _populate(world: BenchWorld) -> None:
                                      displayname="Marie Curie [Recherche]")  # fmt: skip
     names = [*link_names(), "local"]
     bund_rooms, tchap_rooms = await asyncio.gather(
-        _rooms_for(u["max"], [u["erika"]], [*names, "muc", "mail"], tchap=False),
+        _rooms_for(u["max"], [u["erika"]], [*names, *MUC_LINKS, *MAIL_LINKS], tchap=False),
         _rooms_for(u["jean"], [u["marie"]], names, tchap=True),
     )
     world.rooms.update({f"bund:{n}": r for n, r in bund_rooms.items()})

@@ -37,6 +37,7 @@ class Occupant:
         self.client.enable_direct_tls = False
         self.client.enable_starttls = False
         self.client.enable_plaintext = True
+        self.client.register_plugin("xep_0004")
         self.client.register_plugin("xep_0045")
         self._online = asyncio.Event()
         self.client.add_event_handler("session_start", self._session_start)
@@ -50,10 +51,14 @@ class Occupant:
         await asyncio.wait_for(self._online.wait(), LOGIN_TIMEOUT)
 
     async def join(self, room: str, nick: str) -> None:
-        """Join a MUC without history (messages from before are no arrivals)."""
-        await self.client.plugin["xep_0045"].join_muc_wait(
-            JID(room), nick, maxstanzas=0, timeout=LOGIN_TIMEOUT
-        )
+        """Join a MUC without history (messages from before are no arrivals). A room this join
+        created is unlocked with its default configuration, as clients do ("instant room"):
+        Prosody keeps a new room locked to everyone else until then."""
+        muc = self.client.plugin["xep_0045"]
+        presence = (await muc.join_muc_wait(JID(room), nick, maxstanzas=0,
+                                            timeout=LOGIN_TIMEOUT))[0]  # fmt: skip
+        if 201 in presence["muc"]["status_codes"]:
+            await muc.set_room_config(JID(room), self.client.plugin["xep_0004"].make_form())
 
     def say(self, room: str, text: str) -> None:
         self.client.make_message(mto=room, mbody=text, mtype="groupchat").send()

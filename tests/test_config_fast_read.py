@@ -88,3 +88,36 @@ def test_a_tagged_value_is_judged_by_the_round_trip_loader(tmp_path: Path) -> No
     assert info.value.errors == [
         f"{path}:8:11: people[0].name: expected a string, got TaggedScalar"
     ]
+
+
+def test_links_read_the_same_both_ways_and_conflicts_are_still_located(tmp_path: Path) -> None:
+    """Link entries of the fast reader take a shortcut too (`plain_link`): the same links as
+    the full check, and a room two links share or an unknown person still gets its located
+    error (from the round-trip loader)."""
+    text = generated_example(tmp_path).read_text(encoding="utf-8")
+    path = tmp_path / "config.yaml"
+    plain = fast_document(text)
+    assert plain is not None
+    fast, _ = validate(plain, path, {})
+    doc, _, _ = read_document(generated_example(tmp_path))
+    slow, _ = validate(doc, path, {})
+    assert fast is not None and slow is not None
+    assert fast.links == slow.links
+    assert len(fast.links) > 1
+
+    shared = text.replace("links:\n", textwrap.dedent("""\
+        links:
+          - id: first
+            people: [max]
+            rooms: {bund: "!shared:bund.test", tchap: "!a:tchap.test"}
+          - id: second
+            people: [max, nobody]
+            rooms: {bund: "!shared:bund.test", tchap: "!b:tchap.test"}
+        """), 1)  # fmt: skip
+    path.write_text(shared, encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, {})
+    errors = "\n".join(refused.value.errors)
+    assert "links[1].people[1]: unknown person 'nobody'" in errors
+    assert "links[1].rooms.bund: \"!shared:bund.test\" is already used by link 'first'" in errors
+    assert errors.startswith(f"{path}:")

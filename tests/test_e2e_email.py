@@ -559,3 +559,23 @@ async def test_a_mail_is_one_info_line_and_the_smtp_dialogue_is_at_debug(
     assert line.endswith(": bridged into wg")
     assert not [line for line in lines if " INFO mail.log: " in line]
     assert [line for line in lines if " DEBUG mail.log: " in line and ">> b'DATA'" in line]
+
+
+async def test_mails_in_a_row_share_one_relay_connection(world: EmailWorld) -> None:
+    """The connection to the relay stays open between mails, and a new one is made when the
+    relay closed it (here by restarting)."""
+    max_ = world.users["max"]
+    first, second = unique("Erste von zweien"), unique("Zweite von zweien")
+    await max_.send_text(world.rooms["bund:wg"], first)
+    one = await world.relay.wait_for(mentions(first))
+    await max_.send_text(world.rooms["bund:wg"], second)
+    two = await world.relay.wait_for(mentions(second))
+    assert one.connection == two.connection
+
+    world.relay.stop()
+    world.relay.start()
+    third = unique("Nach dem Neustart des Relais")
+    await max_.send_text(world.rooms["bund:wg"], third)
+    three = await world.relay.wait_for(mentions(third))
+    assert three.connection != two.connection
+    assert three.recipients == [CLAIRE]

@@ -48,6 +48,25 @@ async def test_upserts(open_store: Opener) -> None:
     assert await state.room_positions() == {"!a:t": "t2"}
 
 
+async def test_room_facts_are_read_back_in_one_query_per_network(open_store: Opener) -> None:
+    """A restart checks its rooms by these instead of a request per room."""
+    store = await open_store()
+    tchap = MatrixState(await store.open_state(matrix.upgrade_table), "tchap")
+    await tchap.save_room_fact("!a:t", "im.vector.room.access_rules", {"rule": "restricted"})
+    await tchap.save_room_fact("!a:t", "im.vector.room.access_rules", {"rule": "unrestricted"})
+    await tchap.save_room_fact("!a:t", "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"})
+    await tchap.save_room_fact("!b:t", "m.room.encryption", None)
+    await store.close()
+
+    db = await (await open_store()).open_state(matrix.upgrade_table)
+    assert sorted(await MatrixState(db, "tchap").room_facts()) == [
+        ("!a:t", "im.vector.room.access_rules", {"rule": "unrestricted"}),
+        ("!a:t", "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"}),
+        ("!b:t", "m.room.encryption", None),
+    ]
+    assert await MatrixState(db, "bund").room_facts() == []
+
+
 async def test_a_reused_txn_id_with_new_content_is_not_a_replay(open_store: Opener) -> None:
     """Synapse on SQLite numbers its transactions from 1 again after a restart."""
     state = MatrixState(await (await open_store()).open_state(matrix.upgrade_table), "bund")

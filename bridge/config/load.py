@@ -68,6 +68,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 PERSON_KEYS = frozenset(("id", "name", "org", "accounts"))
+LINK_KEYS = frozenset(("id", "people", "rooms"))
 SECTIONS = ("database", "listen", "logging", "delivery", "admin", "audit", "retention",
             "classification", "networks", "people", "links")  # fmt: skip
 MIN_ADMIN_TOKEN = 16
@@ -678,10 +679,56 @@ class _Schema:
             return None
         seen_ids: dict[str, int] = {}
         rooms_used: dict[tuple[str, str], str] = {}
-        links = [self.link(item, networks, person_ids, seen_ids, rooms_used) for item in items]
+        links = [
+            self.plain_link(item, networks, person_ids, seen_ids, rooms_used)
+            or self.link(item, networks, person_ids, seen_ids, rooms_used)
+            for item in items
+        ]
         if any(link is None for link in links):
             return None
         return tuple(link for link in links if link is not None)
+
+    def plain_link(
+        self,
+        node: Node,
+        networks: Mapping[str, Network | None],
+        person_ids: Collection[str],
+        seen_ids: dict[str, int],
+        rooms_used: dict[tuple[str, str], str],
+    ) -> Link | None:
+        """A link entry that is right as it stands, its id and people read without a `Node`
+        each (as `plain_person` does for people; its rooms are read by their kinds as always).
+        None for anything else, which `link` then reads and reports on; the rooms this
+        records in ``rooms_used`` are then the same link's, so they raise no false conflict."""
+        raw = node.value
+        if type(raw) is not dict or not raw.keys() <= LINK_KEYS:
+            return None
+        link_id, people, rooms = raw.get("id"), raw.get("people", []), raw.get("rooms")
+        if (
+            type(link_id) is not str
+            or link_id in seen_ids
+            or not ID_RE.fullmatch(link_id)
+            or type(people) is not list
+            or any(type(person) is not str or person not in person_ids for person in people)
+            or type(rooms) is not dict
+            or len(rooms) < 2
+        ):
+            return None
+        result: dict[str, LinkRoom] = {}
+        for network_name, value in rooms.items():
+            network = networks.get(network_name) if type(network_name) is str else None
+            if network is None:
+                return None
+            where = Node(value, f"{node.path}.rooms.{network_name}", node.line, 0)
+            room = self.kind(network.kind).room(network_name, where)
+            if room is None:
+                return None
+            if room.room is not None:
+                if rooms_used.setdefault((network_name, room.room), link_id) != link_id:
+                    return None
+            result[network_name] = room
+        seen_ids[link_id] = node.line
+        return Link(link_id, result, tuple(people))
 
     def link(
         self,

@@ -177,6 +177,7 @@ class EmailConnector(Connector):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop()
+        await self.relay.close()
         await asyncio.to_thread(self.worker.stop)
 
     # Who may post

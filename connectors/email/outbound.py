@@ -3,6 +3,9 @@
 A relay that cannot be reached or answers 4xx is unavailable (`Unavailable`: the mail waits,
 in order, and no attempt is counted); a 5xx answer means the relay will never take this mail,
 which `DeliveryError` with ``permanent=True`` tells the outbox.
+
+Connections to the relay stay open between mails (`Relay`): a new one costs a TCP handshake,
+the greeting, EHLO, and where configured TLS and a login, more than the mail itself.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from connectors.email.folding import POLICY
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 60.0
+KEPT_OPEN = 4
+"""Idle connections kept at most: one per queue sending at the same moment, as many as the
+outbox's queues to this network hand mail over at once."""
 SIGNED_HEADERS = [
     b"from",
     b"to",
@@ -80,25 +86,20 @@ def wire_bytes(msg: EmailMessage, domain: str, key: DkimKey | None) -> bytes:
 
 
 class Relay:
+    """The SMTP relay, with the connections to it kept open: a mail goes over an idle one when
+    there is one (each queue sending at a time takes its own), else over a new one, which is
+    kept afterwards. A kept connection the relay closed meanwhile (its idle timeout, a restart)
+    is replaced by a new one for the same mail."""
+
     def __init__(self, settings: SmtpRelay) -> None:
         self.settings = settings
+        self._idle: list[aiosmtplib.SMTP] = []
 
     async def send(self, data: bytes, sender: str, recipients: list[str]) -> None:
         """Hand one mail over; raises `DeliveryError` (permanent or not) when it was not."""
         s = self.settings
         try:
-            refused, _response = await aiosmtplib.send(
-                data,
-                sender=sender,
-                recipients=recipients,
-                hostname=s.host,
-                port=s.port,
-                username=s.username,
-                password=s.password,
-                use_tls=s.security is RelaySecurity.TLS,
-                start_tls=s.security is RelaySecurity.STARTTLS,
-                timeout=SEND_TIMEOUT,
-            )
+            refused, _response = await self._sendmail(data, sender, recipients)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = sorted({r.code for r in exc.recipients})
             if not all(code >= 500 for code in codes):
@@ -115,3 +116,59 @@ class Relay:
             raise Unavailable(f"the relay {s.host}:{s.port} is unreachable: {exc}") from exc
         for recipient, (code, message) in refused.items():
             log.warning("The relay refused %s: %s %s", recipient, code, message)
+
+    async def _sendmail(
+        self, data: bytes, sender: str, recipients: list[str]
+    ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+        while self._idle:
+            smtp = self._idle.pop()
+            if not smtp.is_connected:
+                smtp.close()
+                continue
+            try:
+                return await self._over(smtp, data, sender, recipients)
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                log.debug("The relay closed a kept connection (%s); opening another", exc)
+        s = self.settings
+        smtp = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.username,
+            password=s.password,
+            use_tls=s.security is RelaySecurity.TLS,
+            start_tls=s.security is RelaySecurity.STARTTLS,
+            timeout=SEND_TIMEOUT,
+        )
+        await smtp.connect()
+        return await self._over(smtp, data, sender, recipients)
+
+    async def _over(
+        self, smtp: aiosmtplib.SMTP, data: bytes, sender: str, recipients: list[str]
+    ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+        """One mail over ``smtp``, which is kept afterwards when it is still usable (a refusal
+        leaves it so: the envelope was reset) and closed otherwise."""
+        try:
+            result = await smtp.sendmail(sender, recipients, data)
+        except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+            self._keep(smtp)
+            raise
+        except BaseException:
+            smtp.close()
+            raise
+        self._keep(smtp)
+        return result
+
+    def _keep(self, smtp: aiosmtplib.SMTP) -> None:
+        if smtp.is_connected and len(self._idle) < KEPT_OPEN:
+            self._idle.append(smtp)
+        else:
+            smtp.close()
+
+    async def close(self) -> None:
+        """Say goodbye on every kept connection (the bridge stops)."""
+        idle, self._idle = self._idle, []
+        for smtp in idle:
+            try:
+                await smtp.quit(timeout=5)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                smtp.close()

@@ -464,6 +464,8 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
                 continue
             if isinstance(raw.get("room_id"), str):
                 self.catch_up.active(raw["room_id"])
+            if self._echo(raw):
+                continue
             try:
                 await self._room_event(raw)
             except Exception:
@@ -481,11 +483,20 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
             await self.state.mark_txn_handled(txn_id, digest)
         return web.json_response({})
 
+    def _echo(self, raw: dict[str, Any]) -> bool:
+        """Whether an event is the bridge's own message coming back: the homeserver pushes
+        every event of a bridged room, those its ghosts and bot post too, so one of the two
+        transactions of each bridged message holds nothing but this. Dropped before anything
+        else looks at it; state events (a ghost's membership) are still taken in."""
+        sender = raw.get("sender")
+        return "state_key" not in raw and isinstance(sender, str) and self.is_own(sender)
+
     async def _read_before(self, events: list[Any]) -> None:
         """Read the rooms of a transaction up to its events first (`CatchUp.wary`); a room
-        that cannot be read now is left to the pushed events and the regular catch-up."""
-        rooms = {raw["room_id"] for raw in events
-                 if isinstance(raw, dict) and isinstance(raw.get("room_id"), str)}  # fmt: skip
+        that cannot be read now is left to the pushed events and the regular catch-up. The
+        bridge's own messages have nothing to wait for (`_echo`)."""
+        rooms = {raw["room_id"] for raw in events if isinstance(raw, dict)
+                 and isinstance(raw.get("room_id"), str) and not self._echo(raw)}  # fmt: skip
         for room_id in rooms:
             if not self.catch_up.knows(room_id) or not self.host.directory.link_for(
                 self.name, room_id
@@ -507,6 +518,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
         room_id, content = edu.get("room_id"), edu.get("content")
         if not isinstance(room_id, str) or not isinstance(content, dict):
             return
+        await self._ensure_checked(room_id)
         if self.host.directory.link_for(self.name, room_id) is None:
             return
         users = content.get("user_ids")
@@ -587,7 +599,11 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
         return membership is Membership.JOIN
 
     async def set_typing(self, room_id: str, sender: Sender, typing: bool) -> None:
-        if await self.sender_refusal(room_id, sender) is not None:
+        await self._ensure_checked(room_id)  # a room refused there shows no one typing
+        if (
+            self.host.directory.link_for(self.name, room_id) is None
+            or await self.sender_refusal(room_id, sender) is not None
+        ):
             return
         intent = await self._ghost(sender, None)
         await intent.set_typing(RoomID(room_id), TYPING_TIMEOUT_MS if typing else 0)

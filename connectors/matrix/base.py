@@ -9,6 +9,10 @@ End-to-end encrypted rooms (see `connectors.matrix.crypto`): what arrives encryp
 and then bridged like any other event; what is sent into an encrypted room (attachments
 included) is encrypted, never sent in the clear. A room this network cannot or may not bridge,
 by its Tchap access rule or by its encryption, is refused with a log line and a notice.
+
+Those two facts of each room are kept in the connector's tables (`MatrixState.room_facts`): a
+restart reads them with one query instead of a request per room, and a room whose facts are not
+known yet is checked on its first event, in or out (`MatrixConnector._ensure_checked`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ ACCESS_RULES = EventType.find(tchap.ACCESS_RULES_EVENT, t_class=EventType.Class.
 SETUP_RETRY_SECONDS = 5.0
 SETUP_CONCURRENCY = 8
 _PERMANENT_ERRCODES = {"M_BAD_JSON", "M_NOT_JSON", "M_INVALID_PARAM"}
+ENCRYPTION_EVENT = "m.room.encryption"
 ENCRYPTION_STATE = {"algorithm": MEGOLM}
 """The ``m.room.encryption`` content of rooms the bridge creates encrypted."""
 DECRYPTED_TYPES = {"m.room.message", "m.sticker", "m.reaction", "m.room.redaction"}
@@ -124,6 +129,11 @@ class MatrixConnector(Connector):
         self.facts = RoomFacts()
         self._access_rules: dict[str, JSON | None] = {}
         """room → its Tchap access rules content (None when the room has none)."""
+        self._unchecked: set[str] = set()
+        """Rooms bound at start without their facts: checked before their first event."""
+        self._unconfirmed: set[str] = set()
+        """Rooms stored as not encrypted at an earlier run: one may have become encrypted while
+        the bridge was down, so it is read again before anything is sent into it."""
         self.e2ee: E2EE | None = None
         """The bridge's encryption device on this network, once started (never when off)."""
         self.e2ee_unavailable: str | None = None
@@ -212,21 +222,33 @@ class MatrixConnector(Connector):
 
     async def room_encryption(self, room_id: str, api: ClientAPI | None = None) -> JSON | None:
         """The room's ``m.room.encryption`` content (None: not encrypted), read as ``api`` (a
-        member; default the bot) once and then kept current from the room's state events."""
-        if not self.facts.knows_encryption(room_id):
+        member; default the bot) once (a room encrypted at an earlier run stays so) and then
+        kept current from the room's state events."""
+        if not self.facts.knows_encryption(room_id) or room_id in self._unconfirmed:
             try:
                 state = await (api or self.bot).get_state_event(
                     RoomID(room_id), EventType.ROOM_ENCRYPTION
                 )
-                self.facts.set_encryption(room_id, state.serialize())
+                content: JSON | None = state.serialize()
             except MNotFound:
-                self.facts.set_encryption(room_id, None)
+                content = None
+            self._unconfirmed.discard(room_id)
+            self.facts.set_encryption(room_id, content)
+            await self.state.save_room_fact(
+                room_id, ENCRYPTION_EVENT, self.facts.encryption(room_id)
+            )
         return self.facts.encryption(room_id)
 
-    async def encryption_refusal(self, room_id: str, api: ClientAPI | None = None) -> Notice | None:
-        """Why this network may not bridge the room as it is encrypted (or not), if it may not."""
+    async def encryption_refusal(
+        self, room_id: str, api: ClientAPI | None = None, read: bool = True
+    ) -> Notice | None:
+        """Why this network may not bridge the room as it is encrypted (or not), if it may not;
+        ``read`` False judges by the facts known, stored ones included, without a request."""
         mode = self.network.encryption
-        encryption = await self.room_encryption(room_id, api)
+        if read:
+            encryption = await self.room_encryption(room_id, api)
+        else:
+            encryption = self.facts.encryption(room_id)
         if encryption is None:
             return notice("room_off.not_encrypted") if mode is Encryption.REQUIRE else None
         if mode is Encryption.OFF:
@@ -313,13 +335,14 @@ class MatrixConnector(Connector):
         self._pending_rooms = {link.id for link in links}
         self._created = await self.host.store.created_rooms(self.name)
         self._joined = {str(room) for room in await self.bot.get_joined_rooms()}
+        await self._load_facts()
 
         async def set_up(todo: Iterator[Link]) -> None:
             """One of `SETUP_CONCURRENCY` workers sharing ``todo`` (a task per worker, not per
             link: with ten thousand links, a task each cost more than setting the rooms up)."""
             for link in todo:
                 try:
-                    await self._setup_room(link)
+                    await self._setup_room(link, at_start=True)
                     self._pending_rooms.discard(link.id)
                 except Exception as e:
                     self.log.warning("Room of link %s not ready yet: %s", link.id, e)
@@ -331,6 +354,37 @@ class MatrixConnector(Connector):
                 self.rooms_ready.set()  # the ones that work already flow
                 await asyncio.sleep(SETUP_RETRY_SECONDS)
         self.rooms_ready.set()
+
+    async def _load_facts(self) -> None:
+        """The rooms' facts stored at earlier runs (one query): what start checks rooms by."""
+        for room_id, event_type, content in await self.state.room_facts():
+            if event_type == tchap.ACCESS_RULES_EVENT:
+                self._access_rules.setdefault(room_id, content)
+            elif event_type == ENCRYPTION_EVENT and not self.facts.knows_encryption(room_id):
+                self.facts.set_encryption(room_id, content)
+                if content is None:
+                    self._unconfirmed.add(room_id)
+
+    def _checkable(self, link_id: str, room_id: str) -> bool:
+        """Whether the room can be checked without a request: its facts are known, or its
+        access rule alone refuses it."""
+        if self.network.flavour is Flavour.TCHAP:
+            if room_id not in self._access_rules:
+                return False
+            rule = tchap.parse_access_rule(self._access_rules[room_id])
+            if self._rule_refusal(link_id, rule) is not None:
+                return True
+        return self.facts.knows_encryption(room_id)
+
+    async def _ensure_checked(self, room_id: str) -> None:
+        """Check a room bound at start without its facts (read now, as the bot), before its
+        first event goes in or out; it may turn out refused (and disabled) here."""
+        if room_id not in self._unchecked:
+            return
+        link_id = self.host.directory.bound_link(self.name, room_id)
+        if link_id is not None:
+            await self._check_room(link_id, room_id)
+        self._unchecked.discard(room_id)
 
     async def link_added(self, link: Link) -> None:
         """Set the new link's room up now, or keep trying in the background."""
@@ -385,8 +439,12 @@ class MatrixConnector(Connector):
     async def leave_ghosts(self, room_id: str) -> None:
         """Take the bridge's ghosts out of a room it no longer bridges (where it has any)."""
 
-    async def _setup_room(self, link: Link) -> None:
+    async def _setup_room(self, link: Link, at_start: bool = False) -> None:
+        """Find, join or create the link's room, check it and bind it. ``at_start``, a room
+        joined or created at an earlier run costs no request: it is checked by its stored facts,
+        or, without them, on its first event (`_ensure_checked`)."""
         spec = link.rooms[self.name]
+        earlier = True
         if spec.create is not None:
             room_id = self._created.get(link.id)
             if room_id is None and not self.host.leads(self.name):
@@ -397,6 +455,7 @@ class MatrixConnector(Connector):
                     raise RuntimeError("the instance leading this network creates it")
             if room_id is None:
                 room_id = await self._create_room(link)
+                earlier = False
                 await self.host.store.save_created_room(link.id, self.name, room_id)
                 self._created[link.id] = room_id
                 self.log.info("Created room %s for link %s", room_id, link.id)
@@ -407,8 +466,12 @@ class MatrixConnector(Connector):
                 room_id = (await self.bot.resolve_room_alias(RoomAlias(room_id))).room_id
             if room_id not in self._joined:
                 await self.bot.join_room(RoomID(room_id), max_retries=2)
+                earlier = False
         # Checked before it is bound: nothing may be delivered into a room not checked yet.
-        await self._check_room(link.id, room_id)
+        if at_start and earlier and not self._checkable(link.id, room_id):
+            self._unchecked.add(room_id)
+        else:
+            await self._check_room(link.id, room_id, read=not (at_start and earlier))
         self.host.directory.bind(link.id, self.name, room_id)
 
     async def _create_room(self, link: Link) -> str:
@@ -427,25 +490,45 @@ class MatrixConnector(Connector):
         encrypted = create.encrypted
         if encrypted or (encrypted is None and self.network.encryption is Encryption.REQUIRE):
             initial_state.append(self.encryption_state())
-        return await self.bot.create_room(
-            name=create.name,
-            topic=create.topic,
-            invitees=invitees,
-            initial_state=initial_state,  # type: ignore[arg-type]
-            room_version=create.room_version,  # type: ignore[arg-type]  # None: the default
+        room_id = str(
+            await self.bot.create_room(
+                name=create.name,
+                topic=create.topic,
+                invitees=invitees,
+                initial_state=initial_state,  # type: ignore[arg-type]
+                room_version=create.room_version,  # type: ignore[arg-type]  # None: the default
+            )
         )
+        # The room is as it was made: its facts need no request.
+        states = {state["type"]: state["content"] for state in initial_state}
+        await self._learn(room_id, ENCRYPTION_EVENT, states.get(ENCRYPTION_EVENT))
+        if self.network.flavour is Flavour.TCHAP:
+            await self._learn(room_id, tchap.ACCESS_RULES_EVENT, states[tchap.ACCESS_RULES_EVENT])
+        return room_id
+
+    async def _learn(self, room_id: str, event_type: str, content: JSON | None) -> None:
+        """A room's encryption or access rule, from its state event (pushed, or the room's
+        creation): kept in memory and stored."""
+        if event_type == ENCRYPTION_EVENT:
+            self._unconfirmed.discard(room_id)
+            self.facts.set_encryption(room_id, content)
+            content = self.facts.encryption(room_id)
+        else:
+            self._access_rules[room_id] = content
+        await self.state.save_room_fact(room_id, event_type, content)
 
     @staticmethod
     def encryption_state() -> JSON:
         """The initial state event that makes a new room encrypted."""
         return {"type": "m.room.encryption", "state_key": "", "content": dict(ENCRYPTION_STATE)}
 
-    async def _check_room(self, link_id: str, room_id: str) -> None:
+    async def _check_room(self, link_id: str, room_id: str, read: bool = True) -> None:
         """Refuse a room this link may not be bridged into: a Tchap room whose access rule keeps
         out the people the link brings in, or a room whose encryption this network cannot or may
-        not bridge. Checked again whenever either changes."""
+        not bridge. Checked again whenever either changes. ``read`` False: by the facts known
+        (stored ones included), without a request."""
         refusal = await self._access_refusal(link_id, room_id) or await self.encryption_refusal(
-            room_id
+            room_id, read=read
         )
         reason = str(refusal) if refusal is not None else None
         already = self.host.directory.disabled_reason(link_id, self.name)
@@ -465,15 +548,19 @@ class MatrixConnector(Connector):
         if room_id not in self._access_rules:
             try:
                 state = await self.bot.get_state_event(RoomID(room_id), ACCESS_RULES)
-                self._access_rules[room_id] = state.serialize()
+                content: JSON | None = state.serialize()
             except MNotFound:
-                self._access_rules[room_id] = None
+                content = None
+            await self._learn(room_id, tchap.ACCESS_RULES_EVENT, content)
         return tchap.parse_access_rule(self._access_rules[room_id])
 
     async def _access_refusal(self, link_id: str, room_id: str) -> Notice | None:
         if self.network.flavour is not Flavour.TCHAP:
             return None
-        rule = await self._access_rule(room_id)
+        return self._rule_refusal(link_id, await self._access_rule(room_id))
+
+    def _rule_refusal(self, link_id: str, rule: tchap.AccessRule) -> Notice | None:
+        """Why a Tchap room with this access rule may not take the link's people, if it may not."""
         domains = foreign_domains(self.host.config, self.host.links.get(link_id), self.name)
         return tchap.restricted_room_refusal(rule, domains, self.network.restricted_rooms_allow)
 
@@ -508,9 +595,13 @@ class MatrixConnector(Connector):
     async def handle_room_event(self, raw: JSON) -> None:
         """One room event from the homeserver. Returns once the event is stored (or ignored).
 
-        Raises only when storing failed, so that the source is not acknowledged and sends it
-        again; any other failure is this event's alone: it is logged and the stream goes on.
+        Raises only when storing failed, or when the facts of a room checked on its first event
+        could not be read, so that the source is not acknowledged and sends it again; any other
+        failure is this event's alone: it is logged and the stream goes on.
         """
+        room_id = raw.get("room_id")
+        if isinstance(room_id, str) and room_id in self._unchecked:
+            await self._ensure_checked(room_id)
         if raw.get("type") == "m.room.encrypted":
             decrypted = await self._decrypted(raw)
             if decrypted is None:
@@ -535,13 +626,9 @@ class MatrixConnector(Connector):
             await self._on_member(raw, room_id)
             return await self._member_event(raw, room_id)
         bound = self.host.directory.bound_link(self.name, room_id)
-        if raw.get("state_key") == "" and etype in (tchap.ACCESS_RULES_EVENT, "m.room.encryption"):
+        if raw.get("state_key") == "" and etype in (tchap.ACCESS_RULES_EVENT, ENCRYPTION_EVENT):
             content = raw.get("content")
-            content = content if isinstance(content, dict) else {}
-            if etype == "m.room.encryption":
-                self.facts.set_encryption(room_id, content)
-            else:
-                self._access_rules[room_id] = content
+            await self._learn(room_id, etype, content if isinstance(content, dict) else {})
             if bound:
                 await self._check_room(bound, room_id)
             return None
@@ -666,11 +753,13 @@ class MatrixConnector(Connector):
 
     async def send(self, out: Outgoing, media: bytes | None) -> str | None:
         event = out.event
-        if not out.sender_is_local and event.kind not in MEMBERSHIP:
-            refusal = await self.sender_refusal(out.room_id, event.sender)
-            if refusal is not None:
-                raise DeliveryError(str(refusal), permanent=True, reason=Refusal.NOT_ALLOWED)
         try:
+            if out.room_id in self._unchecked:
+                await self._first_delivery(out.room_id)
+            if not out.sender_is_local and event.kind not in MEMBERSHIP:
+                refusal = await self.sender_refusal(out.room_id, event.sender)
+                if refusal is not None:
+                    raise DeliveryError(str(refusal), permanent=True, reason=Refusal.NOT_ALLOWED)
             if event.kind in MEMBERSHIP:
                 await self.mirror_member(out)
                 return None
@@ -685,6 +774,16 @@ class MatrixConnector(Connector):
             if out.delivery_id:
                 self._unanswered.add(out.delivery_id)
             raise delivery_failure(self.name, e) from e
+
+    async def _first_delivery(self, room_id: str) -> None:
+        """Check a room bound without its facts before the first delivery into it; what it
+        refuses is not delivered."""
+        await self._ensure_checked(room_id)
+        link_id = self.host.directory.bound_link(self.name, room_id)
+        refused = self.host.directory.disabled_reason(link_id, self.name) if link_id else None
+        if refused is not None:
+            raise DeliveryError(f"the {self.name} room is no longer bridged: {refused}",
+                                permanent=True, reason=Refusal.ROOM_OFF)  # fmt: skip
 
     async def _send(self, out: Outgoing, media: bytes | None) -> str | None:
         """The requests of one delivery, each with a transaction ID made from

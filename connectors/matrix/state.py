@@ -3,14 +3,18 @@
 Appservice transactions that carried to-device messages (a replay must not use up a one-time
 key twice), relay mode's sync positions, the profile each ghost was last given (so an unchanged
 one costs no request), how far each room's timeline was caught up, and the reaction lines the
-bot keeps for people it posts for (`connectors.matrix.relayed_reactions`). Keyed by network: one set
+bot keeps for people it posts for (`connectors.matrix.relayed_reactions`), and the rooms' facts
+the bridge checks before bridging a room (its encryption, its Tchap access rule), so that a
+restart reads them here rather than with a request per room. Keyed by network: one set
 of tables serves every Matrix network. The encryption state has its own tables
 (`connectors.matrix.crypto_store`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
 
@@ -67,6 +71,19 @@ async def _upgrade_v2(conn: Connection, scheme: Scheme) -> None:
             notice_id TEXT NOT NULL,
             reactions TEXT NOT NULL,
             PRIMARY KEY (network, room_id, target)
+        )"""
+    )
+
+
+@upgrade_table.register(description="Rooms' encryption and access rules")  # type: ignore[call-arg,arg-type]
+async def _upgrade_v3(conn: Connection, scheme: Scheme) -> None:
+    await conn.execute(
+        """CREATE TABLE room_fact (
+            network    TEXT NOT NULL,
+            room_id    TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            content    TEXT NOT NULL,
+            PRIMARY KEY (network, room_id, event_type)
         )"""
     )
 
@@ -165,6 +182,34 @@ class MatrixState:
             self.network,
             room_id,
             token,
+        )
+
+    @retried(PATIENCE)
+    async def room_facts(self) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """(room, state event type, its content or None when the room has none) of every room
+        whose facts were stored: one query at start instead of a request per room."""
+        rows = await self.db.fetch(
+            "SELECT room_id, event_type, content FROM room_fact WHERE network=$1", self.network
+        )
+        facts = []
+        for row in rows:
+            content = json.loads(row["content"])
+            facts.append((row["room_id"], row["event_type"],
+                          content if isinstance(content, dict) else None))  # fmt: skip
+        return facts
+
+    @retried(PATIENCE)
+    async def save_room_fact(
+        self, room_id: str, event_type: str, content: dict[str, Any] | None
+    ) -> None:
+        """Remember a room's state event content (None: the room has no such event)."""
+        await self.db.execute(
+            "INSERT INTO room_fact (network, room_id, event_type, content) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (network, room_id, event_type) DO UPDATE SET content=excluded.content",
+            self.network,
+            room_id,
+            event_type,
+            json.dumps(content),
         )
 
     @retried(PATIENCE)

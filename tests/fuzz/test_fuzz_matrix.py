@@ -155,6 +155,7 @@ class Handler:
         config = load_config(self.root / "config.yaml", {})
         self.store = await Store.open(config.database)
         gateway = Gateway(config, self.store)
+        await gateway._open_states()
         bund = gateway.connectors["bund"]
         assert isinstance(bund, AppserviceConnector)
         await bund.start()

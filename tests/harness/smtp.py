@@ -67,6 +67,8 @@ class RelayedMail:
     raw: bytes
     at: float = 0.0
     """Wall-clock time at which the relay had the whole mail (its DATA command ended)."""
+    connection: int = 0
+    """Which SMTP connection brought it: the relay numbers its connections from 1."""
 
     @property
     def message(self) -> EmailMessage:
@@ -79,10 +81,19 @@ class _Recorder:
     def __init__(self) -> None:
         self.mails: list[RelayedMail] = []
         self.lock = threading.Lock()
+        self.sessions: list[Session] = []
+        """Each connection's session (aiosmtpd makes one per connection), kept so that they
+        are told apart by identity."""
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.lock:
+            known = [i for i, seen in enumerate(self.sessions) if seen is session]
+            if not known:
+                self.sessions.append(session)
+            connection = (known[0] if known else len(self.sessions) - 1) + 1
         mail = RelayedMail(envelope.mail_from or "", list(envelope.rcpt_tos),
-                           envelope.original_content or b"", time.time())  # fmt: skip
+                           envelope.original_content or b"", time.time(),
+                           connection)  # fmt: skip
         with self.lock:
             self.mails.append(mail)
         return "250 OK"
