@@ -47,7 +47,7 @@ def startup_config(world: World, root: Path) -> Path:
           "rooms": {"bund": {"create": {"name": "Restricted"}},
                     "tchap": world.rooms["tchap:restr"]}}]  # fmt: skip
     path = root / "startup.yaml"
-    for secret in ("relay-password", "admin-token"):
+    for secret in ("relay-password", "admin-token", "audit-key"):
         (root / secret).write_text((world.root / secret).read_text())
     with path.open("w") as out:
         YAML(typ="safe").dump(config, out)
