@@ -48,6 +48,8 @@ links:
     rooms: {{bund: "!wg:bund.example", tchap: "!wg:tchap.example", third: "!wg:third.example"}}
   - id: other
     rooms: {{bund: "!other:bund.example", tchap: "!other:tchap.example"}}
+"""
+ANNOUNCE = """\
   - id: announce
     rooms: {{bund: "!announce:bund.example", tchap: "!announce:tchap.example"}}
     policy: {{tchap: {{direction: receive}}}}
@@ -56,6 +58,7 @@ people:
     name: Jean Dupont
     accounts: {{tchap: "@jean:tchap.example"}}
 """
+"""A one-way link (its Tchap room only receives) and a person on Tchap, for a test to add."""
 
 
 class Recording(Connector, ReadMarkers):
@@ -125,15 +128,15 @@ class Bridge:
     third: Recording
 
 
-async def open_bridge(root: Path, life: str = "5d") -> Bridge:
-    (root / "config.yaml").write_text(CONFIG.format(life=life))
+async def open_bridge(root: Path, life: str = "5d", more: str = "") -> Bridge:
+    (root / "config.yaml").write_text((CONFIG + more).format(life=life))
     config = load_config(root / "config.yaml", {})
     store = await Store.open(f"sqlite:{root}/passerelle.db")
     directory = RoomDirectory()
     bund, tchap, third = Recording("bund"), Recording("tchap"), Recording("third")
     connectors = {"bund": bund, "tchap": tchap, "third": third}
     router = Router(config, Links(config), store, directory, connectors, LocalClaims())
-    for link in ("wg", "other", "announce"):
+    for link in ("wg", "other"):
         directory.bind(link, "bund", f"!{link}:bund.example")
         directory.bind(link, "tchap", f"!{link}:tchap.example")
     directory.bind("wg", "third", "!wg:third.example")
@@ -333,13 +336,19 @@ async def test_what_was_queued_is_not_delivered_once_the_senders_domain_left_the
     ]  # fmt: skip
 
 
-async def test_a_room_that_only_receives_lets_no_read_marker_out(bridge: Bridge) -> None:
+async def test_a_room_that_only_receives_lets_no_read_marker_out(tmp_path: Path) -> None:
     """``direction: receive`` on the announce link's Tchap room: nothing of that room goes out,
     its readers' markers included; the same marker in a two-way link crosses."""
+    bridge = await open_bridge(tmp_path, more=ANNOUNCE)
+    for network in ("bund", "tchap"):
+        bridge.directory.bind("announce", network, f"!announce:{network}.example")
     jean = Sender(network="tchap", user_id="@jean:tchap.example", display_name="Jean Dupont")
-    for link in ("announce", "other"):
-        assert await bridge.router.ingest(message(f"$to-{link}", "Bekanntmachung", link=link))
-    await settled(bridge.router)
-    for out, remote_id in zip(bridge.tchap.sent, ("$tchap-1", "$tchap-2"), strict=True):
-        await bridge.router._pass_read(Read("tchap", out.room_id, jean, remote_id))
-    assert bridge.bund.reads == [("!other:bund.example", "@jean:tchap.example", "$to-other")]
+    try:
+        for link in ("announce", "other"):
+            assert await bridge.router.ingest(message(f"$to-{link}", "Bekanntmachung", link=link))
+        await settled(bridge.router)
+        for out, remote_id in zip(bridge.tchap.sent, ("$tchap-1", "$tchap-2"), strict=True):
+            await bridge.router._pass_read(Read("tchap", out.room_id, jean, remote_id))
+        assert bridge.bund.reads == [("!other:bund.example", "@jean:tchap.example", "$to-other")]
+    finally:
+        await close(bridge)
