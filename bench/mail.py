@@ -91,9 +91,14 @@ class SmtpSender:
         self._idle: list[aiosmtplib.SMTP] = []
 
     async def close(self) -> None:
+        """Say goodbye on every kept connection; one the relay closed meanwhile is just
+        dropped (the relay restarts between phases)."""
         idle, self._idle = self._idle, []
         for smtp in idle:
-            await smtp.quit()
+            try:
+                await smtp.quit(timeout=5)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                smtp.close()
 
     async def send(self, room: str, marker: str) -> float:
         msg = EmailMessage()
