@@ -141,21 +141,18 @@ class Router:
             thread = await self.store.thread_of(event.network, event.reply_to)
             if thread is not None:
                 event = dataclasses.replace(event, thread=thread)
-        others = [network for network in link.rooms if network != event.network]
-        targets = []
-        for network in others:
-            if self.directory.disabled_reason(link.id, network) is not None:
+        targets: list[str] = []
+        off: list[tuple[str, Decision, str]] = []
+        for network in link.rooms:
+            if network == event.network:
                 continue
-            if not crosses(self.config.policy, link.id, event.network, network):
+            if self.directory.disabled_reason(link.id, network) is not None:
+                off.append((network, Decision.REFUSED, Refusal.ROOM_OFF.value))
+            elif crosses(self.config.policy, link.id, event.network, network):
+                targets.append(network)
+            else:
                 log.debug("Not passing %s of %s on to %s (link %s): one-way", event.remote_id,
                           event.network, network, link.id)  # fmt: skip
-                continue
-            targets.append(network)
-        off = [
-            (n, Decision.REFUSED, Refusal.ROOM_OFF.value)
-            for n in others
-            if self.directory.disabled_reason(link.id, n) is not None
-        ]
         note = self.audit.notes(event, off) if self.audit is not None and off else None
         if not await self.store.accept(event, targets, also=note):
             metrics.DUPLICATES.labels(event.network).inc()
