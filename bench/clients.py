@@ -25,6 +25,11 @@ import aiohttp
 
 MARKER_RE = re.compile(r"bench:(\S+)")
 SYNC_TIMEOUT_MS = 30_000
+SEND_TIMEOUT = aiohttp.ClientTimeout(total=60)
+"""A send still unanswered after this is sent again with the same transaction ID (so the
+homeserver stores it once), as a real client does: one stalled request on a loaded machine must
+not end a half-hour soak."""
+SEND_ATTEMPTS = 3
 
 
 def body(marker: str) -> str:
@@ -65,11 +70,20 @@ class MatrixSender:
         )
         content = {"msgtype": "m.text", "body": body(marker)}
         started = time.perf_counter()
-        async with self.session.put(url, json=content) as resp:
+        for _ in range(SEND_ATTEMPTS - 1):
+            try:
+                await self._put(url, content, room)
+                return started
+            except (TimeoutError, aiohttp.ClientConnectionError):
+                continue
+        await self._put(url, content, room)
+        return started
+
+    async def _put(self, url: str, content: dict[str, Any], room: str) -> None:
+        async with self.session.put(url, json=content, timeout=SEND_TIMEOUT) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"send to {room} failed: {resp.status} {await resp.text()}")
             await resp.read()
-        return started
 
     async def close(self) -> None:
         await self.session.close()
