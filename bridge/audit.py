@@ -44,6 +44,7 @@ from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
 
 from bridge.database import PATIENCE, retried
 from bridge.events import Event
+from bridge.schema import create_table, migration
 
 log = logging.getLogger("passerelle.audit")
 
@@ -58,41 +59,39 @@ MAX_PROBLEMS = 50
 """Problems `AuditTrail.verify` lists at most (it counts them all)."""
 
 
-@upgrade_table.register(description="Audit trail")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
-    await conn.execute(
-        """CREATE TABLE audit_record (
-            seq          BIGINT PRIMARY KEY,
-            at_ms        BIGINT NOT NULL,
-            link_id      TEXT NOT NULL,
-            source       TEXT NOT NULL,
-            sender       TEXT NOT NULL,
-            sender_salt  TEXT,
-            sender_hash  TEXT NOT NULL,
-            target       TEXT NOT NULL,
-            kind         TEXT NOT NULL,
-            size         BIGINT NOT NULL,
-            content_hash TEXT NOT NULL,
-            decision     TEXT NOT NULL,
-            reason       TEXT NOT NULL,
-            prev         TEXT NOT NULL,
-            hash         TEXT NOT NULL
-        )"""
-    )
-    await conn.execute("CREATE INDEX audit_record_at ON audit_record (at_ms)")
-    await conn.execute("CREATE INDEX audit_record_sender ON audit_record (sender)")
-    await conn.execute(
-        """CREATE TABLE audit_head (
-            id         INTEGER PRIMARY KEY,
-            seq        BIGINT NOT NULL,
-            hash       TEXT NOT NULL,
-            first_seq  BIGINT NOT NULL,
-            first_prev TEXT NOT NULL
-        )"""
-    )
-    await conn.execute(
-        "INSERT INTO audit_head (id, seq, hash, first_seq, first_prev) VALUES (1, 0, '', 1, '')"
-    )
+migration(
+    upgrade_table,
+    "Audit trail",
+    create_table(
+        "audit_record",
+        "seq          BIGINT PRIMARY KEY",
+        "at_ms        BIGINT NOT NULL",
+        "link_id      TEXT NOT NULL",
+        "source       TEXT NOT NULL",
+        "sender       TEXT NOT NULL",
+        "sender_salt  TEXT",
+        "sender_hash  TEXT NOT NULL",
+        "target       TEXT NOT NULL",
+        "kind         TEXT NOT NULL",
+        "size         BIGINT NOT NULL",
+        "content_hash TEXT NOT NULL",
+        "decision     TEXT NOT NULL",
+        "reason       TEXT NOT NULL",
+        "prev         TEXT NOT NULL",
+        "hash         TEXT NOT NULL",
+    ),
+    "CREATE INDEX audit_record_at ON audit_record (at_ms)",
+    "CREATE INDEX audit_record_sender ON audit_record (sender)",
+    create_table(
+        "audit_head",
+        "id         INTEGER PRIMARY KEY",
+        "seq        BIGINT NOT NULL",
+        "hash       TEXT NOT NULL",
+        "first_seq  BIGINT NOT NULL",
+        "first_prev TEXT NOT NULL",
+    ),
+    "INSERT INTO audit_head (id, seq, hash, first_seq, first_prev) VALUES (1, 0, '', 1, '')",
+)
 
 
 class Decision(StrEnum):

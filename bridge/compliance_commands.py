@@ -184,26 +184,34 @@ def _inert(value: object) -> object:
     return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
-def _person_export(args: argparse.Namespace) -> int:
-    async def export(config: Config, store: Store, trail: AuditTrail | None) -> int:
+PersonWork = Callable[[personal.Holdings, personal.Subject], Awaitable[int]]
+
+
+def _about_person(args: argparse.Namespace, work: PersonWork) -> int:
+    """Run ``work`` on all the bridge holds and on the person or account ``args.id`` names
+    (failing when it names neither)."""
+
+    async def run(config: Config, store: Store, trail: AuditTrail | None) -> int:
         who = personal.subject(config, args.id)
         if who is None:
             return _fail(f"{args.id}: neither a person ID of people nor an account")
-        states = await personal.open_states(config, store)
-        data = await personal.export(config, store, trail, states, who)
+        return await work(await personal.Holdings.open(config, store, trail), who)
+
+    return _with_store(args.config, run, audit=False)
+
+
+def _person_export(args: argparse.Namespace) -> int:
+    async def export(held: personal.Holdings, who: personal.Subject) -> int:
+        data = await personal.export(held, who)
         print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
         return 0
 
-    return _with_store(args.config, export, audit=False)
+    return _about_person(args, export)
 
 
 def _person_forget(args: argparse.Namespace) -> int:
-    async def forget(config: Config, store: Store, trail: AuditTrail | None) -> int:
-        who = personal.subject(config, args.id)
-        if who is None:
-            return _fail(f"{args.id}: neither a person ID of people nor an account")
-        states = await personal.open_states(config, store)
-        done = await personal.forget(config, store, trail, states, who)
+    async def forget(held: personal.Holdings, who: personal.Subject) -> int:
+        done = await personal.forget(held, who)
         print(f"Forgot {args.id}:")
         for what, value in done.items():
             print(f"  {what}: {value}")
@@ -211,4 +219,4 @@ def _person_forget(args: argparse.Namespace) -> int:
             print(f"Their entry in people ({who.person.id}) is the config's: remove it there.")
         return 0
 
-    return _with_store(args.config, forget, audit=False)
+    return _about_person(args, forget)

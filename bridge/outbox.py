@@ -30,7 +30,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from bridge import metrics
@@ -90,48 +90,40 @@ class Failure:
     """Given up (the sender was told), or to be retried."""
 
 
+@dataclass(eq=False)
 class Outbox:
-    def __init__(
-        self,
-        store: Store,
-        policy: Delivery,
-        health: NetworkHealth,
-        claims: Claims,
-        deliver: Callable[[OutboxItem], Awaitable[None]],
-        give_up: GiveUp,
-        serves: Callable[[str], bool] = lambda network: True,
-        audit: AuditNote = lambda item, decision, reason: None,
-    ) -> None:
-        self._store = store
-        self._audit = audit
-        self._serves = serves
-        self._policy = policy
-        self._health = health
-        self._claims = claims
-        self._deliver = deliver
-        self._give_up = give_up
-        self._workers: dict[Queue, asyncio.Task[None]] = {}
-        self._dirty: set[Queue] = set()
-        self._probing: dict[str, Queue] = {}
-        """Network that is down → the queue probing it (the others wait for its result)."""
-        self._probe_vacant: dict[str, asyncio.Event] = {}
-        self._waits: dict[Queue, int] = {}
-        """Queue → how many times in a row its head found the target unavailable."""
-        self._running = False
-        self.failures: deque[Failure] = deque(maxlen=FAILURES_KEPT)
-        """The last refusals and give-ups on this instance, oldest first."""
+    store: Store
+    policy: Delivery
+    health: NetworkHealth
+    claims: Claims
+    deliver: Callable[[OutboxItem], Awaitable[None]]
+    give_up: GiveUp
+    serves: Callable[[str], bool] = lambda network: True
+    audit: AuditNote = lambda item, decision, reason: None
+    _workers: dict[Queue, asyncio.Task[None]] = field(default_factory=dict, init=False)
+    _dirty: set[Queue] = field(default_factory=set, init=False)
+    _probing: dict[str, Queue] = field(default_factory=dict, init=False)
+    """Network that is down → the queue probing it (the others wait for its result)."""
+    _probe_vacant: dict[str, asyncio.Event] = field(default_factory=dict, init=False)
+    _waits: dict[Queue, int] = field(default_factory=dict, init=False)
+    """Queue → how many times in a row its head found the target unavailable."""
+    _running: bool = field(default=False, init=False)
+    failures: deque[Failure] = field(
+        default_factory=lambda: deque(maxlen=FAILURES_KEPT), init=False
+    )
+    """The last refusals and give-ups on this instance, oldest first."""
 
     async def start(self) -> None:
         """Resume every queue left non-empty by an earlier run (or by an instance that died)."""
         self._running = True
-        self._claims.on_work(self.wake)
-        self._claims.on_lost(self._claims_lost)
+        self.claims.on_work(self.wake)
+        self.claims.on_lost(self._claims_lost)
         await self.resume()
 
     async def resume(self) -> None:
         """Start a worker for every non-empty queue this instance may claim: at start, and
         regularly with several instances (an instance that died leaves its queues unclaimed)."""
-        for queue in await self._store.queues():
+        for queue in await self.store.queues():
             self.wake(*queue)
 
     async def stop(self) -> None:
@@ -150,7 +142,7 @@ class Outbox:
 
     def use(self, policy: Delivery) -> None:
         """The delivery settings of a reloaded config, from the next attempt on."""
-        self._policy = policy
+        self.policy = policy
 
     async def forget(self, link_id: str, target: str) -> None:
         """Stop working a queue whose room a reload removed (its items are dropped next)."""
@@ -178,14 +170,14 @@ class Outbox:
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt."""
         doublings = min(max(attempts - 1, 0), 32)
-        return min(self._policy.initial_backoff * 2**doublings, self._policy.max_backoff)
+        return min(self.policy.initial_backoff * 2**doublings, self.policy.max_backoff)
 
     async def _work(self, queue: Queue) -> None:
         """Send the queue's items in order, reading them a batch at a time; stop once the
         queue is empty. A queue is known to be empty without asking the store when the last
         read came back short and nothing was added since (`wake` marks it dirty)."""
         try:
-            if not self._serves(queue[1]) or not await self._claims.claim(queue):
+            if not self.serves(queue[1]) or not await self.claims.claim(queue):
                 return  # another instance works it
             delay = 1.0
             while True:
@@ -204,13 +196,13 @@ class Outbox:
             self._leave_probe(queue)
             self._workers.pop(queue, None)
             metrics.OUTBOX.set(len(self._workers))
-            await self._claims.release(queue)
+            await self.claims.release(queue)
 
     async def _drain(self, queue: Queue) -> bool:
         """Deliver what the queue holds; True once it is empty."""
         while True:
             self._dirty.discard(queue)
-            items = await self._store.queue_head(*queue, BATCH)
+            items = await self.store.queue_head(*queue, BATCH)
             for item in items:
                 wait = item.next_attempt - time.time()
                 if wait > 0:
@@ -225,18 +217,18 @@ class Outbox:
                     return True
 
     def _expiry(self, item: OutboxItem) -> float:
-        return item.queued + self._policy.give_up_after
+        return item.queued + self.policy.give_up_after
 
     async def _attempt(self, item: OutboxItem) -> Outcome:
         """One try at an item."""
         if time.time() >= self._expiry(item):
-            state = self._health.state(item.target)
+            state = self.health.state(item.target)
             why = state.reason if not state.up else "waited too long"
             await self._abandon(item, Refusal.EXPIRED, f"queued too long ({why})")
             metrics.EXPIRED.labels(item.target).inc()
             return Outcome.DONE
         try:
-            await self._deliver(item)
+            await self.deliver(item)
         except Unavailable as e:
             await self._wait_for_target(item, e)
             return Outcome.AGAIN
@@ -250,7 +242,7 @@ class Outbox:
                           item.target)  # fmt: skip
             return await self._failed(item, Refusal.REFUSED, f"{type(e).__name__}: {e}")
         metrics.DELIVERED.labels(item.target).inc()
-        self._health.up(item.target)
+        self.health.up(item.target)
         self._waits.pop((item.link_id, item.target), None)
         if self._probing.get(item.target) == (item.link_id, item.target):
             del self._probing[item.target]
@@ -262,15 +254,15 @@ class Outbox:
         """An attempt this item caused failed: count it, retry later or give up."""
         attempts = item.attempts + 1
         metrics.RETRIED.labels(item.target).inc()
-        if permanent or attempts >= self._policy.max_attempts:
+        if permanent or attempts >= self.policy.max_attempts:
             await self._abandon(item, reason, f"{error} (attempt {attempts})")
             return Outcome.DONE
         delay = self.backoff(attempts)
         self._note(item, reason, f"{error} (attempt {attempts})", given_up=False)
         log.warning("Delivery of %s to %s failed (attempt %d/%d), retrying in %.1fs: %s",
-                    item.event.remote_id, item.target, attempts, self._policy.max_attempts,
+                    item.event.remote_id, item.target, attempts, self.policy.max_attempts,
                     delay, error)  # fmt: skip
-        await self._store.retry_later(item, delay, error)
+        await self.store.retry_later(item, delay, error)
         return Outcome.LATER
 
     async def _abandon(self, item: OutboxItem, reason: Refusal, error: str) -> None:
@@ -279,10 +271,10 @@ class Outbox:
         metrics.FAILED.labels(item.target).inc()
         self._note(item, reason, error, given_up=True)
         try:
-            await self._give_up(item, reason, error)
+            await self.give_up(item, reason, error)
         except Exception:
             log.exception("Could not tell the sender that %s was given up", item.event.remote_id)
-        await self._store.give_up(item, also=self._audit(item, Decision.REFUSED, reason.value))
+        await self.store.give_up(item, also=self.audit(item, Decision.REFUSED, reason.value))
 
     def _note(self, item: OutboxItem, reason: Refusal, error: str, *, given_up: bool) -> None:
         self.failures.append(Failure(time.time(), item.link_id, item.event.network, item.target,
@@ -302,17 +294,17 @@ class Outbox:
             await asyncio.sleep(max(0.0, min(self.backoff(waited), DOWN_RETRY_MAX,
                                              deadline - time.time())))  # fmt: skip
             return
-        self._health.down(network, str(error))
-        while not self._health.is_up(network) and time.time() < deadline:
+        self.health.down(network, str(error))
+        while not self.health.is_up(network) and time.time() < deadline:
             prober = self._probing.get(network)
             if prober is None or prober == queue:
                 self._probing[network] = queue
                 wait = min(self.backoff(waited), DOWN_RETRY_MAX, deadline - time.time())
-                await self._health.wait_up(network, max(0.0, wait))
+                await self.health.wait_up(network, max(0.0, wait))
                 return
             vacant = self._probe_vacant.setdefault(network, asyncio.Event())
             vacant.clear()
-            await _first(self._health.wait_up(network, deadline - time.time()), vacant.wait())
+            await _first(self.health.wait_up(network, deadline - time.time()), vacant.wait())
 
     def _leave_probe(self, queue: Queue) -> None:
         self._waits.pop(queue, None)

@@ -85,6 +85,21 @@ async def open_states(config: Config, store: Store) -> dict[str, Database]:
     return states
 
 
+@dataclass(frozen=True)
+class Holdings:
+    """Everywhere the bridge keeps something about people: the store, the audit trail (None
+    where it keeps none) and the tables of every kind in use (`open_states`)."""
+
+    config: Config
+    store: Store
+    audit: AuditTrail | None
+    states: Mapping[str, Database]
+
+    @classmethod
+    async def open(cls, config: Config, store: Store, audit: AuditTrail | None) -> Holdings:
+        return cls(config, store, audit, await open_states(config, store))
+
+
 def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
 
@@ -93,16 +108,12 @@ def _kinds_in_use(config: Config) -> list[str]:
     return sorted({network.kind for network in config.networks.values()})
 
 
-async def export(
-    config: Config,
-    store: Store,
-    audit: AuditTrail | None,
-    states: Mapping[str, Database],
-    who: Subject,
-) -> dict[str, Any]:
+async def export(held: Holdings, who: Subject) -> dict[str, Any]:
     """All the bridge holds about ``who`` (Art. 15), as JSON-serialisable data."""
-    queued = await store.queued_from(who.accounts)
-    chats = await store.direct_chats_with(who.accounts)
+    queued = await held.store.queued_from(who.accounts)
+    chats = await held.store.direct_chats_with(who.accounts)
+    audit = held.audit
+    records = await audit.records_of(who.addresses) if audit is not None else []
     data: dict[str, Any] = {
         "subject": who.id,
         "accounts": [{"network": n, "account": a} for n, a in sorted(who.accounts)],
@@ -127,32 +138,28 @@ async def export(
             for item in queued
         ],
         "direct_chats": [vars(chat) for chat in chats],
-        "audit_records": await audit.records_of(who.addresses) if audit is not None else [],
+        "audit_records": records,
     }
-    for name in _kinds_in_use(config):
+    for name in _kinds_in_use(held.config):
         hook = kinds()[name].personal
         if hook is not None:
-            data[name] = await hook.export(config, states.get(name), who)
+            data[name] = await hook.export(held.config, held.states.get(name), who)
     return data
 
 
-async def forget(
-    config: Config,
-    store: Store,
-    audit: AuditTrail | None,
-    states: Mapping[str, Database],
-    who: Subject,
-) -> dict[str, Any]:
+async def forget(held: Holdings, who: Subject) -> dict[str, Any]:
     """Forget ``who`` (Art. 17): their direct chats and what every kind keeps about them go,
     their audit records keep their place in the chain under a pseudonym. What was done."""
-    chats = await store.direct_chats_with(who.accounts)
-    await store.forget_direct_chats([chat.link_id for chat in chats])
+    chats = await held.store.direct_chats_with(who.accounts)
+    await held.store.forget_direct_chats([chat.link_id for chat in chats])
     done: dict[str, Any] = {"direct_chats": len(chats)}
-    if audit is not None:
-        done["audit_pseudonym"], done["audit_records"] = await audit.pseudonymise(who.addresses)
-    for name in _kinds_in_use(config):
+    if held.audit is not None:
+        done["audit_pseudonym"], done["audit_records"] = await held.audit.pseudonymise(
+            who.addresses
+        )
+    for name in _kinds_in_use(held.config):
         hook = kinds()[name].personal
         if hook is not None:
-            for what, count in (await hook.forget(config, states.get(name), who)).items():
+            for what, count in (await hook.forget(held.config, held.states.get(name), who)).items():
                 done[f"{name}.{what}"] = count
     return done

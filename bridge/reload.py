@@ -81,24 +81,10 @@ def diff(old: Config, new: Config) -> ConfigChange:
     )
     fresh = set(networks_added) | set(networks_changed)
     gone = set(networks_removed) | set(networks_changed)
-    removed: list[RoomChange] = []
-    added: list[RoomChange] = []
     old_links, new_links = _by_id(old.links), _by_id(new.links)
-    for link_id, link in old_links.items():
-        now = new_links.get(link_id)
-        for network, room in link.rooms.items():
-            if now is None or now.rooms.get(network) != room:
-                if network not in gone:
-                    removed.append((network, link))
-    for link_id, link in new_links.items():
-        before = old_links.get(link_id)
-        for network, room in link.rooms.items():
-            if before is None or before.rooms.get(network) != room:
-                if network not in fresh:
-                    added.append((network, link))
     return ConfigChange(
-        rooms_removed=tuple(removed),
-        rooms_added=tuple(added),
+        rooms_removed=_rooms_not_in(old_links, new_links, gone),
+        rooms_added=_rooms_not_in(new_links, old_links, fresh),
         networks_added=networks_added,
         networks_removed=networks_removed,
         networks_changed=networks_changed,
@@ -120,6 +106,21 @@ def diff(old: Config, new: Config) -> ConfigChange:
             if before != now
         ),
         restart_only=tuple(key for key in RESTART_ONLY if getattr(old, key) != getattr(new, key)),
+    )
+
+
+def _rooms_not_in(
+    links: Mapping[str, Link], other: Mapping[str, Link], whole: set[str]
+) -> tuple[RoomChange, ...]:
+    """The rooms of ``links`` that the same link of ``other`` does not have (or not that
+    room), but for those on networks in ``whole`` (a network added, removed or changed is set
+    up or torn down as a whole)."""
+    return tuple(
+        (network, link)
+        for link_id, link in links.items()
+        for network, room in link.rooms.items()
+        if network not in whole
+        and (link_id not in other or other[link_id].rooms.get(network) != room)
     )
 
 

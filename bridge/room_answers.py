@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from bridge.config.model import Config, Link
 from bridge.connector import Connector
@@ -39,24 +40,16 @@ MEMBERS_TIMEOUT = 10.0
 """Seconds one network has to say who is in its room before ``who`` says it cannot be asked."""
 
 
+@dataclass(eq=False)
 class RoomAnswers:
-    def __init__(
-        self,
-        config: Config,
-        links: Links,
-        store: Store,
-        directory: RoomDirectory,
-        connectors: Mapping[str, Connector],
-        health: NetworkHealth,
-    ) -> None:
-        self.config = config
-        self.links = links
-        self.store = store
-        self.directory = directory
-        self.connectors = connectors
-        self.health = health
-        self.throttle = Throttle()
-        self._answering: set[asyncio.Task[None]] = set()
+    config: Config
+    links: Links
+    store: Store
+    directory: RoomDirectory
+    connectors: Mapping[str, Connector]
+    health: NetworkHealth
+    throttle: Throttle = field(default_factory=Throttle, init=False)
+    _answering: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     def takes(self, event: Event) -> bool:
         """Whether commands are taken where ``event`` comes from: a room of one of the

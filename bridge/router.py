@@ -85,35 +85,28 @@ def known_sender(config: Config, sender: Sender) -> Sender:
     )
 
 
+@dataclasses.dataclass(eq=False)
 class Router:
-    def __init__(
-        self,
-        config: Config,
-        links: Links,
-        store: Store,
-        directory: RoomDirectory,
-        connectors: Mapping[str, Connector],
-        claims: Claims,
-        serves: Callable[[str], bool] = lambda network: True,
-        listed: Listed | None = None,
-        audit: AuditTrail | None = None,
-    ) -> None:
-        self.config = config
-        self.audit = audit
-        """Where every delivery and refusal is recorded (`bridge.audit`); None: nowhere."""
-        self.links = links
-        self.store = store
-        self.directory = directory
-        self.connectors = connectors
-        self.claims = claims
-        self.serves = serves
-        self.listed: Listed = listed if listed is not None else {}
-        """The federation lists in force (`bridge.federation.lists.FederationLists.domains`),
-        read at every decision."""
-        self.health = NetworkHealth(list(config.networks))
-        self.outbox = Outbox(store, config.delivery, self.health, claims, self.deliver,
-                             self.report_undeliverable, serves, self.audit_note)  # fmt: skip
-        self.answers = RoomAnswers(config, links, store, directory, connectors, self.health)
+    config: Config
+    links: Links
+    store: Store
+    directory: RoomDirectory
+    connectors: Mapping[str, Connector]
+    claims: Claims
+    serves: Callable[[str], bool] = lambda network: True
+    listed: Listed = dataclasses.field(default_factory=dict)
+    """The federation lists in force (`bridge.federation.lists.FederationLists.domains`),
+    read at every decision."""
+    audit: AuditTrail | None = None
+    """Where every delivery and refusal is recorded (`bridge.audit`); None: nowhere."""
+
+    def __post_init__(self) -> None:
+        self.health = NetworkHealth(list(self.config.networks))
+        self.outbox = Outbox(self.store, self.config.delivery, self.health, self.claims,
+                             self.deliver, self.report_undeliverable, self.serves,
+                             self.audit_note)  # fmt: skip
+        self.answers = RoomAnswers(self.config, self.links, self.store, self.directory,
+                                   self.connectors, self.health)  # fmt: skip
         self._arrival: dict[tuple[str, str], float] = {}
         self.markers = MarkerBatches(self._pass_read)
         self.damper = Damper(self._ingest)

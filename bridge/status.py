@@ -17,8 +17,8 @@ sent to shows as down from its next message on.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, fields
+from enum import Enum, StrEnum
 from typing import Any
 
 from bridge.config.model import Config, Link
@@ -107,11 +107,12 @@ class Status:
         return {
             "at": self.at,
             "ready": self.ready,
-            "networks": {n.name: _network_json(n) for n in self.networks},
+            "networks": {n.name: _record_json(n, "name") for n in self.networks},
             "links": {
-                link.id: {r.network: _room_json(r) for r in link.rooms} for link in self.links
+                link.id: {r.network: _record_json(r, "network") for r in link.rooms}
+                for link in self.links
             },
-            "failures": [_failure_json(f) for f in self.failures],
+            "failures": [_record_json(f, link_id="link") for f in self.failures],
             "store_error": self.store_error,
         }
 
@@ -223,39 +224,16 @@ def _room(
     )
 
 
-def _network_json(n: NetworkStatus) -> dict[str, Any]:
-    return {
-        "label": n.label,
-        "kind": n.kind,
-        "state": n.state.value,
-        "since": n.since,
-        "reason": n.reason,
-        "ready": n.ready,
-        "rooms_not_set_up": list(n.rooms_not_set_up),
-    }
-
-
-def _room_json(r: RoomStatus) -> dict[str, Any]:
-    return {
-        "address": r.address,
-        "room": r.room,
-        "disabled": r.disabled,
-        "backlog": r.backlog,
-        "oldest_age": r.oldest_age,
-    }
-
-
-def _failure_json(f: Failure) -> dict[str, Any]:
-    return {
-        "at": f.at,
-        "link": f.link_id,
-        "source": f.source,
-        "target": f.target,
-        "kind": f.kind,
-        "reason": f.reason.value,
-        "detail": f.detail,
-        "given_up": f.given_up,
-    }
+def _record_json(record: Any, key: str = "", **renamed: str) -> dict[str, Any]:
+    """Every field of a status record as JSON, in order, but for ``key`` (the record stands
+    under it): enums by their value, tuples as lists, ``renamed`` ones under another name."""
+    data: dict[str, Any] = {}
+    for f in fields(record):
+        if f.name != key:
+            value = getattr(record, f.name)
+            value = value.value if isinstance(value, Enum) else value
+            data[renamed.get(f.name, f.name)] = list(value) if isinstance(value, tuple) else value
+    return data
 
 
 def _missing(n: NetworkStatus) -> dict[str, Any]:

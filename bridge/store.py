@@ -24,6 +24,7 @@ from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
 from bridge.database import PATIENCE, database_view, open_database, retried
 from bridge.events import Event
 from bridge.links import DirectChat
+from bridge.schema import create_table, migration
 
 log = logging.getLogger(__name__)
 upgrade_table = UpgradeTable()
@@ -33,82 +34,102 @@ upgrade_table = UpgradeTable()
 async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
     serial = "BIGSERIAL" if scheme in (Scheme.POSTGRES, Scheme.COCKROACH) else "INTEGER"
     await conn.execute(
-        """CREATE TABLE message (
-            network        TEXT NOT NULL,
-            remote_id      TEXT NOT NULL,
-            link_id        TEXT NOT NULL,
-            room_id        TEXT NOT NULL,
-            origin_network TEXT NOT NULL,
-            origin_id      TEXT NOT NULL,
-            PRIMARY KEY (network, remote_id)
-        )"""
+        create_table(
+            "message",
+            "network        TEXT NOT NULL",
+            "remote_id      TEXT NOT NULL",
+            "link_id        TEXT NOT NULL",
+            "room_id        TEXT NOT NULL",
+            "origin_network TEXT NOT NULL",
+            "origin_id      TEXT NOT NULL",
+            "PRIMARY KEY (network, remote_id)",
+        )
     )
     await conn.execute("CREATE INDEX message_origin ON message (origin_network, origin_id)")
     await conn.execute(
-        f"""CREATE TABLE outbox (
-            id           {serial} PRIMARY KEY,
-            link_id      TEXT NOT NULL,
-            target       TEXT NOT NULL,
-            event        TEXT NOT NULL,
-            attempts     INTEGER NOT NULL DEFAULT 0,
-            next_attempt DOUBLE PRECISION NOT NULL DEFAULT 0,
-            last_error   TEXT
-        )"""
+        create_table(
+            "outbox",
+            f"id           {serial} PRIMARY KEY",
+            "link_id      TEXT NOT NULL",
+            "target       TEXT NOT NULL",
+            "event        TEXT NOT NULL",
+            "attempts     INTEGER NOT NULL DEFAULT 0",
+            "next_attempt DOUBLE PRECISION NOT NULL DEFAULT 0",
+            "last_error   TEXT",
+        )
     )
     await conn.execute("CREATE INDEX outbox_queue ON outbox (link_id, target, id)")
     await conn.execute(
-        """CREATE TABLE created_room (
-            link_id TEXT NOT NULL,
-            network TEXT NOT NULL,
-            room_id TEXT NOT NULL,
-            PRIMARY KEY (link_id, network)
-        )"""
+        create_table(
+            "created_room",
+            "link_id TEXT NOT NULL",
+            "network TEXT NOT NULL",
+            "room_id TEXT NOT NULL",
+            "PRIMARY KEY (link_id, network)",
+        )
     )
 
 
-@upgrade_table.register(description="Direct chats opened at run time")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v2(conn: Connection, scheme: Scheme) -> None:
-    await conn.execute(
-        """CREATE TABLE direct_chat (
-            link_id        TEXT PRIMARY KEY,
-            origin_network TEXT NOT NULL,
-            origin_room    TEXT NOT NULL,
-            peer_network   TEXT NOT NULL,
-            peer_user      TEXT NOT NULL,
-            peer_room      TEXT NOT NULL
-        )"""
-    )
+migration(
+    upgrade_table,
+    "Direct chats opened at run time",
+    create_table(
+        "direct_chat",
+        "link_id        TEXT PRIMARY KEY",
+        "origin_network TEXT NOT NULL",
+        "origin_room    TEXT NOT NULL",
+        "peer_network   TEXT NOT NULL",
+        "peer_user      TEXT NOT NULL",
+        "peer_room      TEXT NOT NULL",
+    ),
+)
 
 
-@upgrade_table.register(description="When each outbox item was queued")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v3(conn: Connection, scheme: Scheme) -> None:
-    await conn.execute("ALTER TABLE outbox ADD COLUMN queued DOUBLE PRECISION NOT NULL DEFAULT 0")
-    await conn.execute("UPDATE outbox SET queued=$1", time.time())
+def _dated_column(description: str, table: str, column: str, *then: str) -> None:
+    """Register a migration that adds a wall-clock time ``column`` to ``table`` (and runs
+    ``then``): the rows already there count from the upgrade, so what ages them (expiry,
+    retention) takes them that much later."""
+
+    async def upgrade(conn: Connection, scheme: Scheme) -> None:
+        await conn.execute(
+            f"ALTER TABLE {table} ADD COLUMN {column} DOUBLE PRECISION NOT NULL DEFAULT 0"
+        )
+        await conn.execute(f"UPDATE {table} SET {column}=$1", time.time())
+        for statement in then:
+            await conn.execute(statement)
+
+    upgrade_table.register(upgrade, description=description)
 
 
-@upgrade_table.register(description="The last federation list taken per network")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v4(conn: Connection, scheme: Scheme) -> None:
-    await conn.execute(
-        """CREATE TABLE federation_list (
-            network  TEXT PRIMARY KEY,
-            version  BIGINT NOT NULL,
-            token    TEXT NOT NULL,
-            taken    DOUBLE PRECISION NOT NULL
-        )"""
-    )
+_dated_column("When each outbox item was queued", "outbox", "queued")
 
 
-@upgrade_table.register(description="The thread each bridged message was posted in")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v5(conn: Connection, scheme: Scheme) -> None:
-    await conn.execute("ALTER TABLE message ADD COLUMN thread TEXT")
+migration(
+    upgrade_table,
+    "The last federation list taken per network",
+    create_table(
+        "federation_list",
+        "network  TEXT PRIMARY KEY",
+        "version  BIGINT NOT NULL",
+        "token    TEXT NOT NULL",
+        "taken    DOUBLE PRECISION NOT NULL",
+    ),
+)
 
 
-@upgrade_table.register(description="When each ID map entry was made")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v6(conn: Connection, scheme: Scheme) -> None:
-    # Entries made before count from the upgrade: retention deletes them that much later.
-    await conn.execute("ALTER TABLE message ADD COLUMN created DOUBLE PRECISION NOT NULL DEFAULT 0")
-    await conn.execute("UPDATE message SET created=$1", time.time())
-    await conn.execute("CREATE INDEX message_created ON message (created)")
+migration(
+    upgrade_table,
+    "The thread each bridged message was posted in",
+    "ALTER TABLE message ADD COLUMN thread TEXT",
+)
+
+
+_dated_column(
+    "When each ID map entry was made",
+    "message",
+    "created",
+    "CREATE INDEX message_created ON message (created)",
+)
 
 
 Note = Callable[[Connection], Awaitable[None]]

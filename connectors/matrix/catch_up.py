@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from mautrix.api import Method, Path
@@ -47,34 +48,25 @@ WARY = 60.0
 its room was read up to it (`CatchUp.wary`)."""
 
 
+@dataclass(eq=False)
 class CatchUp:
-    def __init__(
-        self,
-        state: Callable[[], MatrixState],
-        store: Store,
-        bot: Callable[[], ClientAPI],
-        handle: Callable[[JSON], Awaitable[None]],
-        rooms: Callable[[], list[str]],
-        interval: float,
-        log: logging.Logger,
-    ) -> None:
-        self._state = state
-        self._store = store
-        self._bot = bot
-        self._handle = handle
-        self._rooms = rooms
-        self._interval = interval
-        self.log = log
-        self._positions: dict[str, str] = {}
-        self._active: set[str] = set()
-        self._everything = True
-        self._wake = asyncio.Event()
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._wary_until = time.monotonic() + WARY
-        self.first_pass = asyncio.Event()
-        """Set once every room was read after start (or tried): pushed events wait for it, so
-        what was said while the bridge was down goes out before what is said now, in the
-        rooms' order (Synapse may push a newer event before retrying an older one)."""
+    state: Callable[[], MatrixState]
+    store: Store
+    bot: Callable[[], ClientAPI]
+    handle: Callable[[JSON], Awaitable[None]]
+    rooms: Callable[[], list[str]]
+    interval: float
+    log: logging.Logger
+    _positions: dict[str, str] = field(default_factory=dict, init=False)
+    _active: set[str] = field(default_factory=set, init=False)
+    _everything: bool = field(default=True, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False)
+    _wary_until: float = field(default_factory=lambda: time.monotonic() + WARY, init=False)
+    first_pass: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    """Set once every room was read after start (or tried): pushed events wait for it, so
+    what was said while the bridge was down goes out before what is said now, in the
+    rooms' order (Synapse may push a newer event before retrying an older one)."""
 
     def active(self, room_id: str) -> None:
         """An event of ``room_id`` was pushed: read the room at the next regular pass."""
@@ -96,13 +88,13 @@ class CatchUp:
 
     async def run(self) -> None:
         """Read rooms for ever: every room first, then the active ones each interval."""
-        self._positions = await self._state().room_positions()
+        self._positions = await self.state().room_positions()
         while True:
             if self._everything:
                 self._everything = False
-                rooms = self._rooms()
+                rooms = self.rooms()
             else:
-                rooms = [room for room in self._rooms() if room in self._active]
+                rooms = [room for room in self.rooms() if room in self._active]
             self._active.difference_update(rooms)
             for room in rooms:
                 try:
@@ -117,7 +109,7 @@ class CatchUp:
             self.first_pass.set()
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                await asyncio.wait_for(self._wake.wait(), self.interval)
                 await asyncio.sleep(SOON)
             except TimeoutError:
                 pass
@@ -143,12 +135,12 @@ class CatchUp:
             page = await self._page(room_id, token)
             chunk = [e for e in page.get("chunk", []) if isinstance(e, dict)]
             ids = [e["event_id"] for e in chunk if isinstance(e.get("event_id"), str)]
-            known = await self._store.known_among(self._state().network, ids)
+            known = await self.store.known_among(self.state().network, ids)
             for raw in chunk:
                 if raw.get("event_id") in known:
                     continue
                 raw.setdefault("room_id", room_id)
-                await self._handle(raw)
+                await self.handle(raw)
                 caught_up += 1
             end = page.get("end")
             if not isinstance(end, str) or not chunk:
@@ -160,7 +152,7 @@ class CatchUp:
                           room_id)  # fmt: skip
 
     async def _page(self, room_id: str, token: str) -> JSON:
-        page: JSON = await self._bot().api.request(
+        page: JSON = await self.bot().api.request(
             Method.GET,
             Path.v3.rooms[RoomID(room_id)].messages,
             query_params={"from": token, "dir": "f", "limit": str(PAGE)},
@@ -170,7 +162,7 @@ class CatchUp:
 
     async def _present_end(self, room_id: str) -> str:
         """A token for the present end of the room's timeline."""
-        page: JSON = await self._bot().api.request(
+        page: JSON = await self.bot().api.request(
             Method.GET,
             Path.v3.rooms[RoomID(room_id)].messages,
             query_params={"dir": "b", "limit": "1"},
@@ -181,4 +173,4 @@ class CatchUp:
     async def _save(self, room_id: str, token: str) -> None:
         if self._positions.get(room_id) != token:
             self._positions[room_id] = token
-            await self._state().save_room_position(room_id, token)
+            await self.state().save_room_position(room_id, token)

@@ -30,6 +30,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import olm
@@ -86,34 +87,25 @@ Decrypted = Callable[[JSON], Awaitable[None]]
 Undecrypted = Callable[[JSON, "Undecryptable"], Awaitable[None]]
 
 
+@dataclass(eq=False, kw_only=True)
 class E2EE:
-    def __init__(
-        self,
-        *,
-        network: str,
-        client: Client,
-        facts: RoomFacts,
-        db: Database,
-        log: logging.Logger,
-        room_key_wait: float,
-        is_ghost: Callable[[str], bool],
-        is_bridged: Callable[[str], bool],
-    ) -> None:
-        self.network = network
-        self.client = client
-        self.facts = facts
-        self.db = db
-        self.log = log
-        self.room_key_wait = room_key_wait
-        self.is_ghost = is_ghost
-        self.is_bridged = is_bridged
-        self.machine: OlmMachine | None = None
-        self._pending: PendingEvents | None = None
-        self._on_decrypted: Decrypted | None = None
-        self._on_undecryptable: Undecrypted | None = None
-        self._waiters: set[asyncio.Task[None]] = set()
-        self._room_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._decrypt_lock = asyncio.Lock()
+    network: str
+    client: Client
+    facts: RoomFacts
+    db: Database
+    log: logging.Logger
+    room_key_wait: float
+    is_ghost: Callable[[str], bool]
+    is_bridged: Callable[[str], bool]
+    machine: OlmMachine | None = field(default=None, init=False)
+    _pending: PendingEvents | None = field(default=None, init=False)
+    _on_decrypted: Decrypted | None = field(default=None, init=False)
+    _on_undecryptable: Undecrypted | None = field(default=None, init=False)
+    _waiters: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _room_locks: defaultdict[str, asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock), init=False
+    )
+    _decrypt_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     @property
     def olm(self) -> OlmMachine:

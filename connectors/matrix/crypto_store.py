@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mautrix.crypto import PgCryptoStore
-from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
+from mautrix.util.async_db import Database, UpgradeTable
 
 from bridge.database import database_view
+from bridge.schema import create_table, migration
 
 PICKLE_KEY = "passerelle.e2ee"
 """Olm pickles are encrypted with this key; the database itself is what must be protected (it
@@ -36,17 +37,18 @@ upgrade_table = UpgradeTable(
 )
 
 
-@upgrade_table.register(description="Encrypted events waiting for their room key")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
-    await conn.execute(
-        """CREATE TABLE e2ee_pending_event (
-            network     TEXT NOT NULL,
-            event_id    TEXT NOT NULL,
-            event       TEXT NOT NULL,
-            received_at DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (network, event_id)
-        )"""
-    )
+migration(
+    upgrade_table,
+    "Encrypted events waiting for their room key",
+    create_table(
+        "e2ee_pending_event",
+        "network     TEXT NOT NULL",
+        "event_id    TEXT NOT NULL",
+        "event       TEXT NOT NULL",
+        "received_at DOUBLE PRECISION NOT NULL",
+        "PRIMARY KEY (network, event_id)",
+    ),
+)
 
 
 _migrating = asyncio.Lock()

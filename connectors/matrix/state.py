@@ -16,76 +16,81 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
+from mautrix.util.async_db import Database, UpgradeTable
 
 from bridge.database import PATIENCE, retried
+from bridge.schema import create_table, migration
 
 upgrade_table = UpgradeTable(
     version_table_name="passerelle_matrix_version", database_name="Passerelle Matrix"
 )
 
 
-@upgrade_table.register(description="Matrix tables")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
-    # Databases made before the kinds had tables of their own have the first three already.
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS handled_txn (
-            network TEXT NOT NULL,
-            txn_id  TEXT NOT NULL,
-            digest  TEXT NOT NULL,
-            PRIMARY KEY (network, txn_id)
-        )"""
-    )
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS sync_position (
-            network    TEXT PRIMARY KEY,
-            next_batch TEXT NOT NULL
-        )"""
-    )
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS ghost_profile (
-            network     TEXT NOT NULL,
-            user_id     TEXT NOT NULL,
-            displayname TEXT NOT NULL,
-            avatar      TEXT,
-            PRIMARY KEY (network, user_id)
-        )"""
-    )
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS room_position (
-            network TEXT NOT NULL,
-            room_id TEXT NOT NULL,
-            token   TEXT NOT NULL,
-            PRIMARY KEY (network, room_id)
-        )"""
-    )
+# Databases made before the kinds had tables of their own have the first three already.
+migration(
+    upgrade_table,
+    "Matrix tables",
+    create_table(
+        "handled_txn",
+        "network TEXT NOT NULL",
+        "txn_id  TEXT NOT NULL",
+        "digest  TEXT NOT NULL",
+        "PRIMARY KEY (network, txn_id)",
+        if_not_exists=True,
+    ),
+    create_table(
+        "sync_position",
+        "network    TEXT PRIMARY KEY",
+        "next_batch TEXT NOT NULL",
+        if_not_exists=True,
+    ),
+    create_table(
+        "ghost_profile",
+        "network     TEXT NOT NULL",
+        "user_id     TEXT NOT NULL",
+        "displayname TEXT NOT NULL",
+        "avatar      TEXT",
+        "PRIMARY KEY (network, user_id)",
+        if_not_exists=True,
+    ),
+    create_table(
+        "room_position",
+        "network TEXT NOT NULL",
+        "room_id TEXT NOT NULL",
+        "token   TEXT NOT NULL",
+        "PRIMARY KEY (network, room_id)",
+        if_not_exists=True,
+    ),
+)
 
 
-@upgrade_table.register(description="Reactions the bot posted for others")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v2(conn: Connection, scheme: Scheme) -> None:
-    await conn.execute(
-        """CREATE TABLE relayed_reaction (
-            network   TEXT NOT NULL,
-            room_id   TEXT NOT NULL,
-            target    TEXT NOT NULL,
-            notice_id TEXT NOT NULL,
-            reactions TEXT NOT NULL,
-            PRIMARY KEY (network, room_id, target)
-        )"""
-    )
+migration(
+    upgrade_table,
+    "Reactions the bot posted for others",
+    create_table(
+        "relayed_reaction",
+        "network   TEXT NOT NULL",
+        "room_id   TEXT NOT NULL",
+        "target    TEXT NOT NULL",
+        "notice_id TEXT NOT NULL",
+        "reactions TEXT NOT NULL",
+        "PRIMARY KEY (network, room_id, target)",
+    ),
+)
 
 
-@upgrade_table.register(description="Rooms' encryption and access rules")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v3(conn: Connection, scheme: Scheme) -> None:
-    await conn.execute(
-        """CREATE TABLE room_fact (
-            network    TEXT NOT NULL,
-            room_id    TEXT NOT NULL,
-            event_type TEXT NOT NULL,
-            content    TEXT NOT NULL,
-            PRIMARY KEY (network, room_id, event_type)
-        )"""
-    )
+migration(
+    upgrade_table,
+    "Rooms' encryption and access rules",
+    create_table(
+        "room_fact",
+        "network    TEXT NOT NULL",
+        "room_id    TEXT NOT NULL",
+        "event_type TEXT NOT NULL",
+        "content    TEXT NOT NULL",
+        "PRIMARY KEY (network, room_id, event_type)",
+    ),
+)
 
 
 @dataclass(frozen=True)

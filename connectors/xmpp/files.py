@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -58,27 +59,20 @@ class _CheckedResolver(AbstractResolver):
         await self._inner.close()
 
 
+@dataclass(eq=False)
 class Files:
-    def __init__(
-        self,
-        component: Component,
-        domain: str,
-        upload_service: str | None,
-        max_bytes: int,
-        policy: FilePolicy,
-    ) -> None:
-        self._component = component
-        self._domain = domain
-        self._upload_service = upload_service
-        self._max_bytes = max_bytes
-        self._policy = policy
-        self._uploads: aiohttp.ClientSession | None = None
-        self._fetches: aiohttp.ClientSession | None = None
+    component: Component
+    domain: str
+    upload_service: str | None
+    max_bytes: int
+    policy: FilePolicy
+    _uploads: aiohttp.ClientSession | None = field(default=None, init=False)
+    _fetches: aiohttp.ClientSession | None = field(default=None, init=False)
 
     async def open(self) -> None:
         self._uploads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
         self._fetches = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=_CheckedResolver(self._policy)),
+            connector=aiohttp.TCPConnector(resolver=_CheckedResolver(self.policy)),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
@@ -90,22 +84,22 @@ class Files:
     def refusal(self, url: str) -> str | None:
         """Why a file at ``url`` would not be fetched, as far as the URL itself tells (no
         I/O): checked when a message arrives, so that it is not bridged at all."""
-        return url_refusal(url, self._policy)
+        return url_refusal(url, self.policy)
 
     async def upload(self, data: bytes, name: str, mimetype: str | None) -> str:
         """Put a file on the server's upload service (the configured one, else the one ``domain``
         announces); its GET URL."""
         assert self._uploads is not None
-        if self._upload_service is None:
-            self._upload_service = await self._component.find_upload_service(self._domain)
-            if self._upload_service is None:
+        if self.upload_service is None:
+            self.upload_service = await self.component.find_upload_service(self.domain)
+            if self.upload_service is None:
                 raise DeliveryError(
-                    f"no HTTP upload service (XEP-0363) on {self._domain}", permanent=True
+                    f"no HTTP upload service (XEP-0363) on {self.domain}", permanent=True
                 )
         content_type = mimetype or "application/octet-stream"
         try:
-            put, get, headers = await self._component.upload_slot(
-                self._upload_service, name, len(data), content_type
+            put, get, headers = await self.component.upload_slot(
+                self.upload_service, name, len(data), content_type
             )
         except UploadError as e:
             raise DeliveryError(str(e), permanent=e.permanent) from e
@@ -142,7 +136,7 @@ class Files:
 
     async def _fetch(self, url: str) -> bytes:
         assert self._fetches is not None
-        refusal = url_refusal(url, self._policy)
+        refusal = url_refusal(url, self.policy)
         if refusal is not None:
             raise DeliveryError(f"not fetching {url}: {refusal}", permanent=True)
         target = URL(url)
@@ -166,14 +160,14 @@ class Files:
             target = resp.url.join(URL(location))
         except ValueError as e:
             raise DeliveryError(f"malformed redirect from {resp.url}", permanent=True) from e
-        refusal = url_refusal(target, self._policy) if location else "no Location"
+        refusal = url_refusal(target, self.policy) if location else "no Location"
         if refusal is not None:
             raise DeliveryError(f"not following a redirect to {target}: {refusal}",
                                 permanent=True)  # fmt: skip
         return target
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
-        limit = self._max_bytes
+        limit = self.max_bytes
         if resp.status >= 400:
             permanent = resp.status in (403, 404, 410)
             raise DeliveryError(f"cannot fetch the file: HTTP {resp.status}", permanent=permanent)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 
-from mautrix.util.async_db import Connection, Database, Scheme, UpgradeTable
+from mautrix.util.async_db import Connection, Database, UpgradeTable
 
 from bridge.database import PATIENCE, retried
+from bridge.schema import create_table, migration
 from connectors.xmpp.rooms import Remembered
 
 upgrade_table = UpgradeTable(
@@ -20,35 +21,37 @@ upgrade_table = UpgradeTable(
 )
 
 
-@upgrade_table.register(description="XMPP occupant identities")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v1(conn: Connection, scheme: Scheme) -> None:
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS xmpp_occupant (
-            network     TEXT NOT NULL,
-            room        TEXT NOT NULL,
-            occupant_id TEXT NOT NULL,
-            real_jid    TEXT NOT NULL,
-            PRIMARY KEY (network, room, occupant_id)
-        )"""
-    )
+migration(
+    upgrade_table,
+    "XMPP occupant identities",
+    create_table(
+        "xmpp_occupant",
+        "network     TEXT NOT NULL",
+        "room        TEXT NOT NULL",
+        "occupant_id TEXT NOT NULL",
+        "real_jid    TEXT NOT NULL",
+        "PRIMARY KEY (network, room, occupant_id)",
+        if_not_exists=True,
+    ),
+)
 
 
-@upgrade_table.register(description="XMPP room memories")  # type: ignore[call-arg,arg-type]
-async def _upgrade_v2(conn: Connection, scheme: Scheme) -> None:
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS xmpp_memory (
-            network TEXT NOT NULL,
-            room    TEXT NOT NULL,
-            memory  TEXT NOT NULL,
-            item    TEXT NOT NULL,
-            value   TEXT NOT NULL,
-            seq     BIGINT NOT NULL,
-            PRIMARY KEY (network, room, memory, item)
-        )"""
-    )
-    await conn.execute(
-        "CREATE INDEX IF NOT EXISTS xmpp_memory_age ON xmpp_memory (network, room, memory, seq)"
-    )
+migration(
+    upgrade_table,
+    "XMPP room memories",
+    create_table(
+        "xmpp_memory",
+        "network TEXT NOT NULL",
+        "room    TEXT NOT NULL",
+        "memory  TEXT NOT NULL",
+        "item    TEXT NOT NULL",
+        "value   TEXT NOT NULL",
+        "seq     BIGINT NOT NULL",
+        "PRIMARY KEY (network, room, memory, item)",
+        if_not_exists=True,
+    ),
+    "CREATE INDEX IF NOT EXISTS xmpp_memory_age ON xmpp_memory (network, room, memory, seq)",
+)
 
 
 class XmppState:
