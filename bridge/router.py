@@ -163,6 +163,7 @@ class Router:
     def use(self, config: Config) -> None:
         """A reloaded config, from the next event on."""
         self.config = config
+        self.answers.config = config
         self.links.use(config)
         self.outbox.use(config.delivery)
         for network in config.networks:

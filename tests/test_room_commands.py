@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bridge.config.load import load_config
 from bridge.connector import Unavailable
 from bridge.events import Attachment, AttachmentKind, Event, Kind, MsgType, Sender
 from bridge.links import DirectChat
@@ -26,7 +27,7 @@ from bridge.room_commands import (
     status_text,
     who_text,
 )
-from tests.test_router import Bridge, Recording, close, message, open_bridge, settled
+from tests.test_router import CONFIG, Bridge, Recording, close, message, open_bridge, settled
 
 SENDER = Sender(network="bund", user_id="@max:bund.example", display_name="Max")
 
@@ -199,6 +200,20 @@ async def test_status_tells_a_network_that_is_down_and_a_room_switched_off(
         "• third: nicht verbunden, der Raum dort lässt es nicht zu",
     ])  # fmt: skip
     assert who.endswith("• third: nicht verbunden")
+
+
+async def test_answers_after_a_reload_use_the_new_config(bridge: Bridge, tmp_path: Path) -> None:
+    """An admin renames a network and switches its language: the next answer says so."""
+    renamed = CONFIG.replace("  third:\n", "  third:\n    label: Dritte\n    language: fr\n")
+    (tmp_path / "reloaded.yaml").write_text(renamed.format(life="5d"))
+    bridge.router.use(load_config(tmp_path / "reloaded.yaml", {}))
+    await bridge.router.ingest(message("$st", "!passerelle status"))
+    await bridge.router.ingest(message("$th", "!passerelle status", network="third"))
+    notices = await notices_of(bridge.bund, 1) + await notices_of(bridge.third, 1)
+    assert notices == [
+        ("!wg:bund.example", "Dieser Raum erreicht:\n• Tchap: erreichbar\n• Dritte: erreichbar"),
+        ("!wg:third.example", "Ce salon atteint :\n• bund : joignable\n• Tchap : joignable"),
+    ]
 
 
 async def test_a_room_gets_a_few_answers_and_then_none(bridge: Bridge) -> None:
