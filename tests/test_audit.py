@@ -10,8 +10,9 @@ import time
 import pytest
 
 from bridge.audit import AuditTrail, Decision, checkpoints, public, upgrade_table
-from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
+from bridge.events import Attachment, AttachmentKind, Event, Sender
 from bridge.store import Store
+from tests import samples
 from tests.harness.postgres import Opener
 
 KEY = b"k" * 40
@@ -19,15 +20,8 @@ SECRET_TEXT = "Streng vertraulich: Treffen um 9 Uhr"
 
 
 def message(n: int, *, user: str = "@max:bund.example", link: str = "wg") -> Event:
-    return Event(
-        kind=Kind.MESSAGE,
-        link_id=link,
-        network="bund",
-        room_id="!room:bund.example",
-        remote_id=f"$event{n}",
-        sender=Sender(network="bund", user_id=user, display_name="Max"),
-        text=f"{SECRET_TEXT} #{n}",
-    )
+    max_ = Sender("bund", user, "Max")
+    return samples.message(max_, link, "!room:bund.example", f"$event{n}", f"{SECRET_TEXT} #{n}")
 
 
 @pytest.fixture
@@ -52,11 +46,9 @@ async def problems(
 
 
 async def test_records_have_the_fields_and_no_content(store: Store, trail: AuditTrail) -> None:
-    event = Event(
-        kind=Kind.MESSAGE, link_id="wg", network="bund", room_id="!r:bund.example",
-        remote_id="$e", sender=Sender("bund", "@max:bund.example", "Max"), text="Hallo ü",
-        attachment=Attachment(AttachmentKind.FILE, "plan.pdf", "application/pdf", 1000, "mxc://x/y"),
-    )  # fmt: skip
+    pdf = Attachment(AttachmentKind.FILE, "plan.pdf", "application/pdf", 1000, "mxc://x/y")
+    event = samples.message(Sender("bund", "@max:bund.example", "Max"), "wg", "!r:bund.example",
+                            "$e", "Hallo ü", attachment=pdf)  # fmt: skip
     before = time.time()
     await trail.record([trail.entry(event, "tchap", Decision.REFUSED, "not_listed")])
     (row,) = [public(r) async for r in trail.export()]
@@ -80,22 +72,33 @@ async def test_an_intact_trail_verifies(trail: AuditTrail) -> None:
     assert verdict.intact and (verdict.records, verdict.first, verdict.last) == (5, 1, 5)
 
 
-async def test_an_edited_record_is_found(store: Store, trail: AuditTrail) -> None:
-    await fill(trail, 5)
-    await store.db.execute("UPDATE audit_record SET target='xmpp' WHERE seq=3")
-    assert await problems(trail) == ["record 3 was changed (its hash does not match its fields)"]
+TAMPERED = {
+    "edited-record": (
+        5,
+        "UPDATE audit_record SET target='xmpp' WHERE seq=3",
+        "record 3 was changed (its hash does not match its fields)",
+    ),
+    "edited-sender": (
+        3,
+        "UPDATE audit_record SET sender='@erika:bund.example' WHERE seq=2",
+        "record 2's sender was changed",
+    ),
+    "removed-record": (
+        5,
+        "DELETE FROM audit_record WHERE seq=3",
+        "record 3 removed (the chain goes from record 2 to record 4)",
+    ),
+}
+"""A trail of so many records, one statement tampering with it, and the one problem found."""
 
 
-async def test_an_edited_sender_is_found(store: Store, trail: AuditTrail) -> None:
-    await fill(trail, 3)
-    await store.db.execute("UPDATE audit_record SET sender='@erika:bund.example' WHERE seq=2")
-    assert await problems(trail) == ["record 2's sender was changed"]
-
-
-async def test_a_removed_record_is_found(store: Store, trail: AuditTrail) -> None:
-    await fill(trail, 5)
-    await store.db.execute("DELETE FROM audit_record WHERE seq=3")
-    assert await problems(trail) == ["record 3 removed (the chain goes from record 2 to record 4)"]
+@pytest.mark.parametrize(("records", "tampering", "problem"), TAMPERED.values(), ids=TAMPERED)
+async def test_a_tampered_record_is_found(
+    store: Store, trail: AuditTrail, records: int, tampering: str, problem: str
+) -> None:
+    await fill(trail, records)
+    await store.db.execute(tampering)
+    assert await problems(trail) == [problem]
 
 
 async def test_removed_and_renumbered_records_are_found(store: Store, trail: AuditTrail) -> None:

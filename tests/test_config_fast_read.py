@@ -12,6 +12,7 @@ import pytest
 from bridge.config import ConfigError, load_config
 from bridge.config.fastread import fast_document
 from bridge.config.load import read_document, validate
+from tests.configs import TOKENS_INLINE, errors_of, networks_with_bund, write
 from tests.test_config import generated_example
 
 
@@ -67,27 +68,9 @@ def test_what_the_readers_could_disagree_on_is_left_to_round_trip(text: str) -> 
 
 
 def test_a_tagged_value_is_judged_by_the_round_trip_loader(tmp_path: Path) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        textwrap.dedent(
-            """\
-            networks:
-              bund:
-                homeserver: http://127.0.0.1:8008
-                server_name: bund.test
-                appservice: {as_token: a, hs_token: b}
-            people:
-              - id: max
-                name: !!str 123
-                accounts: {bund: "@max:bund.test"}
-            """
-        )
-    )
-    with pytest.raises(ConfigError) as info:
-        load_config(path, {})
-    assert info.value.errors == [
-        f"{path}:8:11: people[0].name: expected a string, got TaggedScalar"
-    ]
+    people = 'people:\n  - id: max\n    name: !!str 123\n    accounts: {bund: "@max:bund.test"}\n'
+    path = write(tmp_path, networks_with_bund(TOKENS_INLINE) + people)
+    assert errors_of(path) == [f"{path}:8:11: people[0].name: expected a string, got TaggedScalar"]
 
 
 def test_links_read_the_same_both_ways_and_conflicts_are_still_located(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from ruamel.yaml import YAML
 from bridge.config import load_config
 from connectors.matrix.config import Encryption, MatrixNetwork
 from connectors.matrix.registration import generate_registrations
-from tests.test_config import VALID, errors_of, write
+from tests.configs import VALID, errors_of, valid_with, write
 
 
 def network(path: Path, name: str) -> MatrixNetwork:
@@ -25,22 +25,16 @@ def test_encryption_is_off_unless_asked_for(tmp_path: Path) -> None:
 
 
 def test_encryption_modes_and_key_wait(tmp_path: Path) -> None:
-    text = VALID.replace(
-        "    server_name: bund.test\n",
-        "    server_name: bund.test\n    encryption: require\n    room_key_wait: 12.5\n",
-    ).replace("    mode: relay\n", "    mode: relay\n    encryption: allow\n")
-    path = write(tmp_path, text)
+    path = write(
+        tmp_path, valid_with(("encryption: require", "room_key_wait: 12.5"), ("encryption: allow",))
+    )
     assert network(path, "bund").encryption is Encryption.REQUIRE
     assert network(path, "bund").room_key_wait == 12.5
     assert network(path, "tchap").encryption is Encryption.ALLOW
 
 
 def test_bad_encryption_settings_are_located(tmp_path: Path) -> None:
-    text = VALID.replace(
-        "    server_name: bund.test\n",
-        "    server_name: bund.test\n    encryption: yes please\n",
-    ).replace("    mode: relay\n", "    mode: relay\n    room_key_wait: 5\n")
-    path = write(tmp_path, text)
+    path = write(tmp_path, valid_with(("encryption: yes please",), ("room_key_wait: 5",)))
     assert errors_of(path) == [
         f"{path}:5:17: networks.bund.encryption: must be one of: off, allow, require",
         f"{path}:14:20: networks.tchap.room_key_wait: "
@@ -71,10 +65,7 @@ def test_registration_asks_for_the_encryption_extensions_only_when_needed(
     plain = YAML(typ="safe").load(tmp_path / "off" / "bund-registration.yaml")
     assert not {"org.matrix.msc3202", "io.element.msc4190"} & set(plain)
 
-    text = VALID.replace(
-        "    server_name: bund.test\n", "    server_name: bund.test\n    encryption: allow\n"
-    )
-    on = write(tmp_path, text, "on.yaml")
+    on = write(tmp_path, valid_with(("encryption: allow",)), "on.yaml")
     generate_registrations(on, tmp_path / "on")
     encrypting = YAML(typ="safe").load(tmp_path / "on" / "bund-registration.yaml")
     assert {k: v for k, v in encrypting.items() if k not in plain} == {

@@ -6,19 +6,16 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import pytest
-
-from bridge.config import ConfigError, load_config
+from bridge.config import load_config
 from connectors.email.config import AuthPolicy, EmailNetwork, RelaySecurity
 from connectors.matrix.registration import generate_registrations
+from tests import configs
+from tests.configs import TOKENS_INLINE, errors_of, networks_with_bund
 from tests.harness.dns import dkim_keypair
 
-BASE = """\
-networks:
-  bund:
-    homeserver: http://127.0.0.1:8008
-    server_name: bund.test
-    appservice: {as_token: a, hs_token: h}
+BASE = (
+    networks_with_bund(TOKENS_INLINE)
+    + """\
   mail:
     kind: email
     domain: Lists.Passerelle.test
@@ -35,19 +32,12 @@ links:
       bund: "!wg:bund.test"
       mail: %(address)s
 """
+)
 
 
 def write(tmp_path: Path, extra: str = "", address: str = "wg@lists.passerelle.test") -> Path:
-    path = tmp_path / "config.yaml"
     indented = textwrap.indent(textwrap.dedent(extra), "    ")
-    path.write_text(BASE % {"extra": indented, "address": address}, encoding="utf-8")
-    return path
-
-
-def errors_of(path: Path, env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config(path, env or {})
-    return info.value.errors
+    return configs.write(tmp_path, BASE % {"extra": indented, "address": address})
 
 
 def test_defaults(tmp_path: Path) -> None:

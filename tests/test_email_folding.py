@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -15,11 +14,11 @@ from email.parser import BytesParser
 
 import pytest
 
-from bridge.connector import Outgoing
-from bridge.events import Event, Kind, Sender
+from bridge.events import Sender
 from connectors.email.folding import MAX_ENCODED_WORD, POLICY
 from connectors.email.outbound import wire_bytes
-from connectors.email.render import render_mail
+from tests import samples
+from tests.samples import rendered_mail
 
 ADDRESS = "wg@lists.passerelle.test"
 STRASSE = "Straße – Übermäßig: Rückmeldung für Baustellen und Umleitungen im Süden"
@@ -42,29 +41,9 @@ NAMES = [
 ]
 
 
-async def _no_media(ref: str) -> bytes:
-    raise AssertionError(ref)
-
-
 def mailed(text: str, name: str) -> bytes:
-    sender = Sender("bund", "@z:bund.test", name)
-    event = Event(
-        kind=Kind.MESSAGE,
-        link_id="wg",
-        network="bund",
-        room_id="!r:bund.test",
-        remote_id="$1",
-        sender=sender,
-        text=text,
-    )
-    msg = render_mail(
-        Outgoing(event, ADDRESS, None, None, False, _no_media),
-        link_id="wg",
-        address=ADDRESS,
-        message_id="<m.1@lists.passerelle.test>",
-        date=datetime(2024, 3, 12, 9, 15, tzinfo=UTC),
-        media=None,
-    )
+    event = samples.message(Sender("bund", "@z:bund.test", name), "wg", "!r:bund.test", "$1", text)
+    msg = rendered_mail(samples.outgoing(event, ADDRESS), message_id="<m.1@lists.passerelle.test>")
     return wire_bytes(msg, "lists.passerelle.test", None)
 
 

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from bridge.events import AttachmentKind, Kind
+from bridge.events import AttachmentKind, Event, Kind
 from connectors.email.parse import (
     MAX_HTML_DEPTH,
     MAX_TEXT_BYTES,
     Doubt,
     MalformedMail,
+    ParsedMail,
     header_message_id,
     mail_events,
     message_remote_id,
@@ -40,6 +41,25 @@ def sample(name: str) -> bytes:
 
 def mail(headers: str, body: str = "Hallo\n") -> bytes:
     return (headers.strip() + "\n\n" + body).replace("\n", "\r\n").encode()
+
+
+def events_of(
+    parsed: ParsedMail,
+    *,
+    address: str = "wg@l.test",
+    reply_to: str | None = None,
+    doubt: Doubt | None = None,
+) -> list[Event]:
+    """The events link ``wg`` on network ``mail`` gets for ``parsed``, its files spooled at k…k."""
+    return mail_events(
+        parsed,
+        link_id="wg",
+        network="mail",
+        address=address,
+        spool_key="k" * 32,
+        reply_to=reply_to,
+        doubt=doubt,
+    )
 
 
 def test_thunderbird_reply_is_trimmed_and_threaded() -> None:
@@ -126,15 +146,7 @@ def test_charset_mix_and_attachments() -> None:
 
 def test_events_of_a_mail_with_attachments() -> None:
     parsed = parse_mail(sample("latin1-attachments.eml"))
-    events = mail_events(
-        parsed,
-        link_id="wg",
-        network="mail",
-        address="wg@lists.test",
-        spool_key="k" * 32,
-        reply_to=None,
-        doubt=None,
-    )
+    events = events_of(parsed, address="wg@lists.test")
     text, pdf, png = events
     msgid = "<20240314080000.12345@mail.bsi.test>"
     assert [e.remote_id for e in events] == [f"wg/{msgid}", f"wg/{msgid}#1", f"wg/{msgid}#2"]
@@ -156,15 +168,7 @@ def test_events_of_a_mail_with_attachments() -> None:
 def test_reply_leaves_the_subject_out_and_points_at_its_parent() -> None:
     parsed = parse_mail(sample("thunderbird-reply.eml"))
     parent = message_remote_id("wg", "<171023555.def@lists.passerelle.test>")
-    (event,) = mail_events(
-        parsed,
-        link_id="wg",
-        network="mail",
-        address="wg@l.test",
-        spool_key="k" * 32,
-        reply_to=parent,
-        doubt=None,
-    )
+    (event,) = events_of(parsed, reply_to=parent)
     assert event.reply_to == "wg/<171023555.def@lists.passerelle.test>"
     assert event.text.startswith("Hallo Max,")
     assert event.extra["subject"].startswith("Re:")  # left out of the text, still classified
@@ -175,15 +179,7 @@ def test_reply_leaves_the_subject_out_and_points_at_its_parent() -> None:
 def test_unverified_sender_is_marked_and_matches_no_person() -> None:
     parsed = parse_mail(sample("thunderbird-reply.eml"))
     doubt = Doubt("nicht bestätigt", "⚠️ <claire.martin@anssi.test> ist nicht bestätigt")
-    (event,) = mail_events(
-        parsed,
-        link_id="wg",
-        network="mail",
-        address="wg@l.test",
-        spool_key="k" * 32,
-        reply_to=None,
-        doubt=doubt,
-    )
+    (event,) = events_of(parsed, doubt=doubt)
     assert event.sender.user_id == "unverified:claire.martin@anssi.test"
     assert event.sender.display_name == "Claire Martin (nicht bestätigt)"
     assert event.text.startswith("⚠️ <claire.martin@anssi.test> ist nicht bestätigt\n\n")
@@ -204,15 +200,7 @@ Content-Transfer-Encoding: base64
         "iVBORw0KGgo=\n",
     )
     parsed = parse_mail(raw)
-    (event,) = mail_events(
-        parsed,
-        link_id="wg",
-        network="mail",
-        address="wg@l.test",
-        spool_key="k" * 32,
-        reply_to=None,
-        doubt=None,
-    )
+    (event,) = events_of(parsed)
     assert event.remote_id == "wg/<only@b.test>"
     assert event.attachment is not None and event.attachment.name == "plan.png"
 

@@ -4,9 +4,9 @@ DKIM signature as a receiving server checks it (dkimpy, asking a real DNS server
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesHeaderParser
+from typing import Any
 
 import dkim
 import pytest
@@ -16,59 +16,40 @@ from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
 from connectors.email.config import DkimKey
 from connectors.email.outbound import wire_bytes
 from connectors.email.parse import parse_mail
-from connectors.email.render import mailed, render_mail, render_notice, sender_label
+from connectors.email.render import mailed, render_notice, sender_label
+from tests import samples
 from tests.harness.dns import DnsServer, dkim_keypair
+from tests.samples import MAIL_DATE, rendered_mail
 
 ADDRESS = "cyber-wg@lists.passerelle.test"
-MAX = Sender(
-    network="bund",
-    user_id="@max:bund.test",
-    display_name="Max Mustermann",
-    person_id="max",
-    org="BMI",
-    suffix="",
-)
-DATE = datetime(2024, 3, 12, 9, 15, tzinfo=UTC)
+MAX = Sender("bund", "@max:bund.test", "Max Mustermann", person_id="max", org="BMI")
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\nbinary\x00bytes\r\n.\r\nstill binary\n%%EOF\n"
 
 
-async def _no_media(ref: str) -> bytes:
-    raise AssertionError("no media expected")
-
-
 def outgoing(event: Event, reply_to: str | None = None, relates_to: str | None = None) -> Outgoing:
-    return Outgoing(
-        event=event,
-        room_id=ADDRESS,
-        reply_to=reply_to,
-        relates_to=relates_to,
-        sender_is_local=False,
-        fetch_source_media=_no_media,
-    )
+    return samples.outgoing(event, ADDRESS, reply_to=reply_to, relates_to=relates_to)
 
 
-def message(**fields: object) -> Event:
-    base: dict[str, object] = dict(
-        kind=Kind.MESSAGE,
-        link_id="cyber-wg",
-        network="bund",
-        room_id="!r:bund.test",
-        remote_id="$e1",
-        sender=MAX,
-        text="Guten Tag aus Berlin",
-    )
-    base.update(fields)
-    return Event(**base)  # type: ignore[arg-type]
+def message(**fields: Any) -> Event:
+    return samples.message(MAX, "cyber-wg", "!r:bund.test", "$e1", "Guten Tag aus Berlin", **fields)
+
+
+def pdf(name: str = "a.pdf", mimetype: str = "application/pdf") -> Attachment:
+    """`PDF` as a file sent from Matrix."""
+    return Attachment(AttachmentKind.FILE, name, mimetype, len(PDF), "mxc://bund.test/x")
 
 
 def render(out: Outgoing, media: bytes | None = None) -> bytes:
-    msg = render_mail(
-        out,
+    return wire_bytes(rendered_mail(out, media=media), "lists.passerelle.test", None)
+
+
+def notice(text: str) -> bytes:
+    msg = render_notice(
         link_id="cyber-wg",
         address=ADDRESS,
-        message_id="<new.1@lists.passerelle.test>",
-        date=DATE,
-        media=media,
+        text=text,
+        message_id="<n.1@lists.passerelle.test>",
+        date=MAIL_DATE,
     )
     return wire_bytes(msg, "lists.passerelle.test", None)
 
@@ -106,14 +87,7 @@ def test_html_message_is_multipart_alternative() -> None:
 
 
 def test_attachment_is_carried_byte_for_byte() -> None:
-    att = Attachment(
-        kind=AttachmentKind.FILE,
-        name="Lagebericht März.pdf",
-        mimetype="application/pdf",
-        size=len(PDF),
-        ref="mxc://bund.test/x",
-    )
-    raw = render(outgoing(message(text="", attachment=att)), media=PDF)
+    raw = render(outgoing(message(text="", attachment=pdf("Lagebericht März.pdf"))), media=PDF)
     parsed = parse_mail(raw)
     (got,) = parsed.attachments
     assert (got.name, got.mimetype, got.data) == ("Lagebericht März.pdf", "application/pdf", PDF)
@@ -183,22 +157,10 @@ def test_encoded_words_in_a_display_name_cannot_add_headers() -> None:
 
 
 def test_every_name_the_mail_carries_is_clean() -> None:
-    att = Attachment(
-        kind=AttachmentKind.FILE,
-        name="=?utf-8?q?plan=0D=0AX-Evil:_1?=.pdf\u202e",
-        mimetype="text/plain\r\nX-Evil: 2",
-        size=len(PDF),
-        ref="mxc://bund.test/x",
-    )
+    att = pdf("=?utf-8?q?plan=0D=0AX-Evil:_1?=.pdf\u202e", "text/plain\r\nX-Evil: 2")
     evil = Sender("bund", "@e:b", "\u202eevE", org=ENCODED_CRLF, suffix="\u2028(Bund)")
-    msg = render_mail(
-        outgoing(message(sender=evil, text="", attachment=att)),
-        link_id="wg\u2029=?utf-8?q?=0A?=",
-        address=ADDRESS,
-        message_id="<new.1@lists.passerelle.test>",
-        date=DATE,
-        media=PDF,
-    )
+    out = outgoing(message(sender=evil, text="", attachment=att))
+    msg = rendered_mail(out, link_id="wg\u2029=?utf-8?q?=0A?=", media=PDF)
     raw = wire_bytes(msg, "lists.passerelle.test", None)
     assert [name for name, _ in headers_of(raw)] == [
         *HEADERS[:9], "MIME-Version", "Content-Type"
@@ -223,14 +185,7 @@ def test_an_attachment_type_that_would_break_the_structure_is_octet_stream(
 
 
 def test_a_mail_whose_header_would_break_a_line_is_not_sent() -> None:
-    msg = render_mail(
-        outgoing(message()),
-        link_id="cyber-wg",
-        address=ADDRESS,
-        message_id="<new.1@lists.passerelle.test>",
-        date=DATE,
-        media=None,
-    )
+    msg = rendered_mail(outgoing(message()))
     msg.set_raw("X-Injected", "a\r\nBcc: everyone@example.org")
     with pytest.raises(DeliveryError) as refused:
         wire_bytes(msg, "lists.passerelle.test", None)
@@ -255,21 +210,8 @@ def dns_server() -> Iterator[DnsServer]:
 def test_signed_mail_verifies_with_the_published_key(dns_server: DnsServer) -> None:
     keys = dkim_keypair()
     dns_server.publish("pass1._domainkey.lists.passerelle.test", keys.record)
-    att = Attachment(
-        kind=AttachmentKind.FILE,
-        name="a.pdf",
-        mimetype="application/pdf",
-        size=len(PDF),
-        ref="mxc://b/x",
-    )
-    msg = render_mail(
-        outgoing(message(html="<p>Grüße</p>", attachment=att)),
-        link_id="cyber-wg",
-        address=ADDRESS,
-        message_id="<s.1@lists.passerelle.test>",
-        date=DATE,
-        media=PDF,
-    )
+    out = outgoing(message(html="<p>Grüße</p>", attachment=pdf()))
+    msg = rendered_mail(out, message_id="<s.1@lists.passerelle.test>", media=PDF)
     signed = wire_bytes(msg, "lists.passerelle.test", DkimKey("pass1", keys.private_pem))
     assert signed.startswith(b"DKIM-Signature: ")
     assert b"d=lists.passerelle.test" in signed and b"s=pass1" in signed
@@ -278,28 +220,14 @@ def test_signed_mail_verifies_with_the_published_key(dns_server: DnsServer) -> N
 
 
 def test_notice_is_marked_automatic() -> None:
-    msg = render_notice(
-        link_id="cyber-wg",
-        address=ADDRESS,
-        text="⚠️ Message did not arrive",
-        message_id="<n.1@lists.passerelle.test>",
-        date=DATE,
-    )
-    parsed = parse_mail(wire_bytes(msg, "lists.passerelle.test", None))
+    parsed = parse_mail(notice("⚠️ Message did not arrive"))
     assert parsed.auto_submitted
     assert parsed.from_name == "Passerelle"
     assert parsed.text == "⚠️ Message did not arrive"
 
 
 def test_notice_subject_is_clean() -> None:
-    msg = render_notice(
-        link_id="cyber-wg",
-        address=ADDRESS,
-        text=f"⚠️ Message from {ENCODED_CRLF} could not be delivered",
-        message_id="<n.1@lists.passerelle.test>",
-        date=DATE,
-    )
-    raw = wire_bytes(msg, "lists.passerelle.test", None)
+    raw = notice(f"⚠️ Message from {ENCODED_CRLF} could not be delivered")
     assert [name for name, _ in headers_of(raw)] == [
         "From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "List-Id",
         "Content-Type", "Content-Transfer-Encoding", "MIME-Version",

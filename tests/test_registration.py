@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from bridge.cli import main
 from bridge.config import load_config
 from connectors.matrix.registration import generate_registrations
+from tests.configs import cli
 
 CONFIG = """\
 # Passerelle test config
@@ -48,6 +48,12 @@ def config_path(tmp_path: Path) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def tchap_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay password CONFIG reads from the environment, for the CLI."""
+    monkeypatch.setenv("TCHAP_PASSWORD", ENV["TCHAP_PASSWORD"])
 
 
 def test_tokens_written_back_preserving_comments_and_order(config_path: Path) -> None:
@@ -132,18 +138,13 @@ def test_existing_registration_file_made_private(config_path: Path, tmp_path: Pa
     assert stat.S_IMODE(stale.stat().st_mode) == 0o600
 
 
+@pytest.mark.usefixtures("tchap_password")
 def test_other_errors_write_nothing(
-    config_path: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("TCHAP_PASSWORD", "pw")
     config_path.write_text(CONFIG.replace('"#wg:tchap.test"', "wg"))
     before = config_path.read_text()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["generate-registration", "-c", str(config_path)])
-    assert exit_info.value.code == 1
+    assert cli("generate-registration", "-c", str(config_path)) == 1
     assert capsys.readouterr().err == (
         f'{config_path}:24:14: links[0].rooms.tchap: "wg" is neither a room ID (!…) '
         "nor an alias (#…)\n"
@@ -152,22 +153,15 @@ def test_other_errors_write_nothing(
     assert not (tmp_path / "bund-registration.yaml").exists()
 
 
+@pytest.mark.usefixtures("tchap_password")
 def test_cli_prints_paths_and_hint(
-    config_path: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("TCHAP_PASSWORD", "pw")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["generate-registration", "-c", str(config_path), "-o", str(tmp_path / "reg")])
-    assert exit_info.value.code == 0
+    assert cli("generate-registration", "-c", str(config_path), "-o", str(tmp_path / "reg")) == 0
     out = capsys.readouterr().out
     assert f"wrote {tmp_path / 'reg' / 'bund-registration.yaml'}\n" in out
     assert "app_service_config_files" in out
-    with pytest.raises(SystemExit) as exit_info:
-        main(["check-config", "-c", str(config_path)])
-    assert exit_info.value.code == 0
+    assert cli("check-config", "-c", str(config_path)) == 0
 
 
 def test_missing_appservice_block_is_created(tmp_path: Path) -> None:
@@ -187,15 +181,13 @@ def test_missing_appservice_block_is_created(tmp_path: Path) -> None:
     assert lines[7:] == ["", "# no people yet"]
 
 
+@pytest.mark.usefixtures("tchap_password")
 def test_config_that_gets_tokens_is_made_private(
-    config_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The tokens written into a world-readable config would be anyone's on the machine."""
-    monkeypatch.setenv("TCHAP_PASSWORD", "pw")
     config_path.chmod(0o644)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["generate-registration", "-c", str(config_path)])
-    assert exit_info.value.code == 0
+    assert cli("generate-registration", "-c", str(config_path)) == 0
     assert stat.S_IMODE(config_path.stat().st_mode) == 0o600
     assert (
         f"{config_path}: now readable by its owner only (was 0644), since it holds the tokens;"

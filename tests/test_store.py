@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from bridge.events import Event, Kind, Sender
+from bridge.events import Event, Sender
 from bridge.store import OutboxItem, Store, upgrade_table
+from tests import samples
 from tests.harness.postgres import Opener
 
 
@@ -24,15 +25,9 @@ async def store(open_store: Opener) -> Store:
 def message(
     remote_id: str, *, network: str = "tchap", link: str = "crisis", text: str = ""
 ) -> Event:
-    return Event(
-        kind=Kind.MESSAGE,
-        link_id=link,
-        network=network,
-        room_id=f"!room:{network}.example",
-        remote_id=remote_id,
-        sender=Sender(network=network, user_id=f"@alice:{network}.example", display_name="Alice"),
-        text=text or f"text of {remote_id}",
-    )
+    alice = Sender(network, f"@alice:{network}.example", "Alice")
+    room = f"!room:{network}.example"
+    return samples.message(alice, link, room, remote_id, text or f"text of {remote_id}")
 
 
 async def drain(store: Store, link: str, target: str) -> list[str]:
@@ -99,25 +94,14 @@ async def test_accept_without_targets_still_remembers_the_event(store: Store) ->
 
 
 async def test_queued_event_comes_back_intact(store: Store) -> None:
-    event = Event(
-        kind=Kind.MESSAGE,
-        link_id="crisis",
-        network="tchap",
-        room_id="!r:tchap.example",
-        remote_id="$rich",
-        sender=Sender(
-            network="tchap",
-            user_id="@jean.dupont-interieur.gouv.fr:agent.interieur.tchap.gouv.fr",
-            display_name="Jean Dupont",
-            person_id="jdupont",
-            org="Intérieur",
-            suffix=" (Tchap)",
-        ),
-        text="Réunion à 10 h — « salle 2 » 🚒",
-        html="Réunion à <strong>10 h</strong>",
-        reply_to="$parent",
-        extra={"k": [1, 2]},
+    user_id = "@jean.dupont-interieur.gouv.fr:agent.interieur.tchap.gouv.fr"
+    jean = Sender(
+        "tchap", user_id, "Jean Dupont", person_id="jdupont", org="Intérieur", suffix=" (Tchap)"
     )
+    event = samples.message(
+        jean, "crisis", "!r:tchap.example", "$rich", "Réunion à 10 h — « salle 2 » 🚒",
+        html="Réunion à <strong>10 h</strong>", reply_to="$parent", extra={"k": [1, 2]},
+    )  # fmt: skip
     assert await store.accept(event, ["matrix"])
     item = await head(store, "crisis", "matrix")
     assert item.event == event

@@ -19,31 +19,25 @@ from connectors.matrix.tchap import (
 INTERIEUR = "agent.interieur.tchap.gouv.fr"
 
 
+JEAN = "@jean.dupont-interieur.gouv.fr:agent.interieur.tchap.gouv.fr"
+USER_IDS = {
+    "design-example": ("jean.dupont@interieur.gouv.fr", INTERIEUR, JEAN),
+    "lower-cased": (" Jean.Dupont@Interieur.Gouv.FR ", "Agent.Interieur.Tchap.Gouv.Fr", JEAN),
+    "plus-tag-vanishes": ("jean.dupont+tchap@interieur.gouv.fr", INTERIEUR, JEAN),
+    "other-characters-dropped": (
+        "o'brien.élodie@exemple.fr",
+        "agent.externe.tchap.gouv.fr",
+        "@obrien.lodie-exemple.fr:agent.externe.tchap.gouv.fr",
+    ),
+    "allowed-characters-kept": ("a_b=c/d-e@x.fr", INTERIEUR, f"@a_b=c/d-e-x.fr:{INTERIEUR}"),
+}
+"""An address, the server of its Tchap account, and the account's user ID."""
+
+
 class TestUserId:
-    def test_design_example(self) -> None:
-        assert (
-            user_id_from_email("jean.dupont@interieur.gouv.fr", INTERIEUR)
-            == "@jean.dupont-interieur.gouv.fr:agent.interieur.tchap.gouv.fr"
-        )
-
-    def test_lower_cased(self) -> None:
-        assert (
-            user_id_from_email(" Jean.Dupont@Interieur.Gouv.FR ", "Agent.Interieur.Tchap.Gouv.Fr")
-            == "@jean.dupont-interieur.gouv.fr:agent.interieur.tchap.gouv.fr"
-        )
-
-    def test_plus_tag_vanishes(self) -> None:
-        assert (
-            user_id_from_email("jean.dupont+tchap@interieur.gouv.fr", INTERIEUR)
-            == "@jean.dupont-interieur.gouv.fr:agent.interieur.tchap.gouv.fr"
-        )
-
-    def test_other_characters_dropped(self) -> None:
-        assert (
-            user_id_from_email("o'brien.élodie@exemple.fr", "agent.externe.tchap.gouv.fr")
-            == "@obrien.lodie-exemple.fr:agent.externe.tchap.gouv.fr"
-        )
-        assert user_id_from_email("a_b=c/d-e@x.fr", INTERIEUR) == f"@a_b=c/d-e-x.fr:{INTERIEUR}"
+    @pytest.mark.parametrize(("address", "server", "user_id"), USER_IDS.values(), ids=USER_IDS)
+    def test_user_id_from_email(self, address: str, server: str, user_id: str) -> None:
+        assert user_id_from_email(address, server) == user_id
 
     @pytest.mark.parametrize("bad", ["", "no-at-sign", "@interieur.gouv.fr", "jean@", "+x@a.fr"])
     def test_invalid(self, bad: str) -> None:

@@ -53,6 +53,17 @@ def thread_message(rel: dict[str, Any], body: str = "Ich schaue es mir an") -> d
     }
 
 
+def thread_relation(root: str, falling_back: bool, in_reply_to: str) -> dict[str, Any]:
+    """The ``m.relates_to`` of a message in the thread of ``root``: replying to ``in_reply_to``
+    or, ``falling_back``, naming it only for clients that know no threads."""
+    return {
+        "rel_type": "m.thread",
+        "event_id": root,
+        "is_falling_back": falling_back,
+        "m.in_reply_to": {"event_id": in_reply_to},
+    }
+
+
 def from_matrix(raw: dict[str, Any]) -> Event:
     event = event_from_matrix(raw, link_id="wg", network="bund", sender=MAX)
     assert event is not None
@@ -75,31 +86,13 @@ def outgoing(room: str, *, thread: str | None, reply_to: str | None = None) -> O
 
 
 def test_matrix_thread_message_names_its_root_and_its_fallback_is_no_reply() -> None:
-    event = from_matrix(
-        thread_message(
-            {
-                "rel_type": "m.thread",
-                "event_id": "$root",
-                "is_falling_back": True,
-                "m.in_reply_to": {"event_id": "$latest_in_thread"},
-            }
-        )
-    )
+    event = from_matrix(thread_message(thread_relation("$root", True, "$latest_in_thread")))
     assert (event.thread, event.reply_to, event.text) == ("$root", None, "Ich schaue es mir an")
 
 
 def test_matrix_reply_inside_a_thread_carries_both() -> None:
-    event = from_matrix(
-        thread_message(
-            {
-                "rel_type": "m.thread",
-                "event_id": "$root",
-                "is_falling_back": False,
-                "m.in_reply_to": {"event_id": "$parent"},
-            },
-            body="> <@jean:tchap.test> Wer übernimmt?\n\nIch",
-        )
-    )
+    body = "> <@jean:tchap.test> Wer übernimmt?\n\nIch"
+    event = from_matrix(thread_message(thread_relation("$root", False, "$parent"), body))
     assert (event.thread, event.reply_to, event.text) == ("$root", "$parent", "Ich")
 
 
@@ -108,25 +101,17 @@ def test_matrix_thread_without_event_id_is_malformed() -> None:
         from_matrix(thread_message({"rel_type": "m.thread", "event_id": 7}))
 
 
-def test_matrix_outbound_thread_message_falls_back_to_the_root() -> None:
-    _, content = matrix_content(outgoing(ROOM, thread="$root_here"), sender_name="Max")
-    assert content["m.relates_to"] == {
-        "rel_type": "m.thread",
-        "event_id": "$root_here",
-        "is_falling_back": True,
-        "m.in_reply_to": {"event_id": "$root_here"},
-    }
-
-
-def test_matrix_outbound_reply_inside_a_thread_is_a_real_reply() -> None:
-    out = outgoing(ROOM, thread="$root_here", reply_to="$parent_here")
+@pytest.mark.parametrize(
+    ("reply_to", "falling_back", "in_reply_to"),
+    [(None, True, "$root_here"), ("$parent_here", False, "$parent_here")],
+    ids=["falls-back-to-the-root", "a-reply-inside-is-a-real-reply"],
+)
+def test_matrix_outbound_thread_message(
+    reply_to: str | None, falling_back: bool, in_reply_to: str
+) -> None:
+    out = outgoing(ROOM, thread="$root_here", reply_to=reply_to)
     _, content = matrix_content(out, sender_name="Max")
-    assert content["m.relates_to"] == {
-        "rel_type": "m.thread",
-        "event_id": "$root_here",
-        "is_falling_back": False,
-        "m.in_reply_to": {"event_id": "$parent_here"},
-    }
+    assert content["m.relates_to"] == thread_relation("$root_here", falling_back, in_reply_to)
 
 
 def test_matrix_outbound_thread_whose_root_is_unknown_here_is_a_plain_message() -> None:

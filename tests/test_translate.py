@@ -23,14 +23,11 @@ from connectors.matrix.translate import (
     matrix_content,
     read_receipts,
 )
+from tests import samples
 
 ROOM = "!OGEhHVWSdvArJzumhm:bmi.example"
 SENDER = Sender(
-    network="bund",
-    user_id="@max.mustermann:bmi.example",
-    display_name="Max Mustermann",
-    org="BMI",
-    suffix=" (BundesMessenger)",
+    "bund", "@max.mustermann:bmi.example", "Max Mustermann", org="BMI", suffix=" (BundesMessenger)"
 )
 
 
@@ -48,6 +45,25 @@ def room_event(event_type: str, content: Any, event_id: str = "$ev1", **extra: A
     }
 
 
+def text_content(
+    body: str, html: str | None = None, relates_to: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The content of an ``m.text`` message as Element sends it: ``html`` is its formatted body,
+    ``relates_to`` its ``m.relates_to``."""
+    content: dict[str, Any] = {"msgtype": "m.text", "body": body}
+    if html is not None:
+        content |= {"format": "org.matrix.custom.html", "formatted_body": html}
+    if relates_to is not None:
+        content["m.relates_to"] = relates_to
+    return content
+
+
+def media_content(msgtype: str | None, body: str, url: str, info: dict[str, Any]) -> dict[str, Any]:
+    """The content of a file Element sends as a ``msgtype`` message (None: a sticker)."""
+    content = {"body": body, "url": url, "info": info}
+    return content if msgtype is None else {"msgtype": msgtype, **content}
+
+
 def translate(raw: dict) -> Event | None:
     return event_from_matrix(raw, link_id="crisis", network="bund", sender=SENDER)
 
@@ -62,18 +78,8 @@ def must(raw: dict) -> Event:
 
 
 def test_text_with_formatted_body() -> None:
-    event = must(
-        room_event(
-            "m.room.message",
-            {
-                "msgtype": "m.text",
-                "body": "Lage um **10 Uhr**",
-                "format": "org.matrix.custom.html",
-                "formatted_body": "Lage um <strong>10 Uhr</strong>",
-                "m.mentions": {},
-            },
-        )
-    )
+    content = text_content("Lage um **10 Uhr**", "Lage um <strong>10 Uhr</strong>")
+    event = must(room_event("m.room.message", content | {"m.mentions": {}}))
     assert event == Event(
         kind=Kind.MESSAGE,
         link_id="crisis",
@@ -88,44 +94,30 @@ def test_text_with_formatted_body() -> None:
 
 
 def test_plain_text_has_no_html() -> None:
-    event = must(room_event("m.room.message", {"msgtype": "m.text", "body": "Bonjour"}))
+    event = must(room_event("m.room.message", text_content("Bonjour")))
     assert (event.text, event.html) == ("Bonjour", None)
 
 
 def test_formatted_body_is_sanitized() -> None:
-    event = must(
-        room_event(
-            "m.room.message",
-            {
-                "msgtype": "m.text",
-                "body": "hi",
-                "format": "org.matrix.custom.html",
-                "formatted_body": '<b onclick="x()">hi</b><script>alert(1)</script>',
-            },
-        )
-    )
+    html = '<b onclick="x()">hi</b><script>alert(1)</script>'
+    event = must(room_event("m.room.message", text_content("hi", html)))
     assert event.html == "<b>hi</b>"
 
 
 def test_reply_drops_both_fallbacks() -> None:
-    event = must(
-        room_event(
-            "m.room.message",
-            {
-                "msgtype": "m.text",
-                "body": "> <@jean.dupont:tchap.example> quoted\n> second line\n\nanswer",
-                "format": "org.matrix.custom.html",
-                "formatted_body": (
-                    "<mx-reply><blockquote>"
-                    f'<a href="https://matrix.to/#/{ROOM}/$parent?via=bmi.example">In reply to</a> '
-                    '<a href="https://matrix.to/#/@jean.dupont:tchap.example">'
-                    "@jean.dupont:tchap.example</a><br>quoted<br>second line"
-                    "</blockquote></mx-reply>answer"
-                ),
-                "m.relates_to": {"m.in_reply_to": {"event_id": "$parent"}},
-            },
-        )
+    fallback = (
+        "<mx-reply><blockquote>"
+        f'<a href="https://matrix.to/#/{ROOM}/$parent?via=bmi.example">In reply to</a> '
+        '<a href="https://matrix.to/#/@jean.dupont:tchap.example">'
+        "@jean.dupont:tchap.example</a><br>quoted<br>second line"
+        "</blockquote></mx-reply>"
     )
+    content = text_content(
+        "> <@jean.dupont:tchap.example> quoted\n> second line\n\nanswer",
+        fallback + "answer",
+        {"m.in_reply_to": {"event_id": "$parent"}},
+    )
+    event = must(room_event("m.room.message", content))
     assert event.kind is Kind.MESSAGE
     assert event.reply_to == "$parent"
     assert event.text == "answer"
@@ -133,44 +125,26 @@ def test_reply_drops_both_fallbacks() -> None:
 
 
 def test_plain_reply_without_html() -> None:
+    reply = {"m.in_reply_to": {"event_id": "$parent"}}
     event = must(
-        room_event(
-            "m.room.message",
-            {
-                "msgtype": "m.text",
-                "body": "> <@a:b> quoted\n\nanswer",
-                "m.relates_to": {"m.in_reply_to": {"event_id": "$parent"}},
-            },
-        )
+        room_event("m.room.message", text_content("> <@a:b> quoted\n\nanswer", None, reply))
     )
     assert (event.text, event.html, event.reply_to) == ("answer", None, "$parent")
 
 
 def test_message_starting_with_a_quote_keeps_it_when_not_a_reply() -> None:
-    event = must(room_event("m.room.message", {"msgtype": "m.text", "body": "> cited\n\nmine"}))
+    event = must(room_event("m.room.message", text_content("> cited\n\nmine")))
     assert event.text == "> cited\n\nmine"
 
 
 def test_edit_uses_new_content() -> None:
-    event = must(
-        room_event(
-            "m.room.message",
-            {
-                "msgtype": "m.text",
-                "body": " * Lage um **11 Uhr**",
-                "format": "org.matrix.custom.html",
-                "formatted_body": " * Lage um <strong>11 Uhr</strong>",
-                "m.new_content": {
-                    "msgtype": "m.text",
-                    "body": "Lage um **11 Uhr**",
-                    "format": "org.matrix.custom.html",
-                    "formatted_body": "Lage um <strong>11 Uhr</strong>",
-                },
-                "m.relates_to": {"rel_type": "m.replace", "event_id": "$original"},
-            },
-            event_id="$edit",
-        )
+    new = text_content("Lage um **11 Uhr**", "Lage um <strong>11 Uhr</strong>")
+    content = text_content(
+        " * Lage um **11 Uhr**",
+        " * Lage um <strong>11 Uhr</strong>",
+        {"rel_type": "m.replace", "event_id": "$original"},
     )
+    event = must(room_event("m.room.message", content | {"m.new_content": new}, "$edit"))
     assert event.kind is Kind.EDIT
     assert event.remote_id == "$edit"
     assert event.relates_to == "$original"
@@ -205,50 +179,24 @@ def test_redaction_with_redacts_in_content() -> None:
 
 
 def test_image_with_info() -> None:
-    event = must(
-        room_event(
-            "m.room.message",
-            {
-                "msgtype": "m.image",
-                "body": "lagekarte.png",
-                "url": "mxc://bmi.example/AbCdEfGh",
-                "info": {
-                    "mimetype": "image/png",
-                    "size": 48213,
-                    "w": 1024,
-                    "h": 768,
-                    "xyz.amorgan.blurhash": "LKO2?U%2Tw=w]~RBVZRi};RPxuwH",
-                },
-                "m.mentions": {},
-            },
-        )
-    )
+    info = {"mimetype": "image/png", "size": 48213, "w": 1024, "h": 768,
+            "xyz.amorgan.blurhash": "LKO2?U%2Tw=w]~RBVZRi};RPxuwH"}  # fmt: skip
+    content = media_content("m.image", "lagekarte.png", "mxc://bmi.example/AbCdEfGh", info)
+    event = must(room_event("m.room.message", content | {"m.mentions": {}}))
     assert event.kind is Kind.MESSAGE
     assert event.text == ""  # the body is only the file name: no caption
     assert event.attachment == Attachment(
-        kind=AttachmentKind.IMAGE,
-        name="lagekarte.png",
-        mimetype="image/png",
-        size=48213,
-        ref="mxc://bmi.example/AbCdEfGh",
-        width=1024,
-        height=768,
-    )
+        AttachmentKind.IMAGE, "lagekarte.png", "image/png", 48213, "mxc://bmi.example/AbCdEfGh",
+        width=1024, height=768,
+    )  # fmt: skip
 
 
 def test_file_with_filename_and_caption() -> None:
-    event = must(
-        room_event(
-            "m.room.message",
-            {
-                "msgtype": "m.file",
-                "body": "Voici le rapport de situation",
-                "filename": "rapport.pdf",
-                "url": "mxc://tchap.example/QwErTy",
-                "info": {"mimetype": "application/pdf", "size": 102400},
-            },
-        )
+    info = {"mimetype": "application/pdf", "size": 102400}
+    content = media_content(
+        "m.file", "Voici le rapport de situation", "mxc://tchap.example/QwErTy", info
     )
+    event = must(room_event("m.room.message", content | {"filename": "rapport.pdf"}))
     assert event.text == "Voici le rapport de situation"
     assert event.attachment is not None
     assert event.attachment.kind is AttachmentKind.FILE
@@ -259,14 +207,10 @@ def test_file_with_filename_and_caption() -> None:
 
 
 def test_sticker_is_an_image() -> None:
+    info = {"mimetype": "image/png", "size": 8000, "w": 256, "h": 256}
     event = must(
         room_event(
-            "m.sticker",
-            {
-                "body": "Daumen hoch",
-                "url": "mxc://bmi.example/sticker1",
-                "info": {"mimetype": "image/png", "size": 8000, "w": 256, "h": 256},
-            },
+            "m.sticker", media_content(None, "Daumen hoch", "mxc://bmi.example/sticker1", info)
         )
     )
     assert event.kind is Kind.MESSAGE
@@ -392,12 +336,12 @@ def test_event_json_roundtrip() -> None:
         must(
             room_event(
                 "m.room.message",
-                {
-                    "msgtype": "m.video",
-                    "body": "Einsatz — «vidéo».mp4",
-                    "url": "mxc://bmi.example/vid",
-                    "info": {"mimetype": "video/mp4", "size": 9, "w": 1, "h": 2, "duration": 3000},
-                },
+                media_content(
+                    "m.video",
+                    "Einsatz — «vidéo».mp4",
+                    "mxc://bmi.example/vid",
+                    {"mimetype": "video/mp4", "size": 9, "w": 1, "h": 2, "duration": 3000},
+                ),
             )
         ),
         must(
@@ -417,34 +361,17 @@ def test_event_json_roundtrip() -> None:
 # Outbound
 
 
+JEAN = Sender("tchap", "@jean:tchap.example", "Jean")
+
+
 def bridged(**fields: Any) -> Event:
-    base: dict[str, Any] = {
-        "kind": Kind.MESSAGE,
-        "link_id": "crisis",
-        "network": "tchap",
-        "room_id": "!src:tchap.example",
-        "remote_id": "$src",
-        "sender": Sender(network="tchap", user_id="@jean:tchap.example", display_name="Jean"),
-        "text": "Bonjour",
-    }
-    return Event(**{**base, **fields})
-
-
-async def no_media(ref: str) -> bytes:
-    raise AssertionError(f"rendering must not fetch media ({ref})")
+    return samples.message(JEAN, "crisis", "!src:tchap.example", "$src", "Bonjour", **fields)
 
 
 def outgoing(
     event: Event, *, reply_to: str | None = None, relates_to: str | None = None
 ) -> Outgoing:
-    return Outgoing(
-        event=event,
-        room_id=ROOM,
-        reply_to=reply_to,
-        relates_to=relates_to,
-        sender_is_local=False,
-        fetch_source_media=no_media,
-    )
+    return samples.outgoing(event, ROOM, reply_to=reply_to, relates_to=relates_to)
 
 
 def test_outbound_plain_message() -> None:
@@ -484,18 +411,9 @@ def test_outbound_edit() -> None:
     event = bridged(kind=Kind.EDIT, relates_to="$orig", text="corrigé", html="<em>corrigé</em>")
     etype, content = matrix_content(outgoing(event, relates_to="$orig_here"), sender_name="Jean")
     assert etype == "m.room.message"
-    assert content == {
-        "msgtype": "m.text",
-        "body": "* corrigé",
-        "format": "org.matrix.custom.html",
-        "formatted_body": "* <em>corrigé</em>",
-        "m.new_content": {
-            "msgtype": "m.text",
-            "body": "corrigé",
-            "format": "org.matrix.custom.html",
-            "formatted_body": "<em>corrigé</em>",
-        },
-        "m.relates_to": {"rel_type": "m.replace", "event_id": "$orig_here"},
+    replaces = {"rel_type": "m.replace", "event_id": "$orig_here"}
+    assert content == text_content("* corrigé", "* <em>corrigé</em>", replaces) | {
+        "m.new_content": text_content("corrigé", "<em>corrigé</em>")
     }
 
 
@@ -504,7 +422,7 @@ def test_outbound_plain_edit_has_no_html() -> None:
     _, content = matrix_content(outgoing(event, relates_to="$orig_here"), sender_name="Jean")
     assert content["body"] == "* corrigé"
     assert "formatted_body" not in content
-    assert content["m.new_content"] == {"msgtype": "m.text", "body": "corrigé"}
+    assert content["m.new_content"] == text_content("corrigé")
 
 
 def test_outbound_reaction() -> None:
@@ -517,14 +435,9 @@ def test_outbound_reaction() -> None:
 
 def test_outbound_image() -> None:
     attachment = Attachment(
-        kind=AttachmentKind.IMAGE,
-        name="carte.png",
-        mimetype="image/png",
-        size=48213,
-        ref="mxc://tchap.example/src",
-        width=1024,
-        height=768,
-    )
+        AttachmentKind.IMAGE, "carte.png", "image/png", 48213, "mxc://tchap.example/src",
+        width=1024, height=768,
+    )  # fmt: skip
     event = bridged(text="", attachment=attachment)
     etype, content = matrix_content(
         outgoing(event), sender_name="Jean", mxc="mxc://bmi.example/uploaded"
@@ -556,12 +469,7 @@ def test_outbound_relay_template() -> None:
         outgoing(event), sender_name="Name", relay_template=DEFAULT_RELAY_TEMPLATE
     )
     assert etype == "m.room.message"
-    assert content == {
-        "msgtype": "m.text",
-        "body": "Name: text",
-        "format": "org.matrix.custom.html",
-        "formatted_body": "<strong>Name</strong>: text",
-    }
+    assert content == text_content("Name: text", "<strong>Name</strong>: text")
 
 
 def test_outbound_relayed_edit_keeps_the_name_in_new_content() -> None:

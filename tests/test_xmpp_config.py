@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import pytest
-
-from bridge.config import ConfigError, load_config
+from bridge.config import load_config
 from connectors.xmpp.config import XmppNetwork
+from tests import configs
+from tests.configs import errors_of, networks_with_bund
 
-BASE = """\
-networks:
-  bund:
-    homeserver: http://127.0.0.1:8008
-    server_name: bund.test
-    appservice:
-      as_token: as-secret
-      hs_token: hs-secret
+BASE = (
+    networks_with_bund()
+    + """\
   xmpp-bsi:
     kind: xmpp
 {xmpp}
@@ -31,6 +25,7 @@ links:
       bund: "!abc:bund.test"
       xmpp-bsi: {room}
 """
+)
 
 MINIMAL = """\
     component: passerelle.xmpp.bsi.example
@@ -39,15 +34,7 @@ MINIMAL = """\
 
 
 def write(tmp_path: Path, xmpp: str, room: str = "wg@conference.xmpp.bsi.example") -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(textwrap.dedent(BASE).format(xmpp=xmpp, room=room), encoding="utf-8")
-    return path
-
-
-def errors_of(path: Path, env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config(path, env or {})
-    return info.value.errors
+    return configs.write(tmp_path, BASE.format(xmpp=xmpp, room=room))
 
 
 def test_minimal_network_gets_its_defaults(tmp_path: Path) -> None:

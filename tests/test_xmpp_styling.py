@@ -2,63 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from connectors.xmpp.styling import MAX_QUOTE_DEPTH, html_to_styled, styled_to_html
 
+STYLED = [
+    ("*bold* _it_ ~gone~ `code`",
+     "<strong>bold</strong> <em>it</em> <del>gone</del> <code>code</code>"),
+    ("a *b _c_*", "a <strong>b <em>c</em></strong>"),
+    ("`no *bold* in code`", "<code>no *bold* in code</code>"),
+    ("> quoted *b*\n> more\nafter", "<blockquote>quoted <strong>b</strong><br>more"
+     "</blockquote>after"),
+    (">> nested\n> outer", "<blockquote><blockquote>nested</blockquote>outer</blockquote>"),
+    ("```py\ndef f():\n  *x*\n```\nend", "<pre><code>def f():\n  *x*</code></pre>end"),
+    ("```\nnever closed", "<pre><code>never closed</code></pre>"),
+    ("line one *b*\nline two", "line one <strong>b</strong><br>line two"),
+    ("<b>not html</b> *x*", "&lt;b&gt;not html&lt;/b&gt; <strong>x</strong>"),
+    # Text without styling has no HTML:
+    ("plain text", None),
+    ("2*3*4 and snake_case_name", None),  # directives inside words are text
+    ("* not a span*", None),  # an opening directive followed by whitespace
+    ("*not a span *", None),  # a closing directive preceded by whitespace
+    ("**", None),  # empty spans do not exist
+    ("*spans never\ncross lines*", None),
+]  # fmt: skip
+"""XEP-0393 bodies and the HTML they become (None: they are plain text)."""
+FROM_HTML = [
+    ("<b>bold</b> and <i> it </i> <code>x</code>", "*bold* and _it_ `x`"),
+    ("<strong>s</strong><em>e</em><del>d</del><s>s</s>", "*s*_e_~d~~s~"),
+    ('<pre><code class="language-py">def f():\n  return 1\n</code></pre>',
+     "```\ndef f():\n  return 1\n```"),
+    ("<blockquote>quote <b>b</b></blockquote>after", "> quote *b*\n\nafter"),
+    ('<p>para</p><ul><li>one</li><li>two</li></ul><a href="https://x.example">link</a>',
+     "para\n\n- one\n- two\n\nlink (https://x.example)"),
+    ("a<br>b &lt;c&gt;", "a\nb <c>"),
+    ("<b> </b>x", "x"),
+    ("<u>underline</u> has no XEP-0393 form", "underline has no XEP-0393 form"),
+]  # fmt: skip
+"""HTML and the XEP-0393 body it becomes."""
+
 
 @pytest.mark.parametrize(
-    ("body", "html"),
+    ("convert", "given", "expected"),
     [
-        ("*bold* _it_ ~gone~ `code`",
-         "<strong>bold</strong> <em>it</em> <del>gone</del> <code>code</code>"),
-        ("a *b _c_*", "a <strong>b <em>c</em></strong>"),
-        ("`no *bold* in code`", "<code>no *bold* in code</code>"),
-        ("> quoted *b*\n> more\nafter", "<blockquote>quoted <strong>b</strong><br>more"
-         "</blockquote>after"),
-        (">> nested\n> outer", "<blockquote><blockquote>nested</blockquote>outer</blockquote>"),
-        ("```py\ndef f():\n  *x*\n```\nend", "<pre><code>def f():\n  *x*</code></pre>end"),
-        ("```\nnever closed", "<pre><code>never closed</code></pre>"),
-        ("line one *b*\nline two", "line one <strong>b</strong><br>line two"),
-        ("<b>not html</b> *x*", "&lt;b&gt;not html&lt;/b&gt; <strong>x</strong>"),
-    ],
-)  # fmt: skip
-def test_styling_becomes_html(body: str, html: str) -> None:
-    assert styled_to_html(body) == html
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        "plain text",
-        "2*3*4 and snake_case_name",  # directives inside words are text
-        "* not a span*",  # an opening directive followed by whitespace
-        "*not a span *",  # a closing directive preceded by whitespace
-        "**",  # empty spans do not exist
-        "*spans never\ncross lines*",
+        *((styled_to_html, body, html) for body, html in STYLED),
+        *((html_to_styled, html, body) for html, body in FROM_HTML),
     ],
 )
-def test_text_without_styling_has_no_html(body: str) -> None:
-    assert styled_to_html(body) is None
-
-
-@pytest.mark.parametrize(
-    ("html", "body"),
-    [
-        ("<b>bold</b> and <i> it </i> <code>x</code>", "*bold* and _it_ `x`"),
-        ("<strong>s</strong><em>e</em><del>d</del><s>s</s>", "*s*_e_~d~~s~"),
-        ('<pre><code class="language-py">def f():\n  return 1\n</code></pre>',
-         "```\ndef f():\n  return 1\n```"),
-        ("<blockquote>quote <b>b</b></blockquote>after", "> quote *b*\n\nafter"),
-        ('<p>para</p><ul><li>one</li><li>two</li></ul><a href="https://x.example">link</a>',
-         "para\n\n- one\n- two\n\nlink (https://x.example)"),
-        ("a<br>b &lt;c&gt;", "a\nb <c>"),
-        ("<b> </b>x", "x"),
-        ("<u>underline</u> has no XEP-0393 form", "underline has no XEP-0393 form"),
-    ],
-)  # fmt: skip
-def test_html_becomes_styling(html: str, body: str) -> None:
-    assert html_to_styled(html) == body
+def test_conversion(convert: Callable[[str], str | None], given: str, expected: str | None) -> None:
+    assert convert(given) == expected
 
 
 def test_round_trip_of_the_common_styles() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -36,6 +37,9 @@ from connectors.xmpp.translate import (
     retraction_stanza,
 )
 
+if TYPE_CHECKING:
+    from connectors.xmpp.translate import Message, Presence
+
 ROOM = "wg@conference.xmpp.test"
 STREAM = 'xmlns="jabber:component:accept"'
 SENDER = Sender(network="xmpp", user_id="alice@xmpp.test", display_name="Alice")
@@ -44,6 +48,28 @@ SENDER = Sender(network="xmpp", user_id="alice@xmpp.test", display_name="Alice")
 def stanza(xml: str) -> ET.Element:
     return ET.fromstring(xml.replace("<message ", f"<message {STREAM} ", 1).replace(
         "<presence ", f"<presence {STREAM} ", 1))  # fmt: skip
+
+
+def muc_message(nick: str, stanza_id: str, children: str, to: str = "c.test") -> Message:
+    """A groupchat message the room's occupant ``nick`` sends, with ``children`` inside."""
+    return parse_message(stanza(
+        f'<message type="groupchat" id="{stanza_id}" to="{to}" from="{ROOM}/{nick}">{children}'
+        "</message>"
+    ))  # fmt: skip
+
+
+def occupant_presence(nick: str, children: str, attributes: str = "") -> Presence:
+    """A presence of the room's occupant ``nick``, as the listener gets it."""
+    return parse_presence(stanza(
+        f'<presence {attributes}to="passerelle.xmpp.test" from="{ROOM}/{nick}">{children}'
+        "</presence>"
+    ))  # fmt: skip
+
+
+def event_of(msg: Message, remote_id: str) -> Event | None:
+    """The event of ``msg``, sent by `SENDER` and replying to nothing, for link wg."""
+    return message_event(msg, remote_id=remote_id, link_id="wg", network="xmpp", sender=SENDER,
+                         reply_to=None)  # fmt: skip
 
 
 LIVE = stanza(
@@ -121,8 +147,7 @@ def test_live_message_reads_its_ids_and_body() -> None:
     assert msg.stanza_id(ROOM) == "LZMtYdNTAHPaiG8ozl9Pb_B8"
     assert msg.stanza_id("elsewhere@conference.xmpp.test") is None
     assert msg.delayed_by is None and msg.body == "Entwruf 6ca77c"
-    event = message_event(msg, remote_id="LZMtYdNTAHPaiG8ozl9Pb_B8", link_id="wg",
-                          network="xmpp", sender=SENDER, reply_to=None)  # fmt: skip
+    event = event_of(msg, "LZMtYdNTAHPaiG8ozl9Pb_B8")
     assert event is not None
     assert (event.kind, event.text, event.html, event.room_id) == (
         Kind.MESSAGE,
@@ -210,8 +235,7 @@ def test_reply_fallback_is_stripped() -> None:
 
 def test_out_of_band_url_becomes_an_attachment() -> None:
     msg = parse_message(FILE)
-    event = message_event(msg, remote_id="T118", link_id="wg", network="xmpp", sender=SENDER,
-                          reply_to=None)  # fmt: skip
+    event = event_of(msg, "T118")
     assert event is not None and event.attachment is not None
     assert event.attachment.kind is AttachmentKind.IMAGE
     assert event.attachment.name == "pixel art.png"
@@ -221,29 +245,15 @@ def test_out_of_band_url_becomes_an_attachment() -> None:
 
 
 def test_styled_body_gets_html_and_me_is_an_emote() -> None:
-    msg = parse_message(stanza(
-        f'<message type="groupchat" id="s" to="c.test" from="{ROOM}/Bob">'
-        "<body>das ist *wichtig*</body></message>"
-    ))  # fmt: skip
-    event = message_event(msg, remote_id="s", link_id="wg", network="xmpp", sender=SENDER,
-                          reply_to=None)  # fmt: skip
+    event = event_of(muc_message("Bob", "s", "<body>das ist *wichtig*</body>"), "s")
     assert event is not None and event.html == "das ist <strong>wichtig</strong>"
-    emote = parse_message(stanza(
-        f'<message type="groupchat" id="e" to="c.test" from="{ROOM}/Bob">'
-        "<body>/me winkt</body></message>"
-    ))  # fmt: skip
-    event = message_event(emote, remote_id="e", link_id="wg", network="xmpp", sender=SENDER,
-                          reply_to=None)  # fmt: skip
+    event = event_of(muc_message("Bob", "e", "<body>/me winkt</body>"), "e")
     assert event is not None and (event.msgtype, event.text) == (MsgType.EMOTE, "winkt")
 
 
 def test_chat_states_and_empty_bodies_make_no_event() -> None:
-    msg = parse_message(stanza(
-        f'<message type="groupchat" id="c" to="c.test" from="{ROOM}/Bob">'
-        '<composing xmlns="http://jabber.org/protocol/chatstates"/></message>'
-    ))  # fmt: skip
-    assert message_event(msg, remote_id="c", link_id="wg", network="xmpp", sender=SENDER,
-                         reply_to=None) is None  # fmt: skip
+    msg = muc_message("Bob", "c", '<composing xmlns="http://jabber.org/protocol/chatstates"/>')
+    assert event_of(msg, "c") is None
 
 
 @pytest.mark.parametrize(
@@ -270,10 +280,8 @@ def test_malformed_stanzas_are_refused_with_the_reason(xml: str, reason: str) ->
 
 
 def test_unknown_namespaces_are_ignored() -> None:
-    msg = parse_message(stanza(
-        f'<message type="groupchat" id="u" to="c.test" from="{ROOM}/Bob"><body>hi</body>'
-        '<whatever xmlns="urn:example:unknown"><deep/></whatever></message>'
-    ))  # fmt: skip
+    unknown = '<whatever xmlns="urn:example:unknown"><deep/></whatever>'
+    msg = muc_message("Bob", "u", "<body>hi</body>" + unknown)
     assert msg.body == "hi"
 
 
@@ -288,31 +296,33 @@ def test_error_message_names_its_condition() -> None:
 
 
 def test_presences_of_the_room() -> None:
-    own = parse_presence(stanza(
-        f'<presence to="passerelle.xmpp.test" from="{ROOM}/Passerelle"><x '
-        'xmlns="http://jabber.org/protocol/muc#user"><status code="100"/><item '
+    own = occupant_presence(
+        "Passerelle",
+        '<x xmlns="http://jabber.org/protocol/muc#user"><status code="100"/><item '
         'jid="passerelle.xmpp.test" role="participant" affiliation="none"/><status code="110"/>'
-        "</x></presence>"
-    ))  # fmt: skip
+        "</x>",
+    )
     assert own.is_self and own.nick == "Passerelle" and own.real_jid == "passerelle.xmpp.test"
-    other = parse_presence(stanza(
-        f'<presence to="passerelle.xmpp.test" from="{ROOM}/Bob"><x '
-        'xmlns="http://jabber.org/protocol/muc#user"><item jid="bob@xmpp.test/qWVucsM7" '
-        'role="participant" affiliation="none"/></x></presence>'
-    ))  # fmt: skip
+    other = occupant_presence(
+        "Bob",
+        '<x xmlns="http://jabber.org/protocol/muc#user"><item jid="bob@xmpp.test/qWVucsM7" '
+        'role="participant" affiliation="none"/></x>',
+    )
     assert not other.is_self and other.real_jid == "bob@xmpp.test" and other.type == "available"
     assert own.occupant_id is None
-    stamped = parse_presence(stanza(
-        f'<presence to="passerelle.xmpp.test" from="{ROOM}/Bob"><occupant-id '
-        'xmlns="urn:xmpp:occupant-id:0" id="b0b="/><x xmlns="http://jabber.org/protocol/muc#user">'
-        '<item jid="bob@xmpp.test/qWVucsM7" role="participant" affiliation="none"/></x></presence>'
-    ))  # fmt: skip
+    stamped = occupant_presence(
+        "Bob",
+        '<occupant-id xmlns="urn:xmpp:occupant-id:0" id="b0b="/><x '
+        'xmlns="http://jabber.org/protocol/muc#user"><item jid="bob@xmpp.test/qWVucsM7" '
+        'role="participant" affiliation="none"/></x>',
+    )
     assert stamped.occupant_id == "b0b="
-    renamed = parse_presence(stanza(
-        f'<presence type="unavailable" to="passerelle.xmpp.test" from="{ROOM}/Bob"><x '
-        'xmlns="http://jabber.org/protocol/muc#user"><item nick="Robert" role="participant"/>'
-        '<status code="303"/></x></presence>'
-    ))  # fmt: skip
+    renamed = occupant_presence(
+        "Bob",
+        '<x xmlns="http://jabber.org/protocol/muc#user"><item nick="Robert" role="participant"/>'
+        '<status code="303"/></x>',
+        'type="unavailable" ',
+    )
     assert renamed.new_nick == "Robert" and 303 in renamed.statuses
     conflict = parse_presence(stanza(
         f'<presence type="error" id="j1" to="p@passerelle.xmpp.test" from="{ROOM}/Bob"><error '
@@ -444,11 +454,8 @@ def test_recent_forgets_the_oldest() -> None:
 
 
 def test_chat_states_are_read_and_written() -> None:
-    composing = parse_message(stanza(
-        "<message from='wg@conference.xmpp.test/Alice' to='passerelle.xmpp.test' "
-        "type='groupchat' id='c1'><composing xmlns='http://jabber.org/protocol/chatstates'/>"
-        "</message>"
-    ))  # fmt: skip
+    chat_state = "<composing xmlns='http://jabber.org/protocol/chatstates'/>"
+    composing = muc_message("Alice", "c1", chat_state, to="passerelle.xmpp.test")
     assert (composing.chat_state, composing.body) == ("composing", None)
     el = chat_state_stanza("wg@conference.xmpp.test", "p@passerelle.xmpp.test", "id1", False)
     assert parse_message(el).chat_state == "active"
