@@ -54,6 +54,7 @@ from bridge.config.reader import (
     Problem,
     Reader,
     did_you_mean,
+    every_one,
     quote,
 )
 
@@ -405,10 +406,7 @@ class _Schema:
         return Delivery(attempts, initial, maximum, lifetime)
 
     def admin(self, node: Node) -> Admin | None:
-        fields = self.r.fields(node, ("token",))
-        if fields is None:
-            return None
-        token_node = self.r.required(node, fields, "token")
+        token_node = self.r.sole(node, "token")
         if token_node is None:
             return None
         token = self.r.secret(token_node)
@@ -508,9 +506,7 @@ class _Schema:
             or self.person(item, networks, seen_ids, owners)
             for item in items
         ]
-        if any(p is None for p in people):
-            return None
-        return tuple(p for p in people if p is not None)
+        return every_one(people)
 
     def plain_person(
         self,
@@ -684,9 +680,7 @@ class _Schema:
             or self.link(item, networks, person_ids, seen_ids, rooms_used)
             for item in items
         ]
-        if any(link is None for link in links):
-            return None
-        return tuple(link for link in links if link is not None)
+        return every_one(links)
 
     def plain_link(
         self,

@@ -281,18 +281,10 @@ class EmailSchema:
         )
 
     def parse_timeout(self, node: Node) -> float | None:
-        value = self.r.positive_number(node)
-        if value is not None and not value <= MAX_PARSE_TIMEOUT:
-            self.r.error(node, f"must be at most {MAX_PARSE_TIMEOUT:g} seconds")
-            return None
-        return value
+        return _at_most(self.r, node, self.r.positive_number(node), MAX_PARSE_TIMEOUT)
 
     def dns_timeout(self, node: Node) -> float | None:
-        value = self.r.duration(node)
-        if value is not None and not value <= MAX_DNS_TIMEOUT:
-            self.r.error(node, f"must be at most {MAX_DNS_TIMEOUT:g} seconds")
-            return None
-        return value
+        return _at_most(self.r, node, self.r.duration(node), MAX_DNS_TIMEOUT)
 
     def tls_pair(
         self, node: Node, fields: dict[str, Node], cert: Path | None, key: Path | None
@@ -364,31 +356,7 @@ class EmailSchema:
 
     def nameservers(self, node: Node) -> tuple[tuple[str, int], ...] | None:
         """``["127.0.0.1", "192.0.2.53:5353", "[::1]:53"]``: IP addresses, optional port."""
-        items = self.r.items(node)
-        if items is None:
-            return None
-        result: list[tuple[str, int]] = []
-        ok = True
-        for item in items:
-            value = self.r.string(item)
-            if value is None:
-                ok = False
-                continue
-            match = NAMESERVER_RE.fullmatch(value.strip())
-            try:
-                if match is None:
-                    raise ValueError
-                host = match.group(1) or match.group(3) or match.group(5)
-                port = int(match.group(2) or match.group(4) or 53)
-                ipaddress.ip_address(host)
-                if not 0 < port < 65536:
-                    raise ValueError
-            except ValueError:
-                self.r.error(item, f"{quote(value)} is not a nameserver IP address[:port]")
-                ok = False
-                continue
-            result.append((host, port))
-        return tuple(result) if ok else None
+        return self.r.parsed_list(node, _nameserver, "a nameserver IP address[:port]")
 
     def domain_list(self, node: Node) -> tuple[str, ...] | None:
         values = self.r.string_list(node)
@@ -413,3 +381,23 @@ class EmailSchema:
     def directory(self, node: Node) -> Path | None:
         value = self.r.nonempty(node)
         return self.r.base_dir / Path(value).expanduser() if value is not None else None
+
+
+def _nameserver(value: str) -> tuple[str, int]:
+    match = NAMESERVER_RE.fullmatch(value)
+    if match is None:
+        raise ValueError(value)
+    host = match.group(1) or match.group(3) or match.group(5)
+    port = int(match.group(2) or match.group(4) or 53)
+    ipaddress.ip_address(host)
+    if not 0 < port < 65536:
+        raise ValueError(value)
+    return host, port
+
+
+def _at_most(r: Reader, node: Node, seconds: float | None, maximum: float) -> float | None:
+    """The seconds read at `node`, unless more than `maximum` (an error then)."""
+    if seconds is not None and not seconds <= maximum:
+        r.error(node, f"must be at most {maximum:g} seconds")
+        return None
+    return seconds

@@ -129,10 +129,7 @@ class XmppSchema:
     def room(self, network: str, node: Node) -> LinkRoom | None:
         """A MUC JID: ``"room@conference.example"`` or ``{room: …}``."""
         if isinstance(node.value, dict):
-            fields = self.r.fields(node, ("room",))
-            if fields is None:
-                return None
-            room_node = self.r.required(node, fields, "room")
+            room_node = self.r.sole(node, "room")
             if room_node is None:
                 return None
             node = room_node
@@ -198,46 +195,23 @@ class XmppSchema:
 
     def file_hosts(self, node: Node) -> FileHosts | None:
         """``[upload.example.org, "*.example.org", "192.0.2.7:5281", "[2001:db8::7]:443"]``."""
-        items = self.r.items(node)
-        if items is None:
-            return None
-        hosts: list[tuple[str, int | None]] = []
-        ok = True
-        for item in items:
-            value = self.r.string(item)
-            if value is None:
-                ok = False
-                continue
-            match = FILE_HOST_RE.fullmatch(value.strip())
-            port = int(match.group("port")) if match and match.group("port") else None
-            host = (match.group("name") or match.group("v6")).lower() if match else ""
-            try:
-                if match is None or (port is not None and not 0 < port < 65536):
-                    raise ValueError
-                if match.group("v6") or host.replace(".", "").isdigit():
-                    host = str(ip_address(host))
-            except ValueError:
-                self.r.error(item, f"{quote(value)} is not a host[:port] ({FILE_HOST_EXAMPLES})")
-                ok = False
-                continue
-            hosts.append((host, port))
-        return tuple(hosts) if ok else None
+        return self.r.parsed_list(node, _file_host, f"a host[:port] ({FILE_HOST_EXAMPLES})")
 
     def networks(self, node: Node) -> tuple[IPv4Network | IPv6Network, ...] | None:
         """``[127.0.0.1/32, 10.0.0.0/8, "fd00::/8"]``: IP networks (an address is a /32)."""
-        items = self.r.items(node)
-        if items is None:
-            return None
-        result: list[IPv4Network | IPv6Network] = []
-        ok = True
-        for item in items:
-            value = self.r.string(item)
-            if value is None:
-                ok = False
-                continue
-            try:
-                result.append(ip_network(value.strip(), strict=False))
-            except ValueError:
-                self.r.error(item, f"{quote(value)} is not an IP network (e.g. 10.0.0.0/8)")
-                ok = False
-        return tuple(result) if ok else None
+        return self.r.parsed_list(
+            node, lambda value: ip_network(value, strict=False), "an IP network (e.g. 10.0.0.0/8)"
+        )
+
+
+def _file_host(value: str) -> tuple[str, int | None]:
+    match = FILE_HOST_RE.fullmatch(value)
+    if match is None:
+        raise ValueError(value)
+    port = int(match.group("port")) if match.group("port") else None
+    host = (match.group("name") or match.group("v6")).lower()
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(value)
+    if match.group("v6") or host.replace(".", "").isdigit():
+        host = str(ip_address(host))
+    return host, port
