@@ -168,6 +168,16 @@ class Key:
     field: str = ""
 
 
+class Block(NamedTuple):
+    """A mapping read by `Reader.block`."""
+
+    fields: dict[str, Node]
+    values: dict[str, Any]
+    """By field; None for a key with a problem."""
+    ok: bool
+    """Whether every key was right."""
+
+
 PRESENTATION_KEYS = ("org_label", "name_suffix", "label", "language")
 """The keys of every network kind that say how its people and its notices are shown."""
 
@@ -429,6 +439,12 @@ class Reader:
                                       key.default)  # fmt: skip
             values[key.field or key.name] = value
         return values, len(self.problems) == before and not missing
+
+    def block(self, node: Node, keys: tuple[Key, ...]) -> Block | None:
+        """A mapping of the given `keys` only, read by `table`; None when it is not a
+        mapping."""
+        fields = self.fields(node, [key.name for key in keys])
+        return None if fields is None else Block(fields, *self.table(node, fields, keys))
 
     def presentation(
         self, name: str, fields: Mapping[str, Node], default_language: str
