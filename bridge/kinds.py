@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
+from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from bridge.config.model import Config, LinkRoom, Listen, Network
-from bridge.config.reader import AccountFormat, Node, Reader
+from bridge.config.reader import PRESENTATION_KEYS, AccountFormat, Key, Node, Reader
 
 if TYPE_CHECKING:
     from mautrix.util.async_db import UpgradeTable
@@ -36,6 +37,8 @@ class KindSchema(Protocol):
 
     keys: tuple[str, ...]
     """The keys a network entry of this kind may have, besides ``kind``."""
+    account_format: AccountFormat
+    """A person's account on a network of this kind (``people[].accounts.<network>``)."""
 
     def __init__(self, reader: Reader, path: Path) -> None: ...
 
@@ -50,6 +53,42 @@ class KindSchema(Protocol):
         ...
 
 
+class NetworkSchema:
+    """What the kinds' schemas share: one `Reader` for the config file at `path`, and the
+    keys of a network entry: those of the kind's `table` (read in its order by
+    `read_table`), the `PRESENTATION_KEYS`, and the `other_keys` the kind reads itself."""
+
+    table: ClassVar[tuple[Key, ...]] = ()
+    other_keys: ClassVar[tuple[str, ...]] = ()
+    keys: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.keys = (*(key.name for key in cls.table), *PRESENTATION_KEYS, *cls.other_keys)
+
+    def __init__(self, reader: Reader, path: Path) -> None:
+        self.r = reader
+        self.path = path
+
+    def read_table(self, node: Node, fields: dict[str, Node]) -> tuple[dict[str, Any], bool]:
+        return self.r.table(node, fields, self.table)
+
+
+Build = Callable[[Any, "Host"], "Connector"]
+"""The connector of one network of a kind (its network settings, the core's host)."""
+
+
+def connector(module: str, name: str) -> Build:
+    """A `Kind.build` making the connector class `name` of `module`, imported on first use:
+    the commands that connect to no network (``check-config``…) import no network library."""
+
+    def build(network: Any, host: Host) -> Connector:
+        made: Connector = getattr(import_module(module), name)(network, host)
+        return made
+
+    return build
+
+
 Commands = Callable[["argparse._SubParsersAction[Any]"], None]
 
 
@@ -57,10 +96,7 @@ Commands = Callable[["argparse._SubParsersAction[Any]"], None]
 class Kind:
     name: str
     schema: type[KindSchema]
-    account_format: AccountFormat
-    """A person's account on a network of this kind (``people[].accounts.<network>``)."""
-    build: Callable[[Any, Host], Connector]
-    """The connector of one network of this kind (its network settings, the core's host)."""
+    build: Build
     state: UpgradeTable | None = None
     """The kind's own tables, with their own version table: the core opens and migrates them
     in the bridge's database and hands them to its connectors (`Host.state`)."""
@@ -72,6 +108,11 @@ class Kind:
     commands and retention."""
     default: bool = False
     """The kind of a network entry without ``kind`` (one kind at most says so)."""
+    account_format: AccountFormat = field(init=False)
+    """The schema's: a person's account on a network of this kind."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "account_format", self.schema.account_format)
 
 
 @cache

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from bridge.config.model import FederationListSource
 from bridge.config.reader import Key, Node, Reader, quote
@@ -44,18 +43,11 @@ def read_federation_list(r: Reader, node: Node) -> FederationListSource | None:
 
 
 def _https_url(r: Reader, node: Node) -> str | None:
-    value = r.string(node)
-    if value is None:
-        return None
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 (reading it checks the port)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme != "https" or not parts.hostname:
-        r.error(node, f"{quote(value)} is not an https:// URL (lists are read over HTTPS only)")
-        return None
-    return value
+    return r.url_where(
+        node,
+        lambda parts: parts.scheme == "https" and bool(parts.hostname),
+        "an https:// URL (lists are read over HTTPS only)",
+    )
 
 
 def _path(r: Reader, node: Node) -> Path | None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import gc
 import os
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import RoundTripConstructor
@@ -54,11 +56,14 @@ from bridge.config.reader import (
     Problem,
     Reader,
     did_you_mean,
+    every_one,
     quote,
 )
 
 if TYPE_CHECKING:
     from bridge.kinds import KindSchema
+
+T = TypeVar("T")
 
 DEFAULT_DATABASE = "sqlite:passerelle.db"
 DEFAULT_HOST = "127.0.0.1"
@@ -243,6 +248,20 @@ def foreign(formats: AccountFormat, network: Network, account: str) -> bool:
     return bool(home) and formats.domain(account) not in home
 
 
+@dataclass(frozen=True)
+class Section:
+    """What the entries of the ``people`` or the ``links`` section are read against, and
+    what reading them records, so that the second of two entries is reported: each id with
+    its line, and who took which account or room on each network."""
+
+    networks: Mapping[str, Network | None]
+    seen_ids: dict[str, int]
+    person_ids: Collection[str] = ()
+    """The people a link may list."""
+    taken: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Network → account or room → the id of the entry that took it."""
+
+
 class _Schema:
     """The config's structure, one method per section; problems go to the `Reader`."""
 
@@ -405,10 +424,7 @@ class _Schema:
         return Delivery(attempts, initial, maximum, lifetime)
 
     def admin(self, node: Node) -> Admin | None:
-        fields = self.r.fields(node, ("token",))
-        if fields is None:
-            return None
-        token_node = self.r.required(node, fields, "token")
+        token_node = self.r.sole(node, "token")
         if token_node is None:
             return None
         token = self.r.secret(token_node)
@@ -502,27 +518,16 @@ class _Schema:
         if items is None:
             self.unread.add("people")
             return None
-        owners: dict[str, dict[str, str]] = {}
-        people = [
-            self.plain_person(item, networks, seen_ids, owners)
-            or self.person(item, networks, seen_ids, owners)
-            for item in items
-        ]
-        if any(p is None for p in people):
-            return None
-        return tuple(p for p in people if p is not None)
+        section = Section(networks, seen_ids)
+        return every_one([self.plain_person(item, section) or self.person(item, section)
+                          for item in items])  # fmt: skip
 
-    def plain_person(
-        self,
-        node: Node,
-        networks: Mapping[str, Network | None],
-        seen_ids: dict[str, int],
-        owners: dict[str, dict[str, str]],
-    ) -> Person | None:
+    def plain_person(self, node: Node, section: Section) -> Person | None:
         """A person entry that is right as it stands, read without making a `Node` of every
         field: the bulk of a large config (`person` took most of its load time). None for
         anything else, which `person` then reads and reports on; what this sets in ``owners``
         is then the same person's, so it raises no false duplicate."""
+        networks, seen_ids, owners = section.networks, section.seen_ids, section.taken
         raw = node.value
         if type(raw) is not dict or not raw.keys() <= PERSON_KEYS:
             return None
@@ -554,26 +559,18 @@ class _Schema:
         seen_ids[person_id] = node.line
         return Person(person_id, name, org, result)
 
-    def person(
-        self,
-        node: Node,
-        networks: Mapping[str, Network | None],
-        seen_ids: dict[str, int],
-        owners: dict[str, dict[str, str]],
-    ) -> Person | None:
+    def person(self, node: Node, section: Section) -> Person | None:
         r = self.r
         fields = r.fields(node, ("id", "name", "org", "accounts"))
         if fields is None:
             return None
-        person_id = self.unique_id(node, fields, seen_ids, "person")
+        person_id = self.unique_id(node, fields, section.seen_ids, "person")
         name_node = r.required(node, fields, "name")
         name = r.nonempty(name_node) if name_node else None
         org = r.optional(fields, "org", r.nonempty, None)
         accounts_node = r.required(node, fields, "accounts")
         accounts = (
-            self.accounts(accounts_node, networks, owners, person_id or "?")
-            if accounts_node
-            else None
+            self.accounts(accounts_node, section, person_id or "?") if accounts_node else None
         )
         if person_id is None or name is None or accounts is None:
             return None
@@ -610,46 +607,70 @@ class _Schema:
         self.r.error(key, f"unknown network {key.value!r}{hint}; defined networks: {defined}")
         return False
 
-    def accounts(
-        self,
-        node: Node,
-        networks: Mapping[str, Network | None],
-        owners: dict[str, dict[str, str]],
-        person_id: str,
-    ) -> dict[str, str] | None:
+    def accounts(self, node: Node, section: Section, person_id: str) -> dict[str, str] | None:
         entries = self.r.entries(node)
         if entries is None:
             return None
         if not entries:
             self.r.error(node, "list at least one account")
             return None
-        result: dict[str, str] = {}
+        return self.per_network(
+            entries,
+            section,
+            person_id,
+            self.account,
+            lambda account: account,
+            "listed for person",
+            partial(self.foreign_account, networks=section.networks),
+        )
+
+    def account(self, _: str, node: Node, network: Network) -> str | None:
+        return self.r.account(node, registry.kinds()[network.kind].account_format)
+
+    def per_network(
+        self,
+        entries: list[tuple[Node, Node]],
+        section: Section,
+        owner: str,
+        read: Callable[[str, Node, Network], T | None],
+        claimed: Callable[[T], str | None],
+        taken_by: str,
+        accepted: Callable[[Node, T, Network], None] | None = None,
+    ) -> dict[str, T] | None:
+        """A person's accounts or a link's rooms, by network: each network defined, its
+        value as `read` makes it, and what `claimed` names (an account, a room) not taken by
+        an earlier entry (else "… is already `taken_by` …"). `accepted` sees each value
+        taken."""
+        result: dict[str, T] = {}
         ok = True
         for key, value in entries:
-            known = self.network_key(key, networks)
-            network = networks.get(key.value)
-            formats = registry.kinds()[network.kind].account_format if network else None
-            account = self.r.account(value, formats) if formats else None
-            if not known or account is None:
+            known = self.network_key(key, section.networks)
+            network = section.networks.get(key.value)
+            item = read(key.value, value, network) if network else None
+            if not known or item is None:
                 ok = False
                 continue
-            owner = owners.setdefault(key.value, {}).setdefault(account, person_id)
-            if owner != person_id:
-                self.r.error(value, f"{quote(account)} is already listed for person {owner!r}")
-                ok = False
-                continue
-            assert network is not None and formats is not None
-            if foreign(formats, network, account):
-                self.foreign_account(value, account, network, networks)
-            result[key.value] = account
+            name = claimed(item)
+            if name is not None:
+                taker = section.taken.setdefault(key.value, {}).setdefault(name, owner)
+                if taker != owner:
+                    self.r.error(value, f"{quote(name)} is already {taken_by} {taker!r}")
+                    ok = False
+                    continue
+            assert network is not None
+            if accepted is not None:
+                accepted(value, item, network)
+            result[key.value] = item
         return result if ok else None
 
     def foreign_account(
         self, node: Node, account: str, network: Network, networks: Mapping[str, Network | None]
     ) -> None:
-        """Warn of an account that is not on its network's servers: a user of a federated
-        server, or (more often) an account listed under the wrong network."""
+        """Warn of an account that is not on its network's servers (a user of a federated
+        server, or more often an account listed under the wrong network)."""
         formats = registry.kinds()[network.kind].account_format
+        if not foreign(formats, network, account):
+            return
         assert formats.home_domains is not None
         domain = formats.domain(account)
         home = " or ".join(formats.home_domains(network))
@@ -677,29 +698,17 @@ class _Schema:
         items = self.r.drain(node)
         if items is None:
             return None
-        seen_ids: dict[str, int] = {}
-        rooms_used: dict[tuple[str, str], str] = {}
-        links = [
-            self.plain_link(item, networks, person_ids, seen_ids, rooms_used)
-            or self.link(item, networks, person_ids, seen_ids, rooms_used)
-            for item in items
-        ]
-        if any(link is None for link in links):
-            return None
-        return tuple(link for link in links if link is not None)
+        section = Section(networks, {}, person_ids)
+        return every_one([self.plain_link(item, section) or self.link(item, section)
+                          for item in items])  # fmt: skip
 
-    def plain_link(
-        self,
-        node: Node,
-        networks: Mapping[str, Network | None],
-        person_ids: Collection[str],
-        seen_ids: dict[str, int],
-        rooms_used: dict[tuple[str, str], str],
-    ) -> Link | None:
+    def plain_link(self, node: Node, section: Section) -> Link | None:
         """A link entry that is right as it stands, its id and people read without a `Node`
         each (as `plain_person` does for people; its rooms are read by their kinds as always).
         None for anything else, which `link` then reads and reports on; the rooms this
         records in ``rooms_used`` are then the same link's, so they raise no false conflict."""
+        networks, person_ids, seen_ids = section.networks, section.person_ids, section.seen_ids
+        used = section.taken
         raw = node.value
         if type(raw) is not dict or not raw.keys() <= LINK_KEYS:
             return None
@@ -724,34 +733,25 @@ class _Schema:
             if room is None:
                 return None
             if room.room is not None:
-                if rooms_used.setdefault((network_name, room.room), link_id) != link_id:
+                if used.setdefault(network_name, {}).setdefault(room.room, link_id) != link_id:
                     return None
             result[network_name] = room
         seen_ids[link_id] = node.line
         return Link(link_id, result, tuple(people))
 
-    def link(
-        self,
-        node: Node,
-        networks: Mapping[str, Network | None],
-        person_ids: Collection[str],
-        seen_ids: dict[str, int],
-        rooms_used: dict[tuple[str, str], str],
-    ) -> Link | None:
+    def link(self, node: Node, section: Section) -> Link | None:
         r = self.r
         fields = r.fields(node, ("id", "people", "mirror_members", "rooms", POLICY))
         if fields is None:
             return None
-        link_id = self.unique_id(node, fields, seen_ids, "link")
-        people = r.optional(fields, "people", lambda n: self.link_people(n, person_ids), NO_STRINGS)
+        link_id = self.unique_id(node, fields, section.seen_ids, "link")
+        people = r.optional(
+            fields, "people", lambda n: self.link_people(n, section.person_ids), NO_STRINGS
+        )
         before = len(r.problems)
         mirror = r.optional(fields, "mirror_members", r.boolean, None)
         rooms_node = r.required(node, fields, "rooms")
-        rooms = (
-            self.link_rooms(rooms_node, networks, rooms_used, link_id or "?")
-            if rooms_node
-            else None
-        )
+        rooms = self.link_rooms(rooms_node, section, link_id or "?") if rooms_node else None
         if link_id is None or people is None or rooms is None or len(r.problems) > before:
             return None
         if fields.get(POLICY) is not None and not self.link_policy(fields[POLICY], link_id, rooms):
@@ -811,33 +811,19 @@ class _Schema:
             result.append(person)
         return tuple(p for p in result if p is not None) if ok else None
 
-    def link_rooms(
-        self,
-        node: Node,
-        networks: Mapping[str, Network | None],
-        rooms_used: dict[tuple[str, str], str],
-        link_id: str,
-    ) -> dict[str, LinkRoom] | None:
+    def link_rooms(self, node: Node, section: Section, link_id: str) -> dict[str, LinkRoom] | None:
         entries = self.r.entries(node)
         if entries is None:
             return None
-        result: dict[str, LinkRoom] = {}
-        ok = True
-        for key, value in entries:
-            known = self.network_key(key, networks)
-            network = networks.get(key.value)
-            room = self.kind(network.kind).room(key.value, value) if network else None
-            if not known or room is None:
-                ok = False
-                continue
-            if room.room is not None:
-                user = rooms_used.setdefault((key.value, room.room), link_id)
-                if user != link_id:
-                    self.r.error(value, f"{quote(room.room)} is already used by link {user!r}")
-                    ok = False
-                    continue
-            result[key.value] = room
+        rooms = self.per_network(
+            entries,
+            section,
+            link_id,
+            lambda name, value, network: self.kind(network.kind).room(name, value),
+            lambda room: room.room,
+            "used by link",
+        )
         if len(entries) < 2:
             self.r.error(node, "a link needs rooms on at least two networks")
             return None
-        return result if ok else None
+        return rooms

@@ -184,27 +184,25 @@ def _levels(r: Reader, node: Node) -> tuple[Level, ...] | None:
 
 
 def _patterns(r: Reader, node: Node) -> tuple[re.Pattern[str], ...] | None:
-    items = r.items(node)
-    if items is None:
+    return r.each(node, lambda item: _pattern(r, item))
+
+
+def _pattern(r: Reader, item: Node) -> re.Pattern[str] | None:
+    text = r.nonempty(item)
+    if text is None:
         return None
-    patterns = []
-    for item in items:
-        text = r.nonempty(item)
-        if text is None:
-            return None
-        if len(text) > MAX_PATTERN:
-            r.error(item, f"a pattern may have at most {MAX_PATTERN} characters")
-            return None
-        try:
-            pattern = re.compile(text)
-        except re.error as e:
-            r.error(item, f"not a regular expression: {e}")
-            return None
-        if "mark" not in pattern.groupindex:
-            r.error(item, "needs a group named mark, (?P<mark>…), around the mark")
-            return None
-        patterns.append(pattern)
-    return tuple(patterns)
+    if len(text) > MAX_PATTERN:
+        r.error(item, f"a pattern may have at most {MAX_PATTERN} characters")
+        return None
+    try:
+        pattern = re.compile(text)
+    except re.error as e:
+        r.error(item, f"not a regular expression: {e}")
+        return None
+    if "mark" not in pattern.groupindex:
+        r.error(item, "needs a group named mark, (?P<mark>…), around the mark")
+        return None
+    return pattern
 
 
 def level_rank(r: Reader, node: Node, scheme: Classification | None) -> int | None:
@@ -257,29 +255,25 @@ def _attachments(r: Reader, node: Node) -> dict[str, Any] | None:
 
 
 def _media_types(r: Reader, node: Node) -> tuple[str, ...] | None:
-    items = r.items(node)
-    if items is None:
+    return r.each(node, lambda item: _media_type(r, item))
+
+
+def _media_type(r: Reader, item: Node) -> str | None:
+    value = r.string(item)
+    if value is None:
         return None
-    types = []
-    for item in items:
-        value = r.string(item)
-        if value is None:
-            return None
-        if not MEDIA_TYPE_RE.fullmatch(value.strip().lower()):
-            r.error(item, f"{quote(value)} is not a media type (type/subtype or type/*)")
-            return None
-        types.append(value.strip().lower())
-    return tuple(types)
+    if not MEDIA_TYPE_RE.fullmatch(value.strip().lower()):
+        r.error(item, f"{quote(value)} is not a media type (type/subtype or type/*)")
+        return None
+    return value.strip().lower()
 
 
 def _size(r: Reader, node: Node) -> int | None:
     """Bytes, as a number or as text with a binary unit: ``512K``, ``25M``, ``1G``."""
-    value = node.value
-    if isinstance(value, str):
-        match = SIZE_RE.fullmatch(value.strip())
-        if match is None:
-            r.error(node, f"{quote(value)} is not a size (bytes, or e.g. 512K, 25M, 1G)")
-            return None
-        value = int(match.group(1)) * SIZE_UNITS[match.group(2).upper()]
-        node = Node(value, node.path, node.line, node.col)
-    return r.integer(node, 1)
+    size = r.with_unit(
+        node,
+        SIZE_RE,
+        lambda match: int(match.group(1)) * SIZE_UNITS[match.group(2).upper()],
+        "a size (bytes, or e.g. 512K, 25M, 1G)",
+    )
+    return None if size is None else r.integer(size, 1)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from bridge.config.secrets import SecretError, from_env, from_file
 from bridge.notices import LANGUAGES
@@ -122,29 +122,33 @@ def _emptying(items: list[Any]) -> Iterator[Any]:
         yield item
 
 
+_TYPE_NAMES: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),  # before int: a bool is an int too
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (Mapping, "a mapping"),
+    (list, "a list"),
+    (AbstractSet, "a set"),
+    (bytes, "binary data"),
+    (date, "a date"),
+)
+
+
+def every_one(values: list[T | None]) -> tuple[T, ...] | None:
+    """All of `values` when each was read right, else None (each problem is recorded)."""
+    if any(value is None for value in values):
+        return None
+    return tuple(value for value in values if value is not None)
+
+
 def describe(value: object) -> str:
     """The YAML type name of `value`, for "expected X, got Y" messages."""
     if value is None:
         return "nothing (null)"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, AbstractSet):
-        return "a set"
-    if isinstance(value, bytes):
-        return "binary data"
-    if isinstance(value, date):
-        return "a date"
-    return type(value).__name__
+    return next(
+        (name for kind, name in _TYPE_NAMES if isinstance(value, kind)), type(value).__name__
+    )
 
 
 REQUIRED: Any = object()
@@ -162,6 +166,16 @@ class Key:
     read: Callable[[Reader, Node], Any]
     default: Any = REQUIRED
     field: str = ""
+
+
+class Block(NamedTuple):
+    """A mapping read by `Reader.block`."""
+
+    fields: dict[str, Node]
+    values: dict[str, Any]
+    """By field; None for a key with a problem."""
+    ok: bool
+    """Whether every key was right."""
 
 
 PRESENTATION_KEYS = ("org_label", "name_suffix", "label", "language")
@@ -308,6 +322,11 @@ class Reader:
             self.error(parent, "is required", parent.key_path(key))
         return None
 
+    def sole(self, node: Node, key: str) -> Node | None:
+        """The value of a mapping whose one key, required, is `key`."""
+        fields = self.fields(node, (key,))
+        return None if fields is None else self.required(node, fields, key)
+
     def optional(
         self, fields: Mapping[str, Node], key: str, read: Callable[[Node], T | None], default: T
     ) -> T | None:
@@ -376,15 +395,31 @@ class Reader:
     def duration(self, node: Node) -> float | None:
         """Seconds, given as a number of seconds or as text with a unit: ``5d``, ``12h``,
         ``30m``, ``90s``."""
+        seconds = self.with_unit(
+            node,
+            DURATION_RE,
+            lambda match: float(match.group(1)) * DURATION_UNITS[match.group(2)],
+            "a duration (e.g. 5d, 12h, 30m, 90s)",
+        )
+        return None if seconds is None else self.positive_number(seconds)
+
+    def with_unit(
+        self,
+        node: Node,
+        pattern: re.Pattern[str],
+        amount: Callable[[re.Match[str]], float],
+        what: str,
+    ) -> Node | None:
+        """`node` with text that `pattern` matches (a number and its unit) made the number
+        `amount` says; any other value is left for the caller's number check."""
         value = node.value
-        if isinstance(value, str):
-            match = DURATION_RE.fullmatch(value.strip())
-            if match is None:
-                self.error(node, f"{quote(value)} is not a duration (e.g. 5d, 12h, 30m, 90s)")
-                return None
-            value = float(match.group(1)) * DURATION_UNITS[match.group(2)]
-            node = Node(value, node.path, node.line, node.col)
-        return self.positive_number(node)
+        if not isinstance(value, str):
+            return node
+        match = pattern.fullmatch(value.strip())
+        if match is None:
+            self.error(node, f"{quote(value)} is not {what}")
+            return None
+        return Node(amount(match), node.path, node.line, node.col)
 
     def table(
         self, parent: Node, fields: Mapping[str, Node], keys: Iterable[Key]
@@ -404,6 +439,12 @@ class Reader:
                                       key.default)  # fmt: skip
             values[key.field or key.name] = value
         return values, len(self.problems) == before and not missing
+
+    def block(self, node: Node, keys: tuple[Key, ...]) -> Block | None:
+        """A mapping of the given `keys` only, read by `table`; None when it is not a
+        mapping."""
+        fields = self.fields(node, [key.name for key in keys])
+        return None if fields is None else Block(fields, *self.table(node, fields, keys))
 
     def presentation(
         self, name: str, fields: Mapping[str, Node], default_language: str
@@ -433,19 +474,64 @@ class Reader:
         values = [self.nonempty(item) for item in items]
         return tuple(v for v in values if v is not None)
 
+    def each(self, node: Node, read: Callable[[Node], T | None]) -> tuple[T, ...] | None:
+        """`read` applied to each item of the list at `node`, up to the first it finds wrong
+        (None then)."""
+        items = self.items(node)
+        if items is None:
+            return None
+        result = []
+        for item in items:
+            value = read(item)
+            if value is None:
+                return None
+            result.append(value)
+        return tuple(result)
+
+    def parsed_list(self, node: Node, parse: Callable[[str], T], what: str) -> tuple[T, ...] | None:
+        """The strings of the list at `node`, each as `parse` makes it (it raises ValueError
+        for one that is not `what`); None when any is wrong, each wrong one reported."""
+        items = self.items(node)
+        if items is None:
+            return None
+        result: list[T] = []
+        ok = True
+        for item in items:
+            value = self.string(item)
+            if value is None:
+                ok = False
+                continue
+            try:
+                result.append(parse(value.strip()))
+            except ValueError:
+                self.error(item, f"{quote(value)} is not {what}")
+                ok = False
+        return tuple(result) if ok else None
+
     def url(self, node: Node) -> str | None:
+        value = self.url_where(
+            node,
+            lambda parts: parts.scheme in ("http", "https") and bool(parts.netloc),
+            "an http(s) URL",
+        )
+        return value.rstrip("/") if value is not None else None
+
+    def url_where(self, node: Node, accept: Callable[[SplitResult], bool], what: str) -> str | None:
+        """The URL at `node`, as written, when it parses (its port included) and `accept`
+        takes its parts; else the error "… is not `what`"."""
         value = self.string(node)
         if value is None:
             return None
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018 (reading it checks the port)
+            accepted = accept(parts)
         except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            self.error(node, f"{quote(value)} is not an http(s) URL")
+            accepted = False
+        if not accepted:
+            self.error(node, f"{quote(value)} is not {what}")
             return None
-        return value.rstrip("/")
+        return value
 
     def secret(self, node: Node) -> str | None:
         """A plain string, ``{env: NAME}`` or ``{file: PATH}``; the value is never echoed."""

@@ -17,13 +17,13 @@ from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 from bridge.config.model import LinkRoom, Listen
 from bridge.config.reader import (
     NO_STRINGS,
-    PRESENTATION_KEYS,
     AccountFormat,
     Key,
     Node,
     Reader,
     quote,
 )
+from bridge.kinds import NetworkSchema
 
 DEFAULT_INBOUND_HOST = "127.0.0.1"
 DEFAULT_INBOUND_PORT = 2525
@@ -43,6 +43,7 @@ answer to DATA must come before the bridge's SMTP server drops the quiet connect
 ADDRESS_RE = re.compile(r"[^@\s<>()\[\],;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 DOMAIN_RE = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 SELECTOR_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+SELECTOR_WHAT = "a DKIM selector (letters, digits, '-', '_')"
 NAMESERVER_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([0-9.]+)(?::(\d+))?|([0-9A-Fa-f:]+)")
 
 
@@ -153,25 +154,35 @@ def normalize_address(value: str) -> str:
     return value.strip().lower()
 
 
-class EmailSchema:
-    account_format = AccountFormat(ADDRESS_RE, "an email address (name@domain)", normalize_address)
-    keys: tuple[str, ...] = (
-        "domain",
-        "inbound",
-        "relay",
-        "dkim",
-        "auth_policy",
-        "dns",
-        "dns_timeout",
-        "spool",
-        "spool_days",
-        *PRESENTATION_KEYS,
-        "allowed_domains",
-    )
+INBOUND_KEYS = (
+    Key("host", Reader.nonempty, DEFAULT_INBOUND_HOST),
+    Key("port", lambda r, n: r.integer(n, 1, 65535), DEFAULT_INBOUND_PORT),
+    Key("max_message_bytes", lambda r, n: r.integer(n, 1024), DEFAULT_MAX_MESSAGE_BYTES),
+    Key("max_header_bytes", lambda r, n: r.integer(n, 1024), DEFAULT_MAX_HEADER_BYTES),
+    Key("max_headers", lambda r, n: r.integer(n, 10), DEFAULT_MAX_HEADERS),
+    Key("max_header_field_bytes", lambda r, n: r.integer(n, 1000), DEFAULT_MAX_HEADER_FIELD_BYTES),
+    Key("parse_timeout", lambda r, n: _parse_timeout(r, n), DEFAULT_PARSE_TIMEOUT),
+    Key("tls_cert", lambda r, n: _file(r, n), None),
+    Key("tls_key", lambda r, n: _file(r, n), None),
+)
+"""The ``inbound`` block, its keys named as the fields of `InboundSettings`."""
+DEFAULT_INBOUND = InboundSettings(**{key.name: key.default for key in INBOUND_KEYS})
 
-    def __init__(self, reader: Reader, path: Path) -> None:
-        self.r = reader
-        self.path = path
+
+class EmailSchema(NetworkSchema):
+    account_format = AccountFormat(ADDRESS_RE, "an email address (name@domain)", normalize_address)
+    table = (
+        Key("domain", lambda r, n: _mail_domain(r, n)),
+        Key("inbound", lambda r, n: _inbound(r, n), DEFAULT_INBOUND),
+        Key("relay", lambda r, n: _relay(r, n)),
+        Key("dkim", lambda r, n: _dkim(r, n), None),
+        Key("auth_policy", lambda r, n: r.choice(n, list(AuthPolicy)), AuthPolicy.REJECT.value),
+        Key("dns", lambda r, n: _nameservers(r, n), ()),
+        Key("dns_timeout", lambda r, n: _dns_timeout(r, n), DEFAULT_DNS_TIMEOUT),
+        Key("spool", lambda r, n: _directory(r, n), None),
+        Key("spool_days", Reader.positive_number, DEFAULT_SPOOL_DAYS),
+        Key("allowed_domains", lambda r, n: _domain_list(r, n), NO_STRINGS),
+    )  # fmt: skip
 
     def room(self, network: str, node: Node) -> LinkRoom | None:
         """A link's address: ``name@<the network's domain>``."""
@@ -189,227 +200,161 @@ class EmailSchema:
         self, name: str, node: Node, fields: dict[str, Node], listen: Listen
     ) -> EmailNetwork | None:
         r = self.r
-        domain = r.optional(fields, "domain", self.mail_domain, None)
-        if "domain" not in fields or fields["domain"].value is None:
-            r.required(node, fields, "domain")
-        if domain is not None:
-            _domains.setdefault(r, {})[name] = domain
-        no_nameservers: tuple[tuple[str, int], ...] = ()
-        values, ok = r.table(node, fields, (
-            Key("inbound", lambda _, n: self.inbound(n), self.default_inbound()),
-            Key("relay", lambda _, n: self.relay(n)),
-            Key("dkim", lambda _, n: self.dkim(n), None),
-            Key("auth_policy", lambda r, n: r.choice(n, list(AuthPolicy)),
-                AuthPolicy.REJECT.value),
-            Key("dns", lambda _, n: self.nameservers(n), no_nameservers),
-            Key("dns_timeout", lambda _, n: self.dns_timeout(n), DEFAULT_DNS_TIMEOUT),
-            Key("spool", lambda _, n: self.directory(n), r.base_dir / "mail-spool" / name),
-            Key("spool_days", Reader.positive_number, DEFAULT_SPOOL_DAYS),
-            Key("allowed_domains", lambda _, n: self.domain_list(n), NO_STRINGS),
-        ))  # fmt: skip
+        values, ok = self.read_table(node, fields)
+        if values["domain"] is not None:
+            _domains.setdefault(r, {})[name] = values["domain"]
         shown = r.presentation(name, fields, "en")
-        if domain is None or not ok or shown is None:
+        if not ok or shown is None:
             return None
         return EmailNetwork(
             name=name,
-            domain=domain,
-            **{**values, "auth_policy": AuthPolicy(values["auth_policy"])},
+            **{
+                **values,
+                "auth_policy": AuthPolicy(values["auth_policy"]),
+                "spool": values["spool"] or r.base_dir / "mail-spool" / name,
+            },
             **vars(shown),
         )
 
-    def mail_domain(self, node: Node) -> str | None:
-        value = self.r.matching(node, DOMAIN_RE, "a mail domain (e.g. passerelle.example)")
-        return value.lower() if value is not None else None
 
-    # -- blocks ------------------------------------------------------------------------------
+def _mail_domain(r: Reader, node: Node) -> str | None:
+    value = r.matching(node, DOMAIN_RE, "a mail domain (e.g. passerelle.example)")
+    return value.lower() if value is not None else None
 
-    def default_inbound(self) -> InboundSettings:
-        return InboundSettings(
-            DEFAULT_INBOUND_HOST, DEFAULT_INBOUND_PORT, None, None, DEFAULT_MAX_MESSAGE_BYTES
-        )
 
-    def inbound(self, node: Node) -> InboundSettings | None:
-        r = self.r
-        fields = r.fields(
-            node,
-            (
-                "host",
-                "port",
-                "tls_cert",
-                "tls_key",
-                "max_message_bytes",
-                "max_header_bytes",
-                "max_headers",
-                "max_header_field_bytes",
-                "parse_timeout",
-            ),
-        )
-        if fields is None:
-            return None
-        host = r.optional(fields, "host", r.nonempty, DEFAULT_INBOUND_HOST)
-        port = r.optional(fields, "port", lambda n: r.integer(n, 1, 65535), DEFAULT_INBOUND_PORT)
-        size = r.optional(
-            fields, "max_message_bytes", lambda n: r.integer(n, 1024), DEFAULT_MAX_MESSAGE_BYTES
-        )
-        header_bytes = r.optional(
-            fields, "max_header_bytes", lambda n: r.integer(n, 1024), DEFAULT_MAX_HEADER_BYTES
-        )
-        headers = r.optional(fields, "max_headers", lambda n: r.integer(n, 10), DEFAULT_MAX_HEADERS)
-        field_bytes = r.optional(
-            fields,
-            "max_header_field_bytes",
-            lambda n: r.integer(n, 1000),
-            DEFAULT_MAX_HEADER_FIELD_BYTES,
-        )
-        timeout = r.optional(fields, "parse_timeout", self.parse_timeout, DEFAULT_PARSE_TIMEOUT)
-        cert = r.optional(fields, "tls_cert", self.file, None)
-        key = r.optional(fields, "tls_key", self.file, None)
-        tls_ok = self.tls_pair(node, fields, cert, key)
-        if (
-            host is None
-            or port is None
-            or size is None
-            or header_bytes is None
-            or headers is None
-            or field_bytes is None
-            or timeout is None
-            or not tls_ok
-        ):
-            return None
-        return InboundSettings(
-            host, port, cert, key, size, header_bytes, headers, field_bytes, timeout
-        )
+def _inbound(r: Reader, node: Node) -> InboundSettings | None:
+    read = r.block(node, INBOUND_KEYS)
+    if read is None:
+        return None
+    values = read.values
+    tls_ok = _tls_pair(r, node, read.fields, values["tls_cert"], values["tls_key"])
+    return InboundSettings(**values) if read.ok and tls_ok else None
 
-    def parse_timeout(self, node: Node) -> float | None:
-        value = self.r.positive_number(node)
-        if value is not None and not value <= MAX_PARSE_TIMEOUT:
-            self.r.error(node, f"must be at most {MAX_PARSE_TIMEOUT:g} seconds")
-            return None
-        return value
 
-    def dns_timeout(self, node: Node) -> float | None:
-        value = self.r.duration(node)
-        if value is not None and not value <= MAX_DNS_TIMEOUT:
-            self.r.error(node, f"must be at most {MAX_DNS_TIMEOUT:g} seconds")
-            return None
-        return value
+def _parse_timeout(r: Reader, node: Node) -> float | None:
+    return _at_most(r, node, r.positive_number(node), MAX_PARSE_TIMEOUT)
 
-    def tls_pair(
-        self, node: Node, fields: dict[str, Node], cert: Path | None, key: Path | None
-    ) -> bool:
-        """Both or neither of ``tls_cert``/``tls_key``, and a pair that loads."""
-        given = [k for k in ("tls_cert", "tls_key") if k in fields and fields[k].value is not None]
-        if len(given) == 1:
-            missing = "tls_key" if given == ["tls_cert"] else "tls_cert"
-            self.r.error(node, f"is required with {given[0]}", node.key_path(missing))
-            return False
-        if cert is None or key is None:
-            return not given
-        try:
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
-        except (ssl.SSLError, OSError) as exc:
-            self.r.error(fields["tls_cert"], f"cannot load the certificate and key: {exc}")
-            return False
-        return True
 
-    def relay(self, node: Node) -> SmtpRelay | None:
-        r = self.r
-        fields = r.fields(node, ("host", "port", "security", "username", "password"))
-        if fields is None:
-            return None
-        host_node = r.required(node, fields, "host")
-        host = r.nonempty(host_node) if host_node else None
-        security = r.optional(
-            fields,
-            "security",
-            lambda n: r.choice(n, list(RelaySecurity)),
-            RelaySecurity.STARTTLS.value,
-        )
-        default_port = {"starttls": 587, "tls": 465, "none": 25}.get(security or "", 587)
-        port = r.optional(fields, "port", lambda n: r.integer(n, 1, 65535), default_port)
-        username = r.optional(fields, "username", r.nonempty, None)
-        password = r.optional(fields, "password", r.secret, None)
-        has_password = "password" in fields and fields["password"].value is not None
-        if (username is None) != (not has_password):
-            given = "username" if username is not None else "password"
-            missing = "password" if given == "username" else "username"
-            r.error(node, f"is required with {given}", node.key_path(missing))
-            return None
-        if host is None or security is None or port is None or (has_password and not password):
-            return None
-        return SmtpRelay(host, port, RelaySecurity(security), username, password)
+def _dns_timeout(r: Reader, node: Node) -> float | None:
+    return _at_most(r, node, r.duration(node), MAX_DNS_TIMEOUT)
 
-    def dkim(self, node: Node) -> DkimKey | None:
-        r = self.r
-        fields = r.fields(node, ("selector", "key"))
-        if fields is None:
-            return None
-        selector_node = r.required(node, fields, "selector")
-        selector = (
-            r.matching(selector_node, SELECTOR_RE, "a DKIM selector (letters, digits, '-', '_')")
-            if selector_node
-            else None
-        )
-        key_node = r.required(node, fields, "key")
-        key = r.secret(key_node) if key_node else None
-        if key is not None and key_node is not None:
-            try:
-                parse_pem_private_key(key.encode() + b"\n")
-            except (UnparsableKeyError, ValueError, IndexError):
-                r.error(key_node, "is not a PEM RSA private key (BEGIN RSA PRIVATE KEY)")
-                return None
-        if selector is None or key is None:
-            return None
-        return DkimKey(selector, key.encode() + b"\n")
 
-    def nameservers(self, node: Node) -> tuple[tuple[str, int], ...] | None:
-        """``["127.0.0.1", "192.0.2.53:5353", "[::1]:53"]``: IP addresses, optional port."""
-        items = self.r.items(node)
-        if items is None:
-            return None
-        result: list[tuple[str, int]] = []
-        ok = True
-        for item in items:
-            value = self.r.string(item)
-            if value is None:
-                ok = False
-                continue
-            match = NAMESERVER_RE.fullmatch(value.strip())
-            try:
-                if match is None:
-                    raise ValueError
-                host = match.group(1) or match.group(3) or match.group(5)
-                port = int(match.group(2) or match.group(4) or 53)
-                ipaddress.ip_address(host)
-                if not 0 < port < 65536:
-                    raise ValueError
-            except ValueError:
-                self.r.error(item, f"{quote(value)} is not a nameserver IP address[:port]")
-                ok = False
-                continue
-            result.append((host, port))
-        return tuple(result) if ok else None
+def _tls_pair(
+    r: Reader, node: Node, fields: dict[str, Node], cert: Path | None, key: Path | None
+) -> bool:
+    """Both or neither of ``tls_cert``/``tls_key``, and a pair that loads."""
+    given = [k for k in ("tls_cert", "tls_key") if k in fields and fields[k].value is not None]
+    if len(given) == 1:
+        missing = "tls_key" if given == ["tls_cert"] else "tls_cert"
+        r.error(node, f"is required with {given[0]}", node.key_path(missing))
+        return False
+    if cert is None or key is None:
+        return not given
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        r.error(fields["tls_cert"], f"cannot load the certificate and key: {exc}")
+        return False
+    return True
 
-    def domain_list(self, node: Node) -> tuple[str, ...] | None:
-        values = self.r.string_list(node)
-        if values is None:
-            return None
-        for item, value in zip(self.r.items(node) or [], values, strict=False):
-            if not DOMAIN_RE.fullmatch(value):
-                self.r.error(item, f"{quote(value)} is not a mail domain")
-                return None
-        return tuple(v.lower() for v in values)
 
-    def file(self, node: Node) -> Path | None:
-        value = self.r.nonempty(node)
-        if value is None:
-            return None
-        path = self.r.base_dir / Path(value).expanduser()
-        if not path.is_file():
-            self.r.error(node, f"no such file: {path}")
-            return None
-        return path
+def _relay(r: Reader, node: Node) -> SmtpRelay | None:
+    fields = r.fields(node, ("host", "port", "security", "username", "password"))
+    if fields is None:
+        return None
+    host_node = r.required(node, fields, "host")
+    host = r.nonempty(host_node) if host_node else None
+    security = r.optional(
+        fields,
+        "security",
+        lambda n: r.choice(n, list(RelaySecurity)),
+        RelaySecurity.STARTTLS.value,
+    )
+    default_port = {"starttls": 587, "tls": 465, "none": 25}.get(security or "", 587)
+    port = r.optional(fields, "port", lambda n: r.integer(n, 1, 65535), default_port)
+    username = r.optional(fields, "username", r.nonempty, None)
+    password = r.optional(fields, "password", r.secret, None)
+    has_password = "password" in fields and fields["password"].value is not None
+    if (username is None) != (not has_password):
+        given = "username" if username is not None else "password"
+        missing = "password" if given == "username" else "username"
+        r.error(node, f"is required with {given}", node.key_path(missing))
+        return None
+    if host is None or security is None or port is None or (has_password and not password):
+        return None
+    return SmtpRelay(host, port, RelaySecurity(security), username, password)
 
-    def directory(self, node: Node) -> Path | None:
-        value = self.r.nonempty(node)
-        return self.r.base_dir / Path(value).expanduser() if value is not None else None
+
+DKIM_KEYS = (
+    Key("selector", lambda r, n: r.matching(n, SELECTOR_RE, SELECTOR_WHAT)),
+    Key("key", lambda r, n: _private_key(r, n), field="private_key"),
+)
+
+
+def _dkim(r: Reader, node: Node) -> DkimKey | None:
+    read = r.block(node, DKIM_KEYS)
+    return DkimKey(**read.values) if read is not None and read.ok else None
+
+
+def _private_key(r: Reader, node: Node) -> bytes | None:
+    key = r.secret(node)
+    if key is None:
+        return None
+    try:
+        parse_pem_private_key(key.encode() + b"\n")
+    except (UnparsableKeyError, ValueError, IndexError):
+        r.error(node, "is not a PEM RSA private key (BEGIN RSA PRIVATE KEY)")
+        return None
+    return key.encode() + b"\n"
+
+
+def _nameservers(r: Reader, node: Node) -> tuple[tuple[str, int], ...] | None:
+    """``["127.0.0.1", "192.0.2.53:5353", "[::1]:53"]``: IP addresses, optional port."""
+    return r.parsed_list(node, _nameserver, "a nameserver IP address[:port]")
+
+
+def _domain_list(r: Reader, node: Node) -> tuple[str, ...] | None:
+    values = r.string_list(node)
+    if values is None:
+        return None
+    for item, value in zip(r.items(node) or [], values, strict=False):
+        if not DOMAIN_RE.fullmatch(value):
+            r.error(item, f"{quote(value)} is not a mail domain")
+            return None
+    return tuple(v.lower() for v in values)
+
+
+def _file(r: Reader, node: Node) -> Path | None:
+    value = r.nonempty(node)
+    if value is None:
+        return None
+    path = r.base_dir / Path(value).expanduser()
+    if not path.is_file():
+        r.error(node, f"no such file: {path}")
+        return None
+    return path
+
+
+def _directory(r: Reader, node: Node) -> Path | None:
+    value = r.nonempty(node)
+    return r.base_dir / Path(value).expanduser() if value is not None else None
+
+
+def _nameserver(value: str) -> tuple[str, int]:
+    match = NAMESERVER_RE.fullmatch(value)
+    if match is None:
+        raise ValueError(value)
+    host = match.group(1) or match.group(3) or match.group(5)
+    port = int(match.group(2) or match.group(4) or 53)
+    ipaddress.ip_address(host)
+    if not 0 < port < 65536:
+        raise ValueError(value)
+    return host, port
+
+
+def _at_most(r: Reader, node: Node, seconds: float | None, maximum: float) -> float | None:
+    """The seconds read at `node`, unless more than `maximum` (an error then)."""
+    if seconds is not None and not seconds <= maximum:
+        r.error(node, f"must be at most {maximum:g} seconds")
+        return None
+    return seconds

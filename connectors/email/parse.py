@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from email import errors, policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from functools import partial
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -489,32 +490,16 @@ def mail_events(
     # The subject, for the classification marks a mail may bear in it (`bridge.link_policy`):
     # they mark its files too.
     extra = {"subject": mail.subject} if mail.subject else {}
-    has_text = bool(mail.text.strip() or mail.subject or doubt is not None)
-    if has_text:
-        events.append(
-            Event(
-                kind=Kind.MESSAGE,
-                link_id=link_id,
-                network=network,
-                room_id=address,
-                remote_id=message_remote_id(link_id, mail.message_id),
-                sender=sender,
-                text=text,
-                html=html,
-                reply_to=reply_to,
-                extra=extra,
-            )
-        )
+    event = partial(Event, kind=Kind.MESSAGE, link_id=link_id, network=network, room_id=address,
+                    sender=sender, extra=extra)  # fmt: skip
+    if mail.text.strip() or mail.subject or doubt is not None:
+        remote_id = message_remote_id(link_id, mail.message_id)
+        events.append(event(remote_id=remote_id, text=text, html=html, reply_to=reply_to))
     for att in mail.attachments:
         first = not events
         events.append(
-            Event(
-                kind=Kind.MESSAGE,
-                link_id=link_id,
-                network=network,
-                room_id=address,
+            event(
                 remote_id=message_remote_id(link_id, mail.message_id, 0 if first else att.index),
-                sender=sender,
                 reply_to=reply_to if first else None,
                 attachment=Attachment(
                     kind=att.kind,
@@ -523,7 +508,6 @@ def mail_events(
                     size=len(att.data),
                     ref=f"{spool_key}/{att.index}",
                 ),
-                extra=extra,
             )
         )
     return events

@@ -32,7 +32,6 @@ def commands(subcommands: argparse._SubParsersAction[Any]) -> None:
 KIND = Kind(
     name="matrix",
     schema=MatrixSchema,
-    account_format=MatrixSchema.account_format,
     build=build,
     personal=MatrixData(),
     state=upgrade_table,

@@ -14,7 +14,6 @@ from pathlib import Path
 from bridge.config.model import LinkRoom, Listen
 from bridge.config.reader import (
     NO_STRINGS,
-    PRESENTATION_KEYS,
     SERVER_NAME_RE,
     AccountFormat,
     Key,
@@ -23,6 +22,7 @@ from bridge.config.reader import (
     describe,
     quote,
 )
+from bridge.kinds import NetworkSchema
 
 DEFAULT_RELAY_FORMAT = "**{name}**: {message}"
 LOCALPART_RE = re.compile(r"[a-z0-9._=/-]+")
@@ -143,7 +143,7 @@ def generate_hint(file: Path, what: str) -> str:
     return f"run 'passerelle generate-registration -c {file}' to {what}"
 
 
-class MatrixSchema:
+class MatrixSchema(NetworkSchema):
     account_format = AccountFormat(
         USER_ID_RE,
         "a Matrix user ID (@user:server)",
@@ -152,39 +152,23 @@ class MatrixSchema:
         from_local_form=lambda local: f"@{local}",
         home_domains=lambda network: (network.server_name,),
     )
-    keys: tuple[str, ...] = (
-        "flavour",
-        "homeserver",
-        "server_name",
-        "mode",
-        *PRESENTATION_KEYS,
-        "allowed_domains",
-        "restricted_rooms_allow",
-        "encryption",
-        "room_key_wait",
-        "read_markers",
-        "appservice",
-        "relay",
-    )
-
-    def __init__(self, reader: Reader, path: Path) -> None:
-        self.r = reader
-        self.path = path
+    table = (
+        Key("flavour", lambda r, n: r.choice(n, list(Flavour)), Flavour.MATRIX.value),
+        Key("homeserver", Reader.url),
+        Key("server_name",
+            lambda r, n: r.matching(n, SERVER_NAME_RE, "a server name (host or host:port)")),
+        Key("mode", lambda r, n: r.choice(n, list(MatrixMode)), MatrixMode.APPSERVICE.value),
+        Key("allowed_domains", Reader.string_list, NO_STRINGS),
+        Key("encryption", lambda r, n: r.choice(n, list(Encryption)), Encryption.OFF.value),
+        Key("read_markers", Reader.boolean, True),
+    )  # fmt: skip
+    other_keys = ("restricted_rooms_allow", "room_key_wait", "appservice", "relay")
 
     def network(
         self, name: str, node: Node, fields: dict[str, Node], listen: Listen
     ) -> MatrixNetwork | None:
         r = self.r
-        values, ok = r.table(node, fields, (
-            Key("flavour", lambda r, n: r.choice(n, list(Flavour)), Flavour.MATRIX.value),
-            Key("homeserver", Reader.url),
-            Key("server_name",
-                lambda r, n: r.matching(n, SERVER_NAME_RE, "a server name (host or host:port)")),
-            Key("mode", lambda r, n: r.choice(n, list(MatrixMode)), MatrixMode.APPSERVICE.value),
-            Key("allowed_domains", Reader.string_list, NO_STRINGS),
-            Key("encryption", lambda r, n: r.choice(n, list(Encryption)), Encryption.OFF.value),
-            Key("read_markers", Reader.boolean, True),
-        ))  # fmt: skip
+        values, ok = self.read_table(node, fields)
         flavour, mode, encryption = values["flavour"], values["mode"], values["encryption"]
         shown = r.presentation(name, fields, "fr" if flavour == Flavour.TCHAP else "de")
         restricted = self.restricted_rooms_allow(fields, flavour)

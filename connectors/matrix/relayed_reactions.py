@@ -16,23 +16,17 @@ from __future__ import annotations
 import json
 
 from bridge.notices import notice
+from bridge.reaction_refs import ReactionRefs
 
-REF = "relayed-reaction\n"
+_REFS = ReactionRefs("relayed-reaction\n")
 
 Reactions = dict[str, list[str]]
 """Key → the names of those who reacted with it, in the order they did."""
 
 
-def reaction_ref(target: str, name: str, key: str) -> str:
-    return f"{REF}{target}\n{name}\n{key}"
-
-
-def parse_reaction_ref(ref: str) -> tuple[str, str, str] | None:
-    """(target message, name, key) of a `reaction_ref`; None for any other ID."""
-    if not ref.startswith(REF):
-        return None
-    parts = ref[len(REF) :].split("\n", 2)
-    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+reaction_ref = _REFS.make
+"""The ID of a relayed reaction: (target message, name, key)."""
+parse_reaction_ref = _REFS.parse
 
 
 def added(reactions: Reactions, key: str, name: str) -> Reactions:

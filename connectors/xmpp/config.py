@@ -6,12 +6,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
-from pathlib import Path
 
 from bridge.config.model import LinkRoom, Listen
 from bridge.config.reader import (
     NO_STRINGS,
-    PRESENTATION_KEYS,
     AccountFormat,
     Key,
     Node,
@@ -19,6 +17,7 @@ from bridge.config.reader import (
     describe,
     quote,
 )
+from bridge.kinds import NetworkSchema
 
 DEFAULT_SERVER_HOST = "127.0.0.1"
 DEFAULT_COMPONENT_PORT = 5347
@@ -37,8 +36,9 @@ FILE_HOST_RE = re.compile(
 )
 FileHosts = tuple[tuple[str, int | None], ...]
 """(host, port or None for any port) pairs: see `XmppNetwork.file_hosts`."""
-FILE_HOST_EXAMPLES = (
-    'e.g. upload.example.org, "*.example.org", "192.0.2.7:5281", "[2001:db8::7]:443"'
+FILE_HOST_WHAT = (
+    'a host[:port] (e.g. upload.example.org, "*.example.org", "192.0.2.7:5281", '
+    '"[2001:db8::7]:443")'
 )
 
 
@@ -99,40 +99,32 @@ def _domain(r: Reader, node: Node) -> str | None:
     return value.lower() if value is not None else None
 
 
-class XmppSchema:
+class XmppSchema(NetworkSchema):
     account_format = AccountFormat(
         BARE_JID_RE,
         "a bare JID (user@domain)",
         str.lower,
         home_domains=lambda network: (network.domain, *network.allowed_domains),
     )
-    keys: tuple[str, ...] = (
-        "server",
-        "component",
-        "secret",
-        "domain",
-        "allowed_domains",
-        *PRESENTATION_KEYS,
-        "nick",
-        "upload_service",
-        "max_file_bytes",
-        "self_ping_interval",
-        "file_hosts",
-        "file_private_networks",
-        "read_markers",
+    table = (
+        Key("server", lambda r, n: _server(r, n), (DEFAULT_SERVER_HOST, DEFAULT_COMPONENT_PORT)),
+        Key("component", _domain),
+        Key("secret", Reader.secret),
+        Key("domain", _domain),
+        Key("allowed_domains", Reader.string_list, NO_STRINGS),
+        Key("nick", Reader.nonempty, DEFAULT_NICK),
+        Key("upload_service", lambda r, n: r.matching(n, DOMAIN_RE, "a domain JID"), None),
+        Key("max_file_bytes", lambda r, n: r.integer(n, 1), DEFAULT_MAX_FILE_BYTES),
+        Key("self_ping_interval", Reader.positive_number, DEFAULT_SELF_PING_SECONDS),
+        Key("file_private_networks", lambda r, n: _networks(r, n), ()),
+        Key("read_markers", Reader.boolean, True),
     )
-
-    def __init__(self, reader: Reader, path: Path) -> None:
-        self.r = reader
-        self.path = path
+    other_keys = ("file_hosts",)
 
     def room(self, network: str, node: Node) -> LinkRoom | None:
         """A MUC JID: ``"room@conference.example"`` or ``{room: …}``."""
         if isinstance(node.value, dict):
-            fields = self.r.fields(node, ("room",))
-            if fields is None:
-                return None
-            room_node = self.r.required(node, fields, "room")
+            room_node = self.r.sole(node, "room")
             if room_node is None:
                 return None
             node = room_node
@@ -146,24 +138,11 @@ class XmppSchema:
         self, name: str, node: Node, fields: dict[str, Node], listen: Listen
     ) -> XmppNetwork | None:
         r = self.r
-        values, ok = r.table(node, fields, (
-            Key("server", lambda _, n: self.server(n),
-                (DEFAULT_SERVER_HOST, DEFAULT_COMPONENT_PORT)),
-            Key("component", _domain),
-            Key("secret", Reader.secret),
-            Key("domain", _domain),
-            Key("allowed_domains", Reader.string_list, NO_STRINGS),
-            Key("nick", Reader.nonempty, DEFAULT_NICK),
-            Key("upload_service", lambda r, n: r.matching(n, DOMAIN_RE, "a domain JID"), None),
-            Key("max_file_bytes", lambda r, n: r.integer(n, 1), DEFAULT_MAX_FILE_BYTES),
-            Key("self_ping_interval", Reader.positive_number, DEFAULT_SELF_PING_SECONDS),
-            Key("file_private_networks", lambda _, n: self.networks(n), ()),
-            Key("read_markers", Reader.boolean, True),
-        ))  # fmt: skip
+        values, ok = self.read_table(node, fields)
         shown = r.presentation(name, fields, "en")
         domain, component = _valid_domain(fields, "domain"), _valid_domain(fields, "component")
         default_hosts: FileHosts = ((domain, None), (f"*.{domain}", None)) if domain else ()
-        file_hosts = r.optional(fields, "file_hosts", self.file_hosts, default_hosts)
+        file_hosts = r.optional(fields, "file_hosts", lambda n: _file_hosts(r, n), default_hosts)
         if component is not None and component == domain:
             r.error(fields["component"], "must differ from domain (the users' domain)")
             return None
@@ -181,63 +160,41 @@ class XmppSchema:
             **vars(shown),
         )
 
-    def server(self, node: Node) -> tuple[str, int] | None:
-        fields = self.r.fields(node, ("host", "port"))
-        if fields is None:
-            return None
-        host = self.r.optional(fields, "host", self.r.nonempty, DEFAULT_SERVER_HOST)
-        port = self.r.optional(
-            fields, "port", lambda n: self.r.integer(n, 1, 65535), DEFAULT_COMPONENT_PORT
-        )
-        if host is None or port is None:
-            return None
-        if any(c.isspace() for c in host):
-            self.r.error(fields["host"], f"{quote(host)} is not a host name or address")
-            return None
-        return host, port
 
-    def file_hosts(self, node: Node) -> FileHosts | None:
-        """``[upload.example.org, "*.example.org", "192.0.2.7:5281", "[2001:db8::7]:443"]``."""
-        items = self.r.items(node)
-        if items is None:
-            return None
-        hosts: list[tuple[str, int | None]] = []
-        ok = True
-        for item in items:
-            value = self.r.string(item)
-            if value is None:
-                ok = False
-                continue
-            match = FILE_HOST_RE.fullmatch(value.strip())
-            port = int(match.group("port")) if match and match.group("port") else None
-            host = (match.group("name") or match.group("v6")).lower() if match else ""
-            try:
-                if match is None or (port is not None and not 0 < port < 65536):
-                    raise ValueError
-                if match.group("v6") or host.replace(".", "").isdigit():
-                    host = str(ip_address(host))
-            except ValueError:
-                self.r.error(item, f"{quote(value)} is not a host[:port] ({FILE_HOST_EXAMPLES})")
-                ok = False
-                continue
-            hosts.append((host, port))
-        return tuple(hosts) if ok else None
+def _server(r: Reader, node: Node) -> tuple[str, int] | None:
+    fields = r.fields(node, ("host", "port"))
+    if fields is None:
+        return None
+    host = r.optional(fields, "host", r.nonempty, DEFAULT_SERVER_HOST)
+    port = r.optional(fields, "port", lambda n: r.integer(n, 1, 65535), DEFAULT_COMPONENT_PORT)
+    if host is None or port is None:
+        return None
+    if any(c.isspace() for c in host):
+        r.error(fields["host"], f"{quote(host)} is not a host name or address")
+        return None
+    return host, port
 
-    def networks(self, node: Node) -> tuple[IPv4Network | IPv6Network, ...] | None:
-        """``[127.0.0.1/32, 10.0.0.0/8, "fd00::/8"]``: IP networks (an address is a /32)."""
-        items = self.r.items(node)
-        if items is None:
-            return None
-        result: list[IPv4Network | IPv6Network] = []
-        ok = True
-        for item in items:
-            value = self.r.string(item)
-            if value is None:
-                ok = False
-                continue
-            try:
-                result.append(ip_network(value.strip(), strict=False))
-            except ValueError:
-                self.r.error(item, f"{quote(value)} is not an IP network (e.g. 10.0.0.0/8)")
-                ok = False
-        return tuple(result) if ok else None
+
+def _networks(r: Reader, node: Node) -> tuple[IPv4Network | IPv6Network, ...] | None:
+    """``[127.0.0.1/32, 10.0.0.0/8, "fd00::/8"]``: IP networks (an address is a /32)."""
+    return r.parsed_list(
+        node, lambda value: ip_network(value, strict=False), "an IP network (e.g. 10.0.0.0/8)"
+    )
+
+
+def _file_hosts(r: Reader, node: Node) -> FileHosts | None:
+    """``[upload.example.org, "*.example.org", "192.0.2.7:5281", "[2001:db8::7]:443"]``."""
+    return r.parsed_list(node, _file_host, FILE_HOST_WHAT)
+
+
+def _file_host(value: str) -> tuple[str, int | None]:
+    match = FILE_HOST_RE.fullmatch(value)
+    if match is None:
+        raise ValueError(value)
+    port = int(match.group("port")) if match.group("port") else None
+    host = (match.group("name") or match.group("v6")).lower()
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(value)
+    if match.group("v6") or host.replace(".", "").isdigit():
+        host = str(ip_address(host))
+    return host, port

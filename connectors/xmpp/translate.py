@@ -30,6 +30,7 @@ from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
 from bridge.events import Attachment, AttachmentKind, Event, Kind, MsgType, Sender
+from bridge.reaction_refs import ReactionRefs
 from connectors.xmpp.styling import html_to_styled, styled_to_html
 
 NS_STREAM = ("jabber:component:accept", "jabber:client")
@@ -104,6 +105,20 @@ def split_jid(jid: str) -> tuple[str, str]:
     return bare.lower(), resource
 
 
+class _FromOccupant:
+    """A stanza whose ``from`` is a full JID: in a MUC, the room's and the sender's nickname."""
+
+    sender: str
+
+    @property
+    def room(self) -> str:
+        return split_jid(self.sender)[0]
+
+    @property
+    def nick(self) -> str:
+        return split_jid(self.sender)[1]
+
+
 @dataclass(frozen=True)
 class Reply:
     to: str
@@ -125,7 +140,7 @@ class Oob:
 
 
 @dataclass(frozen=True)
-class Message:
+class Message(_FromOccupant):
     """The parts of a ``<message/>`` the bridge reads."""
 
     sender: str
@@ -160,14 +175,6 @@ class Message:
     """The defined condition of a ``type="error"`` message."""
     displayed: str | None = None
     """XEP-0333: the id of the message the sender has read up to (a MUC's stanza-id)."""
-
-    @property
-    def room(self) -> str:
-        return split_jid(self.sender)[0]
-
-    @property
-    def nick(self) -> str:
-        return split_jid(self.sender)[1]
 
     def stanza_id(self, by: str) -> str | None:
         return self.stanza_ids.get(by.lower())
@@ -320,7 +327,7 @@ def parse_message(el: ET.Element) -> Message:
 
 
 @dataclass(frozen=True)
-class Presence:
+class Presence(_FromOccupant):
     """A MUC presence: who is (no longer) in the room, under which nickname."""
 
     sender: str
@@ -338,14 +345,6 @@ class Presence:
     error: str | None
     id: str | None = None
     """The stanza's id: an error keeps the id of the stanza it answers."""
-
-    @property
-    def room(self) -> str:
-        return split_jid(self.sender)[0]
-
-    @property
-    def nick(self) -> str:
-        return split_jid(self.sender)[1]
 
     @property
     def is_self(self) -> bool:
@@ -470,22 +469,12 @@ def reaction_changes(
     return added, removed
 
 
-REACTION_REF = "reaction\n"
-
-
-def reaction_ref(target: str, puppet: str, key: str) -> str:
-    """What the store records for a reaction the bridge put on XMPP: XEP-0444 has no ID for
-    one reaction (a stanza carries a person's whole set), so the ID names the message, the
-    puppet and the key, and withdrawing it (a redaction) knows what to take away."""
-    return f"{REACTION_REF}{target}\n{puppet}\n{key}"
-
-
-def parse_reaction_ref(ref: str) -> tuple[str, str, str] | None:
-    """(target, puppet JID, key) of a `reaction_ref`, or None for any other ID."""
-    if not ref.startswith(REACTION_REF):
-        return None
-    parts = ref[len(REACTION_REF) :].split("\n", 2)
-    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+_REACTION_REFS = ReactionRefs("reaction\n")
+reaction_ref = _REACTION_REFS.make
+"""What the store records for a reaction the bridge put on XMPP: XEP-0444 has no ID for one
+reaction (a stanza carries a person's whole set), so the ID names the message, the puppet and
+the key."""
+parse_reaction_ref = _REACTION_REFS.parse
 
 
 def fallback_id(msg: Message) -> str:
