@@ -7,6 +7,7 @@ calls a connector only through these methods, and a connector reaches the core o
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -188,11 +189,15 @@ class Connector(ABC):
         receiving. Called before the outbox starts delivering to this connector. Must not raise
         because the network is down: it retries in the background instead."""
 
+    rooms_ready: asyncio.Event | None = None
+    """Set by a connector that sets its rooms up at start once every room that can be is
+    (its own Event, made in its constructor); None: ready as soon as started."""
+
     def is_ready(self) -> bool:
         """Whether this network passes messages: every room of it that can be set up is (its
         connection stands, its rooms are joined). The gateway is ready when every network it
         runs is; a network still retrying some rooms in the background counts as ready."""
-        return True
+        return self.rooms_ready is None or self.rooms_ready.is_set()
 
     def problem(self) -> str | None:
         """Why this network passes nothing until an admin acts (its credentials were

@@ -81,13 +81,10 @@ class EmailConnector(Connector):
         self.relay = Relay(network.relay)
         self.spool = Spool(network.spool)
         self.server = InboundServer(network.inbound, network.domain, self)
-        self.rooms_ready = asyncio.Event()
+        self.rooms_ready: asyncio.Event = asyncio.Event()
         """Set once the SMTP server listens (the gateway's readiness waits for it)."""
         self._links: dict[str, Link] = {}
         self._tasks: list[asyncio.Task[None]] = []
-
-    def is_ready(self) -> bool:
-        return self.rooms_ready.is_set()
 
     @property
     def exclusive(self) -> bool:

@@ -125,7 +125,7 @@ class MatrixConnector(Connector):
         self._joined: set[str] = set()
         """Rooms the bot was in when the set-up began."""
         self._setup_task: asyncio.Task[None] | None = None
-        self.rooms_ready = asyncio.Event()
+        self.rooms_ready: asyncio.Event = asyncio.Event()
         self.facts = RoomFacts()
         self._access_rules: dict[str, JSON | None] = {}
         """room → its Tchap access rules content (None when the room has none)."""
@@ -143,9 +143,6 @@ class MatrixConnector(Connector):
         self._later: set[asyncio.Task[None]] = set()
         """Set-ups of rooms a reload added that are retried in the background."""
         self._unanswered = Unanswered()
-
-    def is_ready(self) -> bool:
-        return self.rooms_ready.is_set()
 
     def problem(self) -> str | None:
         return self.refused

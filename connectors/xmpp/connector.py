@@ -143,7 +143,7 @@ class XmppConnector(Connector, Typing, ReadMarkers):
             spec = link.rooms.get(self.name)
             if spec is not None and spec.room is not None:
                 self.rooms[spec.room] = Room(spec.room, link.id, self.journal)
-        self.rooms_ready = asyncio.Event()
+        self.rooms_ready: asyncio.Event = asyncio.Event()
         self.component = Component(
             network.component,
             network.secret,
@@ -181,9 +181,6 @@ class XmppConnector(Connector, Typing, ReadMarkers):
         self._owners: dict[str, tuple[str, str]] = {}
         """Puppet JID → the address parts it was made of (`bridge.naming.address_parts`):
         who it stands for, even when its localpart is hashed."""
-
-    def is_ready(self) -> bool:
-        return self.rooms_ready.is_set()
 
     @property
     def exclusive(self) -> bool:
