@@ -29,9 +29,7 @@ from tests.email_world import (
     start_email_world,
     wire,
 )
-from tests.harness import (
-    User,
-)
+from tests.harness import User, content
 from tests.harness import world as build
 from tests.harness.bridge import REPO_ROOT
 from tests.harness.dns import dkim_keypair
@@ -108,13 +106,7 @@ async def test_matrix_message_is_mailed_signed_and_threaded(world: EmailWorld) -
     mirrored = (await jean.wait_for(world.rooms["tchap:wg"], body_is(text)))["event_id"]
     answer = unique("Jeudi 14h me convient")
     await jean.send_event(
-        world.rooms["tchap:wg"],
-        "m.room.message",
-        {
-            "msgtype": "m.text",
-            "body": answer,
-            "m.relates_to": {"m.in_reply_to": {"event_id": mirrored}},
-        },
+        world.rooms["tchap:wg"], "m.room.message", content.reply(answer, mirrored)
     )
     answer_relayed = await world.relay.wait_for(mentions(answer))
     answer_mail = answer_relayed.message
@@ -137,13 +129,7 @@ async def test_matrix_message_is_mailed_signed_and_threaded(world: EmailWorld) -
     claire_event = (await max_.wait_for(world.rooms["bund:wg"], body_is(reply)))["event_id"]
     back = unique("Prima")
     await max_.send_event(
-        world.rooms["bund:wg"],
-        "m.room.message",
-        {
-            "msgtype": "m.text",
-            "body": back,
-            "m.relates_to": {"m.in_reply_to": {"event_id": claire_event}},
-        },
+        world.rooms["bund:wg"], "m.room.message", content.reply(back, claire_event)
     )
     back_mail = (await world.relay.wait_for(mentions(back))).message
     assert back_mail["In-Reply-To"] == reply_id

@@ -13,12 +13,13 @@ import aiohttp
 import pytest
 from mautrix.types import ContentURI, EventType, RoomID
 
-from tests.harness import User
+from tests.harness import User, content
 from tests.harness.bridge import BridgeProcess
 from tests.harness.expect import (
     bodies,
     body_has,
     body_is,
+    edit_relation,
     name_of,
     next_invite,
     receipt_on,
@@ -94,23 +95,16 @@ async def test_reply_edit_reaction_redaction_land_on_the_right_message(world: Wo
     mirrored = (await jean.wait_for(tchap_room, body_is(original_text)))["event_id"]
 
     reply_text = unique("Réponse")
-    await jean.send_event(tchap_room, "m.room.message", {
-        "msgtype": "m.text", "body": reply_text,
-        "m.relates_to": {"m.in_reply_to": {"event_id": mirrored}},
-    })  # fmt: skip
+    await jean.send_event(tchap_room, "m.room.message", content.reply(reply_text, mirrored))
     reply = await max_.wait_for(bund_room, body_is(reply_text))
     assert reply["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == original
 
     edited_text = unique("Endfassung")
-    await max_.send_event(bund_room, "m.room.message", {
-        "msgtype": "m.text", "body": f"* {edited_text}",
-        "m.new_content": {"msgtype": "m.text", "body": edited_text},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
-    })  # fmt: skip
-    edit = await jean.wait_for(
-        tchap_room, lambda e: e["content"].get("m.new_content", {}).get("body") == edited_text
-    )
-    assert edit["content"]["m.relates_to"] == {"rel_type": "m.replace", "event_id": mirrored}
+    await max_.send_event(bund_room, "m.room.message", content.edit(edited_text, original))
+    assert await edit_relation(jean, tchap_room, edited_text) == {
+        "rel_type": "m.replace",
+        "event_id": mirrored,
+    }
 
     await jean.send_event(tchap_room, "m.reaction", {
         "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored, "key": "👍"},

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from mautrix.types import ContentURI
 
-from tests.harness import User
+from tests.harness import User, content
 from tests.harness.clients import Predicate
 from tests.harness.expect import bodies, body_has, body_is, unique
 from tests.harness.world import UNRESTRICTED
@@ -160,11 +160,8 @@ async def test_a_vs_nfd_message_is_held_back_from_an_offen_network_only(
     # The relay network only OFFEN: Max is told, in German.
     await max_.wait_for(rooms["bund:policy"], held_back_notice("VS-NUR FÜR DEN DIENSTGEBRAUCH"))
     # Its edit (the mark taken out) does not leak it either; what follows flows on.
-    await max_.send_event(rooms["bund:policy"], "m.room.message", {
-        "msgtype": "m.text", "body": f"* {secret} (korrigiert)",
-        "m.new_content": {"msgtype": "m.text", "body": f"{secret} (korrigiert)"},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": marked_id},
-    })  # fmt: skip
+    await max_.send_event(rooms["bund:policy"], "m.room.message",
+                          content.edit(f"{secret} (korrigiert)", marked_id))  # fmt: skip
     after = unique("Offene Mitteilung")
     await max_.send_text(rooms["bund:policy"], after)
     await jean.wait_for(rooms["relay:policy"], body_has(after))

@@ -20,6 +20,7 @@ from tests.e2ee_world import (
     E2EEWorld,
     start_e2ee_world,
 )
+from tests.harness import content
 from tests.harness import world as build
 from tests.harness.expect import body_is, name_of, next_invite, unique
 
@@ -145,37 +146,23 @@ async def test_replies_and_edits_land_on_the_right_message_both_ways(world: E2EE
     mirrored = (await jean.wait_for_decrypted(tchap, body_is(original_text)))["event_id"]
 
     reply_text = unique("Réponse")
-    reply = await jean.send_content(tchap, {
-        "msgtype": "m.text", "body": reply_text,
-        "m.relates_to": {"m.in_reply_to": {"event_id": mirrored}},
-    })  # fmt: skip
+    reply = await jean.send_content(tchap, content.reply(reply_text, mirrored))
     seen = await max_.wait_for_decrypted(bund, replying_to(original))
     assert seen["encrypted"] and seen["content"]["body"] == reply_text
     reply_on_bund = seen["event_id"]
 
     answer_text = unique("Antwort auf die Antwort")
-    await max_.send_content(bund, {
-        "msgtype": "m.text", "body": answer_text,
-        "m.relates_to": {"m.in_reply_to": {"event_id": reply_on_bund}},
-    })  # fmt: skip
+    await max_.send_content(bund, content.reply(answer_text, reply_on_bund))
     seen = await jean.wait_for_decrypted(tchap, replying_to(reply))
     assert seen["encrypted"] and seen["content"]["body"] == answer_text
 
     edited_text = unique("Endfassung")
-    await max_.send_content(bund, {
-        "msgtype": "m.text", "body": f"* {edited_text}",
-        "m.new_content": {"msgtype": "m.text", "body": edited_text},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
-    })  # fmt: skip
+    await max_.send_content(bund, content.edit(edited_text, original))
     seen = await jean.wait_for_decrypted(tchap, editing(mirrored, edited_text))
     assert seen["encrypted"]
 
     corrected = unique("Réponse corrigée")
-    await jean.send_content(tchap, {
-        "msgtype": "m.text", "body": f"* {corrected}",
-        "m.new_content": {"msgtype": "m.text", "body": corrected},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": reply},
-    })  # fmt: skip
+    await jean.send_content(tchap, content.edit(corrected, reply))
     seen = await max_.wait_for_decrypted(bund, editing(reply_on_bund, corrected))
     assert seen["encrypted"]
 

@@ -19,14 +19,12 @@ from PIL import Image
 from slixmpp import JID, Message
 
 from bridge.read_markers import MARKER_INTERVAL
-from tests.harness import (
-    User,
-    free_port,
-)
+from tests.harness import User, content, free_port
 from tests.harness import world as build
 from tests.harness.expect import (
     bodies,
     body_is,
+    edit_relation,
     name_of,
     next_invite,
     receipt_on,
@@ -220,10 +218,7 @@ async def test_corrections_cross_both_ways(xw: XmppWorld) -> None:
     mirrored = await max_.wait_for(room, body_is(original["body"]))
     fixed = unique("Entwurf")
     alice.correct(MUC, original, fixed)
-    edit = await max_.wait_for(
-        room, lambda e: e["content"].get("m.new_content", {}).get("body") == fixed
-    )
-    assert edit["content"]["m.relates_to"] == {
+    assert await edit_relation(max_, room, fixed) == {
         "rel_type": "m.replace",
         "event_id": mirrored["event_id"],
     }
@@ -232,11 +227,7 @@ async def test_corrections_cross_both_ways(xw: XmppWorld) -> None:
     event_id = await max_.send_text(room, text)
     seen = await alice.wait_for_body(MUC, text)
     fixed = unique("Tippfehler")
-    await max_.send_event(room, "m.room.message", {
-        "msgtype": "m.text", "body": f"* {fixed}",
-        "m.new_content": {"msgtype": "m.text", "body": fixed},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
-    })  # fmt: skip
+    await max_.send_event(room, "m.room.message", content.edit(fixed, event_id))
     correction = await alice.wait_for_body(MUC, fixed)
     assert correction["replace"]["id"] == seen["id"]
     assert correction["from"] == seen["from"]
@@ -529,10 +520,7 @@ async def test_replies_corrections_and_reactions_keep_their_target_across_a_rest
 
     corrected = unique("Vorschlag: Treffen am Freitag")
     alice.correct(MUC, sent, corrected)
-    edit = await max_.wait_for(
-        room, lambda e: e["content"].get("m.new_content", {}).get("body") == corrected
-    )
-    assert edit["content"]["m.relates_to"]["event_id"] == mirrored["event_id"]
+    assert (await edit_relation(max_, room, corrected))["event_id"] == mirrored["event_id"]
 
     alice.react(MUC, stanza_id, [])
     await max_.wait_for(room, lambda e: e.get("type") == "m.room.redaction"
@@ -585,10 +573,7 @@ async def test_one_to_one_chat_opens_a_direct_room_and_answers_flow_back(xw: Xmp
     fix = alice.client.make_message(mto=puppet, mbody=corrected, mtype="chat")
     fix["replace"]["id"] = first["id"]
     fix.send()
-    edit = await max_.wait_for(
-        room, lambda e: e["content"].get("m.new_content", {}).get("body") == corrected
-    )
-    assert edit["content"]["m.relates_to"] == {
+    assert await edit_relation(max_, room, corrected) == {
         "rel_type": "m.replace",
         "event_id": seen["event_id"],
     }

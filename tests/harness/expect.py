@@ -3,9 +3,11 @@ repeated runs never match an old message), event predicates, and how a member is
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Collection
+from typing import Any, TypeVar
 
 from mautrix.types import EventType, RoomID
 
@@ -13,6 +15,7 @@ from tests.harness.clients import User
 
 Event = dict[str, Any]
 Predicate = Callable[[Event], bool]
+T = TypeVar("T")
 
 
 def unique(text: str) -> str:
@@ -25,6 +28,15 @@ def body_is(text: str) -> Predicate:
 
 def body_has(text: str) -> Predicate:
     return lambda e: e.get("type") == "m.room.message" and text in e["content"].get("body", "")
+
+
+async def edit_relation(user: User, room_id: str, text: str) -> dict[str, Any]:
+    """The ``m.relates_to`` of the edit that makes a message of the room say ``text``, once
+    ``user`` sees it."""
+    edit = await user.wait_for(
+        room_id, lambda e: e["content"].get("m.new_content", {}).get("body") == text
+    )
+    return dict(edit["content"]["m.relates_to"])
 
 
 async def bodies(user: User, room_id: str, limit: int = 50) -> list[str | None]:
@@ -50,14 +62,29 @@ async def next_invite(user: User, since: str, besides: Collection[str] = ()) -> 
     raise AssertionError(f"{user.user_id} was invited nowhere")
 
 
+def _ephemeral_of(sync: dict[str, Any], room_id: str) -> list[Event]:
+    room = sync.get("rooms", {}).get("join", {}).get(room_id, {})
+    return list(room.get("ephemeral", {}).get("events", []))
+
+
+async def _ephemeral(user: User, room_id: str, syncs: int) -> AsyncIterator[Event]:
+    """The room's ephemeral events (receipts, typing) as ``user``'s client gets them through
+    ``/sync``, from now on, over up to ``syncs`` half-second long polls."""
+    since = None
+    for _ in range(syncs):
+        sync = await user.client.sync(since=since, timeout=500)
+        since = sync["next_batch"]
+        for edu in _ephemeral_of(sync, room_id):
+            yield edu
+
+
 async def receipts_since(user: User, room_id: str, reader: str, since: str) -> list[str]:
     """The events ``reader`` set a public read receipt on in the room after the sync
     position ``since``, as ``user``'s client learns them (one ``/sync``, now)."""
     sync = await user.client.sync(since=since, timeout=0)
-    room = sync.get("rooms", {}).get("join", {}).get(room_id, {})
     return [
         str(event_id)
-        for edu in room.get("ephemeral", {}).get("events", [])
+        for edu in _ephemeral_of(sync, room_id)
         if edu.get("type") == "m.receipt"
         for event_id, receipts in edu["content"].items()
         if reader in receipts.get("m.read", {})
@@ -66,28 +93,29 @@ async def receipts_since(user: User, room_id: str, reader: str, since: str) -> l
 
 async def receipt_on(user: User, room_id: str, reader: str, event_id: str) -> None:
     """Wait until ``user`` sees ``reader``'s read receipt on ``event_id``."""
-    since = None
-    for _ in range(60):
-        sync = await user.client.sync(since=since, timeout=500)
-        since = sync["next_batch"]
-        room = sync.get("rooms", {}).get("join", {}).get(room_id, {})
-        for edu in room.get("ephemeral", {}).get("events", []):
-            if edu.get("type") == "m.receipt" and reader in edu["content"].get(event_id, {}).get(
-                "m.read", {}
-            ):
-                return
+    async for edu in _ephemeral(user, room_id, 60):
+        if edu.get("type") == "m.receipt" and reader in edu["content"].get(event_id, {}).get(
+            "m.read", {}
+        ):
+            return
     raise AssertionError(f"{user.user_id} never saw {reader} read {event_id} in {room_id}")
 
 
 async def typing_in(user: User, room_id: str, predicate: Callable[[list[str]], bool]) -> list[str]:
     """Who is typing in the room, as ``user``'s client learns it through ``/sync``, once
     ``predicate`` holds for that list."""
-    since = None
-    for _ in range(40):
-        sync = await user.client.sync(since=since, timeout=500)
-        since = sync["next_batch"]
-        room = sync.get("rooms", {}).get("join", {}).get(room_id, {})
-        for edu in room.get("ephemeral", {}).get("events", []):
-            if edu.get("type") == "m.typing" and predicate(edu["content"]["user_ids"]):
-                return list(edu["content"]["user_ids"])
+    async for edu in _ephemeral(user, room_id, 40):
+        if edu.get("type") == "m.typing" and predicate(edu["content"]["user_ids"]):
+            return list(edu["content"]["user_ids"])
     raise AssertionError(f"{user.user_id} never saw the expected typing in {room_id}")
+
+
+async def polled(find: Callable[[], T | None], timeout: float, missing: Callable[[], str]) -> T:  # noqa: ASYNC109
+    """What ``find`` finds, asking it every tenth of a second; after ``timeout`` s a
+    `TimeoutError` that says what is ``missing``."""
+    deadline = time.monotonic() + timeout
+    while (found := find()) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(missing())
+        await asyncio.sleep(0.1)
+    return found
