@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from email import policy
 from email.parser import BytesHeaderParser
 from typing import Any
@@ -30,10 +29,10 @@ from tests.email_world import (
     wire,
 )
 from tests.harness import User, content
-from tests.harness import world as build
 from tests.harness.bridge import REPO_ROOT
 from tests.harness.dns import dkim_keypair
 from tests.harness.expect import body_has, body_is, name_of, unique
+from tests.harness.module_world import module_world
 from tests.harness.smtp import RelayedMail
 
 pytestmark = pytest.mark.e2e
@@ -44,11 +43,7 @@ PDF = (
 )
 
 
-@pytest.fixture(scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmailWorld]:
-    started = await build.started(start_email_world, tmp_path_factory.mktemp("email-world"))
-    yield started
-    await started.stop()
+world = module_world("world", start_email_world, "email-world")
 
 
 def mentions(text: str) -> Any:

@@ -22,6 +22,8 @@ from tests.harness.expect import (
     edit_relation,
     name_of,
     next_invite,
+    notice_has,
+    passed_through,
     receipt_on,
     receipts_since,
     typing_in,
@@ -191,13 +193,7 @@ async def test_bridge_creates_room_from_config_and_invites_people(world: World) 
 
 async def test_restricted_tchap_room_is_refused(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    notice = await jean.wait_for(
-        world.rooms["tchap:restr"],
-        lambda e: (
-            e["content"].get("msgtype") == "m.notice"
-            and "pas relié" in e["content"].get("body", "")
-        ),
-    )
+    notice = await jean.wait_for(world.rooms["tchap:restr"], notice_has("pas relié"))
     assert notice["sender"] == "@passerelle:tchap.test"
     assert notice["content"]["body"] == (
         "Ce salon n’est pas relié : il est restreint (pas d’externes) et des personnes de "
@@ -209,10 +205,7 @@ async def test_restricted_tchap_room_is_refused(world: World) -> None:
     await jean.send_text(world.rooms["tchap:restr"], secret)
     outward = unique("von außen")
     await max_.send_text(world.rooms["bund:restr"], outward)
-    # A message through the working link proves the bridge has processed everything before it.
-    marker = unique("marker")
-    await max_.send_text(world.rooms["bund:main"], marker)
-    await jean.wait_for(world.rooms["tchap:main"], body_is(marker))
+    await passed_through(max_, world.rooms["bund:main"], jean.wait_for, world.rooms["tchap:main"])
     await asyncio.sleep(1)
     tchap_bodies = await bodies(jean, world.rooms["tchap:restr"])
     bund_bodies = await bodies(max_, world.rooms["bund:restr"])
@@ -241,9 +234,7 @@ async def test_an_access_rule_under_another_state_key_leaves_a_room_restricted(
 
     outward = unique("bleibt draußen")
     await max_.send_text(world.rooms["bund:restr"], outward)
-    marker = unique("marker")
-    await max_.send_text(world.rooms["bund:main"], marker)
-    await jean.wait_for(world.rooms["tchap:main"], body_is(marker))
+    await passed_through(max_, world.rooms["bund:main"], jean.wait_for, world.rooms["tchap:main"])
     await asyncio.sleep(1)
     assert outward not in await bodies(jean, world.rooms["tchap:restr"])
 
@@ -546,37 +537,35 @@ async def test_bridge_killed_mid_conversation_loses_and_doubles_nothing(world: W
     assert [b for b in relay_bodies if b in relayed] == relayed
 
 
-async def test_target_homeserver_down_delays_delivery_in_order(world: World) -> None:
+async def sent_while_tchap_is_down(world: World, label: str, down_for: float) -> list[str]:
+    """Three messages Max sends into bund's main room while tchap.test is down for ``down_for``
+    s; they reach Tchap, in order, once it is back."""
     max_, jean = world.users["max"], world.users["jean"]
     await world.tchap.astop()
-    texts = [unique(f"Tchap ist gerade weg {i}") for i in range(3)]
+    texts = [unique(f"{label} {i}") for i in range(3)]
     try:
         for text in texts:
             await max_.send_text(world.rooms["bund:main"], text)
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(down_for)
     finally:
         await world.tchap.start()
     await jean.wait_for(world.rooms["tchap:main"], body_is(texts[-1]), timeout=60)
     seen = await bodies(jean, world.rooms["tchap:main"])
     assert [b for b in seen if b in texts] == texts
+    return texts
+
+
+async def test_target_homeserver_down_delays_delivery_in_order(world: World) -> None:
+    await sent_while_tchap_is_down(world, "Tchap ist gerade weg", 1.5)
 
 
 async def test_an_outage_longer_than_every_retry_loses_nothing(world: World) -> None:
     """Longer than the eight attempts' backoff: a network that is down is not a message that
     failed, so nothing is given up and the messages arrive in order once it is back."""
-    max_, jean = world.users["max"], world.users["jean"]
-    await world.tchap.astop()
-    texts = [unique(f"Wartung läuft {i}") for i in range(3)]
-    try:
-        for text in texts:
-            await max_.send_text(world.rooms["bund:main"], text)
-        await asyncio.sleep(12)
-    finally:
-        await world.tchap.start()
-    await jean.wait_for(world.rooms["tchap:main"], body_is(texts[-1]), timeout=60)
-    seen = await bodies(jean, world.rooms["tchap:main"])
-    assert [b for b in seen if b in texts] == texts
-    notices = [b for b in await bodies(max_, world.rooms["bund:main"]) if b and "⚠️" in b]
+    texts = await sent_while_tchap_is_down(world, "Wartung läuft", 12)
+    notices = [
+        b for b in await bodies(world.users["max"], world.rooms["bund:main"]) if b and "⚠️" in b
+    ]
     assert not [n for n in notices if any(t in n for t in texts)]
 
 

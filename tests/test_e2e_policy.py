@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from mautrix.types import ContentURI
 
+from tests.classification import classified
 from tests.harness import User, content
 from tests.harness.clients import Predicate
 from tests.harness.expect import bodies, body_has, body_is, unique
@@ -21,14 +22,6 @@ from tests.world import World
 
 pytestmark = pytest.mark.e2e
 
-CLASSIFICATION = """\
-classification:
-  levels:
-    - level: OFFEN
-    - level: VS-NfD
-      marks: [VS-NUR FÜR DEN DIENSTGEBRAUCH, DIFFUSION RESTREINTE]
-networks:
-"""
 BUND = "    kind: matrix\n    flavour: matrix\n"
 TCHAP = "    flavour: tchap\n    homeserver:"
 RELAY = "    mode: relay\n"
@@ -53,7 +46,7 @@ PDF = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R
 
 def policed(config: str) -> str:
     """The world's config with the policy of this module."""
-    config = config.replace("networks:\n", CLASSIFICATION, 1)
+    config = classified(config)
     config = config.replace(BUND, BUND + "    policy: {classification: VS-NfD}\n", 1)
     config = config.replace(TCHAP, (
         "    flavour: tchap\n"

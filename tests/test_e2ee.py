@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,8 +21,15 @@ from tests.e2ee_world import (
     start_e2ee_world,
 )
 from tests.harness import content
-from tests.harness import world as build
-from tests.harness.expect import body_is, name_of, next_invite, unique
+from tests.harness.expect import (
+    body_is,
+    name_of,
+    next_invite,
+    notice_has,
+    passed_through,
+    unique,
+)
+from tests.harness.module_world import module_world
 
 pytestmark = pytest.mark.e2e
 
@@ -34,19 +41,7 @@ PNG = bytes.fromhex(
 )
 
 
-@pytest.fixture(scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[E2EEWorld]:
-    started = await build.started(start_e2ee_world, tmp_path_factory.mktemp("e2ee"))
-    yield started
-    await started.stop()
-
-
-def notice_with(text: str) -> Callable[[Event], bool]:
-    return lambda e: (
-        e.get("type") == "m.room.message"
-        and e["content"].get("msgtype") == "m.notice"
-        and text in e["content"].get("body", "")
-    )
+world = module_world("world", start_e2ee_world, "e2ee")
 
 
 async def test_encrypted_text_crosses_both_ways_and_stays_encrypted(world: E2EEWorld) -> None:
@@ -74,13 +69,13 @@ async def test_commands_in_encrypted_rooms_get_encrypted_answers(world: E2EEWorl
     bot, and never crosses."""
     max_, jean = world.users["max"], world.users["jean"]
     await max_.send_text(world.rooms["bund:secret"], "!passerelle who")
-    answer = await max_.wait_for_decrypted(world.rooms["bund:secret"], notice_with("Räumen"))
+    answer = await max_.wait_for_decrypted(world.rooms["bund:secret"], notice_has("Räumen"))
     assert answer["encrypted"] and answer["sender"] == "@passerelle:bund.test"
     assert answer["content"]["body"] == (
         "In den verbundenen Räumen:\n• Tchap: Jean Dupont [Intérieur]"
     )
     await jean.send_text(world.rooms["tchap:relay"], "!passerelle status")
-    answer = await jean.wait_for_decrypted(world.rooms["tchap:relay"], notice_with("salon"))
+    answer = await jean.wait_for_decrypted(world.rooms["tchap:relay"], notice_has("salon"))
     assert answer["encrypted"] and answer["sender"] == "@relaybot:tchap.test"
     assert answer["content"]["body"] == "Ce salon atteint :\n• bund : joignable"
 
@@ -169,7 +164,7 @@ async def test_replies_and_edits_land_on_the_right_message_both_ways(world: E2EE
 
 async def test_unencrypted_room_refused_where_encryption_is_required(world: E2EEWorld) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    notice = await jean.wait_for_decrypted(world.rooms["tchap:plain"], notice_with("pas relié"))
+    notice = await jean.wait_for_decrypted(world.rooms["tchap:plain"], notice_has("pas relié"))
     assert notice["sender"] == "@passerelle:tchap.test"
     assert notice["content"]["body"] == (
         "Ce salon n’est pas relié : ce réseau exige le chiffrement de bout en bout et le salon "
@@ -178,10 +173,9 @@ async def test_unencrypted_room_refused_where_encryption_is_required(world: E2EE
     )
     outward = unique("unverschlüsselt")
     await max_.send_text(world.rooms["bund:plain"], outward)
-    # A message through the working link proves the bridge has handled the one before it.
-    marker = unique("marker")
-    await max_.send_text(world.rooms["bund:secret"], marker)
-    await jean.wait_for_decrypted(world.rooms["tchap:secret"], body_is(marker))
+    await passed_through(
+        max_, world.rooms["bund:secret"], jean.wait_for_decrypted, world.rooms["tchap:secret"]
+    )
     members = await jean.client.get_joined_members(RoomID(world.rooms["tchap:plain"]))
     assert not [m for m in members if m.startswith("@passerelle_")]
     plain = [e["content"].get("body") for e in await jean.messages(world.rooms["tchap:plain"])]
@@ -220,7 +214,7 @@ async def test_undecryptable_messages_are_reported_in_the_room(world: E2EEWorld)
     jean = world.users["jean"]
     room = world.rooms["tchap:secret"]
     await _send_raw_encrypted(jean, room, {"algorithm": "org.example.rot13", "ciphertext": "x"})
-    notice = await jean.wait_for_decrypted(room, notice_with("non pris en charge"))
+    notice = await jean.wait_for_decrypted(room, notice_has("non pris en charge"))
     assert notice["encrypted"]
     assert notice["sender"] == "@passerelle:tchap.test"
     assert notice["content"]["body"] == (
@@ -242,7 +236,7 @@ async def test_undecryptable_messages_are_reported_in_the_room(world: E2EEWorld)
         "session_id": session.id, "sender_key": jean.machine.account.identity_key,
         "device_id": jean.client.device_id,
     })  # fmt: skip
-    notice = await jean.wait_for_decrypted(room, notice_with("sa clé n’est pas arrivée"))
+    notice = await jean.wait_for_decrypted(room, notice_has("sa clé n’est pas arrivée"))
     assert notice["encrypted"]
 
 
@@ -312,7 +306,7 @@ async def test_message_whose_key_comes_late_is_bridged_when_it_arrives(
 
     # The same ciphertext again, as a new event: a replay, reported and not bridged.
     await _send_raw_encrypted(max_, room, content)
-    notice = await max_.wait_for_decrypted(room, notice_with("schon einmal empfangen"))
+    notice = await max_.wait_for_decrypted(room, notice_has("schon einmal empfangen"))
     assert notice["encrypted"]
 
 

@@ -20,7 +20,6 @@ from slixmpp import JID, Message
 
 from bridge.read_markers import MARKER_INTERVAL
 from tests.harness import User, content, free_port
-from tests.harness import world as build
 from tests.harness.expect import (
     bodies,
     body_is,
@@ -32,6 +31,7 @@ from tests.harness.expect import (
     typing_in,
     unique,
 )
+from tests.harness.module_world import module_world
 from tests.harness.xmpp_clients import XmppUser
 from tests.xmpp_world import AVATAR, COMPONENT, MUC, XmppWorld, start_xmpp_world
 
@@ -41,14 +41,8 @@ Event = dict[str, Any]
 PNG = AVATAR
 
 
-@pytest.fixture(scope="module")
-async def xw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[XmppWorld]:
-    """Prosody, two Synapses, their people and the bridge: one world for this module."""
-    started = await build.started(
-        start_xmpp_world, tmp_path_factory.mktemp("xmpp-world"), xmpp=True
-    )
-    yield started
-    await started.stop()
+xw = module_world("xw", start_xmpp_world, "xmpp-world", xmpp=True)
+"""Prosody, two Synapses, their people and the bridge: one world for this module."""
 
 
 async def own_echo(xw: XmppWorld, who: str, sent: Message) -> Message:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 from mautrix.types import EventType, RoomID
@@ -28,6 +28,26 @@ def body_is(text: str) -> Predicate:
 
 def body_has(text: str) -> Predicate:
     return lambda e: e.get("type") == "m.room.message" and text in e["content"].get("body", "")
+
+
+def notice_has(text: str) -> Predicate:
+    """A notice (what the bridge posts about itself) that says ``text``."""
+    return lambda e: (
+        e.get("type") == "m.room.message"
+        and e["content"].get("msgtype") == "m.notice"
+        and text in e["content"].get("body", "")
+    )
+
+
+async def passed_through(
+    sender: User, room_id: str, arrives: Callable[[str, Predicate], Awaitable[Event]], linked: str
+) -> None:
+    """A marker ``sender`` sends now in ``room_id`` arrives in the ``linked`` room (``arrives``:
+    how its reader waits there). One homeserver's events reach the bridge in order, so it has
+    then handled all that ``sender`` did before."""
+    marker = unique("marker")
+    await sender.send_text(room_id, marker)
+    await arrives(linked, body_is(marker))
 
 
 async def edit_relation(user: User, room_id: str, text: str) -> dict[str, Any]:
