@@ -170,13 +170,7 @@ async def test_forged_sender_is_rejected_marked_or_quarantined(world: EmailWorld
     await send_mail(world, "mail-held", sign(msg, world.claire_key.private_pem), CLAIRE)
     await max_.wait_for(world.rooms["bund:held"], body_is(genuine))
     assert not [e for e in await max_.messages(world.rooms["bund:held"]) if body_has(held)(e)]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "quarantine", "-c", str(world.config_path),
-        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    stdout, _ = await process.communicate()
-    assert process.returncode == 0
-    listing = stdout.decode()
+    listing = await quarantine_listing(world)
     assert "mail-held: 1 quarantined mail(s)" in listing
     assert f"from {CLAIRE} to held@held.passerelle.test" in listing
     assert "dkim=fail (d=anssi.test" in listing

@@ -19,13 +19,14 @@ from tests.harness.expect import (
     bodies,
     body_has,
     body_is,
+    crossed,
     edit_relation,
+    joined_invite,
     name_of,
-    next_invite,
-    notice_has,
     passed_through,
     receipt_on,
     receipts_since,
+    tchap_refused,
     typing_in,
     unique,
 )
@@ -35,36 +36,29 @@ from tests.world import GIVE_UP_AFTER, World
 pytestmark = pytest.mark.e2e
 
 Event = dict[str, Any]
+RESTRICTED_BY_TCHAP = (
+    "il est restreint (pas d’externes) et des personnes de bund.test y entreraient"
+)
 
 
 async def test_text_crosses_both_ways_under_real_names(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    text = unique("Guten Tag aus Berlin")
-    await max_.send_text(world.rooms["bund:main"], text)
-    seen = await jean.wait_for(world.rooms["tchap:main"], body_is(text))
+    bund, tchap = world.rooms["bund:main"], world.rooms["tchap:main"]
+    seen = await crossed(max_, bund, "Guten Tag aus Berlin", jean.wait_for, tchap)
     assert seen["sender"].startswith("@passerelle_=people_max")
     assert seen["sender"].endswith(":tchap.test")
-    assert await name_of(jean, world.rooms["tchap:main"], seen["sender"]) == (
-        "Max Mustermann [BMI]"
-    )
+    assert await name_of(jean, tchap, seen["sender"]) == "Max Mustermann [BMI]"
 
-    text = unique("Bonjour de Paris")
-    await jean.send_text(world.rooms["tchap:main"], text)
-    seen = await max_.wait_for(world.rooms["bund:main"], body_is(text))
+    seen = await crossed(jean, tchap, "Bonjour de Paris", max_.wait_for, bund)
     assert seen["sender"].endswith(":bund.test")
-    assert await name_of(max_, world.rooms["bund:main"], seen["sender"]) == (
-        "Jean Dupont [Intérieur] (Tchap)"
-    )
+    assert await name_of(max_, bund, seen["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
 
 
 async def test_unmapped_user_gets_profile_name_and_network_org(world: World) -> None:
     erika, jean = world.users["erika"], world.users["jean"]
-    text = unique("Hallo von Erika")
-    await erika.send_text(world.rooms["bund:main"], text)
-    seen = await jean.wait_for(world.rooms["tchap:main"], body_is(text))
-    assert await name_of(jean, world.rooms["tchap:main"], seen["sender"]) == (
-        "Erika Musterfrau [BMI]"
-    )
+    tchap = world.rooms["tchap:main"]
+    seen = await crossed(erika, world.rooms["bund:main"], "Hallo von Erika", jean.wait_for, tchap)
+    assert await name_of(jean, tchap, seen["sender"]) == "Erika Musterfrau [BMI]"
 
 
 async def test_person_with_account_on_target_is_not_ghosted(world: World) -> None:
@@ -193,13 +187,7 @@ async def test_bridge_creates_room_from_config_and_invites_people(world: World) 
 
 async def test_restricted_tchap_room_is_refused(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    notice = await jean.wait_for(world.rooms["tchap:restr"], notice_has("pas relié"))
-    assert notice["sender"] == "@passerelle:tchap.test"
-    assert notice["content"]["body"] == (
-        "Ce salon n’est pas relié : il est restreint (pas d’externes) et des personnes de "
-        "bund.test y entreraient. Rien n’y entre ni n’en sort tant qu’un administrateur ne l’a "
-        "pas changé."
-    )
+    await tchap_refused(jean.wait_for, world.rooms["tchap:restr"], RESTRICTED_BY_TCHAP)
 
     secret = unique("nur intern")
     await jean.send_text(world.rooms["tchap:restr"], secret)
@@ -622,8 +610,7 @@ async def test_inviting_a_ghost_opens_a_direct_chat_with_the_person(world: World
     text = unique("Une question privée")
     await jean.send_text(dm, text)
 
-    private = await next_invite(max_, since)
-    await max_.join(private)
+    private = await joined_invite(max_, since)
     seen = await max_.wait_for(private, body_is(text))
     assert await name_of(max_, private, seen["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
 

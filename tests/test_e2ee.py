@@ -23,10 +23,12 @@ from tests.e2ee_world import (
 from tests.harness import content
 from tests.harness.expect import (
     body_is,
+    crossed,
     name_of,
     next_invite,
     notice_has,
     passed_through,
+    tchap_refused,
     unique,
 )
 from tests.harness.module_world import module_world
@@ -34,6 +36,7 @@ from tests.harness.module_world import module_world
 pytestmark = pytest.mark.e2e
 
 Event = dict[str, Any]
+NOT_ENCRYPTED = "ce réseau exige le chiffrement de bout en bout et le salon n’est pas chiffré"
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -46,22 +49,15 @@ world = module_world("world", start_e2ee_world, "e2ee")
 
 async def test_encrypted_text_crosses_both_ways_and_stays_encrypted(world: E2EEWorld) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    text = unique("Vertraulich aus Berlin")
-    await max_.send_text(world.rooms["bund:secret"], text)
-    seen = await jean.wait_for_decrypted(world.rooms["tchap:secret"], body_is(text))
+    bund, tchap = world.rooms["bund:secret"], world.rooms["tchap:secret"]
+    seen = await crossed(max_, bund, "Vertraulich aus Berlin", jean.wait_for_decrypted, tchap)
     assert seen["encrypted"]
     assert seen["sender"].startswith("@passerelle_=people_max")
-    assert await name_of(jean, world.rooms["tchap:secret"], seen["sender"]) == (
-        "Max Mustermann [BMI]"
-    )
+    assert await name_of(jean, tchap, seen["sender"]) == "Max Mustermann [BMI]"
 
-    text = unique("Confidentiel de Paris")
-    await jean.send_text(world.rooms["tchap:secret"], text)
-    seen = await max_.wait_for_decrypted(world.rooms["bund:secret"], body_is(text))
+    seen = await crossed(jean, tchap, "Confidentiel de Paris", max_.wait_for_decrypted, bund)
     assert seen["encrypted"]
-    assert await name_of(max_, world.rooms["bund:secret"], seen["sender"]) == (
-        "Jean Dupont [Intérieur] (Tchap)"
-    )
+    assert await name_of(max_, bund, seen["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
 
 
 async def test_commands_in_encrypted_rooms_get_encrypted_answers(world: E2EEWorld) -> None:
@@ -164,13 +160,7 @@ async def test_replies_and_edits_land_on_the_right_message_both_ways(world: E2EE
 
 async def test_unencrypted_room_refused_where_encryption_is_required(world: E2EEWorld) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    notice = await jean.wait_for_decrypted(world.rooms["tchap:plain"], notice_has("pas relié"))
-    assert notice["sender"] == "@passerelle:tchap.test"
-    assert notice["content"]["body"] == (
-        "Ce salon n’est pas relié : ce réseau exige le chiffrement de bout en bout et le salon "
-        "n’est pas chiffré. Rien n’y entre ni n’en sort tant qu’un administrateur ne l’a pas "
-        "changé."
-    )
+    await tchap_refused(jean.wait_for_decrypted, world.rooms["tchap:plain"], NOT_ENCRYPTED)
     outward = unique("unverschlüsselt")
     await max_.send_text(world.rooms["bund:plain"], outward)
     await passed_through(
@@ -195,13 +185,12 @@ async def test_relay_bot_encrypts_and_decrypts_in_an_encrypted_tchap_room(
     assert seen["sender"] == "@relaybot:tchap.test"
     assert seen["content"]["body"] == f"Max Mustermann [BMI]: {text}"
 
-    text = unique("Salut relay chiffré")
-    await jean.send_text(world.rooms["tchap:relay"], text)
-    seen = await max_.wait_for_decrypted(world.rooms["bund:relay"], body_is(text))
-    assert seen["encrypted"]
-    assert await name_of(max_, world.rooms["bund:relay"], seen["sender"]) == (
-        "Jean Dupont [Intérieur] (Tchap)"
+    bund = world.rooms["bund:relay"]
+    seen = await crossed(
+        jean, world.rooms["tchap:relay"], "Salut relay chiffré", max_.wait_for_decrypted, bund
     )
+    assert seen["encrypted"]
+    assert await name_of(max_, bund, seen["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
 
 
 async def _send_raw_encrypted(user: CryptoUser, room_id: str, content: dict[str, Any]) -> str:

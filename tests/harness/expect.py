@@ -15,6 +15,8 @@ from tests.harness.clients import User
 
 Event = dict[str, Any]
 Predicate = Callable[[Event], bool]
+Wait = Callable[[str, Predicate], Awaitable[Event]]
+"""How a reader waits for the first event of a room matching a predicate (`User.wait_for`)."""
 T = TypeVar("T")
 
 
@@ -39,9 +41,18 @@ def notice_has(text: str) -> Predicate:
     )
 
 
-async def passed_through(
-    sender: User, room_id: str, arrives: Callable[[str, Predicate], Awaitable[Event]], linked: str
-) -> None:
+async def tchap_refused(arrives: Wait, room_id: str, reason: str) -> None:
+    """The bridge's notice in the Tchap room ``room_id`` that it does not link the room, because
+    of ``reason`` (``arrives``: how the reader there waits for it)."""
+    notice = await arrives(room_id, notice_has("pas relié"))
+    assert notice["sender"] == "@passerelle:tchap.test"
+    assert notice["content"]["body"] == (
+        f"Ce salon n’est pas relié : {reason}. Rien n’y entre ni n’en sort tant qu’un "
+        "administrateur ne l’a pas changé."
+    )
+
+
+async def passed_through(sender: User, room_id: str, arrives: Wait, linked: str) -> None:
     """A marker ``sender`` sends now in ``room_id`` arrives in the ``linked`` room (``arrives``:
     how its reader waits there). One homeserver's events reach the bridge in order, so it has
     then handled all that ``sender`` did before."""
@@ -57,6 +68,14 @@ async def edit_relation(user: User, room_id: str, text: str) -> dict[str, Any]:
         room_id, lambda e: e["content"].get("m.new_content", {}).get("body") == text
     )
     return dict(edit["content"]["m.relates_to"])
+
+
+async def crossed(sender: User, room_id: str, text: str, arrives: Wait, linked: str) -> Event:
+    """``text`` (made `unique`), sent now by ``sender`` in ``room_id``, as it arrives in the
+    ``linked`` room (``arrives``: how the reader there waits for it)."""
+    text = unique(text)
+    await sender.send_text(room_id, text)
+    return await arrives(linked, body_is(text))
 
 
 async def bodies(user: User, room_id: str, limit: int = 50) -> list[str | None]:
@@ -96,6 +115,13 @@ async def _ephemeral(user: User, room_id: str, syncs: int) -> AsyncIterator[Even
         since = sync["next_batch"]
         for edu in _ephemeral_of(sync, room_id):
             yield edu
+
+
+async def joined_invite(user: User, since: str, besides: Collection[str] = ()) -> str:
+    """The room of `next_invite`, once ``user`` accepted the invitation."""
+    room = await next_invite(user, since, besides)
+    await user.join(room)
+    return room
 
 
 async def receipts_since(user: User, room_id: str, reader: str, since: str) -> list[str]:
