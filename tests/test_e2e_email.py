@@ -28,7 +28,10 @@ from tests.email_world import (
     start_email_world,
     wire,
 )
-from tests.harness import User, content
+from tests.harness import (
+    User,
+    content,
+)
 from tests.harness.bridge import REPO_ROOT
 from tests.harness.dns import dkim_keypair
 from tests.harness.expect import body_has, body_is, name_of, unique

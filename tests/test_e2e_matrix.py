@@ -16,6 +16,7 @@ from mautrix.types import ContentURI, EventType, RoomID
 from tests.harness import User, content
 from tests.harness.bridge import BridgeProcess
 from tests.harness.expect import (
+    Event,
     bodies,
     body_has,
     body_is,
@@ -26,6 +27,7 @@ from tests.harness.expect import (
     passed_through,
     receipt_on,
     receipts_since,
+    sent_and_mirrored,
     tchap_refused,
     typing_in,
     unique,
@@ -35,7 +37,6 @@ from tests.world import GIVE_UP_AFTER, World
 
 pytestmark = pytest.mark.e2e
 
-Event = dict[str, Any]
 RESTRICTED_BY_TCHAP = (
     "il est restreint (pas d’externes) et des personnes de bund.test y entreraient"
 )
@@ -86,9 +87,9 @@ async def test_formatted_text_is_sanitized(world: World) -> None:
 async def test_reply_edit_reaction_redaction_land_on_the_right_message(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
     bund_room, tchap_room = world.rooms["bund:main"], world.rooms["tchap:main"]
-    original_text = unique("Entwurf")
-    original = await max_.send_text(bund_room, original_text)
-    mirrored = (await jean.wait_for(tchap_room, body_is(original_text)))["event_id"]
+    original, mirrored = await sent_and_mirrored(
+        max_, bund_room, "Entwurf", jean.wait_for, tchap_room
+    )
 
     reply_text = unique("Réponse")
     await jean.send_event(tchap_room, "m.room.message", content.reply(reply_text, mirrored))

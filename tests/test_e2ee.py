@@ -28,6 +28,7 @@ from tests.harness.expect import (
     next_invite,
     notice_has,
     passed_through,
+    sent_and_mirrored,
     tchap_refused,
     unique,
 )
@@ -132,9 +133,9 @@ def editing(event_id: str, text: str) -> Callable[[Event], bool]:
 async def test_replies_and_edits_land_on_the_right_message_both_ways(world: E2EEWorld) -> None:
     max_, jean = world.users["max"], world.users["jean"]
     bund, tchap = world.rooms["bund:secret"], world.rooms["tchap:secret"]
-    original_text = unique("Entwurf")
-    original = await max_.send_text(bund, original_text)
-    mirrored = (await jean.wait_for_decrypted(tchap, body_is(original_text)))["event_id"]
+    original, mirrored = await sent_and_mirrored(
+        max_, bund, "Entwurf", jean.wait_for_decrypted, tchap
+    )
 
     reply_text = unique("Réponse")
     reply = await jean.send_content(tchap, content.reply(reply_text, mirrored))
@@ -199,6 +200,22 @@ async def _send_raw_encrypted(user: CryptoUser, room_id: str, content: dict[str,
     return await user.send_event(room_id, "m.room.encrypted", content)
 
 
+def _megolm(
+    user: CryptoUser, session: OutboundGroupSession, room_id: str, text: str
+) -> dict[str, Any]:
+    """The ``m.room.encrypted`` content of ``text``, encrypted with ``session`` as ``user``'s
+    device sends it, whoever the session's key was shared with (if anyone)."""
+    ciphertext = session.encrypt(json.dumps({
+        "room_id": room_id, "type": "m.room.message",
+        "content": {"msgtype": "m.text", "body": text},
+    }))  # fmt: skip
+    assert user.machine.account is not None
+    return {
+        "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": ciphertext, "session_id": session.id,
+        "sender_key": user.machine.account.identity_key, "device_id": user.client.device_id,
+    }  # fmt: skip
+
+
 async def test_undecryptable_messages_are_reported_in_the_room(world: E2EEWorld) -> None:
     jean = world.users["jean"]
     room = world.rooms["tchap:secret"]
@@ -214,17 +231,9 @@ async def test_undecryptable_messages_are_reported_in_the_room(world: E2EEWorld)
     # A session whose key Jean's client never shares: the bridge waits for it, then says so.
     session = OutboundGroupSession(RoomID(room))
     session.shared = True  # as far as olm knows: the key goes to no device at all
-    text = unique("jamais déchiffrable")
-    ciphertext = session.encrypt(json.dumps({
-        "room_id": room, "type": "m.room.message",
-        "content": {"msgtype": "m.text", "body": text},
-    }))  # fmt: skip
-    assert jean.machine.account is not None
-    await _send_raw_encrypted(jean, room, {
-        "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": ciphertext,
-        "session_id": session.id, "sender_key": jean.machine.account.identity_key,
-        "device_id": jean.client.device_id,
-    })  # fmt: skip
+    await _send_raw_encrypted(
+        jean, room, _megolm(jean, session, room, unique("jamais déchiffrable"))
+    )
     notice = await jean.wait_for_decrypted(room, notice_has("sa clé n’est pas arrivée"))
     assert notice["encrypted"]
 
@@ -270,16 +279,8 @@ async def test_message_whose_key_comes_late_is_bridged_when_it_arrives(
         session.creation_time, session.use_time, 0, RoomID(room), shared=False,
     )  # fmt: skip
     text = unique("Schlüssel kommt später")
-    ciphertext = session.encrypt(json.dumps({
-        "room_id": room, "type": "m.room.message",
-        "content": {"msgtype": "m.text", "body": text},
-    }))  # fmt: skip
-    assert max_.machine.account is not None
-    content = {
-        "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": ciphertext, "session_id": session.id,
-        "sender_key": max_.machine.account.identity_key, "device_id": max_.client.device_id,
-    }  # fmt: skip
-    await _send_raw_encrypted(max_, room, content)
+    encrypted = _megolm(max_, session, room, text)
+    await _send_raw_encrypted(max_, room, encrypted)
     # The bridge handles a room's events in order: once this one is across, it holds the other.
     marker = unique("Markierung")
     await max_.send_text(room, marker)
@@ -294,7 +295,7 @@ async def test_message_whose_key_comes_late_is_bridged_when_it_arrives(
     assert seen["encrypted"]
 
     # The same ciphertext again, as a new event: a replay, reported and not bridged.
-    await _send_raw_encrypted(max_, room, content)
+    await _send_raw_encrypted(max_, room, encrypted)
     notice = await max_.wait_for_decrypted(room, notice_has("schon einmal empfangen"))
     assert notice["encrypted"]
 

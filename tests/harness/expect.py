@@ -70,12 +70,26 @@ async def edit_relation(user: User, room_id: str, text: str) -> dict[str, Any]:
     return dict(edit["content"]["m.relates_to"])
 
 
+async def _across(
+    sender: User, room_id: str, text: str, arrives: Wait, linked: str
+) -> tuple[str, Event]:
+    text = unique(text)
+    sent = await sender.send_text(room_id, text)
+    return sent, await arrives(linked, body_is(text))
+
+
 async def crossed(sender: User, room_id: str, text: str, arrives: Wait, linked: str) -> Event:
     """``text`` (made `unique`), sent now by ``sender`` in ``room_id``, as it arrives in the
     ``linked`` room (``arrives``: how the reader there waits for it)."""
-    text = unique(text)
-    await sender.send_text(room_id, text)
-    return await arrives(linked, body_is(text))
+    return (await _across(sender, room_id, text, arrives, linked))[1]
+
+
+async def sent_and_mirrored(
+    sender: User, room_id: str, text: str, arrives: Wait, linked: str
+) -> tuple[str, str]:
+    """The event ID of `crossed`'s message where it was sent, and where it arrived."""
+    sent, seen = await _across(sender, room_id, text, arrives, linked)
+    return sent, str(seen["event_id"])
 
 
 async def bodies(user: User, room_id: str, limit: int = 50) -> list[str | None]:
