@@ -3,11 +3,9 @@ repeated runs never match an old message), event predicates, and how a member is
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from typing import Any, TypeVar
+from typing import Any
 
 from mautrix.types import EventType, RoomID
 
@@ -17,7 +15,6 @@ Event = dict[str, Any]
 Predicate = Callable[[Event], bool]
 Wait = Callable[[str, Predicate], Awaitable[Event]]
 """How a reader waits for the first event of a room matching a predicate (`User.wait_for`)."""
-T = TypeVar("T")
 
 
 def unique(text: str) -> str:
@@ -168,14 +165,3 @@ async def typing_in(user: User, room_id: str, predicate: Callable[[list[str]], b
         if edu.get("type") == "m.typing" and predicate(edu["content"]["user_ids"]):
             return list(edu["content"]["user_ids"])
     raise AssertionError(f"{user.user_id} never saw the expected typing in {room_id}")
-
-
-async def polled(find: Callable[[], T | None], timeout: float, missing: Callable[[], str]) -> T:  # noqa: ASYNC109
-    """What ``find`` finds, asking it every tenth of a second; after ``timeout`` s a
-    `TimeoutError` that says what is ``missing``."""
-    deadline = time.monotonic() + timeout
-    while (found := find()) is None:
-        if time.monotonic() > deadline:
-            raise TimeoutError(missing())
-        await asyncio.sleep(0.1)
-    return found

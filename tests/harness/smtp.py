@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.harness.expect import polled
+from tests.harness.polling import polled
 from tests.harness.synapse import free_port
 
 
