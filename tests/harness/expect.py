@@ -1,5 +1,7 @@
 """What end-to-end tests look for in a room, shared by every network's tests: unique texts (so
-repeated runs never match an old message), event predicates, and how a member is named."""
+repeated runs never match an old message), event predicates, how a member is named, and the
+steps they take again and again (a message crossing a link, a marker showing that the bridge
+handled what came before it, the bridge's notices, receipts and typing)."""
 
 from __future__ import annotations
 
