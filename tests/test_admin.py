@@ -20,24 +20,18 @@ from bridge.cli import main
 from bridge.config.load import load_config
 from bridge.status_page import duration, language
 from bridge.store import Store
+from tests.offline import networks
 
 TOKEN = "correct-horse-battery-staple"
-CONFIG = """\
-{admin}
-networks:
-  bund:
-    homeserver: http://127.0.0.1:1
-    server_name: bund.example
-    appservice: {{as_token: a, hs_token: b}}
-  tchap:
-    flavour: tchap
-    homeserver: http://127.0.0.1:2
-    server_name: tchap.example
-    appservice: {{as_token: c, hs_token: d}}
+CONFIG = (
+    "{admin}\n"
+    + networks()
+    + """\
 links:
   - id: wg
     rooms: {{bund: "!wg:bund.example", tchap: "!wg:tchap.example"}}
 """
+)
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 
 

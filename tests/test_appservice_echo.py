@@ -11,70 +11,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.app import Gateway
-from bridge.config.load import load_config
-from bridge.store import Store
-from connectors.matrix.appservice import AppserviceConnector
+from tests.offline import ROOM, Appservice, serve_appservice
 
-ROOM = "!wg:bund.example"
 GHOST = "@passerelle_=people_jean:bund.example"
-CONFIG = """\
-database: sqlite:{root}/passerelle.db
-networks:
-  bund:
-    homeserver: http://127.0.0.1:9
-    server_name: bund.example
-    appservice: {{as_token: as-token, hs_token: hs-token}}
-  tchap:
-    flavour: tchap
-    homeserver: http://127.0.0.1:9
-    server_name: tchap.example
-    appservice: {{as_token: as-token-2, hs_token: hs-token-2}}
-links:
-  - id: wg
-    rooms: {{bund: "{room}", tchap: "!wg:tchap.example"}}
-"""
 
 
 class Served:
-    def __init__(self, client: TestClient[Any, Any], bund: AppserviceConnector, store: Store):
-        self.client, self.bund, self.store = client, bund, store
+    """bund's endpoint, and the raw events that reached event handling."""
+
+    def __init__(self, appservice: Appservice) -> None:
+        self.bund, self.store = appservice.bund, appservice.store
+        self._appservice = appservice
         self.handled: list[dict[str, Any]] = []
         self.txn = 0
 
     async def put(self, *events: dict[str, Any]) -> int:
         self.txn += 1
-        response = await self.client.put(
-            f"/as/bund/_matrix/app/v1/transactions/{self.txn}",
-            data=json.dumps({"events": list(events)}).encode(),
-            headers={"Authorization": "Bearer hs-token"},
-        )
-        return response.status
+        return await self._appservice.put(self.txn, json.dumps({"events": list(events)}).encode())
 
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    (tmp_path / "config.yaml").write_text(CONFIG.format(root=tmp_path, room=ROOM))
-    config = load_config(tmp_path / "config.yaml", {})
-    store = await Store.open(config.database)
-    gateway = Gateway(config, store)
-    await gateway._open_states()
-    bund = gateway.connectors["bund"]
-    assert isinstance(bund, AppserviceConnector)
-    await bund.start()
-    assert bund._setup_task is not None
-    bund._setup_task.cancel()
-    bund.rooms_ready.set()
-    bund.catch_up.first_pass.set()
-    bund.catch_up._wary_until = 0.0
-    gateway.directory.bind("wg", "bund", ROOM)
-    gateway.directory.bind("wg", "tchap", "!wg:tchap.example")
-    bund._members[(ROOM, "@max:bund.example")] = ("Max", None)
-    client = TestClient(TestServer(gateway.web))
-    await client.start_server()
-    served = Served(client, bund, store)
+    appservice = await serve_appservice(tmp_path, wary=False)
+    served = Served(appservice)
+    bund = appservice.bund
     handle = bund.handle_room_event
 
     async def recorded(raw: dict[str, Any]) -> None:
@@ -83,9 +44,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
 
     bund.handle_room_event = recorded  # type: ignore[method-assign]
     yield served
-    await client.close()
-    await bund.stop()
-    await store.close()
+    await appservice.close()
 
 
 def message(sender: str, event_id: str, body: str) -> dict[str, Any]:

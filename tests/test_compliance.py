@@ -31,25 +31,20 @@ from connectors.email.spool import Spool
 from connectors.matrix.state import GhostProfile, MatrixState
 from connectors.xmpp.state import XmppState
 from tests.harness.postgres import postgres_url
+from tests.offline import networks
 
 KEY = "0123456789abcdef0123456789abcdef"
 MAX_GHOST = "@passerelle_=people_max:tchap.example"
 ERIKA = "@erika:bund.example"
 
-CONFIG = """\
+CONFIG = (
+    """\
 database: {database}
 audit: {{key: {key}}}
 retention: {{id_map: 30, outbox: 10, audit: 365, spool: 7}}
-networks:
-  bund:
-    homeserver: http://127.0.0.1:1
-    server_name: bund.example
-    appservice: {{as_token: a, hs_token: b}}
-  tchap:
-    flavour: tchap
-    homeserver: http://127.0.0.1:2
-    server_name: tchap.example
-    appservice: {{as_token: c, hs_token: d}}
+"""
+    + networks()
+    + """\
   xmpp:
     kind: xmpp
     component: passerelle.xmpp.example
@@ -76,6 +71,7 @@ links:
       bund: "!board:bund.example"
       tchap: "!board:tchap.example"
 """
+)
 
 
 def write_config(tmp_path: Path, database: str, key: str = KEY, extra: str = "") -> Path:

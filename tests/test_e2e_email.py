@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from email import policy
 from email.parser import BytesHeaderParser
 from typing import Any
@@ -31,11 +30,12 @@ from tests.email_world import (
 )
 from tests.harness import (
     User,
+    content,
 )
-from tests.harness import world as build
 from tests.harness.bridge import REPO_ROOT
 from tests.harness.dns import dkim_keypair
 from tests.harness.expect import body_has, body_is, name_of, unique
+from tests.harness.module_world import module_world
 from tests.harness.smtp import RelayedMail
 
 pytestmark = pytest.mark.e2e
@@ -46,11 +46,7 @@ PDF = (
 )
 
 
-@pytest.fixture(scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmailWorld]:
-    started = await build.started(start_email_world, tmp_path_factory.mktemp("email-world"))
-    yield started
-    await started.stop()
+world = module_world("world", start_email_world, "email-world")
 
 
 def mentions(text: str) -> Any:
@@ -108,13 +104,7 @@ async def test_matrix_message_is_mailed_signed_and_threaded(world: EmailWorld) -
     mirrored = (await jean.wait_for(world.rooms["tchap:wg"], body_is(text)))["event_id"]
     answer = unique("Jeudi 14h me convient")
     await jean.send_event(
-        world.rooms["tchap:wg"],
-        "m.room.message",
-        {
-            "msgtype": "m.text",
-            "body": answer,
-            "m.relates_to": {"m.in_reply_to": {"event_id": mirrored}},
-        },
+        world.rooms["tchap:wg"], "m.room.message", content.reply(answer, mirrored)
     )
     answer_relayed = await world.relay.wait_for(mentions(answer))
     answer_mail = answer_relayed.message
@@ -137,13 +127,7 @@ async def test_matrix_message_is_mailed_signed_and_threaded(world: EmailWorld) -
     claire_event = (await max_.wait_for(world.rooms["bund:wg"], body_is(reply)))["event_id"]
     back = unique("Prima")
     await max_.send_event(
-        world.rooms["bund:wg"],
-        "m.room.message",
-        {
-            "msgtype": "m.text",
-            "body": back,
-            "m.relates_to": {"m.in_reply_to": {"event_id": claire_event}},
-        },
+        world.rooms["bund:wg"], "m.room.message", content.reply(back, claire_event)
     )
     back_mail = (await world.relay.wait_for(mentions(back))).message
     assert back_mail["In-Reply-To"] == reply_id
@@ -189,13 +173,7 @@ async def test_forged_sender_is_rejected_marked_or_quarantined(world: EmailWorld
     await send_mail(world, "mail-held", sign(msg, world.claire_key.private_pem), CLAIRE)
     await max_.wait_for(world.rooms["bund:held"], body_is(genuine))
     assert not [e for e in await max_.messages(world.rooms["bund:held"]) if body_has(held)(e)]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "quarantine", "-c", str(world.config_path),
-        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    stdout, _ = await process.communicate()
-    assert process.returncode == 0
-    listing = stdout.decode()
+    listing = await quarantine_listing(world)
     assert "mail-held: 1 quarantined mail(s)" in listing
     assert f"from {CLAIRE} to held@held.passerelle.test" in listing
     assert "dkim=fail (d=anssi.test" in listing

@@ -13,16 +13,22 @@ import aiohttp
 import pytest
 from mautrix.types import ContentURI, EventType, RoomID
 
-from tests.harness import User
+from tests.harness import User, content
 from tests.harness.bridge import BridgeProcess
 from tests.harness.expect import (
+    Event,
     bodies,
     body_has,
     body_is,
+    crossed,
+    edit_relation,
+    joined_invite,
     name_of,
-    next_invite,
+    passed_through,
     receipt_on,
     receipts_since,
+    sent_and_mirrored,
+    tchap_refused,
     typing_in,
     unique,
 )
@@ -31,37 +37,29 @@ from tests.world import GIVE_UP_AFTER, World
 
 pytestmark = pytest.mark.e2e
 
-Event = dict[str, Any]
+RESTRICTED_BY_TCHAP = (
+    "il est restreint (pas d’externes) et des personnes de bund.test y entreraient"
+)
 
 
 async def test_text_crosses_both_ways_under_real_names(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    text = unique("Guten Tag aus Berlin")
-    await max_.send_text(world.rooms["bund:main"], text)
-    seen = await jean.wait_for(world.rooms["tchap:main"], body_is(text))
+    bund, tchap = world.rooms["bund:main"], world.rooms["tchap:main"]
+    seen = await crossed(max_, bund, "Guten Tag aus Berlin", jean.wait_for, tchap)
     assert seen["sender"].startswith("@passerelle_=people_max")
     assert seen["sender"].endswith(":tchap.test")
-    assert await name_of(jean, world.rooms["tchap:main"], seen["sender"]) == (
-        "Max Mustermann [BMI]"
-    )
+    assert await name_of(jean, tchap, seen["sender"]) == "Max Mustermann [BMI]"
 
-    text = unique("Bonjour de Paris")
-    await jean.send_text(world.rooms["tchap:main"], text)
-    seen = await max_.wait_for(world.rooms["bund:main"], body_is(text))
+    seen = await crossed(jean, tchap, "Bonjour de Paris", max_.wait_for, bund)
     assert seen["sender"].endswith(":bund.test")
-    assert await name_of(max_, world.rooms["bund:main"], seen["sender"]) == (
-        "Jean Dupont [Intérieur] (Tchap)"
-    )
+    assert await name_of(max_, bund, seen["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
 
 
 async def test_unmapped_user_gets_profile_name_and_network_org(world: World) -> None:
     erika, jean = world.users["erika"], world.users["jean"]
-    text = unique("Hallo von Erika")
-    await erika.send_text(world.rooms["bund:main"], text)
-    seen = await jean.wait_for(world.rooms["tchap:main"], body_is(text))
-    assert await name_of(jean, world.rooms["tchap:main"], seen["sender"]) == (
-        "Erika Musterfrau [BMI]"
-    )
+    tchap = world.rooms["tchap:main"]
+    seen = await crossed(erika, world.rooms["bund:main"], "Hallo von Erika", jean.wait_for, tchap)
+    assert await name_of(jean, tchap, seen["sender"]) == "Erika Musterfrau [BMI]"
 
 
 async def test_person_with_account_on_target_is_not_ghosted(world: World) -> None:
@@ -89,28 +87,21 @@ async def test_formatted_text_is_sanitized(world: World) -> None:
 async def test_reply_edit_reaction_redaction_land_on_the_right_message(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
     bund_room, tchap_room = world.rooms["bund:main"], world.rooms["tchap:main"]
-    original_text = unique("Entwurf")
-    original = await max_.send_text(bund_room, original_text)
-    mirrored = (await jean.wait_for(tchap_room, body_is(original_text)))["event_id"]
+    original, mirrored = await sent_and_mirrored(
+        max_, bund_room, "Entwurf", jean.wait_for, tchap_room
+    )
 
     reply_text = unique("Réponse")
-    await jean.send_event(tchap_room, "m.room.message", {
-        "msgtype": "m.text", "body": reply_text,
-        "m.relates_to": {"m.in_reply_to": {"event_id": mirrored}},
-    })  # fmt: skip
+    await jean.send_event(tchap_room, "m.room.message", content.reply(reply_text, mirrored))
     reply = await max_.wait_for(bund_room, body_is(reply_text))
     assert reply["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == original
 
     edited_text = unique("Endfassung")
-    await max_.send_event(bund_room, "m.room.message", {
-        "msgtype": "m.text", "body": f"* {edited_text}",
-        "m.new_content": {"msgtype": "m.text", "body": edited_text},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
-    })  # fmt: skip
-    edit = await jean.wait_for(
-        tchap_room, lambda e: e["content"].get("m.new_content", {}).get("body") == edited_text
-    )
-    assert edit["content"]["m.relates_to"] == {"rel_type": "m.replace", "event_id": mirrored}
+    await max_.send_event(bund_room, "m.room.message", content.edit(edited_text, original))
+    assert await edit_relation(jean, tchap_room, edited_text) == {
+        "rel_type": "m.replace",
+        "event_id": mirrored,
+    }
 
     await jean.send_event(tchap_room, "m.reaction", {
         "m.relates_to": {"rel_type": "m.annotation", "event_id": mirrored, "key": "👍"},
@@ -197,28 +188,13 @@ async def test_bridge_creates_room_from_config_and_invites_people(world: World) 
 
 async def test_restricted_tchap_room_is_refused(world: World) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    notice = await jean.wait_for(
-        world.rooms["tchap:restr"],
-        lambda e: (
-            e["content"].get("msgtype") == "m.notice"
-            and "pas relié" in e["content"].get("body", "")
-        ),
-    )
-    assert notice["sender"] == "@passerelle:tchap.test"
-    assert notice["content"]["body"] == (
-        "Ce salon n’est pas relié : il est restreint (pas d’externes) et des personnes de "
-        "bund.test y entreraient. Rien n’y entre ni n’en sort tant qu’un administrateur ne l’a "
-        "pas changé."
-    )
+    await tchap_refused(jean.wait_for, world.rooms["tchap:restr"], RESTRICTED_BY_TCHAP)
 
     secret = unique("nur intern")
     await jean.send_text(world.rooms["tchap:restr"], secret)
     outward = unique("von außen")
     await max_.send_text(world.rooms["bund:restr"], outward)
-    # A message through the working link proves the bridge has processed everything before it.
-    marker = unique("marker")
-    await max_.send_text(world.rooms["bund:main"], marker)
-    await jean.wait_for(world.rooms["tchap:main"], body_is(marker))
+    await passed_through(max_, world.rooms["bund:main"], jean.wait_for, world.rooms["tchap:main"])
     await asyncio.sleep(1)
     tchap_bodies = await bodies(jean, world.rooms["tchap:restr"])
     bund_bodies = await bodies(max_, world.rooms["bund:restr"])
@@ -247,9 +223,7 @@ async def test_an_access_rule_under_another_state_key_leaves_a_room_restricted(
 
     outward = unique("bleibt draußen")
     await max_.send_text(world.rooms["bund:restr"], outward)
-    marker = unique("marker")
-    await max_.send_text(world.rooms["bund:main"], marker)
-    await jean.wait_for(world.rooms["tchap:main"], body_is(marker))
+    await passed_through(max_, world.rooms["bund:main"], jean.wait_for, world.rooms["tchap:main"])
     await asyncio.sleep(1)
     assert outward not in await bodies(jean, world.rooms["tchap:restr"])
 
@@ -552,37 +526,35 @@ async def test_bridge_killed_mid_conversation_loses_and_doubles_nothing(world: W
     assert [b for b in relay_bodies if b in relayed] == relayed
 
 
-async def test_target_homeserver_down_delays_delivery_in_order(world: World) -> None:
+async def sent_while_tchap_is_down(world: World, label: str, down_for: float) -> list[str]:
+    """Three messages Max sends into bund's main room while tchap.test is down for ``down_for``
+    s; they reach Tchap, in order, once it is back."""
     max_, jean = world.users["max"], world.users["jean"]
     await world.tchap.astop()
-    texts = [unique(f"Tchap ist gerade weg {i}") for i in range(3)]
+    texts = [unique(f"{label} {i}") for i in range(3)]
     try:
         for text in texts:
             await max_.send_text(world.rooms["bund:main"], text)
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(down_for)
     finally:
         await world.tchap.start()
     await jean.wait_for(world.rooms["tchap:main"], body_is(texts[-1]), timeout=60)
     seen = await bodies(jean, world.rooms["tchap:main"])
     assert [b for b in seen if b in texts] == texts
+    return texts
+
+
+async def test_target_homeserver_down_delays_delivery_in_order(world: World) -> None:
+    await sent_while_tchap_is_down(world, "Tchap ist gerade weg", 1.5)
 
 
 async def test_an_outage_longer_than_every_retry_loses_nothing(world: World) -> None:
     """Longer than the eight attempts' backoff: a network that is down is not a message that
     failed, so nothing is given up and the messages arrive in order once it is back."""
-    max_, jean = world.users["max"], world.users["jean"]
-    await world.tchap.astop()
-    texts = [unique(f"Wartung läuft {i}") for i in range(3)]
-    try:
-        for text in texts:
-            await max_.send_text(world.rooms["bund:main"], text)
-        await asyncio.sleep(12)
-    finally:
-        await world.tchap.start()
-    await jean.wait_for(world.rooms["tchap:main"], body_is(texts[-1]), timeout=60)
-    seen = await bodies(jean, world.rooms["tchap:main"])
-    assert [b for b in seen if b in texts] == texts
-    notices = [b for b in await bodies(max_, world.rooms["bund:main"]) if b and "⚠️" in b]
+    texts = await sent_while_tchap_is_down(world, "Wartung läuft", 12)
+    notices = [
+        b for b in await bodies(world.users["max"], world.rooms["bund:main"]) if b and "⚠️" in b
+    ]
     assert not [n for n in notices if any(t in n for t in texts)]
 
 
@@ -639,8 +611,7 @@ async def test_inviting_a_ghost_opens_a_direct_chat_with_the_person(world: World
     text = unique("Une question privée")
     await jean.send_text(dm, text)
 
-    private = await next_invite(max_, since)
-    await max_.join(private)
+    private = await joined_invite(max_, since)
     seen = await max_.wait_for(private, body_is(text))
     assert await name_of(max_, private, seen["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
 

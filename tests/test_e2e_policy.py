@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 import pytest
 from mautrix.types import ContentURI
 
-from tests.harness import User
+from tests.classification import classified
+from tests.harness import User, content
 from tests.harness.clients import Predicate
 from tests.harness.expect import bodies, body_has, body_is, unique
 from tests.harness.world import UNRESTRICTED
@@ -21,14 +22,6 @@ from tests.world import World
 
 pytestmark = pytest.mark.e2e
 
-CLASSIFICATION = """\
-classification:
-  levels:
-    - level: OFFEN
-    - level: VS-NfD
-      marks: [VS-NUR FÜR DEN DIENSTGEBRAUCH, DIFFUSION RESTREINTE]
-networks:
-"""
 BUND = "    kind: matrix\n    flavour: matrix\n"
 TCHAP = "    flavour: tchap\n    homeserver:"
 RELAY = "    mode: relay\n"
@@ -53,7 +46,7 @@ PDF = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R
 
 def policed(config: str) -> str:
     """The world's config with the policy of this module."""
-    config = config.replace("networks:\n", CLASSIFICATION, 1)
+    config = classified(config)
     config = config.replace(BUND, BUND + "    policy: {classification: VS-NfD}\n", 1)
     config = config.replace(TCHAP, (
         "    flavour: tchap\n"
@@ -160,11 +153,8 @@ async def test_a_vs_nfd_message_is_held_back_from_an_offen_network_only(
     # The relay network only OFFEN: Max is told, in German.
     await max_.wait_for(rooms["bund:policy"], held_back_notice("VS-NUR FÜR DEN DIENSTGEBRAUCH"))
     # Its edit (the mark taken out) does not leak it either; what follows flows on.
-    await max_.send_event(rooms["bund:policy"], "m.room.message", {
-        "msgtype": "m.text", "body": f"* {secret} (korrigiert)",
-        "m.new_content": {"msgtype": "m.text", "body": f"{secret} (korrigiert)"},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": marked_id},
-    })  # fmt: skip
+    await max_.send_event(rooms["bund:policy"], "m.room.message",
+                          content.edit(f"{secret} (korrigiert)", marked_id))  # fmt: skip
     after = unique("Offene Mitteilung")
     await max_.send_text(rooms["bund:policy"], after)
     await jean.wait_for(rooms["relay:policy"], body_has(after))

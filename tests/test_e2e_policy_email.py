@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from mautrix.types import ContentURI
 
+from tests.classification import classified
 from tests.email_world import (
     CLAIRE,
     EmailWorld,
@@ -26,21 +27,13 @@ from tests.harness.smtp import RelayedMail
 pytestmark = pytest.mark.e2e
 
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
-CLASSIFICATION = """\
-classification:
-  levels:
-    - level: OFFEN
-    - level: VS-NfD
-      marks: [VS-NUR FÜR DEN DIENSTGEBRAUCH, DIFFUSION RESTREINTE]
-networks:
-"""
 
 
 @pytest.fixture(scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmailWorld]:
     """The mail world, then its admin classifies and reloads."""
     started = await build.started(start_email_world, tmp_path_factory.mktemp("policy-email-world"))
-    config = started.config_path.read_text().replace("networks:\n", CLASSIFICATION, 1)
+    config = classified(started.config_path.read_text())
     for network in ("    server_name: bund.test\n", "  mail:\n    kind: email\n"):
         config = config.replace(network, f"{network}    policy: {{classification: VS-NfD}}\n", 1)
     started.config_path.write_text(config)

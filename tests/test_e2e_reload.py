@@ -28,6 +28,14 @@ LINK = """\
       bund: "#reloaded:bund.test"
       tchap: "{tchap_room}"
 """
+UNBRIDGED_FR = (
+    "Ce salon n'est plus relié à bund : les messages d'ici n'y arrivent plus, et inversement."
+)
+UNBRIDGED_DE = (
+    "Dieser Raum ist nicht mehr mit Tchap verbunden: Nachrichten von hier kommen dort nicht mehr "
+    "an, und umgekehrt."
+)
+"""What a room that a reload unbridged is told, on Tchap and on bund."""
 
 
 @contextmanager
@@ -91,10 +99,7 @@ async def test_links_added_moved_and_removed_by_reload_while_messages_flow(world
             world.config_path.write_text(original + LINK.format(tchap_room="#reloaded2:tchap.test"))
             logged = await world.bridge.reload()
             assert "Config reloaded: 1 room(s) set up, 1 room(s) unbridged" in logged
-            await jean.wait_for(first, body_is(
-                "Ce salon n'est plus relié à bund : les messages d'ici n'y arrivent plus, "
-                "et inversement."
-            ))  # fmt: skip
+            await jean.wait_for(first, body_is(UNBRIDGED_FR))
             text = unique("Umgezogen")
             await max_.send_text(bund_room, text)
             await jean.wait_for(second, body_is(text))
@@ -104,14 +109,8 @@ async def test_links_added_moved_and_removed_by_reload_while_messages_flow(world
             world.config_path.write_text(original)
             logged = await world.bridge.reload()
             assert "Config reloaded: 2 room(s) unbridged" in logged
-            await max_.wait_for(bund_room, body_is(
-                "Dieser Raum ist nicht mehr mit Tchap verbunden: Nachrichten von hier kommen "
-                "dort nicht mehr an, und umgekehrt."
-            ))  # fmt: skip
-            await jean.wait_for(second, body_is(
-                "Ce salon n'est plus relié à bund : les messages d'ici n'y arrivent plus, "
-                "et inversement."
-            ))  # fmt: skip
+            await max_.wait_for(bund_room, body_is(UNBRIDGED_DE))
+            await jean.wait_for(second, body_is(UNBRIDGED_FR))
             members = await max_.client.get_joined_members(RoomID(bund_room))
             assert sorted(members) == ["@max:bund.test"]
             after = unique("Nicht mehr verbunden")
@@ -172,10 +171,7 @@ async def test_a_changed_network_is_reconnected_alone(world: World) -> None:
         )
         logged = await world.bridge.reload()
         assert "Config reloaded: 1 network(s) reconnected" in logged
-        text = unique("Après la reconnexion")
-        await jean.send_text(world.rooms["tchap:main"], text)
-        seen = await max_.wait_for(world.rooms["bund:main"], body_is(text))
-        assert await name_of(max_, world.rooms["bund:main"], seen["sender"]) == (
+        assert await jean_shown_on_bund(world, unique("Après la reconnexion")) == (
             "Jean Dupont [Intérieur] (Tchap FR)"
         )
         text = unique("Nach dem Neuverbinden")
@@ -188,12 +184,16 @@ async def test_a_changed_network_is_reconnected_alone(world: World) -> None:
         )
     logged = await world.bridge.reload()
     assert "Config reloaded: 1 network(s) reconnected" in logged
-    text = unique("Zurück")
-    await jean.send_text(world.rooms["tchap:main"], text)
-    seen = await max_.wait_for(world.rooms["bund:main"], body_is(text))
-    assert await name_of(max_, world.rooms["bund:main"], seen["sender"]) == (
-        "Jean Dupont [Intérieur] (Tchap)"
-    )
+    assert await jean_shown_on_bund(world, unique("Zurück")) == "Jean Dupont [Intérieur] (Tchap)"
+
+
+async def jean_shown_on_bund(world: World, text: str) -> str:
+    """The name under which Max sees ``text``, which Jean sends now in Tchap's main room, arrive
+    in bund's."""
+    max_, room = world.users["max"], world.rooms["bund:main"]
+    await world.users["jean"].send_text(world.rooms["tchap:main"], text)
+    seen = await max_.wait_for(room, body_is(text))
+    return await name_of(max_, room, seen["sender"])
 
 
 def passerelle(world: World, *args: str) -> subprocess.CompletedProcess[str]:

@@ -58,37 +58,38 @@ async def bridged_commands(reader: User, room: str, bridge: str = "@passerelle")
     ]
 
 
-async def test_commands_are_answered_in_german_on_the_german_network(world: World) -> None:
-    max_, jean = world.users["max"], world.users["jean"]
-    bund, tchap = world.rooms["bund:main"], world.rooms["tchap:main"]
-    await passes_messages(max_, bund, jean, tchap)
-    bot = "@passerelle:bund.test"
-    assert await ask(max_, bund, "!passerelle help", bot) == HELP_DE
-    assert await ask(max_, bund, "!passerelle status", bot) == (
-        "Dieser Raum erreicht:\n• Tchap: erreichbar"
-    )
-    assert await ask(max_, bund, "!Passerelle WHO", bot) == (
-        "In den verbundenen Räumen:\n• Tchap: Anna Schmidt [AA], Jean Dupont [Intérieur]"
-    )
-    assert await ask(max_, bund, "!passerelle wer", bot) == f"Unbekannter Befehl. {HELP_DE}"
-    await passes_messages(max_, bund, jean, tchap)
-    assert await bridged_commands(jean, tchap) == []
-
-
-async def test_commands_are_answered_in_french_on_tchap(world: World) -> None:
-    max_, jean = world.users["max"], world.users["jean"]
-    bund, tchap = world.rooms["bund:main"], world.rooms["tchap:main"]
-    await passes_messages(jean, tchap, max_, bund)
-    bot = "@passerelle:tchap.test"
-    assert await ask(jean, tchap, "!passerelle", bot) == HELP_FR
-    assert await ask(jean, tchap, "!passerelle status", bot) == (
-        "Ce salon atteint :\n• bund : joignable"
-    )
-    assert await ask(jean, tchap, "!passerelle who", bot) == (
-        "Dans les salons reliés :\n• bund : Anna Schmidt, Erika Musterfrau, Max Mustermann"
-    )
-    await passes_messages(jean, tchap, max_, bund)
-    assert await bridged_commands(max_, bund) == []
+@pytest.mark.parametrize(
+    ("asker", "network", "reader", "other", "exchanges"),
+    [
+        pytest.param("max", "bund", "jean", "tchap", [
+            ("!passerelle help", HELP_DE),
+            ("!passerelle status", "Dieser Raum erreicht:\n• Tchap: erreichbar"),
+            ("!Passerelle WHO",
+             "In den verbundenen Räumen:\n• Tchap: Anna Schmidt [AA], Jean Dupont [Intérieur]"),
+            ("!passerelle wer", f"Unbekannter Befehl. {HELP_DE}"),
+        ], id="in_german_on_the_german_network"),
+        pytest.param("jean", "tchap", "max", "bund", [
+            ("!passerelle", HELP_FR),
+            ("!passerelle status", "Ce salon atteint :\n• bund : joignable"),
+            ("!passerelle who",
+             "Dans les salons reliés :\n• bund : Anna Schmidt, Erika Musterfrau, Max Mustermann"),
+        ], id="in_french_on_tchap"),
+    ],
+)  # fmt: skip
+async def test_commands_are_answered(
+    world: World, asker: str, network: str, reader: str, other: str,
+    exchanges: list[tuple[str, str]],
+) -> None:  # fmt: skip
+    """In the main room of ``network``, ``asker`` gets each answer of ``exchanges`` from the
+    network's bot, and ``reader`` in the linked room of ``other`` sees none of the commands."""
+    user, other_user = world.users[asker], world.users[reader]
+    room, other_room = world.rooms[f"{network}:main"], world.rooms[f"{other}:main"]
+    await passes_messages(user, room, other_user, other_room)
+    bot = f"@passerelle:{network}.test"
+    for command, answer in exchanges:
+        assert await ask(user, room, command, bot) == answer
+    await passes_messages(user, room, other_user, other_room)
+    assert await bridged_commands(other_user, other_room) == []
 
 
 async def test_commands_are_answered_by_the_relay_bot_in_relay_mode(world: World) -> None:

@@ -6,14 +6,13 @@ reply from a client that knows no threads) and by mail come back into the same t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from slixmpp import Message
 
-from tests.harness import world as build
 from tests.harness.expect import body_is, name_of, unique
+from tests.harness.module_world import module_world
 from tests.harness.smtp import RelayedMail
 from tests.thread_world import ThreadWorld, start_thread_world
 from tests.xmpp_world import MUC
@@ -23,13 +22,7 @@ pytestmark = pytest.mark.e2e
 Event = dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-async def tw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ThreadWorld]:
-    started = await build.started(
-        start_thread_world, tmp_path_factory.mktemp("thread-world"), xmpp=True
-    )
-    yield started
-    await started.stop()
+tw = module_world("tw", start_thread_world, "thread-world", xmpp=True)
 
 
 def in_thread(root: str) -> Any:

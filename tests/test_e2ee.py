@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,12 +20,24 @@ from tests.e2ee_world import (
     E2EEWorld,
     start_e2ee_world,
 )
-from tests.harness import world as build
-from tests.harness.expect import body_is, name_of, next_invite, unique
+from tests.harness import content
+from tests.harness.expect import (
+    body_is,
+    crossed,
+    name_of,
+    next_invite,
+    notice_has,
+    passed_through,
+    sent_and_mirrored,
+    tchap_refused,
+    unique,
+)
+from tests.harness.module_world import module_world
 
 pytestmark = pytest.mark.e2e
 
 Event = dict[str, Any]
+NOT_ENCRYPTED = "ce réseau exige le chiffrement de bout en bout et le salon n’est pas chiffré"
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -33,39 +45,20 @@ PNG = bytes.fromhex(
 )
 
 
-@pytest.fixture(scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[E2EEWorld]:
-    started = await build.started(start_e2ee_world, tmp_path_factory.mktemp("e2ee"))
-    yield started
-    await started.stop()
-
-
-def notice_with(text: str) -> Callable[[Event], bool]:
-    return lambda e: (
-        e.get("type") == "m.room.message"
-        and e["content"].get("msgtype") == "m.notice"
-        and text in e["content"].get("body", "")
-    )
+world = module_world("world", start_e2ee_world, "e2ee")
 
 
 async def test_encrypted_text_crosses_both_ways_and_stays_encrypted(world: E2EEWorld) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    text = unique("Vertraulich aus Berlin")
-    await max_.send_text(world.rooms["bund:secret"], text)
-    seen = await jean.wait_for_decrypted(world.rooms["tchap:secret"], body_is(text))
+    bund, tchap = world.rooms["bund:secret"], world.rooms["tchap:secret"]
+    seen = await crossed(max_, bund, "Vertraulich aus Berlin", jean.wait_for_decrypted, tchap)
     assert seen["encrypted"]
     assert seen["sender"].startswith("@passerelle_=people_max")
-    assert await name_of(jean, world.rooms["tchap:secret"], seen["sender"]) == (
-        "Max Mustermann [BMI]"
-    )
+    assert await name_of(jean, tchap, seen["sender"]) == "Max Mustermann [BMI]"
 
-    text = unique("Confidentiel de Paris")
-    await jean.send_text(world.rooms["tchap:secret"], text)
-    seen = await max_.wait_for_decrypted(world.rooms["bund:secret"], body_is(text))
+    seen = await crossed(jean, tchap, "Confidentiel de Paris", max_.wait_for_decrypted, bund)
     assert seen["encrypted"]
-    assert await name_of(max_, world.rooms["bund:secret"], seen["sender"]) == (
-        "Jean Dupont [Intérieur] (Tchap)"
-    )
+    assert await name_of(max_, bund, seen["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
 
 
 async def test_commands_in_encrypted_rooms_get_encrypted_answers(world: E2EEWorld) -> None:
@@ -73,13 +66,13 @@ async def test_commands_in_encrypted_rooms_get_encrypted_answers(world: E2EEWorl
     bot, and never crosses."""
     max_, jean = world.users["max"], world.users["jean"]
     await max_.send_text(world.rooms["bund:secret"], "!passerelle who")
-    answer = await max_.wait_for_decrypted(world.rooms["bund:secret"], notice_with("Räumen"))
+    answer = await max_.wait_for_decrypted(world.rooms["bund:secret"], notice_has("Räumen"))
     assert answer["encrypted"] and answer["sender"] == "@passerelle:bund.test"
     assert answer["content"]["body"] == (
         "In den verbundenen Räumen:\n• Tchap: Jean Dupont [Intérieur]"
     )
     await jean.send_text(world.rooms["tchap:relay"], "!passerelle status")
-    answer = await jean.wait_for_decrypted(world.rooms["tchap:relay"], notice_with("salon"))
+    answer = await jean.wait_for_decrypted(world.rooms["tchap:relay"], notice_has("salon"))
     assert answer["encrypted"] and answer["sender"] == "@relaybot:tchap.test"
     assert answer["content"]["body"] == "Ce salon atteint :\n• bund : joignable"
 
@@ -140,61 +133,40 @@ def editing(event_id: str, text: str) -> Callable[[Event], bool]:
 async def test_replies_and_edits_land_on_the_right_message_both_ways(world: E2EEWorld) -> None:
     max_, jean = world.users["max"], world.users["jean"]
     bund, tchap = world.rooms["bund:secret"], world.rooms["tchap:secret"]
-    original_text = unique("Entwurf")
-    original = await max_.send_text(bund, original_text)
-    mirrored = (await jean.wait_for_decrypted(tchap, body_is(original_text)))["event_id"]
+    original, mirrored = await sent_and_mirrored(
+        max_, bund, "Entwurf", jean.wait_for_decrypted, tchap
+    )
 
     reply_text = unique("Réponse")
-    reply = await jean.send_content(tchap, {
-        "msgtype": "m.text", "body": reply_text,
-        "m.relates_to": {"m.in_reply_to": {"event_id": mirrored}},
-    })  # fmt: skip
+    reply = await jean.send_content(tchap, content.reply(reply_text, mirrored))
     seen = await max_.wait_for_decrypted(bund, replying_to(original))
     assert seen["encrypted"] and seen["content"]["body"] == reply_text
     reply_on_bund = seen["event_id"]
 
     answer_text = unique("Antwort auf die Antwort")
-    await max_.send_content(bund, {
-        "msgtype": "m.text", "body": answer_text,
-        "m.relates_to": {"m.in_reply_to": {"event_id": reply_on_bund}},
-    })  # fmt: skip
+    await max_.send_content(bund, content.reply(answer_text, reply_on_bund))
     seen = await jean.wait_for_decrypted(tchap, replying_to(reply))
     assert seen["encrypted"] and seen["content"]["body"] == answer_text
 
     edited_text = unique("Endfassung")
-    await max_.send_content(bund, {
-        "msgtype": "m.text", "body": f"* {edited_text}",
-        "m.new_content": {"msgtype": "m.text", "body": edited_text},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
-    })  # fmt: skip
+    await max_.send_content(bund, content.edit(edited_text, original))
     seen = await jean.wait_for_decrypted(tchap, editing(mirrored, edited_text))
     assert seen["encrypted"]
 
     corrected = unique("Réponse corrigée")
-    await jean.send_content(tchap, {
-        "msgtype": "m.text", "body": f"* {corrected}",
-        "m.new_content": {"msgtype": "m.text", "body": corrected},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": reply},
-    })  # fmt: skip
+    await jean.send_content(tchap, content.edit(corrected, reply))
     seen = await max_.wait_for_decrypted(bund, editing(reply_on_bund, corrected))
     assert seen["encrypted"]
 
 
 async def test_unencrypted_room_refused_where_encryption_is_required(world: E2EEWorld) -> None:
     max_, jean = world.users["max"], world.users["jean"]
-    notice = await jean.wait_for_decrypted(world.rooms["tchap:plain"], notice_with("pas relié"))
-    assert notice["sender"] == "@passerelle:tchap.test"
-    assert notice["content"]["body"] == (
-        "Ce salon n’est pas relié : ce réseau exige le chiffrement de bout en bout et le salon "
-        "n’est pas chiffré. Rien n’y entre ni n’en sort tant qu’un administrateur ne l’a pas "
-        "changé."
-    )
+    await tchap_refused(jean.wait_for_decrypted, world.rooms["tchap:plain"], NOT_ENCRYPTED)
     outward = unique("unverschlüsselt")
     await max_.send_text(world.rooms["bund:plain"], outward)
-    # A message through the working link proves the bridge has handled the one before it.
-    marker = unique("marker")
-    await max_.send_text(world.rooms["bund:secret"], marker)
-    await jean.wait_for_decrypted(world.rooms["tchap:secret"], body_is(marker))
+    await passed_through(
+        max_, world.rooms["bund:secret"], jean.wait_for_decrypted, world.rooms["tchap:secret"]
+    )
     members = await jean.client.get_joined_members(RoomID(world.rooms["tchap:plain"]))
     assert not [m for m in members if m.startswith("@passerelle_")]
     plain = [e["content"].get("body") for e in await jean.messages(world.rooms["tchap:plain"])]
@@ -214,13 +186,12 @@ async def test_relay_bot_encrypts_and_decrypts_in_an_encrypted_tchap_room(
     assert seen["sender"] == "@relaybot:tchap.test"
     assert seen["content"]["body"] == f"Max Mustermann [BMI]: {text}"
 
-    text = unique("Salut relay chiffré")
-    await jean.send_text(world.rooms["tchap:relay"], text)
-    seen = await max_.wait_for_decrypted(world.rooms["bund:relay"], body_is(text))
-    assert seen["encrypted"]
-    assert await name_of(max_, world.rooms["bund:relay"], seen["sender"]) == (
-        "Jean Dupont [Intérieur] (Tchap)"
+    bund = world.rooms["bund:relay"]
+    seen = await crossed(
+        jean, world.rooms["tchap:relay"], "Salut relay chiffré", max_.wait_for_decrypted, bund
     )
+    assert seen["encrypted"]
+    assert await name_of(max_, bund, seen["sender"]) == "Jean Dupont [Intérieur] (Tchap)"
 
 
 async def _send_raw_encrypted(user: CryptoUser, room_id: str, content: dict[str, Any]) -> str:
@@ -229,11 +200,27 @@ async def _send_raw_encrypted(user: CryptoUser, room_id: str, content: dict[str,
     return await user.send_event(room_id, "m.room.encrypted", content)
 
 
+def _megolm(
+    user: CryptoUser, session: OutboundGroupSession, room_id: str, text: str
+) -> dict[str, Any]:
+    """The ``m.room.encrypted`` content of ``text``, encrypted with ``session`` as ``user``'s
+    device sends it, whoever the session's key was shared with (if anyone)."""
+    ciphertext = session.encrypt(json.dumps({
+        "room_id": room_id, "type": "m.room.message",
+        "content": {"msgtype": "m.text", "body": text},
+    }))  # fmt: skip
+    assert user.machine.account is not None
+    return {
+        "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": ciphertext, "session_id": session.id,
+        "sender_key": user.machine.account.identity_key, "device_id": user.client.device_id,
+    }  # fmt: skip
+
+
 async def test_undecryptable_messages_are_reported_in_the_room(world: E2EEWorld) -> None:
     jean = world.users["jean"]
     room = world.rooms["tchap:secret"]
     await _send_raw_encrypted(jean, room, {"algorithm": "org.example.rot13", "ciphertext": "x"})
-    notice = await jean.wait_for_decrypted(room, notice_with("non pris en charge"))
+    notice = await jean.wait_for_decrypted(room, notice_has("non pris en charge"))
     assert notice["encrypted"]
     assert notice["sender"] == "@passerelle:tchap.test"
     assert notice["content"]["body"] == (
@@ -244,18 +231,10 @@ async def test_undecryptable_messages_are_reported_in_the_room(world: E2EEWorld)
     # A session whose key Jean's client never shares: the bridge waits for it, then says so.
     session = OutboundGroupSession(RoomID(room))
     session.shared = True  # as far as olm knows: the key goes to no device at all
-    text = unique("jamais déchiffrable")
-    ciphertext = session.encrypt(json.dumps({
-        "room_id": room, "type": "m.room.message",
-        "content": {"msgtype": "m.text", "body": text},
-    }))  # fmt: skip
-    assert jean.machine.account is not None
-    await _send_raw_encrypted(jean, room, {
-        "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": ciphertext,
-        "session_id": session.id, "sender_key": jean.machine.account.identity_key,
-        "device_id": jean.client.device_id,
-    })  # fmt: skip
-    notice = await jean.wait_for_decrypted(room, notice_with("sa clé n’est pas arrivée"))
+    await _send_raw_encrypted(
+        jean, room, _megolm(jean, session, room, unique("jamais déchiffrable"))
+    )
+    notice = await jean.wait_for_decrypted(room, notice_has("sa clé n’est pas arrivée"))
     assert notice["encrypted"]
 
 
@@ -300,16 +279,8 @@ async def test_message_whose_key_comes_late_is_bridged_when_it_arrives(
         session.creation_time, session.use_time, 0, RoomID(room), shared=False,
     )  # fmt: skip
     text = unique("Schlüssel kommt später")
-    ciphertext = session.encrypt(json.dumps({
-        "room_id": room, "type": "m.room.message",
-        "content": {"msgtype": "m.text", "body": text},
-    }))  # fmt: skip
-    assert max_.machine.account is not None
-    content = {
-        "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": ciphertext, "session_id": session.id,
-        "sender_key": max_.machine.account.identity_key, "device_id": max_.client.device_id,
-    }  # fmt: skip
-    await _send_raw_encrypted(max_, room, content)
+    encrypted = _megolm(max_, session, room, text)
+    await _send_raw_encrypted(max_, room, encrypted)
     # The bridge handles a room's events in order: once this one is across, it holds the other.
     marker = unique("Markierung")
     await max_.send_text(room, marker)
@@ -324,8 +295,8 @@ async def test_message_whose_key_comes_late_is_bridged_when_it_arrives(
     assert seen["encrypted"]
 
     # The same ciphertext again, as a new event: a replay, reported and not bridged.
-    await _send_raw_encrypted(max_, room, content)
-    notice = await max_.wait_for_decrypted(room, notice_with("schon einmal empfangen"))
+    await _send_raw_encrypted(max_, room, encrypted)
+    notice = await max_.wait_for_decrypted(room, notice_has("schon einmal empfangen"))
     assert notice["encrypted"]
 
 

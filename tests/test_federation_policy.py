@@ -12,21 +12,16 @@ from bridge.config.model import Config
 from bridge.naming import PERSON
 from bridge.policy import SenderRefusal, ghost_refused, sender_refusal
 from tests.federation_keys import key_pair
+from tests.offline import networks
 
-CONFIG = """\
-networks:
-  bund:
-    homeserver: http://127.0.0.1:1
-    server_name: bund.example
+BUND = """\
     allowed_domains: [bund.example, land.example]
-    appservice: {{as_token: a, hs_token: b}}
     federation_list:
 {federation_list}
-  tchap:
-    flavour: tchap
-    homeserver: http://127.0.0.1:2
-    server_name: tchap.example
-    appservice: {{as_token: c, hs_token: d}}
+"""
+CONFIG = (
+    networks(BUND)
+    + """\
 people:
   - id: anna
     name: Anna Schmidt
@@ -38,6 +33,7 @@ links:
   - id: wg
     rooms: {{bund: "!wg:bund.example", tchap: "!wg:tchap.example"}}
 """
+)
 SOURCE = """\
       file: list.jws
       public_key: {file: public.pem}

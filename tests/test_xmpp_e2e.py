@@ -8,7 +8,7 @@ import asyncio
 import io
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -19,21 +19,19 @@ from PIL import Image
 from slixmpp import JID, Message
 
 from bridge.read_markers import MARKER_INTERVAL
-from tests.harness import (
-    User,
-    free_port,
-)
-from tests.harness import world as build
+from tests.harness import User, content, free_port
 from tests.harness.expect import (
     bodies,
     body_is,
+    edit_relation,
+    joined_invite,
     name_of,
-    next_invite,
     receipt_on,
     receipts_since,
     typing_in,
     unique,
 )
+from tests.harness.module_world import module_world
 from tests.harness.xmpp_clients import XmppUser
 from tests.xmpp_world import AVATAR, COMPONENT, MUC, XmppWorld, start_xmpp_world
 
@@ -43,14 +41,13 @@ Event = dict[str, Any]
 PNG = AVATAR
 
 
-@pytest.fixture(scope="module")
-async def xw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[XmppWorld]:
-    """Prosody, two Synapses, their people and the bridge: one world for this module."""
-    started = await build.started(
-        start_xmpp_world, tmp_path_factory.mktemp("xmpp-world"), xmpp=True
-    )
-    yield started
-    await started.stop()
+xw = module_world("xw", start_xmpp_world, "xmpp-world", xmpp=True)
+"""Prosody, two Synapses, their people and the bridge: one world for this module."""
+
+
+def muc_reply_to(stanza_id: str) -> Callable[[Message], bool]:
+    """A message of the room that replies (XEP-0461) to the one with the room's ``stanza_id``."""
+    return lambda m: m["type"] == "groupchat" and m["reply"]["id"] == stanza_id
 
 
 async def own_echo(xw: XmppWorld, who: str, sent: Message) -> Message:
@@ -220,10 +217,7 @@ async def test_corrections_cross_both_ways(xw: XmppWorld) -> None:
     mirrored = await max_.wait_for(room, body_is(original["body"]))
     fixed = unique("Entwurf")
     alice.correct(MUC, original, fixed)
-    edit = await max_.wait_for(
-        room, lambda e: e["content"].get("m.new_content", {}).get("body") == fixed
-    )
-    assert edit["content"]["m.relates_to"] == {
+    assert await edit_relation(max_, room, fixed) == {
         "rel_type": "m.replace",
         "event_id": mirrored["event_id"],
     }
@@ -232,11 +226,7 @@ async def test_corrections_cross_both_ways(xw: XmppWorld) -> None:
     event_id = await max_.send_text(room, text)
     seen = await alice.wait_for_body(MUC, text)
     fixed = unique("Tippfehler")
-    await max_.send_event(room, "m.room.message", {
-        "msgtype": "m.text", "body": f"* {fixed}",
-        "m.new_content": {"msgtype": "m.text", "body": fixed},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
-    })  # fmt: skip
+    await max_.send_event(room, "m.room.message", content.edit(fixed, event_id))
     correction = await alice.wait_for_body(MUC, fixed)
     assert correction["replace"]["id"] == seen["id"]
     assert correction["from"] == seen["from"]
@@ -315,13 +305,8 @@ async def test_replies_cross_both_ways(xw: XmppWorld) -> None:
     stanza_id = (await own_echo(xw, "alice", sent))["stanza_id"]["id"]
     mirrored = await max_.wait_for(room, body_is(sent["body"]))
     answer = unique("Ich komme")
-    await max_.send_event(room, "m.room.message", {
-        "msgtype": "m.text", "body": answer,
-        "m.relates_to": {"m.in_reply_to": {"event_id": mirrored["event_id"]}},
-    })  # fmt: skip
-    reply = await alice.wait_for(
-        lambda m: m["type"] == "groupchat" and m["reply"]["id"] == stanza_id
-    )
+    await max_.send_event(room, "m.room.message", content.reply(answer, mirrored["event_id"]))
+    reply = await alice.wait_for(muc_reply_to(stanza_id))
     assert reply["reply"].strip_fallback_content() == answer
     assert reply["body"].startswith(f"> Alice:\n> {sent['body']}\n")
     assert reply["from"].resource == "Max Mustermann [BMI]"
@@ -516,23 +501,15 @@ async def test_replies_corrections_and_reactions_keep_their_target_across_a_rest
     await xw.bridge.restart()
 
     answer = unique("Donnerstag passt")
-    await max_.send_event(room, "m.room.message", {
-        "msgtype": "m.text", "body": answer,
-        "m.relates_to": {"m.in_reply_to": {"event_id": mirrored["event_id"]}},
-    })  # fmt: skip
-    reply = await alice.wait_for(
-        lambda m: m["type"] == "groupchat" and m["reply"]["id"] == stanza_id
-    )
+    await max_.send_event(room, "m.room.message", content.reply(answer, mirrored["event_id"]))
+    reply = await alice.wait_for(muc_reply_to(stanza_id))
     assert reply["reply"]["to"] == f"{MUC}/Alice"
     assert reply["body"].startswith(f"> Alice:\n> {sent['body']}\n")
     assert reply["reply"].strip_fallback_content() == answer
 
     corrected = unique("Vorschlag: Treffen am Freitag")
     alice.correct(MUC, sent, corrected)
-    edit = await max_.wait_for(
-        room, lambda e: e["content"].get("m.new_content", {}).get("body") == corrected
-    )
-    assert edit["content"]["m.relates_to"]["event_id"] == mirrored["event_id"]
+    assert (await edit_relation(max_, room, corrected))["event_id"] == mirrored["event_id"]
 
     alice.react(MUC, stanza_id, [])
     await max_.wait_for(room, lambda e: e.get("type") == "m.room.redaction"
@@ -571,8 +548,7 @@ async def test_one_to_one_chat_opens_a_direct_room_and_answers_flow_back(xw: Xmp
     since = (await max_.client.sync(timeout=0))["next_batch"]
     text = unique("Hallo Max, eine Frage unter vier Augen")
     first = alice.chat(puppet, text)
-    room = await next_invite(max_, since)
-    await max_.join(room)
+    room = await joined_invite(max_, since)
     seen = await max_.wait_for(room, body_is(text))
     assert await name_of(max_, room, seen["sender"]) == "Alice Arnaud [BSI] (XMPP)"
 
@@ -585,10 +561,7 @@ async def test_one_to_one_chat_opens_a_direct_room_and_answers_flow_back(xw: Xmp
     fix = alice.client.make_message(mto=puppet, mbody=corrected, mtype="chat")
     fix["replace"]["id"] = first["id"]
     fix.send()
-    edit = await max_.wait_for(
-        room, lambda e: e["content"].get("m.new_content", {}).get("body") == corrected
-    )
-    assert edit["content"]["m.relates_to"] == {
+    assert await edit_relation(max_, room, corrected) == {
         "rel_type": "m.replace",
         "event_id": seen["event_id"],
     }
@@ -641,8 +614,7 @@ async def test_read_markers_cross_a_one_to_one_chat_both_ways_unless_turned_off(
     joined = set(await max_.client.get_joined_rooms())
     question = unique("Max, hast du das gelesen?")
     asked = bob.chat(puppet, question)
-    room = await next_invite(max_, since, joined)
-    await max_.join(room)
+    room = await joined_invite(max_, since, joined)
     seen = await max_.wait_for(room, body_is(question))
     ghost_of_bob = seen["sender"]
 
@@ -948,6 +920,5 @@ async def test_a_chat_to_a_malformed_address_leaves_one_to_one_chats_working(
     since = (await lena.client.sync(timeout=0))["next_batch"]
     text = unique("Hallo Lena, kurz unter uns")
     alice.chat(f"bund_lena\\3abund.test@{COMPONENT}", text)
-    room = await next_invite(lena, since)
-    await lena.join(room)
+    room = await joined_invite(lena, since)
     await lena.wait_for(room, body_is(text))

@@ -12,19 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bridge.app import Gateway
-from bridge.config.load import load_config
 from bridge.connector import Outgoing
 from bridge.events import Event, Kind, MsgType, Sender
-from bridge.store import Store
-from connectors.matrix.appservice import AppserviceConnector
 from connectors.matrix.translate import MalformedEvent, event_from_matrix, matrix_content
+from tests.offline import ROOM, serve_appservice
 
-ROOM = "!wg:bund.example"
 SENDER = Sender(network="bund", user_id="@max:bund.example", display_name="Max", org="BMI")
 
 ANY_JSON = st.recursive(
@@ -121,73 +116,21 @@ async def _no_media(ref: str) -> bytes:
 
 # -- the transaction handler, served in this process -----------------------------------------------
 
-CONFIG = """\
-database: sqlite:{root}/passerelle.db
-networks:
-  bund:
-    homeserver: http://127.0.0.1:9
-    server_name: bund.example
-    appservice: {{as_token: as-token, hs_token: hs-token}}
-  tchap:
-    flavour: tchap
-    homeserver: http://127.0.0.1:9
-    server_name: tchap.example
-    appservice: {{as_token: as-token-2, hs_token: hs-token-2}}
-links:
-  - id: wg
-    rooms: {{bund: "{room}", tchap: "!wg:tchap.example"}}
-"""
-
 
 class Handler:
-    """The bund network's appservice endpoint on a real store, without a homeserver: rooms are
-    bound by hand and the members the handler would look up are known."""
+    """The bund network's appservice endpoint (`serve_appservice`), driven from synchronous
+    Hypothesis tests through an event loop of its own."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
         self.loop = asyncio.new_event_loop()
-        self.client: TestClient[Any, Any]
-        self.store: Store
-        self.loop.run_until_complete(self._start())
-
-    async def _start(self) -> None:
-        (self.root / "config.yaml").write_text(CONFIG.format(root=self.root, room=ROOM))
-        config = load_config(self.root / "config.yaml", {})
-        self.store = await Store.open(config.database)
-        gateway = Gateway(config, self.store)
-        await gateway._open_states()
-        bund = gateway.connectors["bund"]
-        assert isinstance(bund, AppserviceConnector)
-        await bund.start()
-        assert bund._setup_task is not None
-        bund._setup_task.cancel()
-        bund.rooms_ready.set()
-        bund.catch_up.first_pass.set()
-        gateway.directory.bind("wg", "bund", ROOM)
-        gateway.directory.bind("wg", "tchap", "!wg:tchap.example")
-        bund._members[(ROOM, "@max:bund.example")] = ("Max", None)
-        self.bund = bund
-        self.client = TestClient(TestServer(gateway.web))
-        await self.client.start_server()
+        self.appservice = self.loop.run_until_complete(serve_appservice(root, wary=True))
+        self.store = self.appservice.store
 
     def put(self, txn_id: str, body: bytes) -> int:
-        async def put() -> int:
-            response = await self.client.put(
-                f"/as/bund/_matrix/app/v1/transactions/{txn_id}",
-                data=body,
-                headers={"Authorization": "Bearer hs-token"},
-            )
-            return response.status
-
-        return self.loop.run_until_complete(put())
+        return self.loop.run_until_complete(self.appservice.put(txn_id, body))
 
     def close(self) -> None:
-        async def close() -> None:
-            await self.client.close()
-            await self.bund.stop()
-            await self.store.close()
-
-        self.loop.run_until_complete(close())
+        self.loop.run_until_complete(self.appservice.close())
         self.loop.close()
 
 

@@ -13,9 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import aiohttp
-
-from tests.harness.synapse import log_tail, terminate, track
+from tests.harness.process import ServerProcess, log_tail, track
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
@@ -25,7 +23,7 @@ class BridgeError(RuntimeError):
     """The bridge exited or never became ready."""
 
 
-class BridgeProcess:
+class BridgeProcess(ServerProcess):
     """The bridge process, its log file in ``workdir`` and its readiness endpoint."""
 
     def __init__(
@@ -41,10 +39,6 @@ class BridgeProcess:
     @property
     def ready_url(self) -> str:
         return f"http://{self.host}:{self.port}/_passerelle/ready"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         """Launch ``python -m bridge run`` from the repo root, appending to the log file."""
@@ -71,39 +65,13 @@ class BridgeProcess:
         if self.running:
             return
         self.spawn()
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while True:
-                rc = self.proc.poll()
-                if rc is not None:
-                    self.proc = None
-                    raise BridgeError(
-                        f"bridge exited with {rc} during startup\n{log_tail(self.log_path)}"
-                    )
-                try:
-                    async with session.get(
-                        self.ready_url, timeout=aiohttp.ClientTimeout(total=2)
-                    ) as resp:
-                        if resp.status == 200:
-                            return
-                except (TimeoutError, aiohttp.ClientError):
-                    pass
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise BridgeError(
-                        f"bridge not ready after {timeout:.0f}s\n{log_tail(self.log_path)}"
-                    )
-                await asyncio.sleep(0.1)
+        await self.wait_answering(self.ready_url, timeout)
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Graceful stop: SIGTERM, wait ``timeout`` s, then SIGKILL. Returns the exit code."""
-        proc, self.proc = self.proc, None
-        return None if proc is None else terminate(proc, timeout)
+    def failed(self, what: str) -> BridgeError:
+        return BridgeError(f"bridge {what}\n{log_tail(self.log_path)}")
 
-    async def astop(self, timeout: float = 10.0) -> int | None:  # noqa: ASYNC109
-        """``stop()`` without blocking the event loop (the bridge may call back into the test)."""
-        return await asyncio.to_thread(self.stop, timeout)
+    def abandon(self) -> None:
+        self.kill()
 
     def kill(self) -> None:
         """SIGKILL with no chance to clean up, for crash-recovery tests."""
@@ -137,10 +105,6 @@ class BridgeProcess:
     def resume(self) -> None:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGCONT)
-
-    async def restart(self) -> None:
-        await self.astop()
-        await self.start()
 
     def log_text(self) -> str:
         """Everything the bridge wrote to stdout/stderr across all runs."""

@@ -36,6 +36,16 @@ async def postgres_url() -> str:
     require_server("postgresql", f"cannot connect to {PG_HOST}/{PG_DATABASE} ({'; '.join(errors)})")
 
 
+async def _execute(url: str, statement: str) -> None:
+    """One statement on a connection of its own (``CREATE DATABASE`` runs outside a
+    transaction)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 @asynccontextmanager
 async def store_opener(kind: str, tmp_path: Path) -> AsyncIterator[Opener]:
     """A function opening a `Store` on a database of its own (``sqlite`` or ``postgres``);
@@ -50,11 +60,7 @@ async def store_opener(kind: str, tmp_path: Path) -> AsyncIterator[Opener]:
     else:
         url = await postgres_url()
         schema = f"t_{uuid.uuid4().hex}"
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(f'CREATE SCHEMA "{schema}"')
-        finally:
-            await conn.close()
+        await _execute(url, f'CREATE SCHEMA "{schema}"')
         db_args = {"server_settings": {"search_path": schema}}
 
     async def opener() -> Store:
@@ -68,11 +74,7 @@ async def store_opener(kind: str, tmp_path: Path) -> AsyncIterator[Opener]:
         for store in opened:
             await store.close()  # closing twice is harmless
         if schema is not None:
-            conn = await asyncpg.connect(url)
-            try:
-                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            finally:
-                await conn.close()
+            await _execute(url, f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @asynccontextmanager
@@ -82,19 +84,11 @@ async def fresh_database(prefix: str = "passerelle") -> AsyncIterator[str]:
     still connected."""
     admin = await postgres_url()
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    await _execute(admin, f'CREATE DATABASE "{name}"')
     try:
         yield admin.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await _execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def terminate_connections(url: str) -> int:

@@ -12,10 +12,10 @@ import asyncio
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
-from tests.harness.synapse import free_port, log_tail, terminate, track
+from tests.harness.process import ServerProcess, log_tail, track
+from tests.harness.synapse import free_port
 
 START_TIMEOUT = 30.0
 
@@ -37,7 +37,7 @@ def _lua(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Prosody:
+class Prosody(ServerProcess):
     """One Prosody process with its config and data in ``workdir``."""
 
     def __init__(
@@ -148,10 +148,6 @@ class Prosody:
 
     # -- process lifecycle -------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def _ports_open(self) -> bool:
         ports = [self.c2s_port, self.http_port]
         if self.components:  # the component listener only exists with a component to serve
@@ -185,29 +181,10 @@ class Prosody:
         if self.running:
             return
         self.proc = self._spawn()
-        deadline = time.monotonic() + timeout
-        while not await asyncio.to_thread(self._ports_open):
-            rc = self.proc.poll()
-            if rc is not None:
-                self.proc = None
-                raise ProsodyError(f"Prosody exited with {rc} during startup\n{self.log_text()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ProsodyError(f"Prosody not ready after {timeout:.0f}s\n{self.log_text()}")
-            await asyncio.sleep(0.1)
+        await self.wait_ready(lambda: asyncio.to_thread(self._ports_open), timeout)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            terminate(proc, timeout)
-
-    async def astop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        await asyncio.to_thread(self.stop, timeout)
-
-    async def restart(self) -> None:
-        """Stop and start again with the same config, data and ports."""
-        await self.astop()
-        await self.start()
+    def failed(self, what: str) -> ProsodyError:
+        return ProsodyError(f"Prosody {what}\n{self.log_text()}")
 
     def log_text(self, lines: int = 80) -> str:
         return log_tail(self.workdir / "stdout.log", lines) + "\n" + log_tail(self.log_path, lines)

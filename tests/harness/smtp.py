@@ -4,7 +4,6 @@ play a relay that is down for a while."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import threading
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from tests.harness.polling import polled
 from tests.harness.synapse import free_port
 
 
@@ -128,14 +128,9 @@ class RelayServer:
         timeout: float = 30,  # noqa: ASYNC109
     ) -> RelayedMail:
         """The first received mail matching ``predicate`` (also one that came before the call)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for mail in self.mails:
-                if predicate(mail):
-                    return mail
-            if time.monotonic() > deadline:
-                subjects = [str(m.message["Subject"]) for m in self.mails[-10:]]
-                raise TimeoutError(
-                    f"no matching mail at the relay after {timeout}s; latest subjects: {subjects}"
-                )
-            await asyncio.sleep(0.1)
+
+        def missing() -> str:
+            subjects = [str(m.message["Subject"]) for m in self.mails[-10:]]
+            return f"no matching mail at the relay after {timeout}s; latest subjects: {subjects}"
+
+        return await polled(lambda: next(filter(predicate, self.mails), None), timeout, missing)

@@ -6,13 +6,10 @@ SQLite in the workdir, no federation, no rate limits, shared-secret registration
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import hashlib
 import hmac
 import json
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tests.harness.process import ServerProcess, log_tail, track
 
 START_TIMEOUT = 60.0
 
@@ -32,38 +31,6 @@ class HomeserverError(RuntimeError):
     """Synapse failed to start or answered an admin call with an error."""
 
 
-# Every child process the harness started, so an aborted test run (Ctrl-C, pytest.exit) does not
-# leave Synapse or the bridge running and holding ports.
-_children: set[subprocess.Popen[bytes]] = set()
-
-
-@atexit.register
-def _kill_children() -> None:
-    for proc in list(_children):
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-
-
-def track(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
-    """Remember ``proc`` for the exit-time cleanup; returns it for chaining."""
-    _children.add(proc)
-    return proc
-
-
-def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM, wait up to ``timeout`` s, then SIGKILL; the exit code. Synchronous so that it
-    also works from atexit handlers."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
-
-
 def free_port() -> int:
     """Return a TCP port that was free on 127.0.0.1 a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -71,17 +38,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def log_tail(path: Path, lines: int = 60) -> str:
-    """Last lines of a log file, for error messages (empty if there is none yet)."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class Homeserver:
+class Homeserver(ServerProcess):
     """One Synapse process with its own config, SQLite database and media store in ``workdir``."""
+
+    STOP_TIMEOUT = 15.0
 
     def __init__(
         self,
@@ -249,10 +209,6 @@ class Homeserver:
 
     # -- process lifecycle ---------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def _spawn(self) -> subprocess.Popen[bytes]:
         """Launch Synapse with this interpreter, so it uses the same venv as the tests."""
         with self.stdout_path.open("ab") as out:
@@ -274,50 +230,15 @@ class Homeserver:
             self._write_config()
         t0 = time.monotonic()
         self.proc = self._spawn()
-        deadline = t0 + timeout
-        async with aiohttp.ClientSession() as session:
-            while True:
-                rc = self.proc.poll()
-                if rc is not None:
-                    self.proc = None
-                    raise HomeserverError(
-                        f"Synapse {self.server_name} exited with {rc} during startup\n"
-                        f"--- stdout ---\n{log_tail(self.stdout_path)}\n"
-                        f"--- log ---\n{log_tail(self.log_path)}"
-                    )
-                try:
-                    async with session.get(
-                        f"{self.url}/_matrix/client/versions",
-                        timeout=aiohttp.ClientTimeout(total=2),
-                    ) as resp:
-                        if resp.status == 200:
-                            break
-                except (TimeoutError, aiohttp.ClientError):
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise HomeserverError(
-                        f"Synapse {self.server_name} not ready after {timeout:.0f}s\n"
-                        f"--- stdout ---\n{log_tail(self.stdout_path)}\n"
-                        f"--- log ---\n{log_tail(self.log_path)}"
-                    )
-                await asyncio.sleep(0.1)
+        await self.wait_answering(f"{self.url}/_matrix/client/versions", timeout)
         self.start_seconds = time.monotonic() - t0
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM, wait, then SIGKILL. Synchronous so it also works from atexit/finalizers."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            terminate(proc, timeout)
-
-    async def astop(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109
-        """``stop()`` without blocking the event loop."""
-        await asyncio.to_thread(self.stop, timeout)
-
-    async def restart(self) -> None:
-        """Stop and start again with the same config, database and port."""
-        await self.astop()
-        await self.start()
+    def failed(self, what: str) -> HomeserverError:
+        return HomeserverError(
+            f"Synapse {self.server_name} {what}\n"
+            f"--- stdout ---\n{log_tail(self.stdout_path)}\n"
+            f"--- log ---\n{log_tail(self.log_path)}"
+        )
 
     def log_text(self) -> str:
         """Synapse's log file (WARNING and above) plus its stdout, for debugging failures."""
