@@ -1,4 +1,5 @@
-"""Handing mail to the configured SMTP relay (aiosmtplib), DKIM-signed (dkimpy) on the way.
+"""Handing mail to the configured SMTP relay (aiosmtplib), DKIM-signed on the way
+(`connectors.email.signing`).
 
 A relay that cannot be reached or answers 4xx is unavailable (`Unavailable`: the mail waits,
 in order, and no attempt is counted); a 5xx answer means the relay will never take this mail,
@@ -15,11 +16,11 @@ import re
 from email.message import EmailMessage
 
 import aiosmtplib
-import dkim
 
 from bridge.connector import DeliveryError, Refusal, Unavailable
 from connectors.email.config import DkimKey, RelaySecurity, SmtpRelay
 from connectors.email.folding import POLICY
+from connectors.email.signing import sign
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,9 @@ def wire_bytes(msg: EmailMessage, domain: str, key: DkimKey | None) -> bytes:
     data = msg.as_bytes(policy=POLICY)
     if key is None:
         return data
-    signature = dkim.sign(
-        data,
-        key.selector.encode(),
-        domain.encode(),
-        key.private_key,
-        include_headers=[h for h in SIGNED_HEADERS if msg.get(h.decode()) is not None],
-    )
-    return bytes(signature) + data
+    present = {name.lower().encode() for name in msg.keys()}
+    signed = [h for h in SIGNED_HEADERS if h in present]
+    return sign(data, key.selector.encode(), domain.encode(), key.private_key, signed) + data
 
 
 class Relay:
