@@ -4,42 +4,34 @@ one dkimpy writes on its own, byte for byte, and verifies with the public key.""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import dkim
 import pytest
 
-from bridge.connector import Outgoing
-from bridge.events import Attachment, AttachmentKind, Event, Kind, Sender
+from bridge.events import Attachment, AttachmentKind
 from connectors.email.config import DkimKey
 from connectors.email.folding import POLICY
 from connectors.email.outbound import SIGNED_HEADERS, wire_bytes
 from connectors.email.render import render_mail
 from connectors.email.signing import private_key, sign
 from tests.harness.dns import DkimKeyPair, dkim_keypair
+from tests.test_email_render import ADDRESS, DATE, PDF, message, outgoing
 
 DOMAIN = "lists.passerelle.test"
-ADDRESS = f"cyber-wg@{DOMAIN}"
-ERIKA = Sender(
-    network="bund",
-    user_id="@erika:bund.test",
-    display_name="Erika Müller-Lüdenscheidt",
-    person_id="erika",
-    org="BMI",
-    suffix="",
-)
-ATTACHMENT = Attachment(
-    kind=AttachmentKind.FILE, name="a.pdf", mimetype="application/pdf", size=4, ref="mxc://b/x"
+PDF_FILE = Attachment(
+    kind=AttachmentKind.FILE, name="a.pdf", mimetype="application/pdf", size=len(PDF), ref="mxc://b"
 )
 MAILS = {
-    "plain": (dict(text="Guten Tag aus Berlin"), None, None),
+    "plain": (outgoing(message()), None),
     "html, accents, a reply": (
-        dict(text="Grüße – Übermäßig", html="<p>Grüße – <b>Übermäßig</b></p>"),
-        "<parent.1@lists.passerelle.test>",
+        outgoing(
+            message(text="Grüße – Übermäßig", html="<p>Grüße – <b>Übermäßig</b></p>"),
+            reply_to="cyber-wg/<parent.1@lists.passerelle.test>",
+        ),
         None,
     ),
-    "attachment": (dict(text="", attachment=ATTACHMENT), None, b"%PDF"),
+    "attachment": (outgoing(message(text="", attachment=PDF_FILE)), PDF),
 }
 
 
@@ -48,32 +40,12 @@ def keys() -> DkimKeyPair:
     return dkim_keypair()
 
 
-async def _no_media(ref: str) -> bytes:
-    raise AssertionError("no media expected")
-
-
 def mail(name: str) -> tuple[bytes, list[bytes], EmailMessage]:
     """A mail as the bridge renders it: unsigned on the wire, the headers of `SIGNED_HEADERS`
     it has (as `wire_bytes` chose them with dkimpy), the message."""
-    fields, reply_to, media = MAILS[name]
-    event = Event(
-        kind=Kind.MESSAGE,
-        link_id="cyber-wg",
-        network="bund",
-        room_id="!r:bund.test",
-        remote_id="$e1",
-        sender=ERIKA,
-        **fields,  # type: ignore[arg-type]
-    )
-    out = Outgoing(event, ADDRESS, reply_to, None, False, _no_media)
-    msg = render_mail(
-        out,
-        link_id="cyber-wg",
-        address=ADDRESS,
-        message_id="<s.1@lists.passerelle.test>",
-        date=datetime(2024, 3, 12, 9, 15, tzinfo=UTC),
-        media=media,
-    )
+    out, media = MAILS[name]
+    msg = render_mail(out, link_id="cyber-wg", address=ADDRESS,
+                      message_id="<s.1@lists.passerelle.test>", date=DATE, media=media)  # fmt: skip
     signed = [h for h in SIGNED_HEADERS if msg.get(h.decode()) is not None]
     return msg.as_bytes(policy=POLICY), signed, msg
 
