@@ -1,4 +1,5 @@
-"""Handing mail to the configured SMTP relay (aiosmtplib), DKIM-signed (dkimpy) on the way.
+"""Handing mail to the configured SMTP relay (aiosmtplib), DKIM-signed on the way
+(`connectors.email.signing`).
 
 A relay that cannot be reached or answers 4xx is unavailable (`Unavailable`: the mail waits,
 in order, and no attempt is counted); a 5xx answer means the relay will never take this mail,
@@ -13,13 +14,14 @@ from __future__ import annotations
 import logging
 import re
 from email.message import EmailMessage
+from typing import Any
 
 import aiosmtplib
-import dkim
 
 from bridge.connector import DeliveryError, Refusal, Unavailable
 from connectors.email.config import DkimKey, RelaySecurity, SmtpRelay
-from connectors.email.folding import POLICY
+from connectors.email.folding import POLICY, MailPolicy
+from connectors.email.signing import sign
 
 log = logging.getLogger(__name__)
 
@@ -46,43 +48,48 @@ _FOLD = re.compile(rb"\r\n[ \t]")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def check_headers(msg: EmailMessage) -> None:
-    """Raise a permanent `DeliveryError` when a header of any part of ``msg``, as the generator
-    folds it, would hold a line break, NUL or other control character outside folding.
+class _CheckedPolicy(MailPolicy):
+    """`POLICY` that refuses a header as it writes it (`check_headers`): one folding of each
+    header instead of a second one just to check it (every header was folded twice per mail)."""
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        folded = super().fold_binary(name, value)
+        check_headers(name, folded)
+        return folded
+
+
+_CHECKED = _CheckedPolicy(linesep=POLICY.linesep)
+
+
+def check_headers(name: str, folded: bytes) -> None:
+    """Raise a permanent `DeliveryError` when a header of any part of the mail, as the
+    generator folds it, would hold a line break, NUL or other control character outside
+    folding.
 
     `render` cleans every value it writes (`connectors.email.headers`); this is the last word
     before the mail is signed, whatever the email package of this Python does with a value.
     """
-    for part in msg.walk():
-        for name, value in part.raw_items():  # what the generator folds, as it folds it
-            folded = POLICY.fold_binary(name, value)
-            if _CONTROL.search(_FOLD.sub(b" ", folded.removesuffix(b"\r\n"))):
-                raise DeliveryError(
-                    f"not sent: its {name} header would hold a line break or control character",
-                    permanent=True,
-                )
+    if _CONTROL.search(_FOLD.sub(b" ", folded.removesuffix(b"\r\n"))):
+        raise DeliveryError(
+            f"not sent: its {name} header would hold a line break or control character",
+            permanent=True,
+        )
 
 
 def wire_bytes(msg: EmailMessage, domain: str, key: DkimKey | None) -> bytes:
     """The mail as sent: CRLF lines, people's words in its headers written by
     `connectors.email.folding`, with a ``DKIM-Signature`` of ``domain`` when a key is set;
-    `check_headers` first.
+    every header checked by `check_headers` as it is written.
 
     Text parts are quoted-printable and attachments base64 (see `render`), so no relay needs
     to re-encode the body and break the signature.
     """
-    check_headers(msg)
-    data = msg.as_bytes(policy=POLICY)
+    data = msg.as_bytes(policy=_CHECKED)
     if key is None:
         return data
-    signature = dkim.sign(
-        data,
-        key.selector.encode(),
-        domain.encode(),
-        key.private_key,
-        include_headers=[h for h in SIGNED_HEADERS if msg.get(h.decode()) is not None],
-    )
-    return bytes(signature) + data
+    present = {name.lower().encode() for name in msg.keys()}
+    signed = [h for h in SIGNED_HEADERS if h in present]
+    return sign(data, key.selector.encode(), domain.encode(), key.private_key, signed) + data
 
 
 class Relay:
