@@ -248,6 +248,22 @@ def foreign(formats: AccountFormat, network: Network, account: str) -> bool:
     return bool(home) and formats.domain(account) not in home
 
 
+def account_reader(formats: AccountFormat, network: Network) -> Callable[[str], str | None]:
+    """The account a string stands for on ``network``, or None when it is not well-formed or
+    is `foreign`: one per network for the people fast path, with the network's home domains
+    and the format's functions looked up once instead of once per account."""
+    match, normalize, domain = formats.pattern.fullmatch, formats.normalize, formats.domain
+    home = frozenset(formats.home_domains(network)) if formats.home_domains else frozenset()
+
+    def read(value: str) -> str | None:
+        if not match(value):
+            return None
+        account = normalize(value)
+        return None if home and domain(account) not in home else account
+
+    return read
+
+
 @dataclass(frozen=True)
 class Section:
     """What the entries of the ``people`` or the ``links`` section are read against, and
@@ -260,6 +276,8 @@ class Section:
     """The people a link may list."""
     taken: dict[str, dict[str, str]] = field(default_factory=dict)
     """Network → account or room → the id of the entry that took it."""
+    readers: dict[str, Callable[[str], str | None]] = field(default_factory=dict)
+    """Network → its `account_reader`, made on the first account seen on it."""
 
 
 class _Schema:
@@ -544,14 +562,18 @@ class _Schema:
             or not accounts
         ):
             return None
+        readers = section.readers
         result: dict[str, str] = {}
         for network_name, value in accounts.items():
-            network = networks.get(network_name) if type(network_name) is str else None
-            if network is None or type(value) is not str:
-                return None
-            formats = registry.kinds()[network.kind].account_format
-            account = formats.parse(value)
-            if account is None or foreign(formats, network, account):
+            read = readers.get(network_name) if type(network_name) is str else None
+            if read is None:
+                network = networks.get(network_name) if type(network_name) is str else None
+                if network is None:
+                    return None
+                formats = registry.kinds()[network.kind].account_format
+                read = readers[network_name] = account_reader(formats, network)
+            account = read(value) if type(value) is str else None
+            if account is None:
                 return None
             if owners.setdefault(network_name, {}).setdefault(account, person_id) != person_id:
                 return None
