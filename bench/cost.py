@@ -39,13 +39,18 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set size (``VmHWM``) in MiB."""
+def status_mb(pid: int, key: str) -> float:
+    """A memory figure of the process's ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``…) in MiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for process {pid}")
+    raise RuntimeError(f"no {key} for process {pid}")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (``VmHWM``) in MiB."""
+    return status_mb(pid, "VmHWM")
 
 
 @dataclass(frozen=True)

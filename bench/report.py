@@ -238,20 +238,15 @@ def scale_rows(s: dict[str, Any]) -> list[Row]:
     def check(ok: bool) -> str:
         return judge(ok) if full else ""
 
+    def at_most(label: str, value: float, limit: float, unit: str, digits: int) -> Row:
+        """A row whose target is ``value`` ≤ ``limit`` (in ``unit``)."""
+        return Row(label, f"{value:.{digits}f} {unit}", target=f"≤ {limit:g} {unit}",
+                   verdict=check(value <= limit))  # fmt: skip
+
     size = f"{s['links']:,} links, {s['people']:,} people, {s['config_mb']:.0f} MB YAML"
     rows = [
-        Row(
-            f"load + validate ({size})",
-            f"{s['load_s']:.2f} s",
-            target=f"≤ {LOAD_S:g} s",
-            verdict=check(s["load_s"] <= LOAD_S),
-        ),  # fmt: skip
-        Row(
-            "peak RSS of load + validate",
-            f"{s['peak_rss_mb']:.0f} MB",
-            target=f"≤ {RSS_MB:g} MB",
-            verdict=check(s["peak_rss_mb"] <= RSS_MB),
-        ),  # fmt: skip
+        at_most(f"load + validate ({size})", s["load_s"], LOAD_S, "s", 2),
+        at_most("peak RSS of load + validate", s["peak_rss_mb"], RSS_MB, "MB", 0),
     ]
     rooms = s.get("rooms", 2 * s["links"])
     for flavour, what in (
@@ -259,14 +254,7 @@ def scale_rows(s: dict[str, Any]) -> list[Row]:
         ("matrix", "both plain Matrix"),
     ):
         ready = s[f"ready_{flavour}"]
-        rows.append(
-            Row(
-                f"run → ready, SQLite ({what})",
-                f"{ready['ready_s']:.2f} s",
-                target=f"≤ {READY_S:g} s",
-                verdict=check(ready["ready_s"] <= READY_S),
-            )  # fmt: skip
-        )
+        rows.append(at_most(f"run → ready, SQLite ({what})", ready["ready_s"], READY_S, "s", 2))
         if "requests" in ready:
             requests = ready["requests"]
             rows.append(
@@ -277,14 +265,8 @@ def scale_rows(s: dict[str, Any]) -> list[Row]:
                     verdict=check(requests < rooms * PER_ROOM_AT_START),
                 )  # fmt: skip
             )
-        rows.append(
-            Row(
-                f"bridge peak RSS at ready ({flavour})",
-                f"{ready['bridge_peak_rss_mb']:.0f} MB",
-                target=f"≤ {RSS_MB:g} MB",
-                verdict=check(ready["bridge_peak_rss_mb"] <= RSS_MB),
-            )  # fmt: skip
-        )
+        rows.append(at_most(f"bridge peak RSS at ready ({flavour})",
+                            ready["bridge_peak_rss_mb"], RSS_MB, "MB", 0))  # fmt: skip
     for name, ns in s["lookup_ns"].items():
         rows.append(Row(f"lookup per event: {name}", f"{ns / 1000:.2f} µs"))
     return rows

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.cost import cpu_seconds, scrape
+from bench.cost import cpu_seconds, scrape, status_mb
 from bench.latency import Route, run_stream
 
 SAMPLES_PER_SIXTH = 5
@@ -33,11 +33,7 @@ class Sample:
 
 def rss_mb(pid: int) -> float:
     """The process's resident memory now (not its peak)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    return status_mb(pid, "VmRSS")
 
 
 async def _sample(session: aiohttp.ClientSession, url: str, pid: int, t0: float) -> Sample:

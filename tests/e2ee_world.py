@@ -32,9 +32,8 @@ from mautrix.types import (
     RoomID,
     UserID,
 )
-from ruamel.yaml import YAML
 
-from tests.harness import BridgeProcess, Homeserver, User, free_port
+from tests.harness import Homeserver, User
 from tests.harness import world as build
 
 Event = dict[str, Any]
@@ -57,35 +56,8 @@ ENCRYPTED = {"type": "m.room.encryption", "state_key": "",
 
 BUND_OPTIONS = "encryption: allow\nroom_key_wait: {wait}\n"
 TCHAP_OPTIONS = "restricted_rooms_allow: [bund.test]\nencryption: require\nroom_key_wait: {wait}\n"
-RELAY = """\
-encryption: require
-mode: relay
-relay:
-  user_id: "@relaybot:tchap.test"
-  password: {file: relay-password}
-"""
-
-PEOPLE_AND_LINKS = """\
-people:
-  - id: max
-    name: Max Mustermann
-    org: BMI
-    accounts:
-      bund: "@max:bund.test"
-links:
-  - id: secret
-    rooms:
-      bund: "#secret:bund.test"
-      tchap: "#secret:tchap.test"
-  - id: plain
-    rooms:
-      bund: "#plain:bund.test"
-      tchap: "#plain:tchap.test"
-  - id: relay
-    rooms:
-      bund: "#relay:bund.test"
-      tchap-relay: "#relay:tchap.test"
-"""
+PEOPLE_AND_LINKS = ("people:\n" + build.MAX + "links:\n" + build.matrix_link("secret")
+                    + build.matrix_link("plain") + build.RELAY_LINK)  # fmt: skip
 
 
 class _ClientState(MemoryStateStore, StateStore):
@@ -200,27 +172,9 @@ class CryptoUser(User):
             ) from None
 
 
-@dataclass
-class E2EEWorld:
-    root: Path
-    config_path: Path
-    bund: Homeserver
-    tchap: Homeserver
-    bridge: BridgeProcess
-    users: dict[str, CryptoUser] = field(default_factory=dict)
-    rooms: dict[str, str] = field(default_factory=dict)
-    """``"<network>:<link>"`` → room ID."""
-
-    @property
-    def config(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = YAML(typ="safe").load(self.config_path.read_text())
-        return loaded
-
-    async def stop(self) -> None:
-        await self.bridge.astop()
-        for user in self.users.values():
-            await user.close()
-        await asyncio.gather(self.bund.astop(), self.tchap.astop())
+@dataclass(kw_only=True)
+class E2EEWorld(build.BaseWorld):
+    users: dict[str, CryptoUser] = field(default_factory=dict)  # type: ignore[assignment]
 
 
 async def _crypto_user(hs: Homeserver, localpart: str, name: str) -> CryptoUser:
@@ -239,7 +193,7 @@ def write_config(root: Path, bund_port: int, tchap_port: int, bridge_port: int) 
         + "networks:\n"
         + build.bund(bund_port, BUND_OPTIONS.format(wait=ROOM_KEY_WAIT["bund"]))
         + build.tchap(tchap_port, TCHAP_OPTIONS.format(wait=ROOM_KEY_WAIT["tchap"]))
-        + build.tchap(tchap_port, RELAY, name="tchap-relay")
+        + build.tchap_relay(tchap_port, "encryption: require\n")
         + PEOPLE_AND_LINKS
     )
     return path
@@ -247,14 +201,12 @@ def write_config(root: Path, bund_port: int, tchap_port: int, bridge_port: int) 
 
 async def start_e2ee_world(root: Path) -> E2EEWorld:
     """Everything up and the bridge ready; rooms exist before the bridge starts."""
-    bund_port, tchap_port, bridge_port = free_port(), free_port(), free_port()
-    config_path = write_config(root, bund_port, tchap_port, bridge_port)
-    build.generate_registration(config_path)
-    bund, tchap = build.homeservers(root, bund_port, tchap_port, HOMESERVER_OPTIONS)
-    bridge = BridgeProcess(config_path, root, port=bridge_port)
-    world = E2EEWorld(root, config_path, bund, tchap, bridge)
-    await asyncio.gather(bund.start(), tchap.start())
-    await tchap.register("relaybot", displayname="Passerelle", password=RELAY_PASSWORD)
+    ports = build.Ports()
+    config_path = write_config(root, ports.bund, ports.tchap, ports.bridge)
+    world = E2EEWorld.registered(root, config_path, ports, homeserver_config=HOMESERVER_OPTIONS)
+    bund, tchap = world.bund, world.tchap
+    await world.start_servers()
+    await build.register_relay_bot(tchap, RELAY_PASSWORD)
 
     u, r = world.users, world.rooms
     u["max"] = await _crypto_user(bund, "max", "Max Mustermann")
@@ -270,5 +222,5 @@ async def start_e2ee_world(root: Path) -> E2EEWorld:
         r[f"tchap:{link}"] = await u["jean"].create_room(
             alias=link, name=link, public=True, initial_state=[build.UNRESTRICTED, *state]
         )
-    await bridge.start()
+    await world.bridge.start()
     return world

@@ -15,10 +15,9 @@ on Tchap. Used by ``tests/test_e2e_email.py`` and by ``make sandbox``.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import aiosmtplib
 import dkim
 
-from tests.harness import BridgeProcess, Homeserver, User, free_port
+from tests.harness import free_port
 from tests.harness import world as build
 from tests.harness.dns import DkimKeyPair, DnsServer, dkim_keypair
 from tests.harness.smtp import RelayServer, self_signed_certificate
@@ -46,27 +45,18 @@ NETWORKS = {
 TLS_NETWORK = "mail-lax"
 """The email network whose SMTP server offers STARTTLS (the others speak plain SMTP)."""
 
-PEOPLE_AND_LINKS = """\
-people:
-  - id: max
-    name: Max Mustermann
-    org: BMI
-    accounts: {{bund: "@max:bund.test", mail: {max}}}
-  - id: claire
-    name: Claire Martin
-    org: ANSSI
-    accounts: {{mail: {claire}, mail-lax: {claire}, mail-held: {claire}}}
-links:
-  - id: wg
-    people: [max, claire]
-    rooms: {{bund: "#wg:bund.test", tchap: "#wg:tchap.test", mail: wg@lists.passerelle.test}}
-  - id: lax
-    people: [claire]
-    rooms: {{bund: "#lax:bund.test", mail-lax: lax@lax.passerelle.test}}
-  - id: held
-    people: [claire]
-    rooms: {{bund: "#held:bund.test", mail-held: held@held.passerelle.test}}
-"""
+PEOPLE_AND_LINKS = (
+    "people:\n"
+    + build.person("max", "Max Mustermann", "BMI", {"bund": "@max:bund.test", "mail": MAX})
+    + build.person("claire", "Claire Martin", "ANSSI", dict.fromkeys(NETWORKS, CLAIRE))
+    + "links:\n"
+    + build.link("wg", {"bund": "#wg:bund.test", "tchap": "#wg:tchap.test",
+                        "mail": "wg@lists.passerelle.test"}, people=("max", "claire"))
+    + build.link("lax", {"bund": "#lax:bund.test", "mail-lax": "lax@lax.passerelle.test"},
+                 people=("claire",))
+    + build.link("held", {"bund": "#held:bund.test", "mail-held": "held@held.passerelle.test"},
+                 people=("claire",))
+)  # fmt: skip
 
 MAIL_OPTIONS = """\
 auth_policy: {policy}
@@ -77,32 +67,29 @@ INBOUND_OPTIONS = f"max_message_bytes: {MAX_MESSAGE_BYTES}\nparse_timeout: {PARS
 TLS = "tls_cert: tls/cert.pem\ntls_key: tls/key.pem\n"
 
 
-@dataclass
-class EmailWorld:
-    root: Path
-    config_path: Path
-    bund: Homeserver
-    tchap: Homeserver
-    bridge: BridgeProcess
+@dataclass(kw_only=True)
+class EmailWorld(build.BaseWorld):
     relay: RelayServer
     dns: DnsServer
     claire_key: DkimKeyPair
     inbound: dict[str, int]
     """Email network → the bridge's SMTP port for it."""
-    users: dict[str, User] = field(default_factory=dict)
-    rooms: dict[str, str] = field(default_factory=dict)
 
     def address(self, network: str) -> str:
         domain, _policy, link = NETWORKS[network]
         return f"{link}@{domain}"
 
-    async def stop(self) -> None:
-        await self.bridge.astop()
-        for user in self.users.values():
-            await user.close()
-        await asyncio.gather(self.bund.astop(), self.tchap.astop())
-        self.relay.stop()
-        self.dns.stop()
+    def in_process(self) -> list[build.LocalServer]:
+        return [self.relay, self.dns]
+
+
+def publish_claire(dns: DnsServer) -> DkimKeyPair:
+    """Claire's domain in DNS: her mail server's DKIM key (the key pair it signs with) and an
+    SPF record that authorises no one, so only her signature vouches for her."""
+    claire_key = dkim_keypair()
+    dns.publish("mail._domainkey.anssi.test", claire_key.record)
+    dns.publish("anssi.test", "v=spf1 -all")
+    return claire_key
 
 
 def compose(
@@ -191,19 +178,17 @@ def write_config(
              max_attempts=10, max_backoff=1.0)
         + "networks:\n"
         + networks
-        + PEOPLE_AND_LINKS.format(max=MAX, claire=CLAIRE)
+        + PEOPLE_AND_LINKS
     )  # fmt: skip
     return path
 
 
 async def start_email_world(root: Path, password: str | None = None) -> EmailWorld:
     """Everything up and the bridge ready, rooms created before the bridge starts."""
-    bund_port, tchap_port, bridge_port = free_port(), free_port(), free_port()
+    ports = build.Ports()
     inbound = {name: free_port() for name in NETWORKS}
     relay, dns = RelayServer(), DnsServer()
-    claire_key = dkim_keypair()
-    dns.publish("mail._domainkey.anssi.test", claire_key.record)
-    dns.publish("anssi.test", "v=spf1 -all")
+    claire_key = publish_claire(dns)
     dns.publish("bmi.test", "v=spf1 ip4:127.0.0.1 -all")
     # What an admin publishes for each mail domain: the public half of its signing key.
     keys = {name: dkim_keypair() for name in NETWORKS}
@@ -211,9 +196,9 @@ async def start_email_world(root: Path, password: str | None = None) -> EmailWor
         dns.publish(f"pass1._domainkey.{domain}", keys[name].record)
     config_path = write_config(
         root,
-        bridge_port=bridge_port,
-        bund_port=bund_port,
-        tchap_port=tchap_port,
+        bridge_port=ports.bridge,
+        bund_port=ports.bund,
+        tchap_port=ports.tchap,
         relay_port=relay.port,
         dns=dns.address,
         inbound=inbound,
@@ -221,23 +206,15 @@ async def start_email_world(root: Path, password: str | None = None) -> EmailWor
     )
     dns.start()
     relay.start()
-    build.generate_registration(config_path)
-    bund, tchap = build.homeservers(root, bund_port, tchap_port)
-    bridge = BridgeProcess(config_path, root, port=bridge_port)
-    world = EmailWorld(root, config_path, bund, tchap, bridge, relay, dns, claire_key, inbound)
-    await asyncio.gather(bund.start(), tchap.start())
+    world = EmailWorld.registered(root, config_path, ports, relay=relay, dns=dns,
+                                  claire_key=claire_key, inbound=inbound)  # fmt: skip
+    await world.start_servers()
+    await world.register("max", "jean", password=password)
     u = world.users
-    u["max"] = await User.register(bund, "max", displayname="Max Mustermann", password=password)
-    u["jean"] = await User.register(
-        tchap,
-        "jean.dupont-interieur.gouv.fr",
-        displayname="Jean Dupont [Intérieur]",
-        password=password,
-    )
     for link in ("wg", "lax", "held"):
         world.rooms[f"bund:{link}"] = await u["max"].create_room(alias=link, name=link, public=True)
     world.rooms["tchap:wg"] = await u["jean"].create_room(
         alias="wg", name="wg", public=True, initial_state=[build.UNRESTRICTED]
     )
-    await bridge.start()
+    await world.bridge.start()
     return world

@@ -10,10 +10,9 @@ German server's people (``restricted_rooms_allow``) and no one else.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,6 @@ from tests.harness.expect import bodies, body_is, unique
 
 pytestmark = pytest.mark.e2e
 
-LINK = """\
-links:
-  - id: wg
-    rooms: {{bund: "#wg:{bund_name}", tchap: "#wg:tchap.test"}}
-"""
-
 
 def config(root: Path, bridge_port: int, bund_port: int, tchap_port: int, bund_name: str) -> str:
     """Bund lets nobody of another server out (``allowed_domains: []``); Tchap's restricted
@@ -45,24 +38,17 @@ def config(root: Path, bridge_port: int, bund_port: int, tchap_port: int, bund_n
         + build.matrix_network("bund", bund_port, server_name=f'"{bund_name}"',
                          options="org_label: BMI\nallowed_domains: []\n")
         + build.tchap(tchap_port, f'restricted_rooms_allow: ["{bund_name}"]\n')
-        + LINK.format(bund_name=bund_name)
+        + "links:\n"
+        + build.matrix_link("wg", bund=bund_name)
     )  # fmt: skip
 
 
-@dataclass
-class FederationWorld:
-    bund: Homeserver
+@dataclass(kw_only=True)
+class FederationWorld(build.BaseWorld):
     evil: Homeserver
-    tchap: Homeserver
-    bridge: BridgeProcess
-    users: dict[str, User] = field(default_factory=dict)
-    rooms: dict[str, str] = field(default_factory=dict)
 
-    async def stop(self) -> None:
-        await self.bridge.astop()
-        for user in self.users.values():
-            await user.close()
-        await asyncio.gather(self.bund.astop(), self.evil.astop(), self.tchap.astop())
+    def servers(self) -> list[build.Server]:
+        return [self.bund, self.evil, self.tchap]
 
 
 async def start_federation_world(root: Path) -> FederationWorld:
@@ -74,13 +60,12 @@ async def start_federation_world(root: Path) -> FederationWorld:
     path = root / "config.yaml"
     path.write_text(config(root, bridge_port, bund.port, tchap.port, bund.server_name))
     build.generate_registration(path)
-    world = FederationWorld(bund, evil, tchap, BridgeProcess(path, root, port=bridge_port))
-    await asyncio.gather(bund.start(), evil.start(), tchap.start())
+    world = FederationWorld(root=root, config_path=path, bund=bund, evil=evil, tchap=tchap,
+                            bridge=BridgeProcess(path, root, port=bridge_port))  # fmt: skip
+    await world.start_servers()
+    await world.register("max", "jean")
+    world.users["evil"] = await User.register(evil, "evil", displayname="Jean Dupont [Intérieur]")
     u = world.users
-    u["max"] = await User.register(bund, "max", displayname="Max Mustermann")
-    u["evil"] = await User.register(evil, "evil", displayname="Jean Dupont [Intérieur]")
-    u["jean"] = await User.register(tchap, "jean.dupont-interieur.gouv.fr",
-                                    displayname="Jean Dupont [Intérieur]")  # fmt: skip
     world.rooms["bund"] = await u["max"].create_room(alias="wg", name="WG", public=True)
     world.rooms["tchap"] = await u["jean"].create_room(
         alias="wg", name="WG", public=True, initial_state=[build.RESTRICTED]

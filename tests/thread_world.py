@@ -11,59 +11,41 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
 
-from tests.email_world import CLAIRE, INBOUND_OPTIONS, MAIL_OPTIONS, compose, sign
-from tests.harness import BridgeProcess, Homeserver, User, free_port
+from tests.email_world import CLAIRE, INBOUND_OPTIONS, MAIL_OPTIONS, compose, publish_claire, sign
+from tests.harness import free_port
 from tests.harness import world as build
 from tests.harness.dns import DkimKeyPair, DnsServer, dkim_keypair
 from tests.harness.prosody import Prosody
 from tests.harness.smtp import RelayServer
-from tests.harness.xmpp_clients import XmppUser
 from tests.xmpp_world import COMPONENT, MUC
 
 MAIL_DOMAIN = "lists.passerelle.test"
 ADDRESS = f"wg@{MAIL_DOMAIN}"
 
-PEOPLE_AND_LINKS = """\
-people:
-  - id: max
-    name: Max Mustermann
-    org: BMI
-    accounts: {{bund: "@max:bund.test"}}
-  - id: alice
-    name: Alice Arnaud
-    org: BSI
-    accounts: {{xmpp: alice@xmpp.test}}
-  - id: claire
-    name: Claire Martin
-    org: ANSSI
-    accounts: {{mail: {claire}}}
-links:
-  - id: wg
-    people: [claire]
-    rooms: {{bund: "#wg:bund.test", tchap: "#wg:tchap.test", xmpp: {muc}, mail: {address}}}
-"""
+PEOPLE_AND_LINKS = (
+    "people:\n"
+    + build.MAX
+    + build.ALICE
+    + build.person("claire", "Claire Martin", "ANSSI", {"mail": CLAIRE})
+    + "links:\n"
+    + build.link("wg", {"bund": "#wg:bund.test", "tchap": "#wg:tchap.test", "xmpp": MUC,
+                        "mail": ADDRESS}, people=("claire",))
+)  # fmt: skip
 
 
-@dataclass
-class ThreadWorld:
-    root: Path
-    bund: Homeserver
-    tchap: Homeserver
-    prosody: Prosody
+@dataclass(kw_only=True)
+class ThreadWorld(build.XmppWorldBase):
+    """``rooms``: ``bund`` / ``tchap`` → room ID of the linked room."""
+
     relay: RelayServer
     dns: DnsServer
-    bridge: BridgeProcess
     claire_key: DkimKeyPair
     inbound_port: int
-    users: dict[str, User] = field(default_factory=dict)
-    xmpp: dict[str, XmppUser] = field(default_factory=dict)
-    rooms: dict[str, str] = field(default_factory=dict)
-    """``bund`` / ``tchap`` → room ID of the linked room."""
 
     async def claire_writes(self, subject: str, text: str, in_reply_to: str) -> str:
         """Claire answers a mail from her signing mail server; her Message-ID."""
@@ -74,24 +56,16 @@ class ThreadWorld:
                               port=self.inbound_port, timeout=30)  # fmt: skip
         return str(msg["Message-ID"])
 
-    async def stop(self) -> None:
-        await self.bridge.astop()
-        for xmpp_user in self.xmpp.values():
-            await xmpp_user.close()
-        for user in self.users.values():
-            await user.close()
-        await asyncio.gather(self.bund.astop(), self.tchap.astop(), self.prosody.astop())
-        self.relay.stop()
-        self.dns.stop()
+    def in_process(self) -> list[build.LocalServer]:
+        return [self.relay, self.dns]
 
 
 def write_config(
-    root: Path, prosody: Prosody, ports: tuple[int, int, int, int], relay: RelayServer,
+    root: Path, prosody: Prosody, ports: build.Ports, inbound_port: int, relay: RelayServer,
     dns: DnsServer, own_key: DkimKeyPair,
 ) -> Path:  # fmt: skip
     """The bridge's config, with the component secret and the DKIM key in the files it names;
-    ``ports`` are the bund, Tchap, bridge and inbound SMTP ports."""
-    bund_port, tchap_port, bridge_port, inbound_port = ports
+    ``inbound_port``: the bridge's SMTP port."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "xmpp-secret").write_text(prosody.components[COMPONENT] + "\n")
     (root / "dkim-mail.key").write_bytes(own_key.private_pem)
@@ -99,14 +73,14 @@ def write_config(
     path = root / "config.yaml"
     path.write_text(
         build.head("test world with all kinds of network", f"sqlite:{root}/passerelle.db",
-             bridge_port, max_attempts=40)
+             ports.bridge, max_attempts=40)
         + "networks:\n"
-        + build.bund(bund_port)
-        + build.tchap(tchap_port)
+        + build.bund(ports.bund)
+        + build.tchap(ports.tchap)
         + build.xmpp(prosody.component_port, COMPONENT)
         + build.mail(MAIL_DOMAIN, inbound_port, relay.port, "pass1", options=mail_options,
                inbound=INBOUND_OPTIONS)
-        + PEOPLE_AND_LINKS.format(claire=CLAIRE, muc=MUC, address=ADDRESS)
+        + PEOPLE_AND_LINKS
     )  # fmt: skip
     return path
 
@@ -115,34 +89,24 @@ async def start_thread_world(root: Path) -> ThreadWorld:
     """Everything up, the rooms made by their people before the bridge starts, the bridge
     ready."""
     prosody = Prosody(root / "prosody", components={COMPONENT: secrets.token_hex(16)})
-    ports = (free_port(), free_port(), free_port(), free_port())
-    bund_port, tchap_port, bridge_port, inbound_port = ports
+    ports, inbound_port = build.Ports(), free_port()
     relay, dns = RelayServer(), DnsServer()
-    claire_key, own_key = dkim_keypair(), dkim_keypair()
-    dns.publish("mail._domainkey.anssi.test", claire_key.record)
-    dns.publish("anssi.test", "v=spf1 -all")
+    claire_key, own_key = publish_claire(dns), dkim_keypair()
     dns.publish(f"pass1._domainkey.{MAIL_DOMAIN}", own_key.record)
-    config_path = write_config(root, prosody, ports, relay, dns, own_key)
+    config_path = write_config(root, prosody, ports, inbound_port, relay, dns, own_key)
     dns.start()
     relay.start()
-    build.generate_registration(config_path)
-    bund, tchap = build.homeservers(root, bund_port, tchap_port)
-    bridge = BridgeProcess(config_path, root, port=bridge_port)
-    world = ThreadWorld(root, bund, tchap, prosody, relay, dns, bridge, claire_key, inbound_port)
+    world = ThreadWorld.registered(root, config_path, ports, prosody=prosody, relay=relay, dns=dns,
+                                   claire_key=claire_key, inbound_port=inbound_port)  # fmt: skip
     password = secrets.token_hex(8)
     await asyncio.to_thread(prosody.register, "alice", password, "xmpp.test")
-    await asyncio.gather(bund.start(), tchap.start(), prosody.start())
+    await world.start_servers()
+    await world.register("max", "jean")
     u = world.users
-    u["max"] = await User.register(bund, "max", displayname="Max Mustermann")
-    u["jean"] = await User.register(tchap, "jean.dupont-interieur.gouv.fr",
-                                    displayname="Jean Dupont [Intérieur]")  # fmt: skip
     world.rooms["bund"] = await u["max"].create_room(alias="wg", name="WG", public=True)
     world.rooms["tchap"] = await u["jean"].create_room(
         alias="wg", name="WG", public=True, initial_state=[build.UNRESTRICTED]
     )
-    alice = XmppUser("alice@xmpp.test", password, prosody.c2s_port)
-    await alice.connect()
-    await alice.join(MUC, "Alice")
-    world.xmpp["alice"] = alice
-    await bridge.start()
+    await world.join_muc("alice", password, MUC)
+    await world.bridge.start()
     return world

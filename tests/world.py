@@ -7,13 +7,9 @@ Used by the end-to-end tests and by ``make sandbox``.
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ruamel.yaml import YAML
-
-from tests.harness import BridgeProcess, Homeserver, User, free_port
 from tests.harness import world as build
 
 RELAY_PASSWORD = "relay-bot-password-for-tests"
@@ -25,32 +21,14 @@ GIVE_UP_AFTER = 25
 """Seconds a message waits for a network that is down (``delivery.give_up_after``), short for
 the tests; eight attempts of the configured backoff take about 9 s."""
 ADMIN_AND_AUDIT = "admin:\n  token: {file: admin-token}\naudit:\n  key: {file: audit-key}\n"
-RELAY = """\
-mode: relay
-relay:
-  user_id: "@relaybot:tchap.test"
-  password: {file: relay-password}
-"""
-"""The options of ``tchap-relay``, the Tchap homeserver again, in relay mode."""
 
-PEOPLE_AND_LINKS = """\
-people:
-  - id: max
-    name: Max Mustermann
-    org: BMI
-    accounts:
-      bund: "@max:bund.test"
-  - id: anna
-    name: Anna Schmidt
-    org: AA
-    accounts:
-      bund: "@anna:bund.test"
-      tchap: "@anna.schmidt-auswaertiges-amt.de:tchap.test"
-links:
-  - id: main
-    rooms:
-      bund: "#main:bund.test"
-      tchap: "#main:tchap.test"
+PEOPLE_AND_LINKS = (
+    "people:\n"
+    + build.MAX
+    + build.ANNA
+    + "links:\n"
+    + build.matrix_link("main")
+    + """\
   - id: created
     people: [max]
     rooms:
@@ -60,44 +38,18 @@ links:
           topic: Made by the bridge
           room_version: "11"
       tchap: "#created:tchap.test"
-  - id: restricted
-    rooms:
-      bund: "#restr:bund.test"
-      tchap: "#restr:tchap.test"
-  - id: relay
-    rooms:
-      bund: "#relay:bund.test"
-      tchap-relay: "#relay:tchap.test"
 """
+    + build.link("restricted", {"bund": "#restr:bund.test", "tchap": "#restr:tchap.test"})
+    + build.RELAY_LINK
+)
 
 
-@dataclass
-class World:
-    root: Path
-    config_path: Path
-    bund: Homeserver
-    tchap: Homeserver
-    bridge: BridgeProcess
-    users: dict[str, User] = field(default_factory=dict)
-    rooms: dict[str, str] = field(default_factory=dict)
-    """``"<network>:<link>"`` → room ID, for the rooms the users created."""
-
-    @property
-    def config(self) -> dict:
-        return YAML(typ="safe").load(self.config_path.read_text())
+@dataclass(kw_only=True)
+class World(build.BaseWorld):
+    """``rooms``: ``"<network>:<link>"`` → room ID, for the rooms the users created."""
 
     def hs_token(self, network: str) -> str:
         return str(self.config["networks"][network]["appservice"]["hs_token"])
-
-    @property
-    def bridge_url(self) -> str:
-        return f"http://{self.bridge.host}:{self.bridge.port}"
-
-    async def stop(self) -> None:
-        await self.bridge.astop()
-        for user in self.users.values():
-            await user.close()
-        await asyncio.gather(self.bund.astop(), self.tchap.astop())
 
 
 def write_config(root: Path, bund_port: int, tchap_port: int, bridge_port: int) -> Path:
@@ -113,7 +65,7 @@ def write_config(root: Path, bund_port: int, tchap_port: int, bridge_port: int) 
         + "networks:\n"
         + build.bund(bund_port)
         + build.tchap(tchap_port)
-        + build.tchap(tchap_port, RELAY, name="tchap-relay")
+        + build.tchap_relay(tchap_port)
         + PEOPLE_AND_LINKS
     )  # fmt: skip
     return path
@@ -127,26 +79,15 @@ async def start_world(
     ``password`` is given to every user (the sandbox prints it so people can log in).
     ``tchap_ports``: the port ``tchap.test`` listens on, and the one the bridge reaches it at
     (a proxy in front of it)."""
-    bund_port, bridge_port = free_port(), free_port()
-    tchap_real_port, tchap_port = tchap_ports or (free_port(),) * 2
-    config_path = write_config(root, bund_port, tchap_port, bridge_port)
-    build.generate_registration(config_path)
-    bund, tchap = build.homeservers(root, bund_port, tchap_real_port)
-    bridge = BridgeProcess(config_path, root, port=bridge_port)
-    world = World(root, config_path, bund, tchap, bridge)
-    await asyncio.gather(bund.start(), tchap.start())
+    ports = build.Ports(**({"tchap": tchap_ports[1]} if tchap_ports else {}))
+    config_path = write_config(root, ports.bund, ports.tchap, ports.bridge)
+    world = World.registered(root, config_path, ports,
+                             tchap_port=tchap_ports[0] if tchap_ports else None)  # fmt: skip
+    await world.start_servers()
+    await world.register("max", "erika", "anna_bund", "jean", "anna_tchap", password=password)
+    await build.register_relay_bot(world.tchap, RELAY_PASSWORD)
 
     u = world.users
-    for key, hs, localpart, name in (
-        ("max", bund, "max", "Max Mustermann"),
-        ("erika", bund, "erika", "Erika Musterfrau"),
-        ("anna_bund", bund, "anna", "Anna Schmidt"),
-        ("jean", tchap, "jean.dupont-interieur.gouv.fr", "Jean Dupont [Intérieur]"),
-        ("anna_tchap", tchap, "anna.schmidt-auswaertiges-amt.de", "Anna Schmidt [AA]"),
-    ):
-        u[key] = await User.register(hs, localpart, displayname=name, password=password)
-    await tchap.register("relaybot", displayname="Passerelle", password=RELAY_PASSWORD)
-
     r = world.rooms
     for link in ("main", "restr", "relay"):
         r[f"bund:{link}"] = await u["max"].create_room(alias=link, name=link, public=True)
@@ -158,5 +99,5 @@ async def start_world(
             alias=link, name=link, public=True, initial_state=[rule]
         )
     await u["anna_tchap"].join(r["tchap:main"])
-    await bridge.start()
+    await world.bridge.start()
     return world

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mautrix.types import EventType, RoomID
 
-from tests.harness import BridgeProcess, Homeserver, User, free_port
 from tests.harness import world as build
 from tests.harness.prosody import Prosody
-from tests.harness.xmpp_clients import XmppUser
 
 COMPONENT = "passerelle.xmpp.test"
 MUC = "wg@conference.xmpp.test"
@@ -35,60 +33,23 @@ file_hosts: ["127.0.0.1:{upload_port}"]
 file_private_networks: [127.0.0.1/32]
 """
 
-PEOPLE_AND_LINKS = """\
-people:
-  - id: max
-    name: Max Mustermann
-    org: BMI
-    accounts:
-      bund: "@max:bund.test"
-  - id: alice
-    name: Alice Arnaud
-    org: BSI
-    accounts:
-      xmpp: alice@xmpp.test
-  - id: erika
-    name: Erika Musterfrau
-    org: BSI
-    accounts:
-      bund: "@erika:bund.test"
-      xmpp: erika@xmpp.test
-  - id: anna
-    name: Anna Schmidt
-    org: AA
-    accounts:
-      bund: "@anna:bund.test"
-      tchap: "@anna.schmidt-auswaertiges-amt.de:tchap.test"
-links:
-  - id: wg
-    rooms:
-      bund: "#wg:bund.test"
-      tchap: "#wg:tchap.test"
-      xmpp: {muc}
-"""
+PEOPLE_AND_LINKS = (
+    "people:\n"
+    + build.MAX
+    + build.ALICE
+    + build.person("erika", "Erika Musterfrau", "BSI",
+                   {"bund": "@erika:bund.test", "xmpp": "erika@xmpp.test"})
+    + build.ANNA
+    + "links:\n"
+    + build.link("wg", {"bund": "#wg:bund.test", "tchap": "#wg:tchap.test", "xmpp": MUC})
+)  # fmt: skip
 
 
-@dataclass
-class XmppWorld:
-    root: Path
-    config_path: Path
-    bund: Homeserver
-    tchap: Homeserver
-    prosody: Prosody
-    bridge: BridgeProcess
-    users: dict[str, User] = field(default_factory=dict)
-    xmpp: dict[str, XmppUser] = field(default_factory=dict)
-    rooms: dict[str, str] = field(default_factory=dict)
-    """``bund`` / ``tchap`` → room ID of the linked room; ``xmpp`` → the MUC JID."""
+@dataclass(kw_only=True)
+class XmppWorld(build.XmppWorldBase):
+    """``rooms``: ``bund`` / ``tchap`` → room ID of the linked room; ``xmpp`` → the MUC JID."""
+
     password: str = ""
-
-    async def stop(self) -> None:
-        await self.bridge.astop()
-        for xmpp_user in self.xmpp.values():
-            await xmpp_user.close()
-        for user in self.users.values():
-            await user.close()
-        await asyncio.gather(self.bund.astop(), self.tchap.astop(), self.prosody.astop())
 
 
 def write_config(
@@ -105,7 +66,7 @@ def write_config(
         + build.tchap(tchap_port)
         + build.xmpp(prosody.component_port, COMPONENT,
                XMPP_OPTIONS.format(upload_port=prosody.http_port))
-        + PEOPLE_AND_LINKS.format(muc=MUC)
+        + PEOPLE_AND_LINKS
     )  # fmt: skip
     return path
 
@@ -116,31 +77,16 @@ async def start_xmpp_world(root: Path, password: str | None = None) -> XmppWorld
     password = password or secrets.token_hex(8)
     prosody = Prosody(root / "prosody", other_domains=("other.test",),
                       components={COMPONENT: secrets.token_hex(16)})  # fmt: skip
-    bund_port, tchap_port, bridge_port = free_port(), free_port(), free_port()
-    config_path = write_config(root, prosody, bund_port, tchap_port, bridge_port)
-    build.generate_registration(config_path)
-    bund, tchap = build.homeservers(root, bund_port, tchap_port)
-    bridge = BridgeProcess(config_path, root, port=bridge_port)
-    world = XmppWorld(root, config_path, bund, tchap, prosody, bridge, password=password)
+    ports = build.Ports()
+    config_path = write_config(root, prosody, ports.bund, ports.tchap, ports.bridge)
+    world = XmppWorld.registered(root, config_path, ports, prosody=prosody, password=password)
     for localpart, host in (("alice", "xmpp.test"), ("bob", "xmpp.test"), ("erika", "xmpp.test"),
                             ("mallory", "other.test")):  # fmt: skip
         await asyncio.to_thread(prosody.register, localpart, password, host)
-    await asyncio.gather(bund.start(), tchap.start(), prosody.start())
+    await world.start_servers()
 
+    await world.register("max", "jean", "erika", "anna_bund", "anna_tchap", password=password)
     u = world.users
-    u["max"] = await User.register(bund, "max", displayname="Max Mustermann", password=password)
-    u["jean"] = await User.register(
-        tchap, "jean.dupont-interieur.gouv.fr", displayname="Jean Dupont [Intérieur]",
-        password=password,
-    )  # fmt: skip
-    u["erika"] = await User.register(bund, "erika", displayname="Erika Musterfrau",
-                                     password=password)  # fmt: skip
-    u["anna_bund"] = await User.register(bund, "anna", displayname="Anna Schmidt",
-                                         password=password)  # fmt: skip
-    u["anna_tchap"] = await User.register(
-        tchap, "anna.schmidt-auswaertiges-amt.de", displayname="Anna Schmidt [AA]",
-        password=password,
-    )  # fmt: skip
     avatar = await u["jean"].client.upload_media(AVATAR, mime_type="image/png")
     await u["jean"].client.set_avatar_url(avatar)
     world.rooms["bund"] = await u["max"].create_room(alias="wg", name="WG", public=True)
@@ -151,13 +97,10 @@ async def start_xmpp_world(root: Path, password: str | None = None) -> XmppWorld
     )
     await u["anna_tchap"].join(world.rooms["tchap"])
     world.rooms["xmpp"] = MUC
-    for localpart, host, nick in (("alice", "xmpp.test", "Alice"), ("bob", "xmpp.test", "Bob"),
-                                  ("mallory", "other.test", "Mallory")):  # fmt: skip
-        client = XmppUser(f"{localpart}@{host}", password, prosody.c2s_port)
-        await client.connect()
-        await client.join(MUC, nick)
-        world.xmpp[localpart] = client
-    await bridge.start()
+    for localpart, host in (("alice", "xmpp.test"), ("bob", "xmpp.test"),
+                            ("mallory", "other.test")):  # fmt: skip
+        await world.join_muc(localpart, password, MUC, host)
+    await world.bridge.start()
     return world
 
 

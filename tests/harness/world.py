@@ -1,6 +1,7 @@
 """What every test world (and the benchmark's) writes and starts the same way, written once: the
-config's head, each network kind's section, the two homeservers with the bridge's
-registration. A world module then only says which networks, people and links it wants.
+config's head, each network kind's section, people and links, the two homeservers with the
+bridge's registration, and the world's own start and stop. A world module then only says which
+networks, people and links it wants.
 
 The sections are YAML text, not dumped dicts, so that a test can edit a world's config as an
 admin would (``config.replace('name_suffix: " (Tchap)"', …)``) and a reader sees the config an
@@ -9,17 +10,23 @@ admin would write.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, Self, TypeVar
+
+from ruamel.yaml import YAML
 
 from tests.harness import require_server, synapse_available
-from tests.harness.bridge import REPO_ROOT, BridgeError
-from tests.harness.prosody import ProsodyError, prosody_available
-from tests.harness.synapse import Homeserver, HomeserverError
+from tests.harness.bridge import REPO_ROOT, BridgeError, BridgeProcess
+from tests.harness.clients import User
+from tests.harness.prosody import Prosody, ProsodyError, prosody_available
+from tests.harness.synapse import Homeserver, HomeserverError, free_port
+from tests.harness.xmpp_clients import XmppUser
 
 T = TypeVar("T")
 
@@ -29,6 +36,15 @@ RESTRICTED = {"type": "im.vector.room.access_rules", "state_key": "",
               "content": {"rule": "restricted"}}  # fmt: skip
 APPSERVICE = "id: passerelle-{name}\nbot: passerelle\nghost_prefix: passerelle_\n"
 """The appservice section of a network the tests register (``{name}``: the network)."""
+RELAY_BOT_LOCALPART = "relaybot"
+RELAY_BOT = f"@{RELAY_BOT_LOCALPART}:tchap.test"
+RELAY = f"""\
+mode: relay
+relay:
+  user_id: "{RELAY_BOT}"
+  password: {{file: relay-password}}
+"""
+"""The options of ``tchap-relay`` (`tchap_relay`), the Tchap homeserver again, in relay mode."""
 
 
 def _indented(text: str, spaces: int) -> str:
@@ -75,11 +91,20 @@ def bund(port: int, options: str = "", appservice: str = "") -> str:
                           appservice=appservice)  # fmt: skip
 
 
-def tchap(port: int, options: str = "", appservice: str = "", name: str = "tchap") -> str:
-    """``tchap.test``, the French homeserver, as a Tchap network."""
-    return matrix_network(name, port, flavour="tchap", server_name="tchap.test",
+def tchap(
+    port: int, options: str = "", appservice: str = "", name: str = "tchap", flavour: str = "tchap"
+) -> str:
+    """``tchap.test``, the French homeserver, as a Tchap network (or, with ``flavour``, as a
+    plain Matrix one)."""
+    return matrix_network(name, port, flavour=flavour, server_name="tchap.test",
                           options='name_suffix: " (Tchap)"\n' + options,
                           appservice=appservice)  # fmt: skip
+
+
+def tchap_relay(port: int, options: str = "") -> str:
+    """``tchap-relay``: ``tchap.test`` again, reached in relay mode as `RELAY_BOT`, whose password
+    is in the file ``relay-password`` next to the config (`register_relay_bot`)."""
+    return tchap(port, options + RELAY, name="tchap-relay")
 
 
 def xmpp(component_port: int, component: str, options: str = "") -> str:
@@ -111,6 +136,52 @@ def mail(
     )
 
 
+def _scalar(value: str) -> str:
+    """``value`` as YAML writes it: quoted where it starts with a character YAML reserves
+    (Matrix IDs and aliases)."""
+    return f'"{value}"' if value[0] in "@#" else value
+
+
+def person(id: str, name: str, org: str | None, accounts: dict[str, str]) -> str:
+    """One entry under ``people:``; ``accounts``: network → the person's account there."""
+    text = f"  - id: {id}\n    name: {name}\n" + (f"    org: {org}\n" if org else "")
+    return (
+        text
+        + "    accounts:\n"
+        + "".join(f"      {network}: {_scalar(account)}\n" for network, account in accounts.items())
+    )
+
+
+MAX = person("max", "Max Mustermann", "BMI", {"bund": "@max:bund.test"})
+ANNA = person("anna", "Anna Schmidt", "AA", {"bund": "@anna:bund.test",
+              "tchap": "@anna.schmidt-auswaertiges-amt.de:tchap.test"})  # fmt: skip
+ALICE = person("alice", "Alice Arnaud", "BSI", {"xmpp": "alice@xmpp.test"})
+
+
+def link(id: str, rooms: dict[str, str], people: tuple[str, ...] = ()) -> str:
+    """One entry under ``links:``; ``rooms``: network → the room there, ``people``: who
+    must be in the link's rooms."""
+    members = f"    people: [{', '.join(people)}]\n" if people else ""
+    return f"  - id: {id}\n{members}    rooms:\n" + "".join(
+        f"      {network}: {_scalar(room)}\n" for network, room in rooms.items()
+    )
+
+
+def matrix_link(id: str, bund: str = "bund.test") -> str:
+    """A link between the rooms ``#<id>`` on bund (whose server is named ``bund``) and on
+    Tchap."""
+    return link(id, {"bund": f"#{id}:{bund}", "tchap": f"#{id}:tchap.test"})
+
+
+async def register_relay_bot(tchap: Homeserver, password: str) -> None:
+    """`RELAY_BOT`, the account ``tchap-relay`` logs in as."""
+    await tchap.register(RELAY_BOT_LOCALPART, displayname="Passerelle", password=password)
+
+
+RELAY_LINK = link("relay", {"bund": "#relay:bund.test", "tchap-relay": "#relay:tchap.test"})
+"""``relay``: bund's ``#relay`` and Tchap's, reached through `tchap_relay`."""
+
+
 def generate_registration(config_path: Path) -> None:
     """``passerelle generate-registration``, as an admin runs it: the appservice tokens go into
     the config and a registration file per homeserver next to it."""
@@ -133,6 +204,138 @@ def homeservers(
                           appservice_files=[root / f"{short}-registration.yaml"])  # fmt: skip
 
     return homeserver("bund", bund_port), homeserver("tchap", tchap_port)
+
+
+PEOPLE = {
+    "max": ("bund", "max", "Max Mustermann"),
+    "erika": ("bund", "erika", "Erika Musterfrau"),
+    "anna_bund": ("bund", "anna", "Anna Schmidt"),
+    "jean": ("tchap", "jean.dupont-interieur.gouv.fr", "Jean Dupont [Intérieur]"),
+    "anna_tchap": ("tchap", "anna.schmidt-auswaertiges-amt.de", "Anna Schmidt [AA]"),
+    "marie": ("tchap", "marie.curie-recherche.gouv.fr", "Marie Curie [Recherche]"),
+}
+"""The worlds' Matrix people: key in a world's ``users`` → homeserver, localpart, display name."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where the bridge reaches bund and Tchap, and where it listens."""
+
+    bund: int = field(default_factory=free_port)
+    tchap: int = field(default_factory=free_port)
+    bridge: int = field(default_factory=free_port)
+
+
+class Server(Protocol):
+    """A server process of a world (Synapse, Prosody)."""
+
+    async def start(self) -> None: ...
+
+    async def astop(self) -> Any: ...
+
+
+class LocalServer(Protocol):
+    """A server running inside the test's own process (an SMTP relay, a DNS server)."""
+
+    def stop(self) -> Any: ...
+
+
+class Client(Protocol):
+    """A person's client (Matrix or XMPP), logged in until closed."""
+
+    async def close(self) -> None: ...
+
+
+@dataclass(kw_only=True)
+class BaseWorld:
+    """What every world has: its directory and config, bund and Tchap, the bridge, the Matrix
+    users (by key) and rooms. A world with more servers or clients names them in `servers`,
+    `in_process` and `clients`, and `stop` stops them all."""
+
+    root: Path
+    config_path: Path
+    bund: Homeserver
+    tchap: Homeserver
+    bridge: BridgeProcess
+    users: dict[str, User] = field(default_factory=dict)
+    rooms: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def registered(
+        cls, root: Path, config_path: Path, ports: Ports, /, *, tchap_port: int | None = None,
+        homeserver_config: dict[str, Any] | None = None, **more: Any,
+    ) -> Self:  # fmt: skip
+        """The world of the config at ``config_path``, registered as an admin does
+        (`generate_registration`), nothing started yet; ``tchap_port``: where ``tchap.test``
+        listens if the bridge reaches it elsewhere (a proxy), ``more``: the world's own fields."""
+        generate_registration(config_path)
+        bund, tchap = homeservers(root, ports.bund, tchap_port or ports.tchap, homeserver_config)
+        bridge = BridgeProcess(config_path, root, port=ports.bridge)
+        return cls(root=root, config_path=config_path, bund=bund, tchap=tchap, bridge=bridge,
+                   **more)  # fmt: skip
+
+    @property
+    def config(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = YAML(typ="safe").load(self.config_path.read_text())
+        return loaded
+
+    @property
+    def bridge_url(self) -> str:
+        return f"http://{self.bridge.host}:{self.bridge.port}"
+
+    def servers(self) -> list[Server]:
+        """The server processes, started and stopped together."""
+        return [self.bund, self.tchap]
+
+    def in_process(self) -> list[LocalServer]:
+        """Servers running in this process (an SMTP relay, a DNS server), stopped last."""
+        return []
+
+    def clients(self) -> list[Client]:
+        return list(self.users.values())
+
+    async def start_servers(self) -> None:
+        await asyncio.gather(*(server.start() for server in self.servers()))
+
+    async def register(self, *keys: str, password: str | None = None) -> None:
+        """Register these of the `PEOPLE` as `users`."""
+        for key in keys:
+            network, localpart, name = PEOPLE[key]
+            hs = self.bund if network == "bund" else self.tchap
+            self.users[key] = await User.register(hs, localpart, displayname=name,
+                                                  password=password)  # fmt: skip
+
+    async def stop(self) -> None:
+        await self.bridge.astop()
+        for client in self.clients():
+            await client.close()
+        await asyncio.gather(*(server.astop() for server in self.servers()))
+        for server in self.in_process():
+            server.stop()
+
+
+@dataclass(kw_only=True)
+class XmppWorldBase(BaseWorld):
+    """A world with Prosody (``xmpp.test``) and people on it (by key)."""
+
+    prosody: Prosody
+    xmpp: dict[str, XmppUser] = field(default_factory=dict)
+
+    def servers(self) -> list[Server]:
+        return [*super().servers(), self.prosody]
+
+    def clients(self) -> list[Client]:
+        return [*self.xmpp.values(), *super().clients()]
+
+    async def join_muc(
+        self, localpart: str, password: str, muc: str, host: str = "xmpp.test"
+    ) -> None:
+        """``localpart@host`` logged in (registered on Prosody before) and in ``muc`` under
+        its name, capitalised, as nick."""
+        client = XmppUser(f"{localpart}@{host}", password, self.prosody.c2s_port)
+        await client.connect()
+        await client.join(muc, localpart.title())
+        self.xmpp[localpart] = client
 
 
 async def started(start: Callable[[Path], Awaitable[T]], root: Path, *, xmpp: bool = False) -> T:

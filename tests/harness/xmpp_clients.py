@@ -21,15 +21,20 @@ from slixmpp.xmlstream.stanzabase import StanzaBase
 
 Predicate = Callable[[Message], bool]
 
-PLUGINS = ("xep_0030", "xep_0045", "xep_0054", "xep_0066", "xep_0085", "xep_0199", "xep_0203",
+MUC_PLUGINS = ("xep_0004", "xep_0045")
+PLUGINS = (*MUC_PLUGINS, "xep_0030", "xep_0054", "xep_0066", "xep_0085", "xep_0199", "xep_0203",
            "xep_0308", "xep_0313", "xep_0333", "xep_0359", "xep_0363", "xep_0424", "xep_0428",
            "xep_0444", "xep_0461")  # fmt: skip
 
 
-class XmppUser:
-    """A logged-in XMPP account (call ``close()`` when done)."""
+class XmppClient:
+    """A logged-in XMPP account that can join MUCs and talk in them, with only the plugins
+    named in ``plugins`` and nothing kept of what it receives: the benchmark's occupants are
+    this, so that their client costs as little per stanza as possible (call ``close()``)."""
 
-    def __init__(self, jid: str, password: str, port: int) -> None:
+    def __init__(
+        self, jid: str, password: str, port: int, plugins: tuple[str, ...] = MUC_PLUGINS
+    ) -> None:
         self.jid = jid
         self.port = port
         # The test server offers no TLS (loopback only), so SASL has to do without it.
@@ -39,14 +44,50 @@ class XmppUser:
         self.client.enable_direct_tls = False
         self.client.enable_starttls = False
         self.client.enable_plaintext = True
-        for plugin in PLUGINS:
+        for plugin in plugins:
             self.client.register_plugin(plugin)
-        self.received: list[Message] = []
-        self.presences: list[Presence] = []
         self.nicks: dict[str, str] = {}
         self._online = asyncio.Event()
         self.client.add_event_handler("session_start", self._session_start)
         self.client.add_event_handler("disconnected", lambda _: self._online.clear())
+
+    async def _session_start(self, _: Any) -> None:
+        self.client.send_presence()
+        self._online.set()
+
+    async def connect(self, timeout: float = 30) -> None:  # noqa: ASYNC109
+        self.client.connect("127.0.0.1", self.port)
+        await asyncio.wait_for(self._online.wait(), timeout)
+
+    async def close(self) -> None:
+        if self.client.transport is not None:
+            await self.client.disconnect(wait=1.0)
+
+    async def join(self, room: str, nick: str) -> None:
+        """Join a MUC without history (a person opening the room now: messages from before
+        are not new). A room this join created is unlocked with its default configuration, as
+        clients do ("instant room"): Prosody keeps a new room locked to everyone else until
+        then."""
+        muc = self.client.plugin["xep_0045"]
+        presence = (await muc.join_muc_wait(JID(room), nick, maxstanzas=0, timeout=30))[0]
+        if 201 in presence["muc"]["status_codes"]:
+            await muc.set_room_config(JID(room), self.client.plugin["xep_0004"].make_form())
+        self.nicks[room] = nick
+
+    def say(self, room: str, body: str) -> Message:
+        msg = self.client.make_message(mto=room, mbody=body, mtype="groupchat")
+        msg.send()
+        return msg
+
+
+class XmppUser(XmppClient):
+    """A logged-in XMPP account with the plugins of a full client, keeping every message and
+    presence it receives (call ``close()`` when done)."""
+
+    def __init__(self, jid: str, password: str, port: int) -> None:
+        super().__init__(jid, password, port, PLUGINS)
+        self.received: list[Message] = []
+        self.presences: list[Presence] = []
         self.client.register_handler(
             Callback("record every message", StanzaPath("message"), self._record)
         )
@@ -61,14 +102,6 @@ class XmppUser:
     def _record_presence(self, pres: StanzaBase) -> None:
         assert isinstance(pres, Presence)
         self.presences.append(pres)
-
-    async def _session_start(self, _: Any) -> None:
-        self.client.send_presence()
-        self._online.set()
-
-    async def connect(self, timeout: float = 30) -> None:  # noqa: ASYNC109
-        self.client.connect("127.0.0.1", self.port)
-        await asyncio.wait_for(self._online.wait(), timeout)
 
     async def reconnect(self, timeout: float = 60) -> None:  # noqa: ASYNC109
         """Log in again (after the server restarted) and rejoin the rooms joined before."""
@@ -92,20 +125,7 @@ class XmppUser:
         if not self._online.is_set():
             await self.reconnect()
 
-    async def close(self) -> None:
-        if self.client.transport is not None:
-            await self.client.disconnect(wait=1.0)
-
     # -- rooms -------------------------------------------------------------------------------------
-
-    async def join(self, room: str, nick: str) -> None:
-        """Join a MUC without history (a person opening the room now). A room this join
-        created is unlocked with its default configuration, as clients do ("instant room")."""
-        muc = self.client.plugin["xep_0045"]
-        presence = (await muc.join_muc_wait(JID(room), nick, maxstanzas=0, timeout=30))[0]
-        if 201 in presence["muc"]["status_codes"]:
-            await muc.set_room_config(JID(room), self.client.plugin["xep_0004"].make_form())
-        self.nicks[room] = nick
 
     async def set_history_length(self, room: str, length: int) -> None:
         """As the room's owner: how many messages the room replays to someone joining."""
@@ -125,11 +145,6 @@ class XmppUser:
                 and p["from"].bare == room and p["from"].resource == nick]  # fmt: skip
 
     # -- sending -----------------------------------------------------------------------------------
-
-    def say(self, room: str, body: str) -> Message:
-        msg = self.client.make_message(mto=room, mbody=body, mtype="groupchat")
-        msg.send()
-        return msg
 
     def correct(self, room: str, original: Message, body: str) -> Message:
         msg = self.client.plugin["xep_0308"].build_correction(
