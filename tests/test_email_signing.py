@@ -16,7 +16,8 @@ from connectors.email.outbound import SIGNED_HEADERS, wire_bytes
 from connectors.email.render import render_mail
 from connectors.email.signing import private_key, sign
 from tests.harness.dns import DkimKeyPair, dkim_keypair
-from tests.test_email_render import ADDRESS, DATE, PDF, message, outgoing
+from tests.samples import MAIL_DATE
+from tests.test_email_render import ADDRESS, PDF, message, outgoing
 
 DOMAIN = "lists.passerelle.test"
 PDF_FILE = Attachment(
@@ -45,7 +46,8 @@ def mail(name: str) -> tuple[bytes, list[bytes], EmailMessage]:
     it has (as `wire_bytes` chose them with dkimpy), the message."""
     out, media = MAILS[name]
     msg = render_mail(out, link_id="cyber-wg", address=ADDRESS,
-                      message_id="<s.1@lists.passerelle.test>", date=DATE, media=media)  # fmt: skip
+                      message_id="<s.1@lists.passerelle.test>", date=MAIL_DATE,
+                      media=media)  # fmt: skip
     signed = [h for h in SIGNED_HEADERS if msg.get(h.decode()) is not None]
     return msg.as_bytes(policy=POLICY), signed, msg
 
