@@ -109,6 +109,11 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
         self._api: AppServiceAPI | None = None
         self._state = _StateStore()
         self._ghosts: dict[UserID, GhostProfile] = {}
+        self._named_in: dict[UserID, set[RoomID]] = {}
+        """For each ghost renamed while running, the rooms whose member event already shows
+        the new name. Synapse renames a user in their rooms in a background task, room by room:
+        a message sent right after the rename would show the old name, so the first message
+        into each room sets the name there first (`_name_in`)."""
         self._intents: dict[UserID, IntentAPI] = {}
         """Each ghost's intent, made once: mautrix builds a new one on every ``intent()`` call
         (it already keeps each ghost's API object for good)."""
@@ -233,7 +238,20 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
             return self.bot, "**{name}**: {message}"
         intent = await self._ghost(out.event.sender, out.fetch_source_media)
         await intent.ensure_joined(RoomID(out.room_id))
+        await self._name_in(intent, RoomID(out.room_id))
         return intent, None
+
+    async def _name_in(self, intent: IntentAPI, room_id: RoomID) -> None:
+        """Show a renamed ghost's new name in ``room_id`` now (see `_named_in`)."""
+        named = self._named_in.get(intent.mxid)
+        profile = self._ghosts.get(intent.mxid)
+        if named is None or room_id in named or profile is None:
+            return
+        content: dict[str, Any] = {"displayname": profile.name}
+        if profile.avatar:
+            content["avatar_url"] = profile.avatar
+        await intent.send_member_event(room_id, intent.mxid, Membership.JOIN, content)
+        named.add(room_id)
 
     def _ghost_id(self, sender: Sender) -> UserID:
         localpart = ghost_localpart(self.settings.ghost_prefix,
@@ -253,6 +271,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
             await self._intent(user_id).set_displayname(name)
             await self.state.save_ghost_profile(user_id, GhostProfile(name, current.avatar))
             self._ghosts.pop(user_id, None)
+            self._named_in[user_id] = set()
             self.log.info("Renamed %s to %s", user_id, name)
 
     async def leave_ghosts(self, room_id: str) -> None:
@@ -310,6 +329,8 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
             await intent.ensure_registered()
             if current is None or current.name != wanted.name:
                 await intent.set_displayname(wanted.name)
+                if current is not None:
+                    self._named_in[user_id] = set()
             avatar = current.avatar if current else None
             if wanted.avatar != avatar and wanted.avatar and fetch is not None:
                 avatar = await self._copy_avatar(intent, sender, fetch)
