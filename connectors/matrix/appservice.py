@@ -250,7 +250,10 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
         content: dict[str, Any] = {"displayname": profile.name}
         if profile.avatar:
             content["avatar_url"] = profile.avatar
-        await intent.send_member_event(room_id, intent.mxid, Membership.JOIN, content)
+        try:
+            await intent.send_member_event(room_id, intent.mxid, Membership.JOIN, content)
+        except MatrixRequestError as e:  # the message still goes; Synapse renames it later
+            self.log.warning("Could not show %s's new name in %s: %s", intent.mxid, room_id, e)
         named.add(room_id)
 
     def _ghost_id(self, sender: Sender) -> UserID:
