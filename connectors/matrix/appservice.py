@@ -242,16 +242,20 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
         return intent, None
 
     async def _name_in(self, intent: IntentAPI, room_id: RoomID) -> None:
-        """Show a renamed ghost's new name in ``room_id`` now (see `_named_in`)."""
+        """Show a renamed ghost's new name in ``room_id`` now (see `_named_in`): its member
+        event there again, with the new name and everything else (its avatar) as it was."""
         named = self._named_in.get(intent.mxid)
         profile = self._ghosts.get(intent.mxid)
         if named is None or room_id in named or profile is None:
             return
-        content: dict[str, Any] = {"displayname": profile.name}
-        if profile.avatar:
-            content["avatar_url"] = profile.avatar
         try:
-            await intent.send_member_event(room_id, intent.mxid, Membership.JOIN, content)
+            member = await intent.get_state_event(room_id, EventType.ROOM_MEMBER, intent.mxid)
+            content = member.serialize()
+            if isinstance(content, dict) and content.get("displayname") != profile.name:
+                renamed = {**content, "displayname": profile.name}
+                await intent.send_state_event(
+                    room_id, EventType.ROOM_MEMBER, renamed, state_key=intent.mxid
+                )
         except MatrixRequestError as e:  # the message still goes; Synapse renames it later
             self.log.warning("Could not show %s's new name in %s: %s", intent.mxid, room_id, e)
         named.add(room_id)
