@@ -58,6 +58,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--soak", action="store_true", help="also the soak phase (30 min)")
     p.add_argument("--soak-minutes", type=float, help="soak: minutes (default 30)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where JSON and PNG go")
+    p.add_argument(
+        "--report", type=Path, metavar="JSON", help="measure nothing: print a results.json's table"
+    )
     args = p.parse_args(argv)
     quick = args.quick
     for name, full, short in (
@@ -128,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     # connection's life: work in the benchmark's own process that no measured path should pay.
     for library in ("mail.log", "slixmpp"):
         logging.getLogger(library).setLevel(logging.WARNING)
+    if args.report is not None:
+        results = json.loads(args.report.read_text())
+        print(report.render(report.build(results), results["meta"], results))
+        return 0
     reason = synapse_available()
     if reason:
         print(f"cannot benchmark: {reason}", file=sys.stderr)

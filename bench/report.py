@@ -18,6 +18,9 @@ from bench.stats import median
 QUANTILE_TARGETS_MS = {"p50": 5.0, "p95": None, "p99": 20.0}
 THROUGHPUT_RATIO = 0.95
 CPU_MS_PER_TARGET = 1.0
+CPU_MS_PER_MAIL = 5.0
+"""Issue 16's target for a mail (its DKIM signature and SMTP hand-over included); the 1 ms
+above is for a message to a chat network."""
 ARRIVAL_TO_SEND_P99_MS = 5.0
 SCALE = {"links": 10_000, "people": 100_000}
 LOAD_S, RSS_MB, READY_S = 2.0, 250.0, 3.0
@@ -151,12 +154,22 @@ def serial_row(runs: list[dict[str, Any]], label: str, bridged: float | None, lo
     """The bridged rate of one link against the order-keeping limit: a client on the target
     homeserver sending one message after another (`Bench._serial_burst`)."""
     limit = median([r[label]["serial_baseline"]["accepted_per_s"] for r in runs])
-    ratio = bridged / limit if bridged is not None and limit else None
+    ratio = median([
+        r[label]["bridged_per_s"] / r[label]["serial_baseline"]["accepted_per_s"]
+        for r in runs if r[label]["serial_baseline"]["accepted_per_s"]
+    ])  # fmt: skip
     ok = lost == 0 and ratio is not None and ratio >= THROUGHPUT_RATIO
+    # tchap.test's CPU per message in either phase (runs before this field have none).
+    bridged_hs = median(
+        [r[label].get("cost", {}).get("server_cpu_ms_per_message", {}).get("tchap") for r in runs]
+    )
+    serial_hs = median([r[label]["serial_baseline"].get("tchap_cpu_ms_per_message") for r in runs])
     return Row(
         f"throughput, {label}, against the order-keeping limit",
-        "—" if bridged is None else f"{bridged:.1f} msg/s",
-        f"serial client on tchap {limit:.1f} msg/s",
+        ("—" if bridged is None else f"{bridged:.1f} msg/s")
+        + ("" if bridged_hs is None or serial_hs is None else f" (tchap {bridged_hs:.1f} ms CPU)"),
+        f"serial client on tchap {limit:.1f} msg/s"
+        + ("" if serial_hs is None else f" (tchap {serial_hs:.1f} ms CPU)"),
         "—" if ratio is None else f"{ratio:.0%}",
         f"≥ {THROUGHPUT_RATIO:.0%}, none lost",
         judge(ok),
@@ -186,19 +199,23 @@ def cost_rows(
     if latency:
         for pair, routes in route_pairs(latency).items():
             costs = [r["bridged"][route]["cost"] for r in latency for route in routes]
-            rows += _cost_rows(costs, f"{pair} at {rate:g} msg/s", targets=True)
+            target = CPU_MS_PER_MAIL if "mail" in pair else CPU_MS_PER_TARGET
+            rows += _cost_rows(costs, f"{pair} at {rate:g} msg/s", target)
         for route, first in latency[0]["bridged"].items():
             if first.get("stress"):
                 costs = [r["bridged"][route]["cost"] for r in latency]
                 label = f"{route_label(route, first)} at {rate:g} msg/s"
-                rows += _cost_rows(costs, label, targets=False)
+                rows += _cost_rows(costs, label, None)
     if burst:
         for label in burst[0]:
-            rows += _cost_rows([r[label]["cost"] for r in burst], f"burst, {label}", targets=False)
+            rows += _cost_rows([r[label]["cost"] for r in burst], f"burst, {label}", None)
     return rows
 
 
-def _cost_rows(costs: list[dict[str, Any]], where: str, targets: bool) -> list[Row]:
+def _cost_rows(costs: list[dict[str, Any]], where: str, target: float | None) -> list[Row]:
+    """``target``: CPU milliseconds per message per target, None where the issue sets none
+    (the arrival → request target goes with it)."""
+    targets = target is not None
     per_msg = median([c["bridge_cpu_ms_per_message"] for c in costs])
     per_target = median([c["bridge_cpu_ms_per_target"] for c in costs])
     hs = {
@@ -214,8 +231,8 @@ def _cost_rows(costs: list[dict[str, Any]], where: str, targets: bool) -> list[R
             "—" if per_target is None else f"{per_target:.2f} ms",
             f"servers per message: {hs_text}",
             "—" if per_target is None or not hs_total else f"{per_target / hs_total:.2f}×",
-            f"≤ {CPU_MS_PER_TARGET:g} ms" if targets else "—",
-            judge(per_target <= CPU_MS_PER_TARGET if targets and per_target is not None else None),
+            "—" if target is None else f"≤ {target:g} ms",
+            judge(per_target <= target if target is not None and per_target is not None else None),
         ),
         Row(
             f"bridge CPU per message ({where})",

@@ -281,10 +281,10 @@ class Bench:
                 (f"{len(self.burst_rooms)} links", self.burst_rooms, s.burst_many_links),
             ):
                 name = f"throughput run {n + 1}/{s.repeats}, {label}"
-                serial = None
+                serial = serial_cost = None
                 if len(rooms) == 1:
                     log.info("%s: %d messages from a serial client on tchap", name, count)
-                    serial, _ = await self._measured(
+                    serial, serial_cost = await self._measured(
                         f"{name}, serial client on tchap",
                         f"t{n}-serial",
                         partial(self._serial_burst, count),
@@ -303,8 +303,14 @@ class Bench:
                     ),  # fmt: skip
                 )
                 run[label] = {**burst_summary(burst), "cost": cost_summary(cost, ("bund", "tchap"))}
-                if serial is not None:
-                    run[label]["serial_baseline"] = burst_summary(serial)
+                if serial is not None and serial_cost is not None:
+                    # What tchap.test spends per message taken from a client, beside what it
+                    # spends per message from the bridge's ghost (it also pushes the ghost's
+                    # message back to the appservice).
+                    run[label]["serial_baseline"] = {
+                        **burst_summary(serial),
+                        "tchap_cpu_ms_per_message": serial_cost.cpu_ms_per("tchap", count),
+                    }
             runs.append(run)
         return runs
 

@@ -25,7 +25,7 @@ from tests.faults.scenario import (
     sigkills,
 )
 from tests.faults.traffic import Arrival
-from tests.faults.world import FaultWorld, fault_world, keep_logs
+from tests.faults.world import FaultWorld, bridge_problems, fault_world, keep_logs
 from tests.harness import BridgeError, HomeserverError, require_server, synapse_available
 
 INTERVAL = 0.5
@@ -54,7 +54,7 @@ def assert_whole(world: FaultWorld, result: Result) -> None:
     if not result.ok:
         logs = Path(".faults") / f"test-{result.run}"
         keep_logs(world, logs)
-        report += f"\n(logs in {logs})"
+        report += f"\n(logs in {logs}; the bridge's last warnings:)\n{bridge_problems(world)}"
     assert [t.name for t in result.tallies] == ["bund → tchap", "tchap → bund"], report
     assert all(t.sent >= 10 for t in result.tallies), report
     assert result.ok, report

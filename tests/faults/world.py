@@ -20,6 +20,7 @@ exercise all twelve routes.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import shutil
 from collections.abc import AsyncIterator
@@ -45,6 +46,8 @@ MAIL_DOMAIN = "lists.passerelle.test"
 LINK_ADDRESS = f"wg@{MAIL_DOMAIN}"
 RITA = "rita@bmi.test"
 DATABASE_PREFIX = "passerelle_faults"
+PROBLEM = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL) ")
+"""A bridge log line (`bridge.logs.TEXT_FORMAT`) of a warning or worse."""
 
 RITA_PERSON = """\
 people:
@@ -243,6 +246,26 @@ async def _populate(world: FaultWorld, networks: tuple[str, ...]) -> None:
     if "mail" in networks:
         world.rooms["mail"] = LINK_ADDRESS
     await world.instances[0].bridge.start()
+
+
+def bridge_problems(world: FaultWorld, lines: int = 40) -> str:
+    """The bridge instances' last warnings and errors (with their tracebacks), for a failed
+    run's report: CI keeps the report, not the log files."""
+    kept: list[str] = []
+    for instance in world.instances:
+        try:
+            text = instance.bridge.log_path.read_text(errors="replace")
+        except OSError:
+            continue
+        keep = False
+        for line in text.splitlines():
+            if PROBLEM.search(line):
+                keep = True
+            elif not line.startswith((" ", "Traceback", "=====")) and line[:1].isdigit():
+                keep = False
+            if keep or line.startswith("====="):
+                kept.append(f"{instance.name}| {line}")
+    return "\n".join(kept[-lines:])
 
 
 def keep_logs(world: FaultWorld, into: Path) -> None:
