@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from mautrix.types import RoomID
 
 from tests.harness import (
     BridgeError,
@@ -31,7 +32,7 @@ from tests.harness import (
     synapse_available,
 )
 from tests.harness import world as build
-from tests.harness.expect import bodies, body_is, unique
+from tests.harness.expect import bodies, body_has, body_is, joined_invite, unique
 from tests.harness.postgres import fresh_database, terminate_connections
 from tests.harness.proxy import FailoverProxy
 from tests.world import RELAY_PASSWORD
@@ -49,6 +50,11 @@ links:
     rooms: {bund: "#main:bund.test", tchap: "#main:tchap.test"}
   - id: relay
     rooms: {bund: "#relay:bund.test", tchap-relay: "#relay:tchap.test"}
+"""
+
+LATE_LINK = """\
+  - id: late
+    rooms: {bund: "#late:bund.test", tchap: "#late:tchap.test"}
 """
 
 
@@ -208,26 +214,75 @@ async def test_a_transaction_the_bridge_never_saw_is_caught_up(pair: Pair) -> No
     await crossing(pair, {"tchap:main": swallowed})
 
 
+async def test_a_room_a_reload_added_is_caught_up_from_the_bots_join(pair: Pair) -> None:
+    """The first message in a room that a reload brought in is never pushed: the bridge reads
+    the room from where the bot joined it, so the next message's push brings both (before,
+    it read the room from wherever it stood then, after the lost message)."""
+    max_, jean = pair.users["max"], pair.users["jean"]
+    bund_room = await max_.create_room(alias="late", public=True)
+    tchap_room = await jean.create_room(alias="late", public=True,
+                                        initial_state=[build.UNRESTRICTED])  # fmt: skip
+    configs = {bridge: bridge.config_path.read_text() for bridge in pair.bridges}
+    try:
+        for bridge, text in configs.items():
+            bridge.config_path.write_text(text + LATE_LINK)
+            assert "Config reloaded: 2 room(s) set up" in await bridge.reload()
+        lost, pushed = unique("gleich nach dem Beitritt"), unique("danach")
+        pair.proxy.swallow(1, when=lambda body: lost.encode() in body)
+        await max_.send_text(bund_room, lost)
+        for _ in range(300):
+            if pair.proxy.swallowed and lost.encode() in pair.proxy.swallowed[-1]:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the homeserver never pushed the first message")
+        await max_.send_text(bund_room, pushed)
+        for text in (lost, pushed):
+            await jean.wait_for(tchap_room, body_has(text), timeout=60)
+        await asyncio.sleep(1)
+        seen = [b or "" for b in await bodies(jean, tchap_room, limit=50)]
+        assert [sum(text in b for b in seen) for text in (lost, pushed)] == [1, 1], seen
+    finally:
+        for bridge, text in configs.items():
+            bridge.config_path.write_text(text)
+            await bridge.reload()
+
+
 async def test_what_was_said_while_every_instance_was_down_and_never_pushed_arrives(
     pair: Pair,
 ) -> None:
-    """The homeserver lost its pending transactions (they were removed while it was stopped):
-    once the bridge is back, it reads the room from where it was."""
-    max_ = pair.users["max"]
+    """The homeservers lost their pending transactions (they were removed while they were
+    stopped): once the bridge is back, it reads the rooms from where it was. Jean has a direct
+    chat with Max's ghost, which the bot is not in (nor may read): the catch-up reads past it."""
+    max_, jean = pair.users["max"], pair.users["jean"]
+    members = await jean.client.get_joined_members(RoomID(pair.rooms["tchap:main"]))
+    ghost_of_max = next(u for u in members if u.startswith("@passerelle_") and "max" in u)
+    since = (await max_.client.sync(timeout=0))["next_batch"]
+    dm = await jean.create_room(invitees=[ghost_of_max], is_direct=True)
+    private = await joined_invite(max_, since)
+    hello = unique("Une question privée")
+    await jean.send_text(dm, hello)
+    await max_.wait_for(private, body_has(hello))  # the chat is open (and stored)
+    assert "@passerelle:tchap.test" not in await jean.client.get_joined_members(RoomID(dm))
     for bridge in pair.bridges:
         await bridge.astop()
-    texts = [unique(f"während alle weg waren {i}") for i in range(3)]
-    for text in texts:
-        await max_.send_text(pair.rooms["bund:main"], text)
-    await pair.bund.astop()
-    db = sqlite3.connect(pair.bund.workdir / "homeserver.db")
-    with db:
-        db.execute("DELETE FROM application_services_txns")
-    db.close()
-    await pair.bund.start()
+    texts = {
+        "tchap:main": [unique(f"während alle weg waren {i}") for i in range(3)],
+        "bund:main": [unique(f"pendant que tout était arrêté {i}") for i in range(3)],
+    }
+    for i in range(3):
+        await max_.send_text(pair.rooms["bund:main"], texts["tchap:main"][i])
+        await jean.send_text(pair.rooms["tchap:main"], texts["bund:main"][i])
+    await asyncio.gather(pair.bund.astop(), pair.tchap.astop())
+    for hs in (pair.bund, pair.tchap):
+        db = sqlite3.connect(hs.workdir / "homeserver.db")
+        with db:
+            db.execute("DELETE FROM application_services_txns")
+        db.close()
+    await asyncio.gather(pair.bund.start(), pair.tchap.start())
     for bridge in pair.bridges:
         await bridge.start()
-    await crossing(pair, {"tchap:main": texts})
+    await crossing(pair, texts)
 
 
 async def test_terminated_database_connections_lose_and_double_nothing(pair: Pair) -> None:

@@ -193,6 +193,12 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
         if self._catch_up_task is None or self._catch_up_task.done():
             self._catch_up_task = supervise(f"catch-up:{self.name}", self.catch_up.run, self.log)
 
+    async def joined(self, room_id: str) -> None:
+        try:
+            await self.catch_up.from_now(room_id)
+        except Exception as e:  # the room's first read takes its token instead
+            self.log.warning("Could not note where %s's timeline stands: %s", room_id, e)
+
     def _device_client(self) -> Client:
         """The bot as its encryption device: the appservice token, masquerading as the bot
         (and, once it exists, as its device)."""
@@ -391,6 +397,7 @@ class AppserviceConnector(MatrixConnector, DirectChats, Typing, ReadMarkers, Ser
             initial_state=initial_state,  # type: ignore[arg-type]
         )
         await self.bot.join_room(room_id)
+        await self.joined(room_id)
         self.log.info("Opened direct chat %s with %s for link %s", room_id, user_id, link_id)
         return str(room_id)
 

@@ -99,6 +99,13 @@ def delivery_failure(network: str, error: Exception) -> Exception:
                          permanent=error.errcode in _PERMANENT_ERRCODES)  # fmt: skip
 
 
+class NotAnswering(Exception):
+    """This network's homeserver did not answer a request made for one of its own events (the
+    sender's profile): the event is not taken, so that it comes again (a push is answered with
+    an error and sent again; the catch-up reads the room again), instead of being dropped as if
+    the event itself were at fault."""
+
+
 def _profile(member: JSON, user_id: str) -> tuple[str, str | None]:
     """Display name (the user ID when unset; cut to a name's length, since a member event from
     another server may carry any amount) and avatar of an ``m.room.member`` content."""
@@ -453,6 +460,7 @@ class MatrixConnector(Connector):
             if room_id is None:
                 room_id = await self._create_room(link)
                 earlier = False
+                await self.joined(room_id)
                 await self.host.store.save_created_room(link.id, self.name, room_id)
                 self._created[link.id] = room_id
                 self.log.info("Created room %s for link %s", room_id, link.id)
@@ -464,12 +472,17 @@ class MatrixConnector(Connector):
             if room_id not in self._joined:
                 await self.bot.join_room(RoomID(room_id), max_retries=2)
                 earlier = False
+                await self.joined(room_id)
         # Checked before it is bound: nothing may be delivered into a room not checked yet.
         if at_start and earlier and not self._checkable(link.id, room_id):
             self._unchecked.add(room_id)
         else:
             await self._check_room(link.id, room_id, read=not (at_start and earlier))
         self.host.directory.bind(link.id, self.name, room_id)
+
+    async def joined(self, room_id: str) -> None:
+        """The bot has just joined or created ``room_id``: where the connector reads rooms'
+        timelines itself, it reads this one from here on (the appservice's catch-up)."""
 
     async def _create_room(self, link: Link) -> str:
         create = link.rooms[self.name].create
@@ -593,8 +606,9 @@ class MatrixConnector(Connector):
         """One room event from the homeserver. Returns once the event is stored (or ignored).
 
         Raises only when storing failed, or when the facts of a room checked on its first event
-        could not be read, so that the source is not acknowledged and sends it again; any other
-        failure is this event's alone: it is logged and the stream goes on.
+        or its sender's profile could not be read (`NotAnswering`), so that the source is not
+        acknowledged and sends it again; any other failure is this event's alone: it is logged
+        and the stream goes on.
         """
         room_id = raw.get("room_id")
         if isinstance(room_id, str) and room_id in self._unchecked:
@@ -606,6 +620,8 @@ class MatrixConnector(Connector):
             raw = decrypted
         try:
             event = await self._to_event(raw)
+        except NotAnswering:
+            raise
         except Exception:
             self.log.exception("Could not handle event %s", raw.get("event_id"))
             return
@@ -731,8 +747,12 @@ class MatrixConnector(Connector):
                     RoomID(room_id), EventType.ROOM_MEMBER, user_id
                 )
                 self._members[key] = _profile(member.serialize(), user_id)
-            except MatrixRequestError:
-                self._members[key] = (user_id, None)
+            except MatrixRequestError as e:
+                if e.http_status >= 500 or e.http_status == 429:
+                    raise NotAnswering(f"{self.name} answered {e.http_status}: {e}") from e
+                self._members[key] = (user_id, None)  # not a member, no profile: the ID shows
+            except (MatrixConnectionError, aiohttp.ClientError, TimeoutError) as e:
+                raise NotAnswering(f"{self.name} did not answer: {e}") from e
         return self._members[key]
 
     async def members(self, room_id: str) -> list[str]:

@@ -10,12 +10,17 @@ skipped with one store query per page, and storing is idempotent anyway.
 Where it last read is a pagination token per room (`MatrixState`). A room is read:
 
 - once after start, for every room with a token (what was said while the bridge was down and
-  its transactions were lost); a room seen for the first time gets the token of its present end
-  (history from before the bridge joined is not bridged);
+  its transactions were lost). A room gets its first token when the bot joins or creates it
+  (`CatchUp.from_now`), so what is said from then on is caught up even if its push never
+  comes; a room joined at an earlier run without a token (a new store) gets the token of its
+  present end at its first read. History from before the bridge joined is not bridged;
 - every ``catch_up_interval`` for rooms with pushed events since the last read ("recently
   active"); a room nothing happened in costs nothing;
 - soon after the bridge failed to take a transaction, or after its homeserver came back from
   being unreachable (`CatchUp.everything`).
+
+A room the bot may not read (a direct chat that someone opened by inviting a ghost, which the
+bot is not in) is left to its pushes; it does not stop the pass for the rooms after it.
 
 Cost: one request per room read, plus one per further 100 events; at most 3600 /
 ``catch_up_interval`` requests per hour for a room that is active the whole hour, none for an
@@ -33,6 +38,7 @@ from typing import Any
 
 from mautrix.api import Method, Path
 from mautrix.client import ClientAPI
+from mautrix.errors import MatrixRequestError
 from mautrix.types import RoomID
 
 from bridge.store import Store
@@ -62,6 +68,8 @@ class CatchUp:
     _everything: bool = field(default=True, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False)
+    _unreadable: set[str] = field(default_factory=set, init=False)
+    """Rooms the bot was refused reading (logged once each)."""
     _wary_until: float = field(default_factory=lambda: time.monotonic() + WARY, init=False)
     first_pass: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     """Set once every room was read after start (or tried): pushed events wait for it, so
@@ -102,6 +110,12 @@ class CatchUp:
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:
+                    if isinstance(e, MatrixRequestError) and _refused(e):
+                        if room not in self._unreadable:
+                            self._unreadable.add(room)
+                            self.log.info("Cannot read %s as the bot (%s): only its pushes "
+                                          "bring its events", room, e)  # fmt: skip
+                        continue
                     # The homeserver may be down: once it answers, every room is read again.
                     self.log.warning("Could not catch up with %s: %s", room, e)
                     self._everything = True
@@ -113,6 +127,16 @@ class CatchUp:
                 await asyncio.sleep(SOON)
             except TimeoutError:
                 pass
+
+    async def from_now(self, room_id: str) -> None:
+        """The bot just joined or created ``room_id``: read it from here on. Taken now rather
+        than at the room's first read, which may come after its first messages (a pass runs
+        once the rooms are set up; a room a reload added waits for a push): one of them whose
+        push never came would be lost."""
+        lock = self._locks.setdefault(room_id, asyncio.Lock())
+        async with lock:
+            if room_id not in self._positions:
+                await self._save(room_id, await self._present_end(room_id))
 
     def knows(self, room_id: str) -> bool:
         """Whether the room was read before (a room never read has nothing to catch up yet)."""
@@ -174,3 +198,9 @@ class CatchUp:
         if self._positions.get(room_id) != token:
             self._positions[room_id] = token
             await self.state().save_room_position(room_id, token)
+
+
+def _refused(error: MatrixRequestError) -> bool:
+    """Whether the homeserver refused the bot this room (not a member, no such room), as
+    opposed to being unable to answer now."""
+    return error.http_status in (403, 404)
