@@ -516,16 +516,24 @@ class MatrixConnector(Connector):
             await self._learn(room_id, tchap.ACCESS_RULES_EVENT, states[tchap.ACCESS_RULES_EVENT])
         return room_id
 
-    async def _learn(self, room_id: str, event_type: str, content: JSON | None) -> None:
-        """A room's encryption or access rule, from its state event (pushed, or the room's
-        creation): kept in memory and stored."""
+    async def _learn(self, room_id: str, event_type: str, content: JSON | None) -> bool:
+        """A room's encryption or access rule, from its state event (pushed, read by the
+        catch-up, or the room's creation): kept in memory and stored. True when it differs from
+        what was known (the catch-up reads again events that were pushed already: those need
+        no new check of the room)."""
         if event_type == ENCRYPTION_EVENT:
+            known = self.facts.knows_encryption(room_id) and room_id not in self._unconfirmed
+            before = self.facts.encryption(room_id)
             self._unconfirmed.discard(room_id)
             self.facts.set_encryption(room_id, content)
             content = self.facts.encryption(room_id)
         else:
+            known, before = room_id in self._access_rules, self._access_rules.get(room_id)
             self._access_rules[room_id] = content
+        if known and before == content:
+            return False
         await self.state.save_room_fact(room_id, event_type, content)
+        return True
 
     @staticmethod
     def encryption_state() -> JSON:
@@ -641,8 +649,8 @@ class MatrixConnector(Connector):
         bound = self.host.directory.bound_link(self.name, room_id)
         if raw.get("state_key") == "" and etype in (tchap.ACCESS_RULES_EVENT, ENCRYPTION_EVENT):
             content = raw.get("content")
-            await self._learn(room_id, etype, content if isinstance(content, dict) else {})
-            if bound:
+            content = content if isinstance(content, dict) else {}
+            if await self._learn(room_id, etype, content) and bound:
                 await self._check_room(bound, room_id)
             return None
         if self.is_own(sender_id):
