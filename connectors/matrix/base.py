@@ -460,9 +460,9 @@ class MatrixConnector(Connector):
             if room_id is None:
                 room_id = await self._create_room(link)
                 earlier = False
-                await self.joined(room_id)
                 await self.host.store.save_created_room(link.id, self.name, room_id)
                 self._created[link.id] = room_id
+                await self.joined(room_id)
                 self.log.info("Created room %s for link %s", room_id, link.id)
         else:
             assert spec.room is not None
